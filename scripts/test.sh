@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: set up (idempotent), lint, then run the whole test suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k archive).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${PGTOOL_VENV:-$PWD/.venv}
+bash scripts/setup.sh
+"$VENV/bin/ruff" check src tests scripts
+"$VENV/bin/ruff" format --check src tests scripts
+export PATH="$VENV/bin:$PATH"
+exec "$VENV/bin/pytest" "$@"

@@ -1,0 +1,77 @@
+"""The one place where pgtool's exceptions become exit codes and the run's summary is logged.
+
+Every command body runs through `run_command`: it configures logging, times the run, logs exactly one
+summary event ("run finished" / "run failed") with command, outcome and duration, pushes the run's
+metrics when a Pushgateway is configured, and exits with the documented code. A traceback appears only
+at debug level, and never with local variables (they may hold DSNs).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import NoReturn
+
+from pgtool.errors import EXIT_FAILED, EXIT_OK, PgtoolError
+
+EXIT_INTERRUPTED = 130
+
+
+def setup_logging() -> None:
+    from pgtool.cli.state import STATE
+    from pgtool.obs.logging import configure
+
+    configure(STATE.log_level, json=STATE.log_json)
+
+
+def run_command(
+    command: str,
+    body: Callable[..., int | None],
+    *,
+    pushgateway: str | None = None,
+    metrics_job: str | None = None,
+) -> NoReturn:
+    """Run `body(report)` and exit.
+
+    body receives a `RunReport` to add gauges to and returns None/0 for success or an exit code.
+    metrics_job overrides the Pushgateway job suffix (e.g. "verify-base"); default `command`.
+    """
+    setup_logging()
+    from pgtool.obs.logging import get_logger
+    from pgtool.obs.metrics import RunReport, push_run_result
+
+    log = get_logger().bind(command=command)
+    report = RunReport()
+    start = time.monotonic()
+    code = EXIT_FAILED
+    error: str | None = None
+    try:
+        result = body(report)
+        code = EXIT_OK if result is None else int(result)
+    except PgtoolError as exc:
+        code = exc.exit_code
+        error = exc.one_line()
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+        error = "interrupted"
+    except Exception as exc:  # a bug: one line for the user, the traceback only at debug level
+        code = EXIT_FAILED
+        error = f"unexpected error: {type(exc).__name__}: {exc}"
+        log.debug("traceback", exc_info=True)
+    duration = round(time.monotonic() - start, 3)
+    if pushgateway:
+        push_run_result(
+            pushgateway,
+            metrics_job or command,
+            success=code == EXIT_OK,
+            duration_seconds=duration,
+            report=report,
+        )
+    if error is None:
+        outcome = "success" if code == EXIT_OK else "findings"
+        log.info("run finished", outcome=outcome, exit_code=code, duration_s=duration)
+    else:
+        log.error("run failed", outcome="error", exit_code=code, duration_s=duration, error=error)
+    sys.stdout.flush()
+    raise SystemExit(code)

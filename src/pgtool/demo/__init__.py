@@ -1,0 +1,1 @@
+"""`pgtool demo`: pgtool's lifecycle on a throwaway PostgreSQL."""

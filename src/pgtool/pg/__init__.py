@@ -1,0 +1,1 @@
+"""PostgreSQL plumbing: connections, the external-binary wrapper, throwaway local clusters."""

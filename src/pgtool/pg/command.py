@@ -1,0 +1,218 @@
+"""The one wrapper through which pgtool runs external binaries (pg_dump, pg_basebackup, initdb, ...).
+
+- argv lists only, never a shell;
+- passwords never on argv: `libpq_args()` moves a DSN's password into a 0600 passfile named by
+  PGPASSFILE for the child's lifetime;
+- stderr streamed to the log line by line (redacted), its tail kept for the error message;
+- SIGTERM/SIGINT received by pgtool are forwarded to the child, so a Kubernetes pod stop lets
+  pg_dump/pg_basebackup end cleanly and our cleanup still runs;
+- optionally run as an unprivileged user (postgres refuses root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pgtool.config import redact_dsn
+from pgtool.errors import BinaryNotFoundError, ExternalCommandError
+from pgtool.obs.logging import get_logger
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    returncode: int
+    stdout: str | None
+    stderr_tail: str
+
+
+def run_as_prefix(user: str | None) -> list[str]:
+    """argv prefix that runs a command as `user` (when we are root), else nothing."""
+    if user is None or os.geteuid() != 0:
+        return []
+    return ["runuser", "-u", user, "--"]
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout: IO[Any] | int | None = subprocess.DEVNULL,
+    capture_stdout: bool = False,
+    stdin: IO[Any] | int | None = subprocess.DEVNULL,
+    check: bool = True,
+    ok_codes: Sequence[int] = (0,),
+    run_as: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    log_stderr_level: str = "info",
+    what: str | None = None,
+) -> CommandResult:
+    """Run `argv` and wait for it.
+
+    env: variables added to (not replacing) the current environment.
+    stdout: a file object or fd the child writes to; ignored when capture_stdout is true.
+    check: raise ExternalCommandError unless the return code is in ok_codes.
+    run_as: drop to this user through runuser when pgtool runs as root.
+    what: a short description for messages (default: the binary's name).
+    """
+    argv = [str(a) for a in argv]
+    name = what or Path(argv[0]).name
+    log = get_logger().bind(binary=name)
+    full_argv = run_as_prefix(run_as) + argv
+    child_env = dict(os.environ)
+    if env:
+        child_env.update(env)
+    log.debug("running", argv=redact_dsn(" ".join(argv)))
+    try:
+        proc = subprocess.Popen(
+            full_argv,
+            stdin=stdin,
+            stdout=subprocess.PIPE if capture_stdout else stdout,
+            stderr=subprocess.PIPE,
+            env=child_env,
+            cwd=cwd,
+            text=False,
+        )
+    except FileNotFoundError as exc:
+        raise BinaryNotFoundError(
+            f"{name}: executable not found ({exc.filename})",
+            hint="install the PostgreSQL client tools or pass --pg-bindir",
+        ) from None
+    except PermissionError as exc:
+        raise BinaryNotFoundError(f"{name}: not executable ({exc.filename})") from None
+
+    tail: deque[str] = deque(maxlen=20)
+    emit = getattr(log, log_stderr_level)
+
+    def pump_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in iter(proc.stderr.readline, b""):
+            line = redact_dsn(raw.decode("utf-8", "replace").rstrip())
+            if line:
+                tail.append(line)
+                emit("stderr", line=line)
+
+    reader = threading.Thread(target=pump_stderr, daemon=True)
+    reader.start()
+    out_chunks: list[bytes] = []
+    out_reader = None
+    if capture_stdout:
+        assert proc.stdout is not None
+        pipe = proc.stdout
+        out_reader = threading.Thread(target=lambda: out_chunks.append(pipe.read()), daemon=True)
+        out_reader.start()
+
+    with _forward_signals(proc):
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            reader.join(timeout=5)
+            raise ExternalCommandError(
+                f"{name} did not finish within {timeout:.0f}s and was stopped",
+                returncode=-1,
+                stderr_tail="\n".join(tail),
+            ) from None
+    reader.join(timeout=10)
+    if out_reader is not None:
+        out_reader.join(timeout=10)
+    result = CommandResult(
+        argv=argv,
+        returncode=returncode,
+        stdout=b"".join(out_chunks).decode("utf-8", "replace") if capture_stdout else None,
+        stderr_tail="\n".join(tail),
+    )
+    if check and returncode not in ok_codes:
+        last = tail[-1] if tail else "no error output"
+        raise ExternalCommandError(
+            f"{name} failed (exit {returncode}): {last}",
+            returncode=returncode,
+            stderr_tail=result.stderr_tail,
+        )
+    return result
+
+
+@contextlib.contextmanager
+def _forward_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Forward SIGTERM/SIGINT to the child while it runs (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if received:
+        # Re-deliver so the caller's cleanup (finally blocks, KeyboardInterrupt) runs as it would have.
+        if received[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), received[0])
+
+
+@contextlib.contextmanager
+def libpq_args(dsn: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """Split `dsn` into (conninfo without password, env) for a libpq client binary.
+
+    The password, if any, goes to a 0600 passfile referenced by PGPASSFILE, deleted afterwards; the
+    conninfo is safe to put on argv. An empty DSN yields ("", {}) and libpq uses its PG* variables.
+    """
+    if not dsn:
+        yield "", {}
+        return
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception as exc:  # psycopg.ProgrammingError: malformed DSN
+        from pgtool.errors import UsageError
+
+        raise UsageError(f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc))}") from None
+    password = params.pop("password", None)
+    conninfo = make_conninfo(**{k: str(v) for k, v in params.items()})
+    if password is None:
+        yield conninfo, {}
+        return
+    with passfile(str(password)) as path:
+        yield conninfo, {"PGPASSFILE": path}
+
+
+@contextlib.contextmanager
+def passfile(password: str, owner_uid: int | None = None) -> Iterator[str]:
+    """A temporary 0600 .pgpass file matching any host/db/user with `password`."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    fd, path = tempfile.mkstemp(prefix="pgtool-pgpass-")
+    try:
+        os.fchmod(fd, 0o600)
+        if owner_uid is not None:
+            os.fchown(fd, owner_uid, -1)
+        os.write(fd, f"*:*:*:*:{escaped}\n".encode())
+        os.close(fd)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

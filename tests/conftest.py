@@ -1,0 +1,91 @@
+"""Fixtures: real PostgreSQL 15 and 18 clusters, a fresh database per test.
+
+- `cluster`: the session cluster of the test's version. Tests run on PostgreSQL 15 unless marked
+  `@pytest.mark.all_versions` (15 and 18) or `@pytest.mark.pg_version(18)`.
+- `database`: a fresh database on that cluster, dropped after the test.
+- `pg15`, `pg18`: the session clusters themselves.
+- `server_dir`: a scratch directory the server user can write (WAL archives, backups).
+- `pushgateway`: a real Prometheus Pushgateway, wiped for each test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgharness import (
+    DEFAULT_MAJOR,
+    SUPPORTED_MAJORS,
+    ClusterPool,
+    Database,
+    Pushgateway,
+    create_database,
+    drop_database,
+    rmtree,
+    server_writable_dir,
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cluster" not in metafunc.fixturenames and "database" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("all_versions"):
+        majors = list(SUPPORTED_MAJORS)
+    elif marker := metafunc.definition.get_closest_marker("pg_version"):
+        majors = list(marker.args)
+    else:
+        majors = [DEFAULT_MAJOR]
+    metafunc.parametrize("pg_major", majors, ids=[f"pg{m}" for m in majors], scope="session")
+
+
+@pytest.fixture(scope="session")
+def cluster_pool() -> Iterator[ClusterPool]:
+    pool = ClusterPool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_pool: ClusterPool, pg_major: int) -> Any:
+    return cluster_pool.get(pg_major)
+
+
+@pytest.fixture(scope="session")
+def pg15(cluster_pool: ClusterPool) -> Any:
+    return cluster_pool.get(15)
+
+
+@pytest.fixture(scope="session")
+def pg18(cluster_pool: ClusterPool) -> Any:
+    return cluster_pool.get(18)
+
+
+@pytest.fixture
+def database(cluster: Any) -> Iterator[Database]:
+    db = create_database(cluster)
+    yield db
+    drop_database(db)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    path = server_writable_dir()
+    yield path
+    rmtree(path)
+
+
+@pytest.fixture(scope="session")
+def pushgateway_server() -> Iterator[Pushgateway]:
+    gateway = Pushgateway()
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture
+def pushgateway(pushgateway_server: Pushgateway) -> Pushgateway:
+    """The session Pushgateway, emptied for this test."""
+    pushgateway_server.wipe()
+    return pushgateway_server

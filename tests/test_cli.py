@@ -1,0 +1,92 @@
+"""The CLI surface: help, exit codes, one-line errors, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pgharness import run_pgtool
+from pgtool.cli.commands import COMMANDS
+
+ALL_COMMANDS = [
+    "backup",
+    "basebackup",
+    "archive-wal",
+    "restore-wal",
+    "verify",
+    "recover",
+    "bootstrap-extensions",
+    "partitions",
+    "refresh-mv",
+    "lint",
+    "bench",
+    "demo",
+]
+
+
+def test_help_lists_every_command_with_one_line_help():
+    proc = run_pgtool("--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in ALL_COMMANDS:
+        assert f" {name} " in proc.stdout, name
+    registered = {name for name, _module, _help in COMMANDS}
+    assert set(ALL_COMMANDS) <= registered
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "pgtool", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("pgtool ")
+
+
+def test_unknown_command_is_usage_error():
+    proc = run_pgtool("no-such-command")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_log_level_is_usage_error():
+    proc = run_pgtool("--log-level", "loud", "demo", "--help")
+    assert proc.returncode == 2
+    assert "log-level" in proc.stderr
+
+
+def test_unreachable_server_is_one_clear_line_without_traceback(tmp_path):
+    proc = run_pgtool(
+        "backup", "--dsn", "postgresql://nobody:s3cret@127.0.0.1:1/x", "--dest", str(tmp_path / "b")
+    )
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "s3cret" not in proc.stderr + proc.stdout
+    event = json.loads(lines[0])
+    assert event["event"] == "run failed"
+    assert event["command"] == "backup"
+
+
+def _imported_modules(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pgtool", *args],
+        capture_output=True,
+        text=True,
+    )
+    modules = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            modules.add(line.rsplit("|", 1)[1].strip())
+    assert modules, proc.stderr[-2000:]
+    return modules
+
+
+def test_help_imports_no_heavy_modules():
+    modules = _imported_modules("--help")
+    for heavy in ("psycopg", "pglast", "kubernetes", "structlog.dev", "prometheus_client"):
+        assert heavy not in modules, heavy
+
+
+def test_archive_wal_imports_neither_typer_nor_psycopg(tmp_path):
+    modules = _imported_modules("archive-wal", "--help")
+    for heavy in ("typer", "click", "psycopg", "pglast", "structlog", "rich", "kubernetes"):
+        assert heavy not in modules, heavy
