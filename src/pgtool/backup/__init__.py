@@ -1,0 +1,1 @@
+"""Backups: logical dumps, base backups, retention, manifests, restore drills and recovery."""

@@ -1,0 +1,1 @@
+"""Real-database benchmarks of query rewrites."""

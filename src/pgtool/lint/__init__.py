@@ -1,0 +1,1 @@
+"""Migration linter on libpg_query (pglast)."""

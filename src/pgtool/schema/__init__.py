@@ -1,0 +1,1 @@
+"""Schema operations: bootstrap (extensions, roles), partitions, materialized views, reporting."""
