@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${PGTOOL_VENV:-$PWD/.venv}
 bash scripts/setup.sh
-"$VENV/bin/ruff" check src tests scripts
-"$VENV/bin/ruff" format --check src tests scripts
+"$VENV/bin/ruff" check src tests scripts benchmarks
+"$VENV/bin/ruff" format --check src tests scripts benchmarks
 export PATH="$VENV/bin:$PATH"
 exec "$VENV/bin/pytest" "$@"

@@ -1,6 +1,7 @@
 """Fixtures: real PostgreSQL 15 and 18 clusters, a fresh database per test.
 
-- `cluster`: the session cluster of the test's version. Tests run on PostgreSQL 15 unless marked
+- `pg_major`: the test's PostgreSQL major version; `cluster`: the session cluster of that version.
+  Tests run on PostgreSQL 15 unless marked
   `@pytest.mark.all_versions` (15 and 18) or `@pytest.mark.pg_version(18)`.
 - `database`: a fresh database on that cluster, dropped after the test.
 - `pg15`, `pg18`: the session clusters themselves.
@@ -30,7 +31,9 @@ from pgharness import (
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "cluster" not in metafunc.fixturenames and "database" not in metafunc.fixturenames:
+    # `cluster` and `database` depend on `pg_major`, so it is in the closure of any test using them; a
+    # test may also ask for `pg_major` alone (to start clusters of its own on that version).
+    if "pg_major" not in metafunc.fixturenames:
         return
     if metafunc.definition.get_closest_marker("all_versions"):
         majors = list(SUPPORTED_MAJORS)

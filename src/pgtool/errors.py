@@ -94,3 +94,16 @@ class ExternalCommandError(OperationError):
 
 class LockBusyError(OperationError):
     """Another run holds the lock this run needs."""
+
+
+def error_line(exc: BaseException) -> str:
+    """One line describing `exc` for a per-item result (a database that failed, a file that did not verify).
+
+    pgtool errors give their message and hint; OS errors their reason and file; anything else (a
+    psycopg error, say) its message with whitespace folded.
+    """
+    if isinstance(exc, PgtoolError):
+        return exc.one_line()
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -37,6 +37,7 @@ def main(
         str,
         typer.Option(
             "--log-level",
+            metavar="LEVEL",
             envvar="PGTOOL_LOG_LEVEL",
             help="debug, info, warning or error.",
             case_sensitive=False,
@@ -46,6 +47,7 @@ def main(
         str,
         typer.Option(
             "--log-format",
+            metavar="FORMAT",
             envvar="PGTOOL_LOG_FORMAT",
             help="auto (console on a TTY, JSON otherwise), json or console.",
             case_sensitive=False,

@@ -1,33 +1,41 @@
-"""The demo: start a production-like throwaway PostgreSQL and walk pgtool's commands over it.
+"""The demo: a production-like throwaway PostgreSQL and pgtool's whole lifecycle over it.
 
-Each step prints one line with its outcome and time. Steps are added as the commands they show land.
+Every step runs the real `pgtool` command an operator would type (or, for the sample data, the library
+call the other commands share) against a cluster configured as production is: pg_stat_statements and
+auto_explain preloaded, WAL archived through `pgtool archive-wal`. Everything lives under one work
+directory that is removed at the end (also on Ctrl-C), unless `--keep DIR` is given.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
+import signal
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from pgtool.pg import binaries
-from pgtool.pg.cluster import LocalCluster
+from pgtool.demo.steps import StepResult, StepRunner, pgtool_executable, run_pgtool
+from pgtool.errors import OperationError
+from pgtool.pg import binaries, command
+from pgtool.pg.cluster import LocalCluster, quote_setting
+from pgtool.pg.privileges import give_to_server, server_user
 
 PRODUCTION_SETTINGS = {
     "shared_preload_libraries": "pg_stat_statements,auto_explain",
     "auto_explain.log_min_duration": "500ms",
     "auto_explain.log_analyze": "on",
     "auto_explain.log_timing": "off",
+    "archive_mode": "on",
+    "wal_level": "replica",
 }
 
+UNSAFE_MIGRATION = "ALTER TABLE orders ADD COLUMN ref uuid NOT NULL DEFAULT gen_random_uuid();\n"
 
-@dataclass
-class StepResult:
-    name: str
-    ok: bool
-    seconds: float
-    detail: str
+__all__ = ["StepResult", "pick_binaries", "run_demo"]
 
 
 def pick_binaries(pg_bindir: str | None) -> binaries.PgBinaries:
@@ -42,44 +50,251 @@ def pick_binaries(pg_bindir: str | None) -> binaries.PgBinaries:
     return binaries.find()
 
 
+def check_server_can_run_pgtool() -> str:
+    """archive_command runs pgtool as the server user: make sure that user can execute it."""
+    exe = pgtool_executable()
+    user = server_user()
+    if user is None:
+        return exe
+    probe = command.run([exe, "--version"], run_as=user, check=False, capture_stdout=True, cwd="/")
+    if probe.returncode != 0:
+        raise OperationError(
+            f"the server user {user!r} cannot run {exe}",
+            hint="build the venv from /usr/bin/python3 in a directory every user can read",
+        )
+    return exe
+
+
+class Demo:
+    """State shared by the demo steps."""
+
+    def __init__(self, work_dir: Path, bins: binaries.PgBinaries, out: TextIO) -> None:
+        self.work = work_dir
+        self.bins = bins
+        self.out = out
+        self.archive = work_dir / "wal-archive"
+        self.dumps = work_dir / "backups" / "dumps"
+        self.base = work_dir / "backups" / "base"
+        self.recovered = work_dir / "recovered"
+        self.cluster: LocalCluster | None = None
+        self.replica: LocalCluster | None = None
+        self.target_time = ""
+
+    @property
+    def dsn(self) -> str:
+        assert self.cluster is not None
+        return self.cluster.uri("shop")
+
+    def start(self) -> str:
+        exe = check_server_can_run_pgtool()
+        for d in (self.archive, self.dumps.parent):
+            d.mkdir(parents=True, exist_ok=True)
+            give_to_server(d)
+        settings = dict(PRODUCTION_SETTINGS)
+        settings["archive_command"] = f"{exe} archive-wal %p %f --archive-dir {self.archive}"
+        self.cluster = LocalCluster(self.bins, self.work / "primary", settings=settings, durable=True)
+        self.cluster.init().start()
+        with self.cluster.connect() as conn:
+            conn.execute("CREATE DATABASE shop")
+        return f"PostgreSQL {self.bins.version} on port {self.cluster.port}, WAL archived by pgtool"
+
+    def bootstrap(self) -> str:
+        proc = run_pgtool(["bootstrap-extensions", "--dsn", self.dsn])
+        return _last_stdout(proc) or "pg_stat_statements and roles in place"
+
+    def sample(self) -> str:
+        from pgtool import sample
+
+        with self.cluster.connect("shop") as conn:  # type: ignore[union-attr]
+            sample.apply_schema(conn)
+            sample.seed(conn, scale=1, seed=42)
+            orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+        return f"sample shop schema, {orders} orders"
+
+    def partitions(self) -> str:
+        since = datetime.now(UTC).replace(day=1)
+        since_text = f"{since.year - 1}-{since.month:02d}"
+        run_pgtool(["partitions", "--dsn", self.dsn, "--table", "public.orders", "--since", since_text])
+        with self.cluster.connect("shop") as conn:  # type: ignore[union-attr]
+            count = conn.execute(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.orders'::regclass"
+            ).fetchone()[0]
+        return f"orders has {count} partitions (12 months back, 3 ahead, DEFAULT)"
+
+    def refresh(self) -> str:
+        run_pgtool(["refresh-mv", "--dsn", self.dsn, "--all"])
+        return "materialized views refreshed concurrently"
+
+    def backup(self) -> str:
+        run_pgtool(["backup", "--dsn", self.cluster.uri(), "--dest", str(self.dumps)])  # type: ignore[union-attr]
+        dumps = sorted(p.name for p in self.dumps.glob("*/*.dump"))
+        return f"{len(dumps)} database dumps with checksums and row counts"
+
+    def basebackup(self) -> str:
+        run_pgtool(
+            [
+                "basebackup",
+                "--dsn",
+                self.cluster.uri(),
+                "--dest",
+                str(self.base),
+                "--archive-dir",
+                str(self.archive),
+            ]  # type: ignore[union-attr]
+        )
+        return "base backup taken and checked"
+
+    def verify_dumps(self) -> str:
+        run_pgtool(["verify", "--dsn", self.cluster.uri(), "--backup-dir", str(self.dumps)])  # type: ignore[union-attr]
+        return "every dump restored into a throwaway database, row counts match"
+
+    def verify_base(self) -> str:
+        with self.cluster.connect() as conn:  # type: ignore[union-attr]
+            conn.execute("SELECT pg_switch_wal()")
+        _wait_archived(self.cluster)  # type: ignore[arg-type]
+        run_pgtool(["verify", "--base", "--base-dir", str(self.base), "--archive-dir", str(self.archive)])
+        return "base backup + WAL replayed in a throwaway cluster, smoke query ok"
+
+    def pitr(self) -> str:
+        assert self.cluster is not None
+        with self.cluster.connect("shop") as conn:
+            conn.execute("CREATE TABLE demo_pitr (note text, at timestamptz DEFAULT clock_timestamp())")
+            conn.execute("INSERT INTO demo_pitr (note) VALUES ('before the mistake')")
+            time.sleep(1.1)
+            self.target_time = conn.execute("SELECT now()").fetchone()[0].isoformat()
+            time.sleep(1.1)
+            conn.execute("INSERT INTO demo_pitr (note) VALUES ('after the mistake')")
+            conn.execute("SELECT pg_switch_wal()")
+        _wait_archived(self.cluster)
+        proc = run_pgtool(
+            [
+                "recover",
+                "--base-dir",
+                str(self.base),
+                "--archive-dir",
+                str(self.archive),
+                "--pgdata",
+                str(self.recovered),
+                "--target-time",
+                self.target_time,
+            ]
+        )
+        give_to_server(self.recovered, recursive=True)
+        self.replica = LocalCluster(self.bins, self.work / "recovered-run", data_dir=self.recovered)
+        self.replica.start()
+        self.replica.wait_until_ready(timeout=120, primary=True)
+        with self.replica.connect("shop") as conn:
+            notes = [r[0] for r in conn.execute("SELECT note FROM demo_pitr ORDER BY at")]
+        self.replica.stop()
+        if notes != ["before the mistake"]:
+            raise OperationError(f"recovered rows {notes}, expected only 'before the mistake'")
+        del proc
+        return f"recovered to {self.target_time}: 'before the mistake' is there, 'after the mistake' is not"
+
+    def lint(self) -> str:
+        from pgtool import sample
+
+        migrations = self.work / "migrations"
+        migrations.mkdir(exist_ok=True)
+        for path in sample.migration_files():
+            shutil.copy(path, migrations / path.name)
+        clean = run_pgtool(["lint", str(migrations)])
+        del clean
+        unsafe = migrations / "9999_unsafe.sql"
+        unsafe.write_text(UNSAFE_MIGRATION)
+        proc = run_pgtool(["lint", "--format", "json", str(unsafe)], ok_codes=(1,))
+        rules = sorted({f["rule"] for f in json.loads(proc.stdout)["findings"]})
+        return f"sample migrations clean; the unsafe one flagged {', '.join(rules)}"
+
+    def bench(self) -> str:
+        proc = run_pgtool(
+            [
+                "bench",
+                "--dsn",
+                self.cluster.uri("shop"),
+                "--scenario",
+                "order_create_20",  # type: ignore[union-attr]
+                "--iterations",
+                "30",
+                "--warmup",
+                "5",
+                "--format",
+                "json",
+            ]
+        )
+        result = json.loads(proc.stdout)
+        row = result["scenarios"][0]
+        before, after = row["baseline_p50_ms"], row["optimized_p50_ms"]
+        return f"{row['name']}: {before:.2f} ms -> {after:.2f} ms ({row['speedup']:.1f}x)"
+
+    def cleanup(self) -> None:
+        for cluster in (self.replica, self.cluster):
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.stop("immediate")
+                with contextlib.suppress(Exception):
+                    shutil.rmtree(cluster.socket_dir, ignore_errors=True)
+
+
+def _wait_archived(cluster: LocalCluster, timeout: float = 60) -> None:
+    """Wait until the archiver has caught up with the last switched segment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with cluster.connect() as conn:
+            row = conn.execute(
+                "SELECT last_archived_wal, pg_walfile_name(pg_current_wal_lsn()) FROM pg_stat_archiver"
+            ).fetchone()
+        if row[0] is not None and row[0] < row[1]:
+            return
+        time.sleep(0.2)
+    raise OperationError("WAL archiving did not catch up: check archive_command in the server log")
+
+
+def _last_stdout(proc: Any) -> str:
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    return " ".join(lines[-1].split()) if lines else ""
+
+
 def run_demo(*, pg_bindir: str | None, keep_dir: Path | None, out: TextIO) -> list[StepResult]:
-    """Run every demo step, print one line per step, and clean up unless `keep_dir` is given."""
-    results: list[StepResult] = []
-
-    def step(name: str, fn: Callable[[], str]) -> Any:
-        start = time.monotonic()
-        try:
-            detail = fn()
-            ok = True
-        except Exception as exc:
-            detail, ok = str(exc), False
-        seconds = time.monotonic() - start
-        results.append(StepResult(name, ok, seconds, detail))
-        print(f"{'ok  ' if ok else 'FAIL'} {name:<28} {seconds:6.2f}s  {detail}", file=out, flush=True)
-        return ok
-
+    """Run every demo step, print one line per step and a summary; clean up unless `keep_dir`."""
     bins = pick_binaries(pg_bindir)
-    cluster = LocalCluster(bins, keep_dir, settings=PRODUCTION_SETTINGS)
+    if keep_dir is not None:
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        if any(keep_dir.iterdir()):
+            raise OperationError(f"--keep directory {keep_dir} is not empty")
+        work = keep_dir.resolve()
+    else:
+        work = Path(tempfile.mkdtemp(prefix="pgtool-demo-"))
+    work.chmod(0o755)
+    demo = Demo(work, bins, out)
+    runner = StepRunner(out)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        if not step("start PostgreSQL", lambda: _start(cluster)):
-            return results
-        step("pg_stat_statements", lambda: _stat_statements(cluster))
+        for name, fn in [
+            ("start PostgreSQL", demo.start),
+            ("bootstrap-extensions", demo.bootstrap),
+            ("sample schema and data", demo.sample),
+            ("partitions", demo.partitions),
+            ("refresh-mv", demo.refresh),
+            ("backup (pg_dump)", demo.backup),
+            ("basebackup", demo.basebackup),
+            ("verify dumps", demo.verify_dumps),
+            ("verify base backup", demo.verify_base),
+            ("point-in-time recovery", demo.pitr),
+            ("lint migrations", demo.lint),
+            ("bench", demo.bench),
+        ]:
+            runner.step(name, fn)
+        print("\n" + runner.summary(), file=out)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if keep_dir is None:
-            cluster.cleanup()
-        else:
-            print(f"kept: connect with  psql '{cluster.dsn()}'", file=out)
-    return results
+            demo.cleanup()
+            shutil.rmtree(work, ignore_errors=True)
+        elif demo.cluster is not None:
+            print(f"kept in {work}: connect with  psql {quote_setting(demo.cluster.dsn('shop'))}", file=out)
+    return runner.results
 
 
-def _start(cluster: LocalCluster) -> str:
-    cluster.init().start()
-    return f"PostgreSQL {cluster.binaries.version} on port {cluster.port}"
-
-
-def _stat_statements(cluster: LocalCluster) -> str:
-    with cluster.connect() as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        conn.execute("SELECT count(*) FROM generate_series(1, 1000)")
-        calls = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()[0]
-    return f"{calls} statements tracked"
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -15,6 +15,7 @@ import shutil
 import socket
 import tempfile
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,11 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _rmdir_if_empty(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def quote_setting(value: str) -> str:
@@ -91,6 +97,9 @@ class LocalCluster:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         give_to_server(self.base_dir)
         make_server_dir(self.socket_dir, 0o755)
+        # A caller that only stop()s (keeping the data) must not leave the socket directory behind;
+        # rmdir succeeds only once it is empty, i.e. never under a server that still runs (--keep).
+        weakref.finalize(self, _rmdir_if_empty, str(self.socket_dir))
 
     # -- lifecycle -------------------------------------------------------------------------
     def init(self, *, data_checksums: bool = True, initdb_args: tuple[str, ...] = ()) -> LocalCluster:

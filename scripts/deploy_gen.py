@@ -1,0 +1,535 @@
+"""Generate the deployment files that are derived from others; tests/deploy checks they are up to date.
+
+- dashboards/postgres-overview.json: the Grafana dashboard, built here from plain Python (one function per
+  row) so its PromQL and SQL are reviewed as code;
+- manifests/base/files/{queries.yaml,pgbouncer_exporter.py,promtail.yaml}: copies of exporter/ and logging/
+  files for kustomize's configMapGenerator (kustomize loads nothing outside the kustomization's directory).
+
+Usage: python scripts/deploy_gen.py          (write)
+       python scripts/deploy_gen.py --check  (exit 1 if anything is out of date)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DASHBOARD = REPO / "dashboards/postgres-overview.json"
+COPIES = {
+    "exporter/queries.yaml": "manifests/base/files/queries.yaml",
+    "exporter/pgbouncer_exporter.py": "manifests/base/files/pgbouncer_exporter.py",
+    "logging/promtail.yaml": "manifests/base/files/promtail.yaml",
+}
+
+PROM = {"type": "prometheus", "uid": "${prometheus}"}
+PG = {"type": "grafana-postgresql-datasource", "uid": "${postgres}"}
+LOKI = {"type": "loki", "uid": "${loki}"}
+WIDTH = 24
+
+# Statements from pg_stat_statements read through the PostgreSQL data source (grafana_reader, a member of
+# pg_monitor, on the replica). to_jsonb(s) reads whichever column the server version has (PG13 renamed
+# total_time, PG17 blk_read_time), like exporter/queries.yaml.
+SQL_TOP_BY_MEAN = """SELECT d.datname AS database, s.queryid::text AS queryid,
+       sum(s.calls) AS calls,
+       round((sum(COALESCE(to_jsonb(s) ->> 'total_exec_time', to_jsonb(s) ->> 'total_time')::float8)
+              / sum(s.calls))::numeric, 2) AS mean_ms,
+       left(regexp_replace(min(s.query), '\\s+', ' ', 'g'), 200) AS query
+  FROM pg_stat_statements AS s
+  JOIN pg_database AS d ON d.oid = s.dbid
+ WHERE s.calls > 0 AND s.queryid IS NOT NULL
+ GROUP BY d.datname, s.queryid
+ ORDER BY mean_ms DESC
+ LIMIT 20"""
+
+SQL_TOP_BY_IO = """SELECT d.datname AS database, s.queryid::text AS queryid,
+       sum(s.calls) AS calls,
+       sum(s.shared_blks_read) AS blks_read,
+       sum(s.shared_blks_written) AS blks_written,
+       sum(s.temp_blks_read + s.temp_blks_written) AS temp_blks,
+       round(sum(COALESCE(to_jsonb(s) ->> 'shared_blk_read_time', to_jsonb(s) ->> 'blk_read_time')::float8)
+             ::numeric, 1) AS read_ms,
+       left(regexp_replace(min(s.query), '\\s+', ' ', 'g'), 200) AS query
+  FROM pg_stat_statements AS s
+  JOIN pg_database AS d ON d.oid = s.dbid
+ WHERE s.calls > 0 AND s.queryid IS NOT NULL
+ GROUP BY d.datname, s.queryid
+ ORDER BY sum(s.shared_blks_read + s.shared_blks_written + s.temp_blks_read + s.temp_blks_written) DESC
+ LIMIT 20"""
+
+# A slow statement leads to its plans: Loki's auto_explain records carry the same query id.
+PLAN_LINK = {
+    "title": "auto_explain plans of this query (Loki)",
+    "url": '/explore?left={"datasource":"${loki}","queries":[{"refId":"A","expr":'
+    '"{job=\\"postgresql\\", plan=\\"auto_explain\\"} | query_id=\\"${__data.fields.queryid}\\""}]}',
+}
+
+
+class Builder:
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self.y = 0
+        self.next_id = 1
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+    def row(self, title: str) -> None:
+        self.panels.append(
+            {
+                "type": "row",
+                "id": self._id(),
+                "title": title,
+                "collapsed": False,
+                "panels": [],
+                "gridPos": {"x": 0, "y": self.y, "w": WIDTH, "h": 1},
+            }
+        )
+        self.y += 1
+
+    def line(self, panels: list[dict[str, Any]], height: int = 8) -> None:
+        width = WIDTH // len(panels)
+        for i, panel in enumerate(panels):
+            panel["id"] = self._id()
+            panel["gridPos"] = {"x": i * width, "y": self.y, "w": width, "h": height}
+            self.panels.append(panel)
+        self.y += height
+
+
+def prom_target(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A") -> dict[str, Any]:
+    target: dict[str, Any] = {"refId": ref, "datasource": PROM, "expr": expr, "legendFormat": legend}
+    if instant:
+        target.update(instant=True, range=False, format="table")
+    return target
+
+
+def timeseries(title: str, targets: list[dict[str, Any]], unit: str, description: str = "") -> dict[str, Any]:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": PROM,
+        "targets": targets,
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {
+            "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]}
+        },
+    }
+
+
+def stat(
+    title: str,
+    expr: str,
+    unit: str,
+    red_above: float | None = None,
+    description: str = "",
+    mappings: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = [{"color": "green", "value": None}]
+    if red_above is not None:
+        steps.append({"color": "red", "value": red_above})
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": PROM,
+        "targets": [prom_target(expr)],
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "thresholds": {"mode": "absolute", "steps": steps},
+                "mappings": mappings or [],
+                "noValue": "never",
+            },
+            "overrides": [],
+        },
+        "options": {"colorMode": "background", "reduceOptions": {"calcs": ["lastNotNull"]}},
+    }
+
+
+def table(
+    title: str,
+    targets: list[dict[str, Any]],
+    datasource: dict[str, str],
+    description: str = "",
+    link: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    overrides = []
+    if link:
+        overrides.append(
+            {
+                "matcher": {"id": "byName", "options": "queryid"},
+                "properties": [{"id": "links", "value": [link]}],
+            }
+        )
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "datasource": datasource,
+        "targets": targets,
+        "fieldConfig": {"defaults": {}, "overrides": overrides},
+        "transformations": [{"id": "merge", "options": {}}] if datasource is PROM else [],
+        "options": {"showHeader": True},
+    }
+
+
+def sql_target(sql: str, ref: str = "A") -> dict[str, Any]:
+    return {
+        "refId": ref,
+        "datasource": PG,
+        "rawQuery": True,
+        "editorMode": "code",
+        "format": "table",
+        "rawSql": sql,
+    }
+
+
+def recoverability(b: Builder) -> None:
+    b.row("Recoverability: dumps, base backups, restore drills")
+    passed = [
+        {
+            "type": "value",
+            "options": {"0": {"text": "FAILED", "color": "red"}, "1": {"text": "passed", "color": "green"}},
+        }
+    ]
+    b.line(
+        [
+            stat(
+                "Newest dump",
+                'time() - max(pgtool_last_success_timestamp_seconds{job="pgtool-backup"})',
+                "s",
+                26 * 3600,
+                "Age of the last successful pgtool backup (daily; alert at 26 h).",
+            ),
+            stat(
+                "Newest base backup",
+                'time() - max(pgtool_last_success_timestamp_seconds{job="pgtool-basebackup"})',
+                "s",
+                8 * 86400,
+                "Age of the last successful pgtool basebackup (weekly; alert at 8 days).",
+            ),
+            stat(
+                "Last restore drill",
+                'time() - max(pgtool_last_success_timestamp_seconds{job="pgtool-verify"})',
+                "s",
+                26 * 3600,
+                "Age of the last successful pgtool verify (daily; alert at 26 h).",
+            ),
+            stat(
+                "Last drill result",
+                'max(pgtool_last_run_success{job="pgtool-verify"})',
+                "none",
+                None,
+                "1 when the newest dumps restored with matching row counts.",
+                passed,
+            ),
+        ],
+        height=5,
+    )
+    b.line(
+        [
+            table(
+                "Dumps per database",
+                [
+                    prom_target(
+                        "time() - max by (database) (pgtool_backup_database_last_success_timestamp_seconds)",
+                        instant=True,
+                        ref="A",
+                    ),
+                    prom_target(
+                        "max by (database) (pgtool_backup_database_size_bytes)", instant=True, ref="B"
+                    ),
+                    prom_target("max by (database) (pgtool_verify_database_success)", instant=True, ref="C"),
+                ],
+                PROM,
+                "A: seconds since the last good dump; B: its size; C: 1 if its restore drill passed.",
+            ),
+            timeseries(
+                "Run durations",
+                [
+                    prom_target(
+                        'max by (job) (pgtool_last_run_duration_seconds{job=~"pgtool-.*"})', "{{job}}"
+                    ),
+                ],
+                "s",
+            ),
+        ]
+    )
+
+
+def connections(b: Builder) -> None:
+    b.row("Connections")
+    b.line(
+        [
+            timeseries(
+                "Backends per database",
+                [
+                    prom_target("sum by (datname) (pg_stat_database_numbackends)", "{{datname}}", ref="A"),
+                    prom_target("max(pg_settings_max_connections)", "max_connections", ref="B"),
+                ],
+                "short",
+            ),
+            timeseries(
+                "PgBouncer clients",
+                [
+                    prom_target(
+                        "sum by (database) (pgbouncer_pools_client_active_connections)",
+                        "{{database}} active",
+                        ref="A",
+                    ),
+                    prom_target(
+                        "sum by (database) (pgbouncer_pools_client_waiting_connections)",
+                        "{{database}} waiting",
+                        ref="B",
+                    ),
+                ],
+                "short",
+                "Waiting clients mean the pool (default_pool_size) is exhausted.",
+            ),
+            timeseries(
+                "Oldest transaction",
+                [
+                    prom_target("max by (datname) (pg_oldest_transaction_age_seconds)", "{{datname}}"),
+                ],
+                "s",
+                "Oldest open transaction of a client backend (pg_dump excluded); alert at 1 h.",
+            ),
+        ]
+    )
+
+
+def replication(b: Builder) -> None:
+    b.row("Replication")
+    b.line(
+        [
+            timeseries(
+                "Replay lag (time)",
+                [
+                    prom_target(
+                        "max by (application_name) (pg_replication_standby_replay_lag_seconds)",
+                        "{{application_name}}",
+                    ),
+                ],
+                "s",
+            ),
+            timeseries(
+                "Replay lag (bytes)",
+                [
+                    prom_target(
+                        "max by (application_name) (pg_replication_standby_replay_lag_bytes)",
+                        "{{application_name}}",
+                    ),
+                ],
+                "bytes",
+            ),
+            timeseries(
+                "Streaming",
+                [
+                    prom_target(
+                        "sum(pg_replication_standbys_streaming)", "standbys streaming (primary)", ref="A"
+                    ),
+                    prom_target(
+                        "max by (instance) (pg_wal_receiver_streaming)", "{{instance}} receiving", ref="B"
+                    ),
+                ],
+                "short",
+            ),
+        ]
+    )
+
+
+def wal_archiver(b: Builder) -> None:
+    b.row("WAL archiver")
+    b.line(
+        [
+            timeseries(
+                "Archived / failed per minute",
+                [
+                    prom_target("sum(rate(pg_stat_archiver_archived_count[5m])) * 60", "archived", ref="A"),
+                    prom_target("sum(rate(pg_stat_archiver_failed_count[5m])) * 60", "failed", ref="B"),
+                ],
+                "short",
+            ),
+            timeseries(
+                "Last archived",
+                [
+                    prom_target("max by (instance) (pg_stat_archiver_last_archive_age)", "{{instance}}"),
+                ],
+                "s",
+            ),
+            timeseries(
+                "Segments waiting (.ready)",
+                [
+                    prom_target("max by (instance) (pg_wal_archive_ready_count)", "{{instance}}"),
+                ],
+                "short",
+            ),
+        ]
+    )
+
+
+def tables_and_queries(b: Builder) -> None:
+    b.row("Tables")
+    b.line(
+        [
+            {
+                "type": "bargauge",
+                "title": "Largest tables (with indexes and TOAST)",
+                "datasource": PROM,
+                "targets": [
+                    prom_target(
+                        "topk(15, max by (datname, schemaname, relname) (pg_table_total_bytes))",
+                        "{{datname}}.{{schemaname}}.{{relname}}",
+                        instant=True,
+                    )
+                ],
+                "fieldConfig": {"defaults": {"unit": "bytes"}, "overrides": []},
+                "options": {"orientation": "horizontal", "displayMode": "gradient"},
+            }
+        ],
+        height=9,
+    )
+    info = (
+        "* on (datname, queryid) group_left (query)"
+        " max by (datname, queryid, query) (pg_statements_query_info)"
+    )
+    b.row("Top statements (Prometheus: pg_stat_statements via postgres_exporter)")
+    b.line(
+        [
+            table(
+                "Slowest by mean time (last 15 min)",
+                [
+                    prom_target(
+                        "topk(20, sum by (datname, queryid) (rate(pg_statements_top_exec_seconds_total[15m]))"
+                        " / (sum by (datname, queryid) (rate(pg_statements_top_calls_total[15m])) > 0) "
+                        + info
+                        + ")",
+                        instant=True,
+                    )
+                ],
+                PROM,
+                "Mean seconds per call; click a queryid for its auto_explain plans.",
+                PLAN_LINK,
+            ),
+            table(
+                "Most I/O (blocks per second, last 15 min)",
+                [
+                    prom_target(
+                        "topk(20, sum by (datname, queryid)"
+                        " (rate(pg_statements_top_shared_blks_read_total[15m])"
+                        " + rate(pg_statements_top_shared_blks_written_total[15m])"
+                        " + rate(pg_statements_top_temp_blks_total[15m])) " + info + ")",
+                        instant=True,
+                    )
+                ],
+                PROM,
+                "Shared blocks read and written plus temp blocks.",
+                PLAN_LINK,
+            ),
+        ],
+        height=10,
+    )
+    b.row("Top statements (PostgreSQL data source: pg_stat_statements as grafana_reader)")
+    b.line(
+        [
+            table(
+                "Slowest by mean time (since reset)",
+                [sql_target(SQL_TOP_BY_MEAN)],
+                PG,
+                "Averages since pg_stat_statements was last reset.",
+                PLAN_LINK,
+            ),
+            table("Most I/O (since reset)", [sql_target(SQL_TOP_BY_IO)], PG, "", PLAN_LINK),
+        ],
+        height=10,
+    )
+    b.row("Plans and logs")
+    b.line(
+        [
+            timeseries(
+                "auto_explain plans shipped per hour",
+                [
+                    prom_target(
+                        "sum(increase(promtail_custom_postgres_auto_explain_plans_total[1h]))", "plans"
+                    ),
+                ],
+                "short",
+                "At least one an hour from the auto-explain-canary CronJob; alert after 24 h of none.",
+            ),
+            {
+                "type": "logs",
+                "title": "auto_explain plans",
+                "datasource": LOKI,
+                "targets": [
+                    {"refId": "A", "datasource": LOKI, "expr": '{job="postgresql", plan="auto_explain"}'}
+                ],
+                "options": {"showTime": True, "wrapLogMessage": True, "sortOrder": "Descending"},
+            },
+        ],
+        height=10,
+    )
+
+
+def build_dashboard() -> dict[str, Any]:
+    b = Builder()
+    for section in (recoverability, connections, replication, wal_archiver, tables_and_queries):
+        section(b)
+    datasource_vars = [
+        {"name": name, "label": label, "type": "datasource", "query": kind, "hide": 0, "current": {}}
+        for name, label, kind in (
+            ("prometheus", "Prometheus", "prometheus"),
+            ("postgres", "PostgreSQL (grafana_reader, replica)", "grafana-postgresql-datasource"),
+            ("loki", "Loki", "loki"),
+        )
+    ]
+    return {
+        "uid": "pgtool-postgres-overview",
+        "title": "PostgreSQL overview (pgtool)",
+        "description": "Connections, replication, WAL archiving, table sizes, top statements and the three "
+        "recoverability signals. Generated by scripts/deploy_gen.py.",
+        "tags": ["postgresql", "pgtool"],
+        "timezone": "utc",
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "1m",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": datasource_vars},
+        "annotations": {"list": []},
+        "links": [],
+        "panels": b.panels,
+    }
+
+
+def expected_files() -> dict[Path, str]:
+    files = {DASHBOARD: json.dumps(build_dashboard(), indent=2, sort_keys=False) + "\n"}
+    for source, copy in COPIES.items():
+        files[REPO / copy] = (REPO / source).read_text()
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Write (or --check) the generated deployment files.")
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    stale = [path for path, text in expected_files().items() if not path.exists() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(
+                f"out of date: {path.relative_to(REPO)} (run python scripts/deploy_gen.py)", file=sys.stderr
+            )
+        return 1 if stale else 0
+    for path, text in expected_files().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""The base-backup restore drill behind `pgtool verify --base`: restore, replay, start, query, delete.
+
+The newest complete base backup is unpacked into a throwaway local cluster of the backup's PostgreSQL
+major, configured like `pgtool recover` with no target (replay the archive to its end, then promote),
+started, and checked: it must leave recovery, have replayed into the newest archived segment (so the
+archive really was read, not just the WAL inside the backup), accept queries in every database, and
+with `amcheck` pass `bt_index_check` on every valid btree index. The cluster is deleted whatever
+happens. Any failure raises a `pgtool.errors` exception naming the step.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgtool.backup import archive_continuity, base_catalog, base_unpack, recovery_config
+from pgtool.backup.walnames import format_lsn, parse_lsn, parse_segment_name
+from pgtool.errors import OperationError, PgtoolError
+from pgtool.obs.logging import get_logger
+from pgtool.obs.metrics import RunReport
+
+_REDO_DONE = re.compile(r"redo done at ([0-9A-F]+/[0-9A-F]+)")
+READY_TIMEOUT = 3600.0
+
+
+@dataclass
+class BaseDrillResult:
+    """What the drill proved."""
+
+    backup_id: str
+    server_version: str
+    archive_first_segment: str
+    archive_last_segment: str
+    replayed_to_lsn: str | None
+    timeline: int
+    databases_checked: list[str]
+    indexes_checked: int
+    replay_duration_seconds: float
+
+    def summary(self) -> str:
+        amcheck = f", {self.indexes_checked} btree indexes passed amcheck" if self.indexes_checked else ""
+        return (
+            f"base backup {self.backup_id} (PostgreSQL {self.server_version}) restored and replayed "
+            f"{self.archive_first_segment}..{self.archive_last_segment} to {self.replayed_to_lsn or '?'} "
+            f"in {self.replay_duration_seconds:.1f}s; {len(self.databases_checked)} databases answer queries"
+            f"{amcheck}"
+        )
+
+
+def run_base_drill(
+    base_dir: Path,
+    archive_dir: Path,
+    *,
+    pg_bindir: str | None,
+    amcheck: bool,
+    report: RunReport,
+    work_dir: Path | None = None,
+) -> BaseDrillResult:
+    """Restore the newest base backup in `base_dir`, replay `archive_dir` to its end, check, delete.
+
+    pg_bindir: where the server binaries of the backup's major are (default: search as usual).
+    work_dir: parent for the throwaway cluster (default: the system temp dir; needs room for the
+    unpacked backup). Adds `pgtool_verify_base_replay_duration_seconds` to `report`.
+    Raises OperationError (e.g. a WAL segment missing from the archive, recovery ending early, the
+    server not starting) or BinaryNotFoundError.
+    """
+    from pgtool.backup.terminate import sigterm_raises
+    from pgtool.pg import binaries
+    from pgtool.pg.cluster import LocalCluster
+    from pgtool.pg.privileges import give_to_server
+
+    log = get_logger().bind(drill="base")
+    backups = base_catalog.list_base_backups(Path(base_dir))
+    if not backups:
+        raise OperationError(f"no complete base backup in {base_dir}", hint="take one with pgtool basebackup")
+    backup = backups[-1]
+    continuity = archive_continuity.check_continuity(
+        Path(archive_dir), backup, purpose=f"to replay base backup {backup.id} to the end of the archive"
+    )
+    tools = binaries.find_major(backup.major, pg_bindir)
+    root = Path(tempfile.mkdtemp(prefix="pgtool-drill-", dir=work_dir))
+    give_to_server(root)
+    started = time.monotonic()
+    # SIGTERM must unwind too: the throwaway server is not our child and would outlive us.
+    with sigterm_raises():
+        cluster = LocalCluster(tools, root, data_dir=root / "data", superuser=backup.superuser or "postgres")
+        try:
+            base_unpack.unpack_base_backup(backup, cluster.data_dir)
+            # Production's pg_hba.conf may demand passwords or peer names we do not have: the throwaway
+            # server accepts its own unix socket only (no TCP line), without a password.
+            cluster.set_hba(["local all all trust"])
+            settings = recovery_config.recovery_settings(Path(archive_dir))
+            recovery_config.write_recovery_config(cluster.data_dir, settings)
+            cluster.settings.update(
+                recovery_config.control_minimums(tools.path("pg_controldata"), cluster.data_dir)
+            )
+            log.info("replaying", backup=backup.id, until=continuity.last_segment)
+            cluster.start(timeout=int(READY_TIMEOUT))
+            cluster.wait_until_ready(READY_TIMEOUT, primary=True)
+            duration = round(time.monotonic() - started, 3)
+            replayed = _redo_done(cluster.log_file)
+            _check_replayed_far_enough(replayed, continuity.last_segment, backup.wal_segment_size, cluster)
+            databases, indexes = _smoke(cluster, amcheck)
+        except PgtoolError as exc:
+            tail = cluster.log_tail(5)
+            if not tail or cluster.log_tail(1) in exc.message:  # start() already quoted the log
+                tail = ""
+            raise OperationError(
+                f"base drill of {backup.id} failed: {exc.message}"
+                + (f" (server log: {tail})" if tail else ""),
+                hint=exc.hint,
+            ) from None
+        finally:
+            cluster.cleanup()
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+    report.gauge(
+        "pgtool_verify_base_replay_duration_seconds",
+        "Restore and WAL replay time of the base-backup drill",
+        duration,
+    )
+    result = BaseDrillResult(
+        backup_id=backup.id,
+        server_version=backup.server_version,
+        archive_first_segment=continuity.first_segment,
+        archive_last_segment=continuity.last_segment,
+        replayed_to_lsn=format_lsn(replayed) if replayed is not None else None,
+        timeline=continuity.timeline,
+        databases_checked=databases,
+        indexes_checked=indexes,
+        replay_duration_seconds=duration,
+    )
+    log.info("base drill passed", backup=backup.id, replayed_to=result.replayed_to_lsn)
+    return result
+
+
+def _redo_done(log_file: Path) -> int | None:
+    try:
+        matches = _REDO_DONE.findall(log_file.read_text(errors="replace"))
+    except OSError:
+        return None
+    return parse_lsn(matches[-1]) if matches else None
+
+
+def _check_replayed_far_enough(
+    replayed: int | None, last_segment: str, seg_size: int, cluster: object
+) -> None:
+    if replayed is None:
+        return  # logging went elsewhere (logging_collector in the backup's config): nothing to compare
+    _tli, last_segno = parse_segment_name(last_segment, seg_size)
+    if replayed // seg_size < last_segno:
+        raise OperationError(
+            f"recovery ended at {format_lsn(replayed)}, before the newest archived segment {last_segment}",
+            hint="restore-wal could not deliver a segment: check the archive and restore_command",
+        )
+
+
+def _smoke(cluster: object, amcheck: bool) -> tuple[list[str], int]:
+    """Query every connectable database; with amcheck, bt_index_check every valid btree index."""
+    import psycopg
+    from psycopg import sql
+
+    checked: list[str] = []
+    indexes = 0
+    with cluster.connect() as conn:  # type: ignore[attr-defined]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+            ).fetchall()
+        ]
+    for name in names:
+        with cluster.connect(name) as conn:  # type: ignore[attr-defined]
+            try:
+                conn.execute("SELECT count(*) FROM pg_class").fetchone()
+            except psycopg.Error as exc:
+                raise OperationError(f"smoke query failed in database {name}: {exc}") from None
+            if amcheck:
+                try:
+                    conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS amcheck"))
+                except psycopg.Error as exc:
+                    raise OperationError(
+                        f"cannot use amcheck in database {name}: {exc}",
+                        hint="install the PostgreSQL contrib package for this major version",
+                    ) from None
+                rows = conn.execute(
+                    "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' AND i.indisvalid "
+                    "AND i.indisready AND c.relpersistence <> 't'"
+                ).fetchall()
+                for (index,) in rows:
+                    try:
+                        conn.execute("SELECT bt_index_check(%s::regclass)", (index,))
+                    except psycopg.Error as exc:
+                        raise OperationError(
+                            f"amcheck failed on index {index} in database {name}: {exc}"
+                        ) from None
+                    indexes += 1
+        checked.append(name)
+    return checked, indexes

@@ -1,0 +1,101 @@
+"""Retention of base backups and pruning of the WAL archive they need.
+
+Retention keeps the newest `keep` complete backups. It only ever considers complete ones (see
+`base_catalog`), so an interrupted run's temporary directory is neither counted nor deleted, and the
+newest complete backup always survives (keep >= 1).
+
+WAL pruning follows the deployment rule "keep WAL back to the second-newest kept base backup" (with
+one kept backup: back to it): archived segments, `.partial` and `.backup` files whose segment number
+is older than that backup's start WAL file are removed, like `pg_archivecleanup` (which compares names
+without the timeline). Timeline `.history` files are never removed: recovery needs them to follow
+timeline switches, and they are tiny. Older kept backups stay restorable to their own end point
+(`recover --target-immediate`), since each carries the WAL it needs to become consistent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
+from pgtool.backup.walnames import list_archive, stored_copies
+from pgtool.obs.logging import get_logger
+
+DELETING_PREFIX = ".deleting-"
+
+
+@dataclass
+class RetentionOutcome:
+    kept: list[BaseBackupInfo]
+    deleted: list[str] = field(default_factory=list)
+    wal_pruned: list[str] = field(default_factory=list)  # file names removed
+    wal_boundary: str | None = None
+
+    @property
+    def segments_pruned(self) -> int:
+        """Whole WAL segments removed (not .partial/.backup files, each segment counted once)."""
+        return len({n[:24] for n in self.wal_pruned if len(n) == 24 or n[24:] in (".zst", ".lz4")})
+
+
+def wal_boundary(kept: list[BaseBackupInfo]) -> BaseBackupInfo | None:
+    """The kept backup whose start WAL file is the oldest WAL the archive must keep."""
+    if not kept:
+        return None
+    return kept[-2] if len(kept) >= 2 else kept[-1]
+
+
+def apply_retention(dest: Path, *, keep: int, archive_dir: Path | None = None) -> RetentionOutcome:
+    """Delete complete backups beyond the newest `keep`, then prune `archive_dir` if given."""
+    log = get_logger().bind(dest=str(dest))
+    complete = list_base_backups(dest)
+    keep = max(1, keep)
+    doomed = complete[:-keep] if len(complete) > keep else []
+    outcome = RetentionOutcome(kept=complete[len(doomed) :])
+    for info in doomed:
+        assert info.path is not None
+        # Rename first: the backup leaves the catalogue atomically even if the delete is interrupted.
+        trash = info.path.with_name(DELETING_PREFIX + info.id)
+        os.rename(info.path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        outcome.deleted.append(info.id)
+        log.info("base backup deleted by retention", backup=info.id)
+    boundary = wal_boundary(outcome.kept)
+    if archive_dir is not None and boundary is not None:
+        outcome.wal_boundary = boundary.start_wal_file
+        outcome.wal_pruned = prune_archive(Path(archive_dir), boundary.start_wal_file)
+        if outcome.wal_pruned:
+            log.info(
+                "archived WAL pruned",
+                removed=len(outcome.wal_pruned),
+                oldest_kept=boundary.start_wal_file,
+                for_backup=boundary.id,
+            )
+    return outcome
+
+
+def prune_archive(archive_dir: Path, oldest_needed: str) -> list[str]:
+    """Remove archived WAL older than segment `oldest_needed`; never `.history` files or foreign files.
+
+    Returns the names removed, oldest first.
+    """
+    cutoff = oldest_needed[8:]  # log and segment number; the timeline does not matter (as pg_archivecleanup)
+    removed = []
+    for item in list_archive(archive_dir):
+        if item.kind == "history" or item.segment is None:
+            continue
+        if item.segment[8:] < cutoff:
+            for path in stored_copies(archive_dir, item.wal_name):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(path.name)
+    if removed:
+        fd = os.open(archive_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return removed

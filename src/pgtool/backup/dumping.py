@@ -1,0 +1,315 @@
+"""`pgtool backup`: pg_dump every database (custom format) with a checksum, a manifest and retention.
+
+Per database: open a REPEATABLE READ transaction, export its snapshot, start pg_dump on that snapshot
+(`--snapshot`) and, while it runs, count every table's rows in the same snapshot, so the manifest's
+counts are exactly the rows in the dump and the counting costs no wall-clock time when a core is
+free. The exporting transaction stays open until pg_dump has finished (pg_dump imports the snapshot at
+start; keeping it open longer costs nothing and keeps the code simple).
+
+pg_dump writes a hidden `.partial` file; only when it exits 0 is the file fsynced, its checksum and
+manifest written, and it is renamed to its final name, then the directory is fsynced. Databases run
+in parallel (threads, each waiting on its own pg_dump) up to `jobs`; one failing database does not
+stop the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgtool.backup import dumps
+from pgtool.backup.dump_manifest import checksum_line, fsync_path, sha256_file, write_durably, write_manifest
+from pgtool.backup.dump_retention import apply_retention
+from pgtool.backup.locking import directory_lock
+from pgtool.backup.terminate import sigterm_raises
+from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
+from pgtool.obs.logging import get_logger
+from pgtool.obs.metrics import RunReport
+from pgtool.pg import binaries, command
+from pgtool.pg.conn import connect, server_major, with_params
+
+DATABASES_SQL = """
+SELECT datname FROM pg_database
+WHERE NOT datistemplate AND datallowconn AND has_database_privilege(datname, 'CONNECT')
+ORDER BY datname
+"""
+
+
+@dataclass
+class DumpResult:
+    """The outcome for one database: `path` set on success, `error` on failure."""
+
+    database: str
+    path: Path | None = None
+    size_bytes: int = 0
+    duration_seconds: float = 0.0
+    tables: int = 0
+    rows: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class BackupResult:
+    results: list[DumpResult]
+    removed: list[Path] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[DumpResult]:
+        return [r for r in self.results if not r.ok]
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str
+    version_num: int
+    major: int
+
+
+def select_databases(available: list[str], wanted: list[str], exclude: list[str]) -> list[str]:
+    """The databases to dump: `wanted` (in the order given) or every available one, minus `exclude`."""
+    chosen = list(dict.fromkeys(wanted)) if wanted else list(available)
+    return [d for d in chosen if d not in set(exclude)]
+
+
+def _new_target(db_dir: Path, database: str) -> tuple[str, Path]:
+    """A stamp and final path nobody uses yet (a run within the same second as the last waits)."""
+    while True:
+        stamp = dumps.format_stamp(datetime.now(UTC))
+        final = db_dir / dumps.dump_name(database, stamp)
+        if not final.exists() and not dumps.partial_path(final).exists():
+            return stamp, final
+        time.sleep(0.2)
+
+
+def dump_database(
+    dsn: str,
+    database: str,
+    dest: Path,
+    pg: binaries.PgBinaries,
+    server: ServerInfo,
+    *,
+    stop: threading.Event,
+) -> DumpResult:
+    """Dump one database into `dest/<database>/`; never raises a PgtoolError (it goes into the result)."""
+    log = get_logger().bind(database=database)
+    result = DumpResult(database)
+    if stop.is_set():
+        result.error = "not started: the run is being terminated"
+        return result
+    start = time.monotonic()
+    started_at = datetime.now(UTC)
+    partial: Path | None = None
+    try:
+        db_dir = dumps.database_dir(dest, database)
+        db_dir.mkdir(parents=True, exist_ok=True)
+        stamp, final = _new_target(db_dir, database)
+        partial = dumps.partial_path(final)
+        counts, db_size = _dump_in_snapshot(dsn, database, partial, pg, stop)
+        fsync_path(partial)
+        digest = sha256_file(partial)
+        size = partial.stat().st_size
+        duration = round(time.monotonic() - start, 3)
+        write_durably(dumps.checksum_path(final), checksum_line(digest, final.name).encode())
+        write_manifest(
+            dumps.manifest_path(final),
+            {
+                "database": database,
+                "dump_file": final.name,
+                "stamp": stamp,
+                "started_at": started_at.isoformat(),
+                "finished_at": datetime.now(UTC).isoformat(),
+                "duration_seconds": duration,
+                "server_version": server.version,
+                "server_version_num": server.version_num,
+                "pg_dump_version": pg.version,
+                "dump_format": "custom",
+                "dump_size_bytes": size,
+                "database_size_bytes": db_size,
+                "sha256": digest,
+                "tables": counts,
+            },
+        )
+        # The rename comes last: a final-named dump always has its checksum and manifest beside it.
+        os.replace(partial, final)
+        partial = None
+        fsync_path(db_dir)
+        result.path, result.size_bytes, result.duration_seconds = final, size, duration
+        result.tables, result.rows = len(counts), sum(t["rows"] for t in counts)
+        log.info("dump written", file=str(final), size_bytes=size, duration_s=duration, tables=len(counts))
+    except (PgtoolError, psycopg.Error, OSError) as exc:
+        result.error = error_line(exc)
+    finally:
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+    if result.error:
+        result.duration_seconds = round(time.monotonic() - start, 3)
+        log.error("dump failed", error=result.error)
+    return result
+
+
+def _dump_in_snapshot(
+    dsn: str, database: str, partial: Path, pg: binaries.PgBinaries, stop: threading.Event
+) -> tuple[list[dict[str, Any]], int]:
+    """Run pg_dump on an exported snapshot and count rows in it meanwhile; (counts, database size)."""
+    from psycopg import IsolationLevel
+
+    from pgtool.backup.row_counts import count_rows, list_tables
+
+    with connect(dsn, dbname=database, autocommit=False, application_name="pgtool-backup") as conn:
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        db_size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        tables = list_tables(conn)
+        dump_error: list[BaseException] = []
+        with command.libpq_args(dsn) as (conninfo, env):
+            target = with_params(conninfo, dbname=database, application_name="pgtool-backup-pg_dump")
+            argv = [
+                pg.path("pg_dump"),
+                "--format=custom",
+                f"--file={partial}",
+                f"--snapshot={snapshot}",
+                "--no-password",
+                f"--dbname={target}",
+            ]
+
+            def run_pg_dump() -> None:
+                try:
+                    command.run(argv, env=env, what=f"pg_dump of {database}")
+                except BaseException as exc:  # handed to the waiting thread
+                    dump_error.append(exc)
+
+            worker = threading.Thread(target=run_pg_dump, name=f"pg_dump-{database}", daemon=True)
+            worker.start()
+            try:
+                counts = count_rows(conn, tables, stop=stop)
+            finally:
+                # pg_dump needs the snapshot's transaction open until it has imported it; simplest
+                # and safe is to wait for it to finish before ending the transaction.
+                worker.join()
+        conn.rollback()
+    if dump_error:
+        raise dump_error[0]
+    return counts, int(db_size)
+
+
+def _server_info(dsn: str) -> tuple[ServerInfo, list[str]]:
+    with connect(dsn, application_name="pgtool-backup") as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        info = ServerInfo(version.split()[0], conn.info.server_version, server_major(conn))
+        available = [r[0] for r in conn.execute(DATABASES_SQL).fetchall()]
+    return info, available
+
+
+def run_backup(
+    dsn: str,
+    dest: Path,
+    *,
+    databases: list[str],
+    exclude: list[str],
+    retention_days: int,
+    jobs: int,
+    wait: bool,
+    pg_bindir: str | None,
+    report: RunReport,
+) -> BackupResult:
+    """Dump the chosen databases into `dest`, apply retention, record metrics in `report`.
+
+    Raises ConnectError (server unreachable), LockBusyError (another run holds `dest`), UsageError;
+    per-database failures are in the result (the caller turns them into exit 1).
+    """
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if retention_days < 0:
+        raise UsageError("--retention-days must be 0 (keep everything) or more")
+    dest = Path(dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OperationError(f"cannot create backup directory {dest}: {exc.strerror or exc}") from None
+    with directory_lock(dest, dumps.LOCK_FILE, wait=wait, what="pgtool backup"):
+        server, available = _server_info(dsn)
+        targets = select_databases(available, databases, exclude)
+        if not targets:
+            raise UsageError(
+                "no database to back up",
+                hint="the role can connect to none, or --database/--exclude left none",
+            )
+        pg = binaries.for_server(server.major, pg_bindir)
+        pg.path("pg_dump")  # fail once, clearly, rather than once per database
+        get_logger().info("backup starting", databases=len(targets), jobs=jobs, pg_dump=pg.version)
+        with sigterm_raises() as stop:
+            executor = ThreadPoolExecutor(max_workers=min(jobs, len(targets)), thread_name_prefix="dump")
+            try:
+                futures: list[Future[DumpResult]] = [
+                    executor.submit(dump_database, dsn, db, dest, pg, server, stop=stop) for db in targets
+                ]
+                results = [f.result() for f in futures]
+            finally:
+                executor.shutdown(wait=True, cancel_futures=True)
+        _warn_leftovers(dest, targets)
+        removed: list[Path] = []
+        if retention_days > 0:
+            for db in targets:
+                removed += apply_retention(dumps.database_dir(dest, db), retention_days)
+        _record_metrics(report, dest, results)
+    return BackupResult(results, removed)
+
+
+def _warn_leftovers(dest: Path, targets: list[str]) -> None:
+    """Log partial dumps a killed run left (we hold the lock, so nobody is writing them). Retention never
+    deletes incomplete files, so an operator decides; they only cost disk space."""
+    for db in targets:
+        for path in dumps.database_dir(dest, db).glob(f".*{dumps.DUMP_SUFFIX}{dumps.PARTIAL_SUFFIX}"):
+            get_logger().warning(
+                "partial dump left by an interrupted run", file=str(path), hint="delete it when convenient"
+            )
+
+
+def _record_metrics(report: RunReport, dest: Path, results: list[DumpResult]) -> None:
+    """Per-database gauges. Time, size and duration come from the newest complete dump on disk, so a
+    database that failed this run still reports its last good dump (the Pushgateway's POST replaces a
+    whole metric family: a series left out would vanish)."""
+    for r in results:
+        report.gauge(
+            "pgtool_backup_database_success",
+            "1 if this database's dump succeeded in the last run",
+            1 if r.ok else 0,
+            database=r.database,
+        )
+        newest = dumps.list_database_dumps(dumps.database_dir(dest, r.database))
+        if not newest:
+            continue
+        last = newest[-1]
+        report.gauge(
+            "pgtool_backup_database_last_success_timestamp_seconds",
+            "When this database was last dumped successfully",
+            last.finished_at,
+            database=r.database,
+        )
+        report.gauge(
+            "pgtool_backup_database_size_bytes",
+            "Size of the newest dump",
+            last.size_bytes,
+            database=r.database,
+        )
+        report.gauge(
+            "pgtool_backup_database_duration_seconds",
+            "How long the newest dump took",
+            float(last.manifest.get("duration_seconds") or 0.0),
+            database=r.database,
+        )

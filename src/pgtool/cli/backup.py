@@ -1,0 +1,88 @@
+"""`pgtool backup`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgtool.cli.options import Dsn, PgBindir, Pushgateway
+
+
+def backup(
+    dest: Annotated[
+        Path,
+        typer.Option("--dest", help="Backup directory; dumps go to DEST/<database>/.", show_default=False),
+    ],
+    dsn: Dsn = None,
+    database: Annotated[
+        list[str] | None,
+        typer.Option("--database", "-d", help="Dump only this database (repeatable). Default: all."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Skip this database (repeatable)."),
+    ] = None,
+    retention_days: Annotated[
+        int,
+        typer.Option(
+            "--retention-days",
+            help="Delete dumps older than this many days (the newest of each database is always kept; "
+            "0 keeps everything).",
+        ),
+    ] = 7,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Databases dumped at the same time.")] = 1,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another backup holds DEST's lock, wait instead of failing.")
+    ] = False,
+    pushgateway: Pushgateway = None,
+    pg_bindir: PgBindir = None,
+) -> None:
+    """Dump every database with pg_dump (custom format), with checksums, row-count manifests and retention.
+
+    Each database goes to DEST/<database>/<database>-<UTC stamp>.dump with a .sha256 and a
+    .manifest.json holding the exact row count of every table, counted in the dump's own snapshot.
+    Exit 0 if every database was dumped, 1 if any failed (the others are still dumped), 3 if the
+    server cannot be reached.
+
+    Example: pgtool backup --dsn postgresql://backup@db/postgres --dest /backups/dumps --jobs 2
+    """
+    from pgtool.cli.options import settings
+    from pgtool.cli.runner import run_command
+
+    cfg = settings(dsn, pushgateway, pg_bindir)
+
+    def body(report: object) -> None:
+        from pgtool.backup.dumping import run_backup
+        from pgtool.errors import OperationError
+
+        outcome = run_backup(
+            cfg.dsn,
+            dest,
+            databases=database or [],
+            exclude=exclude or [],
+            retention_days=retention_days,
+            jobs=jobs,
+            wait=wait,
+            pg_bindir=cfg.pg_bindir,
+            report=report,  # type: ignore[arg-type]
+        )
+        for r in outcome.results:
+            if r.ok:
+                typer.echo(
+                    f"ok      {r.database}  {r.path}  {r.size_bytes} bytes  {r.tables} tables  "
+                    f"{r.rows} rows  {r.duration_seconds:.1f}s"
+                )
+            else:
+                typer.echo(f"FAILED  {r.database}  {r.error}")
+        for path in outcome.removed:
+            typer.echo(f"removed {path} (retention)")
+        failed = outcome.failed
+        if failed:
+            names = ", ".join(f"{r.database} ({r.error})" for r in failed)
+            raise OperationError(
+                f"backup failed for {len(failed)} of {len(outcome.results)} databases: {names}"
+            )
+
+    run_command("backup", body, pushgateway=cfg.pushgateway)

@@ -1,0 +1,80 @@
+"""`pgtool basebackup`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgtool.cli.options import Dsn, PgBindir, Pushgateway
+
+
+def basebackup(
+    dest: Annotated[
+        Path,
+        typer.Option("--dest", help="Directory holding the dated base backups.", show_default=False),
+    ],
+    dsn: Dsn = None,
+    keep: Annotated[int, typer.Option("--keep", help="Complete base backups to keep (at least 1).")] = 4,
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive-dir",
+            envvar="PGTOOL_ARCHIVE_DIR",
+            help="WAL archive to prune: WAL older than the second-newest kept backup needs is removed "
+            "(never .history files).",
+            show_default=False,
+        ),
+    ] = None,
+    compress: Annotated[
+        str,
+        typer.Option(
+            "--compress",
+            help="auto (server-side lz4, else zstd, else none), server-lz4, server-zstd, gzip (client), none",
+        ),
+    ] = "auto",
+    pushgateway: Pushgateway = None,
+    pg_bindir: PgBindir = None,
+) -> None:
+    """Take a pg_basebackup (tar, WAL included) into DEST/<UTC timestamp>/, check it, apply retention.
+
+    The backup is written under a temporary name and renamed only once pg_basebackup succeeded and the
+    result was checked against its manifest. Metadata (LSNs, times, timeline, system identifier,
+    sizes) goes to pgtool-basebackup.json inside it.
+
+    Example: pgtool basebackup --dsn 'host=db user=replicator' --dest /backups/base --keep 4 \\
+    --archive-dir /wal-archive
+    """
+    from pgtool.cli.options import settings
+    from pgtool.cli.runner import run_command
+
+    cfg = settings(dsn, pushgateway, pg_bindir)
+
+    def body(report: object) -> None:
+        from pgtool.backup.basebackup import take_base_backup
+
+        result = take_base_backup(
+            cfg.dsn,
+            dest,
+            keep=keep,
+            archive_dir=archive_dir,
+            compress=compress.lower(),
+            pg_bindir=cfg.pg_bindir,
+            report=report,  # type: ignore[arg-type]
+        )
+        info = result.backup
+        typer.echo(
+            f"base backup {info.id}: {info.size_bytes} bytes, {info.compression}, "
+            f"LSN {info.start_lsn}..{info.stop_lsn} (timeline {info.timeline}), "
+            f"checked with {info.verified_with}"
+        )
+        typer.echo(f"kept {len(result.kept)}: {' '.join(result.kept)}")
+        if result.deleted:
+            typer.echo(f"deleted by retention: {' '.join(result.deleted)}")
+        if archive_dir is not None:
+            typer.echo(
+                f"archived WAL pruned: {result.segments_pruned} segments ({len(result.wal_pruned)} files)"
+            )
+
+    run_command("basebackup", body, pushgateway=cfg.pushgateway)

@@ -1,0 +1,77 @@
+"""`pgtool lint`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def lint(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Migration files or directories (directories: *.sql except *.down.sql, sorted).",
+            metavar="PATH",
+            show_default=False,
+        ),
+    ],
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="text, json, github or sarif.", case_sensitive=False)
+    ] = "text",
+    pg_version: Annotated[
+        int | None,
+        typer.Option(
+            "--pg-version",
+            help="PostgreSQL major the migrations run on (default: config, else 18).",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="pgtool.toml or pyproject.toml to read (default: found upward from here).",
+            show_default=False,
+        ),
+    ] = None,
+    rules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rules", help="Run only these rules (comma-separated ids, repeatable).", show_default=False
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            help="Skip a rule (MIG027) or paths matching a glob (legacy/*); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Lint SQL migrations for operationally unsafe DDL (locks, rewrites, failed CONCURRENTLY).
+
+    Exit 0: no error-level finding; 1: findings or a file that does not parse; 2: usage error.
+
+    Example: pgtool lint migrations/ --format github --pg-version 15
+    """
+    from pgtool.cli.runner import run_command
+
+    def body(_report: object) -> int:
+        import sys
+
+        from pgtool.lint.run import run_lint
+
+        return run_lint(
+            paths,
+            output_format=output_format,
+            pg_version=pg_version,
+            config=config,
+            rules=rules or [],
+            exclude=exclude or [],
+            out=sys.stdout,
+        )
+
+    run_command("lint", body)

@@ -1,0 +1,105 @@
+"""`pgtool recover`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgtool.cli.options import PgBindir
+
+
+def recover(
+    base_dir: Annotated[
+        Path, typer.Option("--base-dir", help="Directory of base backups (pgtool basebackup --dest).")
+    ],
+    pgdata: Annotated[
+        Path, typer.Option("--pgdata", help="New (empty or missing) data directory to prepare.")
+    ],
+    archive_dir: Annotated[
+        Path,
+        typer.Option("--archive-dir", envvar="PGTOOL_ARCHIVE_DIR", help="The WAL archive (read only)."),
+    ],
+    target_time: Annotated[
+        str | None,
+        typer.Option("--target-time", help="ISO 8601 time with an offset: 2026-11-24T16:30:00+00:00."),
+    ] = None,
+    target_lsn: Annotated[str | None, typer.Option("--target-lsn", help="An LSN such as 0/3000028.")] = None,
+    target_xid: Annotated[str | None, typer.Option("--target-xid", help="A transaction id.")] = None,
+    target_name: Annotated[
+        str | None, typer.Option("--target-name", help="A restore point (pg_create_restore_point).")
+    ] = None,
+    target_immediate: Annotated[
+        bool, typer.Option("--target-immediate", help="Stop as soon as the backup is consistent.")
+    ] = False,
+    standby: Annotated[
+        bool,
+        typer.Option("--standby", help="Prepare a streaming standby instead (needs --primary-conninfo)."),
+    ] = False,
+    primary_conninfo: Annotated[
+        str | None,
+        typer.Option(
+            "--primary-conninfo",
+            envvar="PGTOOL_PRIMARY_CONNINFO",
+            help="How the standby reaches its primary (keep passwords out of argv: use this variable, "
+            "or passfile= / the server user's ~/.pgpass).",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port for the recovered server (default: the backup's).")
+    ] = None,
+    backup: Annotated[
+        str | None,
+        typer.Option("--backup", help="Use this base backup (its timestamp name) instead of choosing."),
+    ] = None,
+    pg_bindir: PgBindir = None,
+) -> None:
+    """Prepare a data directory for point-in-time recovery or as a standby; print the start command.
+
+    Picks the newest base backup that finished before the target, checks the WAL archive has no gap
+    up to the target, unpacks the backup, writes recovery.signal (or standby.signal), a restore_command
+    calling `pgtool restore-wal`, the target and recovery_target_action = 'promote', and turns
+    archiving off in the copy. Without a target it recovers to the end of the archive. It does not
+    start the server.
+
+    Example: pgtool recover --base-dir /backups/base --archive-dir /wal-archive --pgdata /srv/pitr \\
+    --target-time 2026-11-24T16:30:00+00:00
+    """
+    from pgtool.cli.runner import run_command
+
+    def body(_report: object) -> None:
+        from pgtool.backup.recover import build_target, prepare_recovery
+
+        target = build_target(
+            time=target_time, lsn=target_lsn, xid=target_xid, name=target_name, immediate=target_immediate
+        )
+        result = prepare_recovery(
+            base_dir,
+            archive_dir,
+            pgdata,
+            target=target,
+            standby=standby,
+            primary_conninfo=primary_conninfo,
+            port=port,
+            backup_id=backup,
+            pg_bindir=pg_bindir,
+        )
+        what = (
+            "standby"
+            if standby
+            else f"recovery to {target.describe() if target else 'the end of the archive'}"
+        )
+        typer.echo(f"prepared {result.pgdata} from base backup {result.backup.id} for {what}")
+        if result.continuity is not None:
+            typer.echo(
+                f"WAL archive checked: {result.continuity.first_segment}..{result.continuity.last_segment} "
+                f"(timeline {result.continuity.timeline})"
+            )
+        for note in result.notes:
+            typer.echo(f"note: {note}")
+        typer.echo("start it with:")
+        typer.echo(f"  {result.start_command}")
+
+    run_command("recover", body)

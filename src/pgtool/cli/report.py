@@ -1,0 +1,73 @@
+"""`pgtool report`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pgtool.cli.options import Dsn
+
+
+def report(
+    name: Annotated[
+        str, typer.Argument(help="sales, turnover or top-customers.", show_default=True)
+    ] = "sales",
+    replica_dsn: Annotated[
+        str | None,
+        typer.Option(
+            "--replica-dsn",
+            envvar="PGTOOL_REPLICA_DSN",
+            help="Read from this replica; falls back to the primary (--dsn), with a warning, "
+            "if it does not answer within 5 s.",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json or csv (default: table on a terminal, else json).")
+    ] = "auto",
+    days: Annotated[int, typer.Option("--days", help="sales: days shown, ending at the newest day.")] = 30,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", help="top-customers: ranks shown (ties share one); turnover: categories."),
+    ] = 10,
+    dsn: Dsn = None,
+) -> None:
+    """Reports from the materialized views: sales, turnover, top-customers.
+
+    sales: daily revenue with rolling 7- and 30-day averages. turnover: 30-day inventory turnover per
+    category. top-customers: customers by total spent, DENSE_RANK() ties. Runs on the replica
+    (application_name pgtool-reporting) when --replica-dsn is given.
+
+    Example: pgtool report top-customers --dsn "$PGTOOL_DSN" --replica-dsn "$REPLICA_DSN" --format csv
+    """
+    from pgtool.cli.options import settings
+    from pgtool.cli.runner import run_command
+
+    cfg = settings(dsn)
+
+    def body(_report: object) -> int:
+        import sys
+
+        from pgtool.errors import UsageError
+        from pgtool.schema import reporting
+
+        fmt = output_format.lower()
+        if fmt == "auto":
+            fmt = "table" if sys.stdout.isatty() else "json"
+        if fmt not in ("table", "json", "csv"):
+            raise UsageError(f"unknown --format {output_format!r}", hint="table, json or csv")
+        if name not in reporting.REPORTS:
+            raise UsageError(f"unknown report {name!r}", hint=f"one of: {', '.join(reporting.REPORTS)}")
+        conn, source = reporting.reporting_connection(cfg.dsn, replica_dsn)
+        with conn:
+            columns, rows = reporting.run_report(conn, name, days=days, limit=limit)
+        render = {"table": reporting.to_table, "json": reporting.to_json, "csv": reporting.to_csv}[fmt]
+        text = render(columns, rows)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        from pgtool.obs.logging import get_logger
+
+        get_logger().info("report done", report=name, rows=len(rows), source=source)
+        return 0
+
+    run_command("report", body)

@@ -1,0 +1,158 @@
+"""`pgtool status`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgtool.cli.options import Dsn
+
+
+def status(
+    dsn: Dsn = None,
+    backup_dir: Annotated[
+        Path | None,
+        typer.Option("--backup-dir", help="Where pgtool backup writes dumps.", show_default=False),
+    ] = None,
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive-dir", help="The WAL archive (archive-wal's --archive-dir).", show_default=False
+        ),
+    ] = None,
+    base_dir: Annotated[
+        Path | None,
+        typer.Option("--base-dir", help="Where pgtool basebackup writes base backups.", show_default=False),
+    ] = None,
+    pooler_dsn: Annotated[
+        str | None,
+        typer.Option(
+            "--pooler-dsn",
+            envvar="PGTOOL_POOLER_DSN",
+            help="PgBouncer to read SHOW POOLS from (the admin database 'pgbouncer' is used).",
+            show_default=False,
+        ),
+    ] = None,
+    pushgateway: Annotated[
+        str | None,
+        typer.Option(
+            "--pushgateway",
+            envvar="PGTOOL_PUSHGATEWAY_URL",
+            help="Pushgateway to read the last pgtool verify result from.",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    exclude_database: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude-database",
+            help="A database pgtool backup does not dump (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    max_dump_age: Annotated[
+        str, typer.Option("--max-dump-age", help="Newest dump older: a problem.")
+    ] = "26h",
+    max_base_age: Annotated[
+        str, typer.Option("--max-base-age", help="Newest base backup older: a problem.")
+    ] = "8d",
+    max_verify_age: Annotated[
+        str, typer.Option("--max-verify-age", help="Last successful verify older: a problem.")
+    ] = "8d",
+    max_archive_lag: Annotated[
+        str, typer.Option("--max-archive-lag", help="A WAL segment waiting longer to be archived: a problem.")
+    ] = "15m",
+    max_replication_lag: Annotated[
+        str, typer.Option("--max-replication-lag", help="A replica's replay lag above this: a problem.")
+    ] = "5m",
+    max_xact_age: Annotated[
+        str, typer.Option("--max-xact-age", help="A transaction open longer: a problem.")
+    ] = "15m",
+    max_pool_wait: Annotated[
+        str, typer.Option("--max-pool-wait", help="PgBouncer clients waiting longer for a server: a problem.")
+    ] = "5s",
+    k8s: Annotated[
+        str,
+        typer.Option(
+            "--k8s",
+            help="Read pgtool's CronJobs: auto (with the k8s extra and a cluster or kubeconfig), on, off.",
+        ),
+    ] = "auto",
+    k8s_namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--k8s-namespace",
+            help="Namespace of the CronJobs (default: the pod's, else default).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Is the database recoverable right now? One screen: server, archiver, dumps, base backups.
+
+    Also WAL continuity, the recoverable window, last verify, replication, long transactions, PgBouncer.
+
+    Each problem is one line with what to do.
+
+    Exit 0 when healthy, 1 when something needs attention, 3 when the server cannot be reached.
+
+    Example: pgtool status --dsn postgresql://monitor@db/postgres --backup-dir /backups/dumps
+
+    Example: pgtool status --base-dir /backups/base --archive-dir /backups/wal --format json
+    """
+    from pgtool.cli.runner import run_command
+
+    def body(_report: object) -> int:
+        import sys
+
+        from pgtool.cli.options import settings
+        from pgtool.errors import UsageError
+        from pgtool.status.collect import StatusRequest, collect_status
+        from pgtool.status.durations import parse_duration
+        from pgtool.status.model import Thresholds
+        from pgtool.status.render import render_json, render_text
+
+        fmt = output_format.lower()
+        if fmt not in ("text", "json"):
+            raise UsageError(f"--format must be text or json, not {output_format!r}")
+        mode = k8s.lower()
+        if mode not in ("auto", "on", "off"):
+            raise UsageError(f"--k8s must be auto, on or off, not {k8s!r}")
+        limits = {}
+        for flag, value in (
+            ("max_dump_age", max_dump_age),
+            ("max_base_age", max_base_age),
+            ("max_verify_age", max_verify_age),
+            ("max_archive_lag", max_archive_lag),
+            ("max_replication_lag", max_replication_lag),
+            ("max_xact_age", max_xact_age),
+            ("max_pool_wait", max_pool_wait),
+        ):
+            try:
+                limits[flag] = parse_duration(value)
+            except ValueError as exc:
+                raise UsageError(f"--{flag.replace('_', '-')}: {exc}") from None
+        cfg = settings(dsn)
+        request = StatusRequest(
+            dsn=cfg.dsn,
+            backup_dir=backup_dir,
+            archive_dir=archive_dir,
+            base_dir=base_dir,
+            pooler_dsn=pooler_dsn,
+            pushgateway=pushgateway,
+            exclude_databases=list(exclude_database or []),
+            k8s=mode,
+            k8s_namespace=k8s_namespace,
+            thresholds=Thresholds(**limits),
+        )
+        report = collect_status(request)
+        if fmt == "json":
+            sys.stdout.write(render_json(report))
+        else:
+            sys.stdout.write(render_text(report, target=cfg.safe_dsn))
+        return 0 if report.healthy else 1
+
+    # The status run itself is not pushed: --pushgateway here is where to read verify results from.
+    run_command("status", body)

@@ -1,0 +1,82 @@
+"""`pgtool top`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pgtool.cli.options import Dsn
+
+
+def top(
+    dsn: Dsn = None,
+    by: Annotated[str, typer.Option("--by", help="Sort by mean, total, io or calls.")] = "mean",
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Statements to show.")] = 50,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database", help="Only statements run in this database (default: all).", show_default=False
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or json (json: one snapshot).")
+    ] = "text",
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="Seconds between refreshes on a terminal.")
+    ] = 2.0,
+) -> None:
+    """The slowest statements from pg_stat_statements, as Grafana shows them, in the terminal.
+
+    On a terminal the table refreshes every --interval seconds until Ctrl-C.
+
+    With --once, --format json, or stdout not a terminal: one snapshot.
+
+    The queryid finds the statement's auto_explain plan in the server log.
+
+    Example: pgtool top --dsn postgresql://monitor@db/app --by total --limit 20 --once
+    """
+    from pgtool.cli.runner import run_command
+
+    def body(_report: object) -> int:
+        import shutil
+        import sys
+        import time
+
+        from pgtool.cli.options import settings
+        from pgtool.errors import UsageError
+        from pgtool.pg.conn import connect
+        from pgtool.top.queries import ORDERS
+        from pgtool.top.render import CLEAR, render_json, render_text
+        from pgtool.top.snapshot import take_snapshot
+
+        order = by.lower()
+        if order not in ORDERS:
+            raise UsageError(f"--by must be one of {', '.join(ORDERS)}, not {by!r}")
+        fmt = output_format.lower()
+        if fmt not in ("text", "json"):
+            raise UsageError(f"--format must be text or json, not {output_format!r}")
+        live = fmt == "text" and not once and sys.stdout.isatty()
+        cfg = settings(dsn)
+        with connect(cfg.dsn, autocommit=True, application_name="pgtool-top") as conn:
+            snapshot = take_snapshot(conn, order, limit, database)
+            if fmt == "json":
+                sys.stdout.write(render_json(snapshot))
+                return 0
+            if not live:
+                sys.stdout.write(render_text(snapshot, width=shutil.get_terminal_size((160, 40)).columns))
+                return 0
+            try:  # Ctrl-C is how a refreshing view ends: a clean exit, wherever it lands
+                while True:
+                    width = shutil.get_terminal_size((160, 40)).columns
+                    sys.stdout.write(CLEAR + render_text(snapshot, width=width))
+                    sys.stdout.write(f"\nrefreshing every {interval:g}s, Ctrl-C to quit\n")
+                    sys.stdout.flush()
+                    time.sleep(interval)
+                    snapshot = take_snapshot(conn, order, limit, database)
+            except KeyboardInterrupt:
+                sys.stdout.write("\n")
+                return 0
+
+    run_command("top", body)

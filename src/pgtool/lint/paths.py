@@ -1,0 +1,49 @@
+"""Which files a lint run reads: files as given, directories expanded to their migrations."""
+
+from __future__ import annotations
+
+import os
+from fnmatch import fnmatch
+from pathlib import Path
+
+from pgtool.errors import UsageError
+
+
+def is_migration(name: str) -> bool:
+    """`*.sql` files that are not down migrations (`*.down.sql`, diesel's `down.sql`)."""
+    lower = name.lower()
+    return lower.endswith(".sql") and not lower.endswith(".down.sql") and lower != "down.sql"
+
+
+def _excluded(path: str, patterns: list[str]) -> bool:
+    normal = os.path.normpath(path)
+    return any(
+        fnmatch(normal, p) or fnmatch(path, p) or fnmatch(os.path.basename(normal), p) for p in patterns
+    )
+
+
+def expand(paths: list[str], exclude: list[str]) -> list[str]:
+    """Files to lint, in order: each path's files (directories recursively, sorted), no duplicates.
+
+    A path that does not exist is a UsageError. Hidden directories are skipped.
+    """
+    files: list[str] = []
+    seen: set[str] = set()
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = []
+            for root, dirs, names in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found.extend(os.path.join(root, n) for n in names if is_migration(n))
+            candidates = sorted(found)
+        elif path.exists():
+            candidates = [given]
+        else:
+            raise UsageError(f"path {given} does not exist")
+        for candidate in candidates:
+            if candidate in seen or _excluded(candidate, exclude):
+                continue
+            seen.add(candidate)
+            files.append(candidate)
+    return files

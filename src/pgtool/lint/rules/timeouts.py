@@ -1,0 +1,91 @@
+"""MIG027: a statement that takes ACCESS EXCLUSIVE on an existing table with no lock_timeout set.
+
+The danger is the queue, not the statement: while it waits for its lock behind one long query, every
+other query on the table waits behind it. Reported once per file, at the first such statement.
+"""
+
+from __future__ import annotations
+
+from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
+from pgtool.lint.locks import ACCESS_EXCLUSIVE, alter_table_cmd_lock
+from pgtool.lint.rules import on_statement
+
+
+def access_exclusive_target(ctx: FileContext, stmt: Statement) -> str | None:
+    """The existing table `stmt` takes ACCESS EXCLUSIVE on, or None."""
+    node = stmt.node
+    kind = stmt.kind
+    if kind == "AlterTableStmt":
+        relation = node.get("relation", {})
+        if ctx.is_new(relation):
+            return None
+        for item in node.get("cmds", []):
+            if alter_table_cmd_lock(item.get("AlterTableCmd", {})) == ACCESS_EXCLUSIVE:
+                return rel_name(relation)
+        return None
+    if kind in ("RenameStmt", "ClusterStmt", "RefreshMatViewStmt"):
+        relation = node.get("relation")
+        if not relation or ctx.is_new(relation) or node.get("concurrent"):
+            return None
+        if kind == "RenameStmt" and node.get("renameType") not in ("OBJECT_TABLE", "OBJECT_COLUMN"):
+            return None
+        return rel_name(relation)
+    if kind == "DropStmt":
+        if node.get("removeType") == "OBJECT_TABLE":
+            for obj in node.get("objects", []):
+                schema, name = names_from_list(obj.get("List", {}).get("items", []))
+                if not ctx.created.contains(schema, name):
+                    return f"{schema}.{name}" if schema else name
+        if node.get("removeType") == "OBJECT_INDEX" and not node.get("concurrent"):
+            schema, name = names_from_list(node.get("objects", [{}])[0].get("List", {}).get("items", []))
+            return f"the table of index {name}"
+        return None
+    if kind in ("TruncateStmt", "LockStmt"):
+        if kind == "LockStmt" and node.get("mode", 8) != 8:
+            return None
+        for item in node.get("relations", []):
+            rv = item.get("RangeVar", {})
+            if not ctx.is_new(rv):
+                return rel_name(rv)
+        return None
+    if kind == "VacuumStmt":
+        if any(o.get("DefElem", {}).get("defname") == "full" for o in node.get("options", [])):
+            for item in node.get("rels", []):
+                rv = item.get("VacuumRelation", {}).get("relation", {})
+                if not ctx.is_new(rv):
+                    return rel_name(rv)
+        return None
+    if kind == "CreateStmt" and node.get("partbound"):
+        for item in node.get("inhRelations", []):
+            rv = item.get("RangeVar", {})
+            if not ctx.is_new(rv):
+                return rel_name(rv)
+    return None
+
+
+@on_statement(
+    "AlterTableStmt",
+    "RenameStmt",
+    "ClusterStmt",
+    "RefreshMatViewStmt",
+    "DropStmt",
+    "TruncateStmt",
+    "LockStmt",
+    "VacuumStmt",
+    "CreateStmt",
+)
+def missing_lock_timeout(ctx: FileContext, stmt: Statement) -> None:
+    if ctx.lock_timeout or ctx.lock_timeout_reported:
+        return
+    target = access_exclusive_target(ctx, stmt)
+    if target is None:
+        return
+    ctx.lock_timeout_reported = True
+    shown = target if target.startswith("the table of") else f'"{target}"'
+    ctx.report(
+        stmt,
+        "MIG027",
+        f"no lock_timeout is set before this statement takes ACCESS EXCLUSIVE on {shown}: while it waits "
+        "behind a long query, every query on the table queues behind it (reported once per file)",
+        ACCESS_EXCLUSIVE,
+    )

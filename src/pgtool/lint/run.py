@@ -1,0 +1,62 @@
+"""One `pgtool lint` run: merge config and flags, expand paths, lint, report, pick the exit code."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TextIO
+
+from pgtool.errors import EXIT_FAILED, EXIT_OK, UsageError
+from pgtool.lint.config import check_pg_version, load_settings, parse_rules
+from pgtool.lint.engine import lint_files
+from pgtool.lint.paths import expand
+from pgtool.lint.reporters import FORMATS, write
+
+_RULE_ID = re.compile(r"^MIG\d{3}(,MIG\d{3})*$", re.IGNORECASE)  # matches a flag value, not SQL
+
+
+def run_lint(
+    paths: list[str],
+    *,
+    output_format: str = "text",
+    pg_version: int | None = None,
+    config: Path | None = None,
+    rules: list[str] | None = None,
+    exclude: list[str] | None = None,
+    out: TextIO,
+    cwd: Path | None = None,
+) -> int:
+    """Lint `paths` and write the report to `out`; returns 0 (no error finding) or 1.
+
+    Raises UsageError (exit 2) for a bad format, version, rule id, config file or missing path.
+    """
+    fmt = output_format.lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    settings, _found = load_settings(config, cwd=cwd)
+    if pg_version is not None:
+        settings.pg_version = check_pg_version(pg_version, "--pg-version")
+    if rules:
+        settings.only = parse_rules(rules, "--rules")
+    for value in exclude or []:
+        if _RULE_ID.match(value.strip()):
+            settings.disabled |= parse_rules([value], "--exclude")
+        else:
+            settings.exclude_paths.append(value)
+    if not paths:
+        raise UsageError("no PATH given", hint="pgtool lint migrations/")
+    files = expand(paths, settings.exclude_paths)
+    if not files:
+        # A CI gate pointed at the wrong folder must not pass silently.
+        raise UsageError(
+            f"no migration files found in {', '.join(paths)}",
+            hint="directories are searched for *.sql files except *.down.sql",
+        )
+    try:
+        result = lint_files(files, settings)
+    except OSError as exc:
+        raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    color = fmt == "text" and hasattr(out, "isatty") and out.isatty() and "NO_COLOR" not in os.environ
+    write(result, fmt, out, color=color)
+    return EXIT_FAILED if result.errors else EXIT_OK

@@ -1,0 +1,27 @@
+"""What one lint run is configured with, after the config file and the command line are merged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pgtool.lint.rules.catalog import RULES
+from pgtool.lint.volatility import NEWEST
+
+
+@dataclass
+class LintSettings:
+    pg_version: int = NEWEST
+    only: set[str] | None = None  # run only these rules (None: all)
+    disabled: set[str] = field(default_factory=set)
+    exclude_paths: list[str] = field(default_factory=list)  # glob patterns
+    severity: dict[str, str] = field(default_factory=dict)  # rule -> "error" / "warning" overrides
+
+    def enabled(self, rule: str) -> bool:
+        if rule in ("MIG000", "MIG090", "MIG091", "MIG092"):
+            return rule not in self.disabled or rule == "MIG000"
+        if self.only is not None and rule not in self.only:
+            return False
+        return rule not in self.disabled
+
+    def severity_of(self, rule: str) -> str:
+        return self.severity.get(rule) or RULES[rule].severity

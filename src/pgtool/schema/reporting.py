@@ -1,0 +1,181 @@
+"""Reports read from the sample schema's materialized views, on a reporting connection.
+
+The reporting connection goes to the replica when one is given (`application_name` `pgtool-reporting`,
+read-only transactions, 5-second connect timeout) and falls back to the primary, with a warning, when the
+replica does not answer in time. Reports:
+
+- sales: daily revenue with rolling 7- and 30-day averages over calendar days (days without sales count
+  as 0: the series is filled with generate_series before the window functions run);
+- turnover: inventory turnover per category over the last 30 days (units sold / units in stock) and the
+  days of supply left at that pace;
+- top-customers: customers ranked by total spent with DENSE_RANK(), ties sharing a rank; `limit` is the
+  number of ranks, so a tie at the last rank shows every tied customer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from pgtool.errors import ConnectError, OperationError, UsageError
+from pgtool.obs.logging import get_logger
+
+REPORTING_APPLICATION_NAME = "pgtool-reporting"
+REPLICA_CONNECT_TIMEOUT = 5
+REPORTS = ("sales", "turnover", "top-customers")
+
+SALES_SQL = """
+WITH bounds AS (
+    SELECT coalesce(%(until)s::date, max(day)) AS last_day FROM mv_daily_revenue
+),
+days AS (
+    -- 29 extra days before the first shown so every shown row has a full 30-day window
+    SELECT d::date AS day
+    FROM bounds, generate_series(bounds.last_day - (%(days)s + 28), bounds.last_day, interval '1 day') AS d
+),
+filled AS (
+    SELECT days.day, coalesce(r.orders, 0) AS orders, coalesce(r.revenue, 0) AS revenue
+    FROM days LEFT JOIN mv_daily_revenue r USING (day)
+),
+rolling AS (
+    SELECT day, orders, revenue,
+           SUM(revenue) OVER (ORDER BY day ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) / 7 AS avg_7d,
+           SUM(revenue) OVER (ORDER BY day ROWS BETWEEN 29 PRECEDING AND CURRENT ROW) / 30 AS avg_30d
+    FROM filled
+)
+SELECT day, orders, revenue, round(avg_7d, 2) AS avg_7d, round(avg_30d, 2) AS avg_30d
+FROM rolling, bounds
+WHERE day > bounds.last_day - %(days)s
+ORDER BY day
+"""
+
+TURNOVER_SQL = """
+SELECT category,
+       sum(units_sold_30d)::bigint AS units_sold_30d,
+       sum(stock)::bigint AS stock,
+       round(sum(units_sold_30d)::numeric / nullif(sum(stock), 0), 3) AS turnover_30d,
+       round(sum(stock) * 30.0 / nullif(sum(units_sold_30d), 0), 1) AS days_of_supply
+FROM mv_product_performance
+GROUP BY category
+ORDER BY turnover_30d DESC NULLS LAST, category
+LIMIT %(limit)s
+"""
+
+TOP_CUSTOMERS_SQL = """
+SELECT rank, user_id, email, orders, total_spent, last_order_at
+FROM (
+    SELECT DENSE_RANK() OVER (ORDER BY total_spent DESC) AS rank,
+           user_id, email, orders, total_spent, last_order_at
+    FROM mv_customer_summary
+    WHERE orders > 0
+) ranked
+WHERE rank <= %(limit)s
+ORDER BY rank, user_id
+"""
+
+QUERIES = {"sales": SALES_SQL, "turnover": TURNOVER_SQL, "top-customers": TOP_CUSTOMERS_SQL}
+
+
+def reporting_connection(primary_dsn: str, replica_dsn: str | None) -> tuple[psycopg.Connection[Any], str]:
+    """A read-only reporting connection and where it went: the replica if it answers within 5 s, else
+    the primary (logged as a warning). Raises ConnectError when the primary cannot be reached either."""
+    from pgtool.pg.conn import connect
+
+    options = "-c default_transaction_read_only=on"
+    if replica_dsn:
+        try:
+            conn = connect(
+                replica_dsn,
+                application_name=REPORTING_APPLICATION_NAME,
+                connect_timeout=REPLICA_CONNECT_TIMEOUT,
+                options=options,
+            )
+            return conn, "replica"
+        except ConnectError as exc:
+            get_logger().warning(
+                "replica did not answer; reporting from the primary", error=exc.message, fallback="primary"
+            )
+    return connect(primary_dsn, application_name=REPORTING_APPLICATION_NAME, options=options), "primary"
+
+
+def run_report(
+    conn: psycopg.Connection[Any], name: str, *, days: int = 30, limit: int = 10, until: date | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run report `name` and return (column names, rows).
+
+    days: sales rows shown (the last `days` days up to `until`, default the newest day in the view).
+    limit: top-customers ranks / turnover categories shown.
+    Raises UsageError for an unknown report or bad sizes, OperationError when the views are missing or
+    not populated (with the command that fixes it).
+    """
+    if name not in QUERIES:
+        raise UsageError(f"unknown report {name!r}", hint=f"one of: {', '.join(REPORTS)}")
+    if days < 1 or limit < 1:
+        raise UsageError("--days and --limit must be 1 or more")
+    conn.prepare_threshold = None
+    try:
+        cur = conn.execute(QUERIES[name], {"days": days, "limit": limit, "until": until})
+    except psycopg.errors.UndefinedTable as exc:
+        raise OperationError(
+            f"report {name}: {' '.join(str(exc).split())}",
+            hint="the reporting views come with the sample schema (pgtool.sample.apply_schema)",
+        ) from None
+    except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+        raise OperationError(
+            f"report {name}: {' '.join(str(exc).split())}", hint="populate it: pgtool refresh-mv --all"
+        ) from None
+    except psycopg.Error as exc:
+        raise OperationError(f"report {name} failed: {' '.join(str(exc).split())}") from None
+    columns = [c.name for c in cur.description or []]
+    return columns, cur.fetchall()
+
+
+# -- output --------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def to_json(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    return json.dumps([{c: _plain(v) for c, v in zip(columns, row, strict=True)} for row in rows], indent=2)
+
+
+def to_csv(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(
+            ["" if v is None else (v.isoformat() if isinstance(v, datetime | date) else v) for v in row]
+        )
+    return out.getvalue()
+
+
+def to_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    cells = [
+        ["" if v is None else (v.isoformat() if isinstance(v, datetime | date) else str(v)) for v in row]
+        for row in rows
+    ]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    numeric = [
+        all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in rows)
+        for i in range(len(columns))
+    ]
+
+    def fmt(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
+        )
+
+    lines = [fmt(columns).rstrip(), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r).rstrip() for r in cells]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,65 @@
+"""Run every status check against one server and its backup locations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pgtool.status.model import Section, StatusReport, Thresholds
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    """What `pgtool status` was asked to look at."""
+
+    dsn: str
+    backup_dir: Path | None = None
+    archive_dir: Path | None = None
+    base_dir: Path | None = None
+    pooler_dsn: str | None = None
+    pushgateway: str | None = None
+    exclude_databases: list[str] = field(default_factory=list)
+    k8s: str = "auto"
+    k8s_namespace: str | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def collect_status(request: StatusRequest) -> StatusReport:
+    """Every section, in screen order. ConnectError (exit 3) when the server cannot be reached."""
+    from pgtool.pg.conn import connect
+    from pgtool.status import server
+    from pgtool.status.dump_check import DATABASES_SQL, dumps_section
+    from pgtool.status.kube import kubernetes_section
+    from pgtool.status.pooler import pooler_section
+    from pgtool.status.verification import verification_section
+    from pgtool.status.wal_window import base_backups_section
+
+    t = request.thresholds
+    checked_at = datetime.now(UTC).isoformat(timespec="seconds")
+    sections: list[Section] = []
+    with connect(request.dsn, autocommit=True, application_name="pgtool-status") as conn:
+        info = server.read_server(conn)
+        sections.append(server.server_section(info, t))
+        archiver = server.archiver_section(conn, info, t)
+        sections.append(archiver)
+        databases = [r[0] for r in conn.execute(DATABASES_SQL).fetchall()]
+        replication = server.replication_section(conn, info, t)
+        transactions = server.transactions_section(conn, t)
+    segment_size = info["settings"].get("wal_segment_size")
+    sections.append(dumps_section(request.backup_dir, databases, t, exclude=request.exclude_databases))
+    sections.append(
+        base_backups_section(
+            request.base_dir,
+            request.archive_dir,
+            t,
+            server_segment_size=int(segment_size) if segment_size and segment_size.isdigit() else None,
+            last_archived_wal=archiver.data.get("last_archived_wal"),
+        )
+    )
+    sections.append(verification_section(request.pushgateway, t))
+    sections.append(replication)
+    sections.append(transactions)
+    sections.append(pooler_section(request.pooler_dsn, t))
+    sections.append(kubernetes_section(request.k8s, request.k8s_namespace))
+    return StatusReport(checked_at=checked_at, sections=sections)

@@ -1,0 +1,304 @@
+"""Base backups, the WAL they need, and the recoverable window they give.
+
+A base backup is only worth something with every WAL segment from its start (or, when pg_basebackup
+streamed its own WAL into the backup, from its stop) up to the newest archived segment: one missing
+segment ends recovery there. The recoverable window runs from the consistent point (stop time) of the
+oldest base backup whose WAL chain reaches the newest archived segment without a gap, to the time that
+segment was archived.
+
+Timelines: after a promotion the archive holds segments of several timelines. Like PostgreSQL's own
+recovery (XLogFileReadAnyTLI), the segment expected at a position is the one of the newest timeline in
+the history of the archive's newest timeline that had begun by then.
+
+Layouts and names come from `pgtool.backup.base_catalog` (backup directories and their JSON metadata)
+and `pgtool.backup.walnames` (archived names, compression suffixes, history files).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
+from pgtool.backup.walnames import (
+    DEFAULT_SEGMENT_SIZE,
+    list_archive,
+    parse_history,
+    parse_segment_name,
+    read_archived_text,
+    segment_name,
+    segno_of_lsn,
+)
+from pgtool.status.durations import format_duration
+from pgtool.status.model import Section, Thresholds
+
+SELF_CONTAINED_WAL_METHODS = ("stream", "fetch")
+MAX_GAP_LINES = 3
+
+
+@dataclass
+class ArchiveIndex:
+    """What the WAL archive holds, by (timeline, segment number)."""
+
+    segments: dict[tuple[int, int], Path] = field(default_factory=dict)
+    histories: dict[int, Path] = field(default_factory=dict)
+
+    @property
+    def newest_timeline(self) -> int | None:
+        return max((tli for tli, _ in self.segments), default=None)
+
+
+def index_archive(archive_dir: Path, segment_size: int) -> ArchiveIndex:
+    index = ArchiveIndex()
+    for item in list_archive(archive_dir):
+        path = archive_dir / item.name
+        if item.kind == "segment" and item.segment:
+            index.segments[parse_segment_name(item.segment, segment_size)] = path
+        elif item.kind == "history":
+            index.histories[item.timeline] = path
+    return index
+
+
+def timeline_begins(index: ArchiveIndex, target: int, segment_size: int) -> tuple[dict[int, int], str | None]:
+    """{timeline: first segment number} for `target` and its ancestors, or a problem text."""
+    if target == 1:
+        return {1: 0}, None
+    history = index.histories.get(target)
+    if history is None:
+        return {target: 0}, f"timeline history file {target:08X}.history is missing from the archive"
+    entries = parse_history(read_archived_text(history))
+    begins = {}
+    start = 0
+    for entry in entries:
+        begins[entry.parent] = start
+        start = segno_of_lsn(entry.switchpoint, segment_size)
+    begins[target] = start
+    return begins, None
+
+
+def expected_timeline(begins: dict[int, int], segno: int) -> int:
+    """The timeline whose copy of segment `segno` recovery reads: the newest one begun by then."""
+    return max((tli for tli, first in begins.items() if first <= segno), default=min(begins))
+
+
+def _first_needed(backup: BaseBackupInfo, segment_size: int) -> int:
+    name = backup.stop_wal_file if backup.wal_method in SELF_CONTAINED_WAL_METHODS else backup.start_wal_file
+    return parse_segment_name(name, segment_size)[1]
+
+
+def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for n in numbers:
+        if out and out[-1][1] == n - 1:
+            out[-1] = (out[-1][0], n)
+        else:
+            out.append((n, n))
+    return out
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _short(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def base_backups_section(
+    base_dir: Path | None,
+    archive_dir: Path | None,
+    thresholds: Thresholds,
+    *,
+    server_segment_size: int | None = None,
+    last_archived_wal: str | None = None,
+    now: float | None = None,
+) -> Section:
+    """Newest base backup, WAL continuity in the archive and the recoverable window."""
+    section = Section("base_backups", "Base backups")
+    now = time.time() if now is None else now
+    if base_dir is None and archive_dir is None:
+        section.lines.append("not checked (pass --base-dir and --archive-dir)")
+        return section.skip("pass --base-dir and --archive-dir to check the recoverable window")
+
+    backups: list[BaseBackupInfo] = []
+    if base_dir is not None:
+        backups = _check_backups(section, Path(base_dir), thresholds, now)
+    segment_size = (backups[-1].wal_segment_size if backups else None) or server_segment_size
+    segment_size = segment_size or DEFAULT_SEGMENT_SIZE
+
+    if archive_dir is None:
+        section.lines.append("WAL continuity not checked (pass --archive-dir)")
+        return section
+    archive_dir = Path(archive_dir)
+    section.data["archive_dir"] = str(archive_dir)
+    if not archive_dir.is_dir():
+        section.lines.append(f"WAL archive {archive_dir} does not exist")
+        section.problem(
+            f"WAL archive directory {archive_dir} does not exist",
+            "check --archive-dir against the archive_command's destination",
+        )
+        return section
+    index = index_archive(archive_dir, segment_size)
+    _check_archive(section, index, backups, segment_size, last_archived_wal, now)
+    return section
+
+
+def _check_backups(
+    section: Section, base_dir: Path, thresholds: Thresholds, now: float
+) -> list[BaseBackupInfo]:
+    section.data["base_dir"] = str(base_dir)
+    if not base_dir.is_dir():
+        section.lines.append(f"{base_dir} does not exist")
+        section.problem(
+            f"base backup directory {base_dir} does not exist",
+            "check --base-dir, or run pgtool basebackup --dest DIR",
+        )
+        return []
+    backups = list_base_backups(base_dir)
+    section.data["backups"] = [
+        {
+            "id": b.id,
+            "start_time": b.start_time,
+            "stop_time": b.stop_time,
+            "start_wal_file": b.start_wal_file,
+            "stop_wal_file": b.stop_wal_file,
+            "timeline": b.timeline,
+            "size_bytes": b.size_bytes,
+            "wal_method": b.wal_method,
+        }
+        for b in backups
+    ]
+    if not backups:
+        section.lines.append(f"no complete base backup in {base_dir}")
+        section.problem(
+            f"no complete base backup in {base_dir}",
+            "run pgtool basebackup --dest DIR; without one no point-in-time recovery is possible",
+        )
+        return []
+    newest = backups[-1]
+    age = now - newest.stop_datetime.timestamp()
+    section.data["newest"] = newest.id
+    section.data["newest_age_seconds"] = round(age, 1)
+    section.lines.append(
+        f"{len(backups)} kept, newest {newest.id} ({format_duration(age)} ago), oldest {backups[0].id}"
+    )
+    if age > thresholds.max_base_age:
+        section.problem(
+            f"newest base backup {newest.id} is {format_duration(age)} old "
+            f"(limit {format_duration(thresholds.max_base_age)})",
+            "check the basebackup CronJob's last runs and logs, then run pgtool basebackup",
+        )
+    return backups
+
+
+def _check_archive(
+    section: Section,
+    index: ArchiveIndex,
+    backups: list[BaseBackupInfo],
+    segment_size: int,
+    last_archived_wal: str | None,
+    now: float,
+) -> None:
+    target = index.newest_timeline
+    if target is None:
+        section.lines.append("WAL archive holds no segments")
+        section.data["window"] = None
+        section.problem(
+            "the WAL archive holds no segments",
+            "check archive_mode and archive_command (pgtool archive-wal) and the Archiver section",
+        )
+        return
+    begins, history_problem = timeline_begins(index, target, segment_size)
+    if history_problem:
+        section.problem(
+            history_problem, "copy it from the server's pg_wal into the archive; recovery needs it"
+        )
+    on_chain = {segno: path for (tli, segno), path in index.segments.items() if tli in begins}
+    newest_segno = max(on_chain)
+    first_present = min(on_chain)
+    newest_name = segment_name(expected_timeline(begins, newest_segno), newest_segno, segment_size)
+    newest_path = (
+        index.segments.get((expected_timeline(begins, newest_segno), newest_segno)) or on_chain[newest_segno]
+    )
+    newest_time = newest_path.stat().st_mtime
+    start = min([_first_needed(b, segment_size) for b in backups], default=first_present)
+    start = min(start, newest_segno)
+    missing = [
+        segno
+        for segno in range(start, newest_segno + 1)
+        if (expected_timeline(begins, segno), segno) not in index.segments
+    ]
+    section.data.update(
+        timeline=target,
+        newest_wal=newest_name,
+        newest_wal_archived_at=_iso(newest_time),
+        segments=len(index.segments),
+        missing_segments=[segment_name(expected_timeline(begins, n), n, segment_size) for n in missing],
+    )
+    section.lines.append(
+        f"WAL archive: {len(index.segments)} segments, newest {newest_name} archived "
+        f"{format_duration(now - newest_time)} ago, "
+        + (f"{len(missing)} missing" if missing else "no gaps")
+        + ("" if backups else " (no base backups to check against)")
+    )
+    if last_archived_wal and len(last_archived_wal) == 24:
+        try:
+            tli, segno = parse_segment_name(last_archived_wal, segment_size)
+        except ValueError:
+            tli, segno = 0, -1
+        if (tli, segno) not in index.segments and segno > newest_segno:
+            section.problem(
+                f"the server reports {last_archived_wal} archived but the archive's newest is {newest_name}",
+                "check that --archive-dir is where archive_command writes",
+            )
+    for first, last in _ranges(missing)[:MAX_GAP_LINES]:
+        first_name = segment_name(expected_timeline(begins, first), first, segment_size)
+        count = last - first + 1
+        affected = [b.id for b in backups if _first_needed(b, segment_size) <= last]
+        section.problem(
+            f"WAL segment {first_name}"
+            + (f" and {count - 1} after it" if count > 1 else "")
+            + " missing from the archive"
+            + (f": recovery from base backup {', '.join(affected)} stops there" if affected else ""),
+            "take a new base backup now (pgtool basebackup) and find out why the archive lost it",
+        )
+    if len(_ranges(missing)) > MAX_GAP_LINES:
+        section.problem(
+            f"{len(_ranges(missing)) - MAX_GAP_LINES} more gaps in the WAL archive",
+            "see --format json (missing_segments) for the full list",
+        )
+    _window(section, backups, missing, segment_size, newest_time)
+
+
+def _window(
+    section: Section, backups: list[BaseBackupInfo], missing: list[int], segment_size: int, newest_time: float
+) -> None:
+    if not backups:
+        section.data["window"] = None
+        return
+    last_gap = max(missing, default=-1)
+    usable = [b for b in backups if _first_needed(b, segment_size) > last_gap]
+    window: dict[str, Any] | None = None
+    if usable:
+        begin = usable[0].stop_datetime.timestamp()
+        window = {
+            "from": _iso(begin),
+            "to": _iso(newest_time),
+            "seconds": round(max(newest_time - begin, 0), 1),
+            "from_backup": usable[0].id,
+        }
+        section.lines.append(
+            f"recoverable window: {_short(begin)} .. {_short(newest_time)} "
+            f"({format_duration(newest_time - begin)}, from base backup {usable[0].id})"
+        )
+    else:
+        section.lines.append("recoverable window: none reaches the newest archived WAL")
+        section.problem(
+            "no base backup can be recovered to the newest archived WAL "
+            "(a segment after the newest backup is missing)",
+            "take a new base backup now: pgtool basebackup",
+        )
+    section.data["window"] = window

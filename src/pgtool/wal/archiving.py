@@ -1,0 +1,288 @@
+"""archive-wal: copy one WAL file into the archive durably, never overwriting (stdlib only).
+
+Semantics follow contrib/basic_archive, plus a system identifier check and optional compression:
+  1. the file must look like what its name says (a segment starts with a long page header whose page
+     address matches the name and whose segment size is the file's size);
+  2. its system identifier must match the archive's (recorded in SYSTEM_ID_FILE; O(1) per call);
+  3. if the name is already archived (in any compression) with identical content: fsync it and the
+     directory, success; with different content: failure, the archived file untouched;
+  4. otherwise write a unique temporary in the archive directory, fsync it, link it to its final name
+     (never replacing anything), fsync the directory.
+Temporaries left by killed runs are removed on the next run (pgtool.wal.durable).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pgtool.wal import durable
+from pgtool.wal.archive import (
+    SYSTEM_ID_FILE,
+    ArchivedFile,
+    CorruptArchiveError,
+    find_archived,
+    iter_content,
+    list_archive,
+    read_system_id,
+)
+from pgtool.wal.codecs import CODECS, SUFFIXES, CodecUnavailableError
+from pgtool.wal.errors import ARCHIVE_FAILED, ARCHIVE_USAGE, WalCommandError
+from pgtool.wal.header import LONG_HEADER_SIZE, WalHeaderError, parse_long_header
+from pgtool.wal.names import WalName, format_lsn, parse_wal_name
+
+ARCHIVED = "archived"
+ALREADY_ARCHIVED = "already archived"
+
+
+class ArchiveResult:
+    """What archive_wal did: outcome (ARCHIVED or ALREADY_ARCHIVED), the archived path and sizes."""
+
+    __slots__ = ("bytes_in", "bytes_stored", "outcome", "path", "removed_temporaries", "system_identifier")
+
+    def __init__(
+        self,
+        outcome: str,
+        path: str,
+        bytes_in: int,
+        bytes_stored: int,
+        system_identifier: int | None,
+        removed_temporaries: list[str],
+    ) -> None:
+        self.outcome = outcome
+        self.path = path
+        self.bytes_in = bytes_in
+        self.bytes_stored = bytes_stored
+        self.system_identifier = system_identifier
+        self.removed_temporaries = removed_temporaries
+
+
+def _fail(message: str, hint: str | None = None) -> WalCommandError:
+    return WalCommandError(message, ARCHIVE_FAILED, hint=hint)
+
+
+def archive_wal(
+    wal_path: str,
+    wal_name: str,
+    archive_dir: str,
+    *,
+    compress: str | None = None,
+    level: int | None = None,
+    allow_system_id_change: bool = False,
+) -> ArchiveResult:
+    """Archive the WAL file at wal_path under wal_name in archive_dir.
+
+    compress: None, "zstd" or "lz4" (stored as NAME.zst / NAME.lz4). allow_system_id_change: accept a
+    segment from a different cluster and make its system identifier the archive's from now on.
+    Raises WalCommandError (exit code 1, or 2 for bad usage) on any failure; the archive then holds
+    either nothing new or, for the name, what it held before.
+    """
+    try:
+        wal = parse_wal_name(wal_name)
+    except ValueError as exc:
+        raise WalCommandError(str(exc), ARCHIVE_USAGE) from exc
+    if compress is not None and compress not in CODECS:
+        raise WalCommandError(f"unknown compression {compress!r} (known: {', '.join(CODECS)})", ARCHIVE_USAGE)
+    if not os.path.isdir(archive_dir):
+        raise _fail(
+            f"archive directory {archive_dir} does not exist or is not a directory",
+            hint="create it (writable by the server's user) or mount it; pgtool does not create it",
+        )
+    try:
+        src = os.open(wal_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _fail(f"cannot read {wal_path}: {exc.strerror}") from exc
+    try:
+        size = os.fstat(src).st_size
+        sysid = None
+        if wal.has_page_header:
+            sysid = _check_segment(src, size, wal_path, wal_name, wal)
+            _check_system_id(archive_dir, sysid, wal_path, allow_system_id_change)
+        removed = _remove_temporaries(archive_dir)
+        existing = find_archived(archive_dir, wal_name)
+        if existing is None:
+            existing = _write_new(src, size, wal_path, wal_name, archive_dir, compress, level)
+            if existing is None:
+                durable.fsync_path(archive_dir, directory=True)
+                final = os.path.join(archive_dir, wal_name + (SUFFIXES[compress] if compress else ""))
+                stored = os.stat(final).st_size
+                return ArchiveResult(ARCHIVED, final, size, stored, sysid, removed)
+        _check_duplicate(existing, src, size, wal_path)
+        durable.fsync_path(existing.path)
+        durable.fsync_path(archive_dir, directory=True)
+        return ArchiveResult(ALREADY_ARCHIVED, existing.path, size, existing.stored_size, sysid, removed)
+    except OSError as exc:
+        raise _fail(f"archiving {wal_path} into {archive_dir} failed: {exc.strerror or exc}") from exc
+    finally:
+        os.close(src)
+
+
+def _check_segment(src: int, size: int, wal_path: str, wal_name: str, wal: WalName) -> int:
+    try:
+        header = parse_long_header(os.pread(src, LONG_HEADER_SIZE, 0))
+    except WalHeaderError as exc:
+        raise _fail(f"{wal_path} is not a WAL segment: {exc}") from exc
+    if size != header.segment_size:
+        raise _fail(
+            f"{wal_path} is {size} bytes but its header says segments are {header.segment_size} bytes",
+            hint="a truncated or still-growing file; PostgreSQL archives only complete segments",
+        )
+    expected = wal.segno(header.segment_size) * header.segment_size
+    if header.page_address != expected:
+        raise _fail(
+            f"{wal_path} starts at LSN {format_lsn(header.page_address)}, "
+            f"but {wal_name} starts at {format_lsn(expected)}: the name does not match the content"
+        )
+    return header.system_identifier
+
+
+def _check_system_id(archive_dir: str, sysid: int, wal_path: str, allow_change: bool) -> None:
+    sysid_path = os.path.join(archive_dir, SYSTEM_ID_FILE)
+    try:
+        recorded = read_system_id(archive_dir)
+    except CorruptArchiveError as exc:
+        raise _fail(str(exc), hint=f"remove {sysid_path}; the next segment records it again") from exc
+    except OSError as exc:
+        raise _fail(f"cannot read {sysid_path}: {exc.strerror}") from exc
+    if recorded is None:
+        # First use of this directory by pgtool (or a pre-existing archive): look at one segment once,
+        # and record what it says so that later calls are O(1).
+        recorded = _system_id_from_segments(archive_dir)
+        if recorded is not None and recorded != sysid and not allow_change:
+            _write_system_id(archive_dir, recorded)
+    elif recorded == sysid:
+        return
+    if recorded is not None and recorded != sysid and not allow_change:
+        raise _fail(
+            f"{wal_path} belongs to database system {sysid}, but archive {archive_dir} holds WAL of "
+            f"system {recorded} (recorded in {sysid_path})",
+            hint="two clusters must not share one archive: use another --archive-dir, or pass "
+            "--allow-system-id-change if this cluster replaces the old one",
+        )
+    _write_system_id(archive_dir, sysid)
+
+
+def _system_id_from_segments(archive_dir: str) -> int | None:
+    for archived in reversed(list_archive(archive_dir)):
+        if not archived.wal.has_page_header:
+            continue
+        try:
+            head = b""
+            for chunk in iter_content(archived, verify=False):
+                head += chunk
+                if len(head) >= LONG_HEADER_SIZE:
+                    break
+            return parse_long_header(head).system_identifier
+        except (CorruptArchiveError, WalHeaderError, OSError):
+            continue
+    return None
+
+
+def _write_system_id(archive_dir: str, sysid: int) -> None:
+    tmp, fd = durable.create_temp(archive_dir, SYSTEM_ID_FILE)
+    try:
+        os.write(fd, f"{sysid}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, os.path.join(archive_dir, SYSTEM_ID_FILE))
+    except OSError:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _remove_temporaries(archive_dir: str) -> list[str]:
+    try:
+        return durable.remove_stale_temporaries(archive_dir)
+    except OSError:
+        return []  # cleaning up is best effort; archiving must not fail for it
+
+
+def _write_new(
+    src: int,
+    size: int,
+    wal_path: str,
+    wal_name: str,
+    archive_dir: str,
+    compress: str | None,
+    level: int | None,
+) -> ArchivedFile | None:
+    """Write a new archived file; None when done, or the ArchivedFile that appeared meanwhile."""
+    final = os.path.join(archive_dir, wal_name + (SUFFIXES[compress] if compress else ""))
+    try:
+        tmp, fd = durable.create_temp(archive_dir, wal_name)
+    except OSError as exc:
+        raise _fail(f"cannot create a file in archive directory {archive_dir}: {exc.strerror}") from exc
+    try:
+        try:
+            if compress:
+                _compress(src, fd, size, compress, level)
+            else:
+                durable.copy_fd(src, fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if os.environ.get("PGTOOL_TEST_ARCHIVE_PAUSE_BEFORE_RENAME"):
+            # Test hook: lets the crash test SIGKILL this process between write and rename.
+            import time
+
+            time.sleep(float(os.environ["PGTOOL_TEST_ARCHIVE_PAUSE_BEFORE_RENAME"]))
+        durable.publish(tmp, final)
+    except FileExistsError:
+        _unlink_quietly(tmp)
+        existing = find_archived(archive_dir, wal_name)
+        if existing is None:
+            raise _fail(f"{final} appeared and vanished while archiving {wal_path}") from None
+        return existing
+    except CodecUnavailableError as exc:
+        _unlink_quietly(tmp)
+        raise WalCommandError(
+            str(exc), ARCHIVE_USAGE, hint="pip install lz4, or use --compress zstd"
+        ) from exc
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise _fail(
+            f"writing {final} failed: {exc.strerror or exc}",
+            hint="nothing was archived under that name; PostgreSQL retries",
+        ) from exc
+    return None
+
+
+def _compress(src: int, dst: int, size: int, codec: str, level: int | None) -> None:
+    from pgtool.wal.codecs import compress_stream
+
+    with os.fdopen(src, "rb", closefd=False) as fin, os.fdopen(dst, "wb", closefd=False) as fout:
+        compress_stream(codec, fin, fout, size, level)
+        fout.flush()
+
+
+def _check_duplicate(existing: ArchivedFile, src: int, size: int, wal_path: str) -> None:
+    problem = None
+    offset = 0
+    if existing.codec is None and existing.stored_size != size:
+        problem = f"{existing.stored_size} bytes versus {size}"
+    else:
+        try:
+            for chunk in iter_content(existing, verify=False):
+                if os.pread(src, len(chunk), offset) != chunk:
+                    problem = f"contents differ from byte {offset}"
+                    break
+                offset += len(chunk)
+            else:
+                if offset != size:
+                    problem = f"{offset} bytes versus {size}"
+        except CorruptArchiveError as exc:
+            problem = f"the archived copy cannot be read: {exc}"
+    if problem:
+        raise _fail(
+            f"{existing.path} already exists and differs from {wal_path} ({problem}); "
+            "the archived file was left untouched",
+            hint="find out which copy is right before removing either",
+        )
+
+
+def _unlink_quietly(path: str) -> None:
+    try:  # noqa: SIM105 - contextlib would add an import to the per-segment start-up path
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,104 @@
+"""Every metric an alert, an alert test or a dashboard panel names is produced by something real: the
+postgres_exporter scrape with exporter/queries.yaml (PostgreSQL 15 and 18, primary and standby), a real
+pgtool run pushed to a real Pushgateway, the PgBouncer exporter scraped against a real PgBouncer, or the
+Promtail metrics stage of logging/promtail.yaml. The kubelet's volume metrics are the one exception: no
+kubelet runs here, so their names are taken from the Kubernetes documentation."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, alert_rules, dashboard_prom_exprs, metric_names, scrape
+
+# https://kubernetes.io/docs/reference/instrumentation/metrics/ (kubelet, stable since 1.x)
+KUBELET_METRICS = {"kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes"}
+
+
+def promtail_metrics() -> set[str]:
+    """Promtail exports each metrics-stage metric as promtail_custom_<name>."""
+    config = yaml.safe_load((REPO / "logging/promtail.yaml").read_text())
+    names: set[str] = set()
+
+    def walk(stages: list[dict]) -> None:
+        for stage in stages:
+            for kind, body in stage.items():
+                if kind == "metrics":
+                    names.update(f"promtail_custom_{name}" for name in body)
+                elif kind == "match":
+                    walk(body.get("stages", []))
+
+    for scrape_config in config["scrape_configs"]:
+        walk(scrape_config["pipeline_stages"])
+    return names
+
+
+@pytest.fixture(scope="module")
+def produced(exporter_runs, pushed_samples, pgbouncer_setup) -> dict[str, set[str]]:
+    return {
+        "postgres_exporter": set().union(*(run.names() for run in exporter_runs.values())),
+        "pgtool push": {name for name in pushed_samples if name.startswith("pgtool_")},
+        "pgbouncer exporter": set(scrape(pgbouncer_setup.exporter_url)),
+        "promtail": promtail_metrics(),
+        "kubelet (documented)": KUBELET_METRICS,
+    }
+
+
+def used_by_alerts() -> set[str]:
+    return set().union(*(metric_names(rule["expr"]) for rule in alert_rules()))
+
+
+def used_by_dashboards() -> set[str]:
+    return set().union(*(metric_names(expr) for expr in dashboard_prom_exprs()))
+
+
+def used_by_alert_tests() -> set[str]:
+    names: set[str] = set()
+    for path in sorted((REPO / "alerts/tests").glob("*.yaml")):
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for series in test.get("input_series", []):
+                names |= metric_names(series["series"].split("{")[0])
+    return names - {"up"}
+
+
+def test_the_extraction_sees_the_names() -> None:
+    assert {"pgtool_last_run_success", "pg_stat_archiver_failed_count"} <= used_by_alerts()
+    assert "pg_statements_query_info" in used_by_dashboards()
+    assert metric_names('rate(pg_a_total{job="pg_not_a_metric"}[5m]) / x:pg_b:rate5m') == {"pg_a_total"}
+
+
+@pytest.mark.parametrize("where", ["alerts", "dashboards", "alert tests"])
+def test_every_used_metric_is_produced(produced: dict[str, set[str]], where: str) -> None:
+    used = {"alerts": used_by_alerts, "dashboards": used_by_dashboards, "alert tests": used_by_alert_tests}[
+        where
+    ]()
+    known = set().union(*produced.values())
+    assert used, where
+    missing = sorted(used - known)
+    assert not missing, f"{where} use metrics nothing produces: {missing}"
+
+
+def test_pushed_pgtool_metrics_are_documented(pushed_samples) -> None:
+    documented = set(re.findall(r"`(pgtool_[a-z_]+)`", (REPO / "docs/metrics.md").read_text()))
+    pushed = {name for name in pushed_samples if name.startswith("pgtool_")}
+    used = {n for n in used_by_alerts() | used_by_dashboards() if n.startswith("pgtool_")}
+    assert used <= documented, sorted(used - documented)
+    assert pushed <= documented, sorted(pushed - documented)
+    jobs = {labels["job"] for labels, _ in pushed_samples["pgtool_last_run_success"]}
+    assert {"pgtool-backup", "pgtool-verify", "pgtool-basebackup"} <= jobs
+
+
+def test_alert_test_files_cover_every_alert() -> None:
+    """Each alert has a promtool case where it fires and one where it does not."""
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for path in sorted(Path(REPO / "alerts/tests").glob("*.yaml")):
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                (fired if case.get("exp_alerts") else quiet).add(case["alertname"])
+    alerts = {rule["alert"] for rule in alert_rules() if "alert" in rule}
+    assert alerts - fired == set(), "never shown firing"
+    assert alerts - quiet == set(), "never shown quiet"

@@ -1,0 +1,219 @@
+"""The PostgreSQL config files of the manifests, used by real servers the way the pods use them:
+`postgres -c config_file=.../postgresql.conf` with the manifests' pg_hba.conf, archive_command running
+pgtool archive-wal, and a standby seeded by the replica Deployment's own init-container script and started
+with `config_file=.../replica.conf` (which includes postgresql.conf). Only ports, paths and
+listen_addresses are rewritten (and shared_buffers made small)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from conftest import find, rewrite
+from pgharness import binaries_for, retry, rmtree, server_writable_dir
+from pgtool.pg.cluster import free_port
+from pgtool.pg.privileges import give_to_server, server_user
+
+REPLICATOR_PASSWORD = "replicator-secret"
+# lines of manifests/base/files/*.conf that name pod paths or Service names
+ARCHIVE_COMMAND = "archive_command = 'pgtool archive-wal %p %f --archive-dir /wal-archive'"
+RESTORE_COMMAND = "restore_command = 'pgtool restore-wal %f %p --archive-dir /wal-archive'"
+PRIMARY_CONNINFO = (
+    "primary_conninfo = 'host=postgres port=5432 user=replicator application_name=postgres-replica "
+    "passfile=/var/run/postgresql-auth/pgpass'"
+)
+
+
+def as_server(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    user = server_user()
+    prefix = ["runuser", "-u", user, "--"] if user else []
+    return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=300, cwd="/", **kwargs)
+
+
+class Server:
+    def __init__(self, bindir: Path, data: Path, config: Path, port: int) -> None:
+        self.bindir, self.data, self.config, self.port = bindir, data, config, port
+
+    def start(self) -> None:
+        result = as_server(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.data.parent / f"{self.data.name}.log"),
+                "-o",
+                f"-c config_file={self.config}",
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ]
+        )
+        assert result.returncode == 0, (
+            result.stderr + (self.data.parent / f"{self.data.name}.log").read_text()
+        )
+
+    def stop(self) -> None:
+        as_server([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        """As the OS user postgres over the socket: the manifests' `local all postgres peer` line."""
+        result = as_server(
+            [
+                str(self.bindir / "psql"),
+                "-X",
+                "-At",
+                "-h",
+                "/var/run/postgresql",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ]
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def servers(rendered) -> Iterator[dict[str, Any]]:
+    files = find(rendered["overlays/prod"], "ConfigMap", "postgres-config")["data"]
+    replica = find(rendered["overlays/prod"], "Deployment", "postgres-replica")
+    seed_script = replica["spec"]["template"]["spec"]["initContainers"][0]["args"][0]
+    bindir = binaries_for(15).bindir
+    pgtool = Path(sys.executable).parent / "pgtool"
+    work = server_writable_dir("pgtool-pgconf-")
+    archive, logs, auth = work / "wal-archive", work / "log", work / "auth"
+    for path in (archive, logs, auth):
+        path.mkdir()
+        give_to_server(path)
+    primary_port, standby_port = free_port(), free_port()
+
+    def write_conf(directory: Path, port: int) -> None:
+        directory.mkdir()
+        give_to_server(directory)
+        (directory / "postgresql.conf").write_text(
+            rewrite(
+                files["postgresql.conf"],
+                {
+                    "listen_addresses = '*'": "listen_addresses = '127.0.0.1'",
+                    "port = 5432": f"port = {port}",
+                    "hba_file = '/etc/postgresql/pg_hba.conf'": f"hba_file = '{directory}/pg_hba.conf'",
+                    "shared_buffers = '1GB'": "shared_buffers = '128MB'",
+                    "log_directory = '/var/log/postgresql'": f"log_directory = '{logs}'",
+                    ARCHIVE_COMMAND: f"archive_command = '{pgtool} archive-wal %p %f --archive-dir {archive}'",  # noqa: E501
+                },
+            )
+        )
+        (directory / "pg_hba.conf").write_text(files["pg_hba.conf"])
+        (directory / "replica.conf").write_text(
+            rewrite(
+                files["replica.conf"],
+                {
+                    PRIMARY_CONNINFO: (
+                        f"primary_conninfo = 'host=127.0.0.1 port={primary_port} user=replicator "
+                        f"application_name=postgres-replica passfile={auth}/pgpass'"
+                    ),
+                    RESTORE_COMMAND: f"restore_command = '{pgtool} restore-wal %f %p --archive-dir {archive}'",  # noqa: E501
+                },
+            )
+        )
+        for path in directory.iterdir():
+            give_to_server(path)
+
+    write_conf(work / "primary-etc", primary_port)
+    write_conf(work / "standby-etc", standby_port)
+    primary = Server(bindir, work / "primary", work / "primary-etc/postgresql.conf", primary_port)
+    standby = Server(bindir, work / "standby", work / "standby-etc/replica.conf", standby_port)
+    started: list[Server] = []
+    try:
+        result = as_server(
+            [str(bindir / "initdb"), "-D", str(primary.data), "-U", "postgres", "--auth=trust", "--no-sync"]
+        )
+        assert result.returncode == 0, result.stderr
+        primary.start()
+        started.append(primary)
+        # pgtool on the pod's socket as the OS user postgres (the `local all postgres peer` line)
+        boot = as_server(
+            [
+                "/usr/bin/env",
+                f"PGTOOL_REPLICATOR_PASSWORD={REPLICATOR_PASSWORD}",
+                str(pgtool),
+                "bootstrap-extensions",
+                "--dsn",
+                f"host=/var/run/postgresql port={primary_port} user=postgres",
+            ]
+        )
+        assert boot.returncode == 0, boot.stderr[-2000:]
+        # The replica Deployment's init container, as written (only the primary's address differs).
+        script = (
+            seed_script.replace("postgres:5432:*", f"127.0.0.1:{primary_port}:*")
+            .replace("--host=postgres --port=5432", f"--host=127.0.0.1 --port={primary_port}")
+            .replace("/var/run/postgresql-auth", str(auth))
+        )
+        seeded = as_server(
+            [
+                "/usr/bin/env",
+                f"PATH={bindir}:/usr/bin:/bin",
+                f"PGDATA={standby.data}",
+                f"REPLICATOR_PASSWORD={REPLICATOR_PASSWORD}",
+                "/bin/sh",
+                "-ec",
+                script,
+            ],
+        )
+        assert seeded.returncode == 0, seeded.stderr
+        standby.start()
+        started.append(standby)
+        yield {"primary": primary, "standby": standby, "archive": archive, "bindir": bindir}
+    finally:
+        for server in reversed(started):
+            server.stop()
+        rmtree(work)
+
+
+def test_primary_runs_the_manifest_settings(servers) -> None:
+    primary = servers["primary"]
+    assert primary.psql("SHOW shared_preload_libraries") == "pg_stat_statements,auto_explain"
+    assert primary.psql("SHOW archive_mode") == "on"
+    assert primary.psql("SHOW auto_explain.log_format") == "json"
+    assert primary.psql("SHOW log_destination") == "jsonlog"
+
+
+def test_archive_command_archives_through_pgtool(servers) -> None:
+    primary = servers["primary"]
+    segment = primary.psql("SELECT pg_walfile_name(pg_switch_wal())")
+    retry(lambda: list(servers["archive"].glob(segment + "*")), timeout=60)
+    assert primary.psql("SELECT failed_count FROM pg_stat_archiver") == "0"
+
+
+def test_hba_allows_replication_only_to_the_replicator(servers) -> None:
+    primary = servers["primary"]
+    conninfo = f"host=127.0.0.1 port={primary.port} dbname=postgres"
+    # replication=true: a physical replication connection (pg_basebackup, a standby)
+    with psycopg.connect(f"{conninfo} user=replicator password={REPLICATOR_PASSWORD} replication=true"):
+        pass
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba.conf rejects replication"):
+        psycopg.connect(f"{conninfo} user=postgres password=x replication=true")
+    with pytest.raises(psycopg.OperationalError, match=r"password authentication failed"):
+        psycopg.connect(f"{conninfo} user=replicator password=wrong")
+
+
+def test_standby_streams_with_replica_conf(servers) -> None:
+    primary, standby = servers["primary"], servers["standby"]
+    assert standby.psql("SELECT pg_is_in_recovery()") == "t"
+    retry(lambda: standby.psql("SELECT status FROM pg_stat_wal_receiver") == "streaming", timeout=60)
+    assert primary.psql("SELECT application_name FROM pg_stat_replication") == "postgres-replica"
+    primary.psql("CREATE TABLE replicated AS SELECT 1 AS x")
+    retry(lambda: standby.psql("SELECT count(*) FROM replicated") == "1", timeout=60)

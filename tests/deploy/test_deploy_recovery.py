@@ -1,0 +1,294 @@
+"""runbooks/postgres-recovery.md, executed: every plain ```bash block of each scenario (the ```bash
+kubernetes blocks aside) runs, in order and in one shell, as the PostgreSQL server user against real
+PostgreSQL clusters whose backups come from real `pgtool backup` / `pgtool basebackup` runs and whose WAL
+is archived by `pgtool archive-wal`. The variables the restore shell would set point at the test's
+clusters and directories."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO
+from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
+from pgtool.pg.cluster import LocalCluster, free_port
+from pgtool.pg.privileges import server_user
+
+RUNBOOK = REPO / "runbooks/postgres-recovery.md"
+PASSWORDS = {
+    "PGTOOL_GRAFANA_READER_PASSWORD": "reader-secret",
+    "PGTOOL_REPLICATOR_PASSWORD": "replicator-secret",
+    "PGTOOL_PGBOUNCER_AUTH_PASSWORD": "auth-secret",
+}
+BOTH_LIBRARIES = {"shared_preload_libraries": "pg_stat_statements,auto_explain"}
+
+
+def scenario_blocks() -> dict[int, list[str]]:
+    """Scenario number -> its executable blocks (```bash), Kubernetes blocks (```bash kubernetes) left out."""
+    scenarios: dict[int, list[str]] = {}
+    current = None
+    for match in re.finditer(
+        r"^## (\d+)\. |^```bash( kubernetes)?\n(.*?)^```$", RUNBOOK.read_text(), re.MULTILINE | re.DOTALL
+    ):
+        if match.group(1):
+            current = int(match.group(1))
+            scenarios[current] = []
+        elif current is not None and not match.group(2):
+            scenarios[current].append(match.group(3))
+    return scenarios
+
+
+def test_runbook_has_four_scenarios_with_commands() -> None:
+    blocks = scenario_blocks()
+    assert sorted(blocks) == [1, 2, 3, 4]
+    assert all(blocks.values())
+    text = RUNBOOK.read_text()
+    assert text.count("```bash kubernetes") >= 4  # the cluster steps are written down too
+    assert "pgtool recover" in "".join(blocks[1]) and "--target-time" in "".join(blocks[4])
+    assert "pg_restore" in "".join(blocks[2]) and "pg_restore" in "".join(blocks[3])
+
+
+def run_scenario(
+    number: int, major: int, env: dict[str, str], workdir: Path
+) -> subprocess.CompletedProcess[str]:
+    """The scenario's blocks as one bash script (set -euo pipefail), as the server user."""
+    script = workdir / f"scenario{number}.sh"
+    script.write_text("set -euo pipefail\n" + "\n".join(scenario_blocks()[number]))
+    script.chmod(0o755)
+    bindir = str(binaries_for(major).bindir)
+    path = f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    assignments = [f"{k}={v}" for k, v in {"PATH": path, "HOME": str(workdir), **env}.items()]
+    user = server_user()
+    prefix = ["runuser", "-u", user, "--"] if user else []
+    result = subprocess.run(
+        [*prefix, "/usr/bin/env", "-i", *assignments, "/bin/bash", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd="/",
+    )
+    assert result.returncode == 0, (
+        f"scenario {number} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+def as_server_user(*args: str) -> None:
+    """pgtool as the CronJobs run it: as the same user as the server (manifests: uid 999 everywhere), so
+    the restore steps, run as that user too, can read what it wrote (pgtool writes backups 0600)."""
+    user = server_user()
+    prefix = ["runuser", "-u", user, "--"] if user else []
+    pgtool = str(Path(sys.executable).parent / "pgtool")
+    result = subprocess.run([*prefix, pgtool, *args], capture_output=True, text=True, timeout=600, cwd="/")
+    assert result.returncode == 0, f"pgtool {args[0]}: {result.stderr[-2000:]}"
+
+
+class Production:
+    """A 'production' cluster whose WAL goes to ARCHIVE through pgtool archive-wal, with a shop database."""
+
+    def __init__(self, major: int, workdir: Path) -> None:
+        self.workdir = workdir
+        self.backups = workdir / "backups"
+        self.archive = workdir / "wal-archive"
+        for path in (self.backups, self.archive):
+            path.mkdir()
+            path.chmod(0o777)
+        pgtool = Path(sys.executable).parent / "pgtool"
+        self.cluster = start_cluster(
+            major,
+            settings={
+                **BOTH_LIBRARIES,
+                "archive_mode": "on",
+                "archive_command": f"{pgtool} archive-wal %p %f --archive-dir {self.archive}",
+                "archive_timeout": "60",
+            },
+        )
+        boot = run_pgtool("bootstrap-extensions", "--dsn", self.cluster.dsn(), env=PASSWORDS)
+        assert boot.returncode == 0, boot.stderr[-2000:]
+        with self.cluster.connect() as conn:
+            conn.execute("CREATE DATABASE shop")
+        boot = run_pgtool(
+            "bootstrap-extensions", "--dsn", self.cluster.dsn(), "--database", "shop", env=PASSWORDS
+        )
+        assert boot.returncode == 0, boot.stderr[-2000:]
+        self.sql("shop", "CREATE TABLE orders (id int PRIMARY KEY, note text)")
+
+    def sql(self, db: str, statement: str) -> list[tuple[Any, ...]]:
+        with self.cluster.connect(db) as conn:
+            cur = conn.execute(statement)
+            return cur.fetchall() if cur.description else []
+
+    def insert(self, first: int, last: int) -> None:
+        self.sql(
+            "shop", f"INSERT INTO orders SELECT g, 'order ' || g FROM generate_series({first}, {last}) g"
+        )
+
+    def basebackup(self) -> None:
+        as_server_user("basebackup", "--dsn", self.cluster.dsn(), "--dest", str(self.backups / "base"))
+
+    def dump(self, *databases: str) -> None:
+        args = [a for db in databases for a in ("--database", db)]
+        as_server_user("backup", "--dsn", self.cluster.dsn(), "--dest", str(self.backups / "dumps"), *args)
+
+    def archive_everything(self) -> None:
+        """Switch WAL and wait until the switched segment is in the archive."""
+        segment = self.sql("postgres", "SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+        retry(
+            lambda: (self.archive / segment).exists() or list(self.archive.glob(segment + ".*")), timeout=120
+        )
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = server_writable_dir("pgtool-recovery-")
+    yield path
+    rmtree(path)
+
+
+def adopt(major: int, data_dir: Path, workdir: Path) -> LocalCluster:
+    """Start a data directory the runbook left stopped, to look at what it holds."""
+    base = workdir / f"adopt-{data_dir.name}"
+    base.mkdir()
+    os.chmod(base, 0o777)
+    return LocalCluster(binaries_for(major), base, data_dir=data_dir).start()
+
+
+@pytest.mark.parametrize("major", [15, 18])
+def test_scenario_1_fresh_volume_reset(major: int, workdir: Path) -> None:
+    prod = Production(major, workdir)
+    recovered = None
+    try:
+        prod.insert(1, 100)
+        prod.basebackup()
+        prod.insert(101, 200)  # after the base backup: only the archive has these
+        prod.archive_everything()
+        # The data volume is lost: stop the server, empty its data directory.
+        data_dir, socket_dir, port = prod.cluster.data_dir, prod.cluster.socket_dir, prod.cluster.port
+        prod.cluster.stop("immediate")
+        rmtree(data_dir)
+        env = {
+            "BACKUPS": str(prod.backups),
+            "ARCHIVE": str(prod.archive),
+            "PGDATA": str(data_dir),
+            "PGHOST": str(socket_dir),
+            "PGPORT": str(port),
+            "PGUSER": "postgres",
+        }
+        run_scenario(1, major, env, workdir)
+        auto = (data_dir / "postgresql.auto.conf").read_text()
+        assert "archive_mode" not in auto and "restore_command" not in auto  # overrides dropped
+        recovered = adopt(major, data_dir, workdir)
+        with recovered.connect("shop") as conn:
+            assert conn.execute("SELECT count(*), max(id) FROM orders").fetchone() == (200, 200)
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    finally:
+        if recovered is not None:
+            recovered.stop("immediate")
+        prod.cluster.cleanup()
+
+
+def test_scenario_2_full_restore_from_dumps(workdir: Path) -> None:
+    prod = Production(15, workdir)
+    fresh = start_cluster(15, settings=BOTH_LIBRARIES)  # the empty server the image initialises
+    try:
+        prod.insert(1, 300)
+        prod.sql("postgres", "CREATE DATABASE reports")
+        prod.sql("reports", "CREATE TABLE daily AS SELECT g AS day FROM generate_series(1, 30) g")
+        prod.dump()  # every database
+        env = {
+            "BACKUPS": str(prod.backups),
+            "PGHOST": str(fresh.socket_dir),
+            "PGPORT": str(fresh.port),
+            "PGUSER": "postgres",
+            **PASSWORDS,
+        }
+        result = run_scenario(2, 15, env, workdir)
+        assert "restored shop" in result.stdout and "restored reports" in result.stdout
+        with fresh.connect("shop") as conn:
+            assert conn.execute("SELECT count(*), sum(id) FROM orders").fetchone() == (300, 45150)
+            assert conn.execute("SELECT to_regprocedure('pgbouncer.get_auth(text)') IS NOT NULL").fetchone()[
+                0
+            ]
+        with fresh.connect("reports") as conn:
+            assert conn.execute("SELECT count(*) FROM daily").fetchone() == (30,)
+        with fresh.connect() as conn:
+            roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+        assert {"grafana_reader", "replicator", "pgbouncer_auth"} <= roles
+    finally:
+        fresh.cleanup()
+        prod.cluster.cleanup()
+
+
+def test_scenario_3_single_database(workdir: Path) -> None:
+    prod = Production(15, workdir)
+    try:
+        prod.insert(1, 100)
+        prod.sql("postgres", "CREATE DATABASE other")
+        prod.sql("other", "CREATE TABLE keep AS SELECT 1 AS x")
+        prod.dump("shop")
+        prod.sql("shop", "DELETE FROM orders WHERE id > 50")  # the bad migration
+        prod.sql("other", "INSERT INTO keep VALUES (2)")  # untouched by the restore
+        env = {
+            "BACKUPS": str(prod.backups),
+            "DB": "shop",
+            "PGHOST": str(prod.cluster.socket_dir),
+            "PGPORT": str(prod.cluster.port),
+            "PGUSER": "postgres",
+            **PASSWORDS,
+        }
+        run_scenario(3, 15, env, workdir)
+        assert prod.sql("shop", "SELECT count(*) FROM orders") == [(100,)]
+        prod.sql("postgres", 'ALTER DATABASE "shop_broken" ALLOW_CONNECTIONS true')
+        assert prod.sql("shop_broken", "SELECT count(*) FROM orders") == [(50,)]
+        assert prod.sql("other", "SELECT count(*) FROM keep") == [(2,)]
+    finally:
+        prod.cluster.cleanup()
+
+
+@pytest.mark.parametrize("major", [15, 18])
+def test_scenario_4_point_in_time(major: int, workdir: Path) -> None:
+    prod = Production(major, workdir)
+    recovered = None
+    try:
+        prod.insert(1, 100)
+        prod.basebackup()
+        prod.insert(101, 150)  # before the target, after the base backup
+        time.sleep(1.1)
+        target = prod.sql("postgres", "SELECT clock_timestamp()")[0][0].astimezone(UTC)
+        time.sleep(1.1)
+        prod.sql("shop", "DELETE FROM orders WHERE id <= 120")  # the mistake, after the target
+        prod.insert(200, 210)
+        prod.archive_everything()
+        pitr = workdir / "pitr"
+        socket = workdir / "s"
+        socket.mkdir()
+        socket.chmod(0o777)
+        env = {
+            "BACKUPS": str(prod.backups),
+            "ARCHIVE": str(prod.archive),
+            "TARGET_TIME": target.isoformat(),
+            "PITR_PGDATA": str(pitr),
+            "PITR_PORT": str(free_port()),
+            "PITR_SOCKET": str(socket),
+            "PGUSER": "postgres",
+        }
+        assert datetime.fromisoformat(env["TARGET_TIME"]).tzinfo is not None
+        run_scenario(4, major, env, workdir)
+        recovered = adopt(major, pitr, workdir)
+        with recovered.connect("shop") as conn:
+            assert conn.execute("SELECT count(*), min(id), max(id) FROM orders").fetchone() == (150, 1, 150)
+        # production was not touched and its archive got nothing from the copy
+        assert prod.sql("shop", "SELECT count(*) FROM orders") == [(41,)]
+    finally:
+        if recovered is not None:
+            recovered.stop("immediate")
+        prod.cluster.cleanup()

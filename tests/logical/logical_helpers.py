@@ -1,0 +1,63 @@
+"""Helpers for the logical backup/verify tests: run the CLI, inspect dumps, fake old ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pgharness import run_pgtool
+from pgtool.backup import dumps
+from pgtool.backup.dump_manifest import checksum_line, sha256_file
+
+
+def backup(cluster: Any, dest: Path, *names: str, extra: tuple[str, ...] = (), dsn: str | None = None) -> Any:
+    args = ["backup", "--dsn", dsn or cluster.dsn(), "--dest", str(dest)]
+    for name in names:
+        args += ["--database", name]
+    return run_pgtool(*args, *extra)
+
+
+def verify(cluster: Any, backup_dir: Path, *names: str, extra: tuple[str, ...] = ()) -> Any:
+    args = ["verify", "--dsn", cluster.dsn(), "--backup-dir", str(backup_dir)]
+    for name in names:
+        args += ["--database", name]
+    return run_pgtool(*args, *extra)
+
+
+def newest_dump(backup_dir: Path, database: str) -> Path:
+    return dumps.list_dumps(backup_dir)[database][-1].path
+
+
+def throwaway_databases(cluster: Any) -> list[str]:
+    with cluster.connect() as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'pgtool\\_verify\\_%'")
+        return [r[0] for r in rows.fetchall()]
+
+
+def clone_dump(dump: Path, *, days_ago: float, database: str | None = None, into: Path | None = None) -> Path:
+    """A copy of a complete dump under another stamp (and database directory), as pgtool would name it.
+
+    The copy's checksum is recomputed and its manifest updated to name the copy (and `database`).
+    """
+    manifest = json.loads(dumps.manifest_path(dump).read_text())
+    database = database or manifest["database"]
+    stamp = dumps.format_stamp(datetime.now(UTC) - timedelta(days=days_ago))
+    target_dir = into or dump.parent
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / dumps.dump_name(database, stamp)
+    shutil.copyfile(dump, target)
+    manifest.update({"dump_file": target.name, "stamp": stamp, "database": database})
+    dumps.manifest_path(target).write_text(json.dumps(manifest))
+    dumps.checksum_path(target).write_text(checksum_line(sha256_file(target), target.name))
+    return target
+
+
+def rewrite_manifest(dump: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    path = dumps.manifest_path(dump)
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))

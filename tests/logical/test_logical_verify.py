@@ -1,0 +1,251 @@
+"""`pgtool verify` against a real PostgreSQL: good dumps pass, each kind of damage fails by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+
+import pytest
+from logical_helpers import backup, clone_dump, newest_dump, rewrite_manifest, throwaway_databases, verify
+
+from pgharness import pgtool_argv, retry
+from pgtool.backup import dumps
+
+
+def _error(proc: subprocess.CompletedProcess[str]) -> str:
+    return json.loads(proc.stderr.strip().splitlines()[-1])["error"]
+
+
+@pytest.fixture
+def dumped(cluster, make_db, tmp_path):
+    """Two databases with data (one with an index amcheck can check), backed up into tmp_path."""
+    first, second = make_db(rows=300), make_db(rows=50)
+    second.execute("CREATE TABLE other AS SELECT g AS n FROM generate_series(1, 77) g")
+    proc = backup(cluster, tmp_path, first.name, second.name)
+    assert proc.returncode == 0, proc.stderr
+    return first, second
+
+
+@pytest.mark.all_versions
+def test_verify_passes_on_good_dumps_and_leaves_nothing_behind(cluster, dumped, tmp_path):
+    first, second = dumped
+    proc = verify(cluster, tmp_path, extra=("--amcheck",))
+    assert proc.returncode == 0, proc.stderr
+    assert f"ok      {first.name}" in proc.stdout
+    assert f"ok      {second.name}" in proc.stdout
+    assert "1 indexes amchecked" in proc.stdout  # the primary key of items
+    assert throwaway_databases(cluster) == []
+
+
+def test_flipped_byte_fails_the_checksum(cluster, dumped, tmp_path):
+    first, second = dumped
+    dump = newest_dump(tmp_path, first.name)
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    dump.write_bytes(bytes(data))
+
+    proc = verify(cluster, tmp_path)
+
+    assert proc.returncode == 1
+    assert f"{first.name}: checksum mismatch" in _error(proc)
+    assert second.name not in _error(proc)  # the good one passed
+    assert f"ok      {second.name}" in proc.stdout
+
+
+def test_truncated_file_fails(cluster, dumped, tmp_path):
+    first, _ = dumped
+    dump = newest_dump(tmp_path, first.name)
+    dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
+    proc = verify(cluster, tmp_path, first.name)
+    assert proc.returncode == 1
+    assert f"{first.name}: checksum mismatch" in _error(proc)
+
+
+def test_truncated_file_with_matching_checksum_fails_in_the_toc_or_restore(cluster, dumped, tmp_path):
+    """Damage the checksum cannot see (it was computed after the damage): the restore still catches it."""
+    first, _ = dumped
+    dump = newest_dump(tmp_path, first.name)
+    dump.write_bytes(dump.read_bytes()[:200])
+    from pgtool.backup.dump_manifest import checksum_line, sha256_file
+
+    dumps.checksum_path(dump).write_text(checksum_line(sha256_file(dump), dump.name))
+    rewrite_manifest(dump, lambda m: m.update(sha256=sha256_file(dump)))
+    proc = verify(cluster, tmp_path, first.name)
+    assert proc.returncode == 1
+    error = _error(proc)
+    assert "TOC unreadable" in error or "restore error" in error, error
+    assert throwaway_databases(cluster) == []
+
+
+def test_missing_manifest_fails(cluster, dumped, tmp_path):
+    first, _ = dumped
+    dumps.manifest_path(newest_dump(tmp_path, first.name)).unlink()
+    proc = verify(cluster, tmp_path, first.name)
+    assert proc.returncode == 1
+    assert f"{first.name}: manifest missing" in _error(proc)
+
+
+def test_row_count_mismatch_fails_with_both_counts(cluster, dumped, tmp_path):
+    first, _ = dumped
+
+    def lie(manifest):
+        for table in manifest["tables"]:
+            if table["name"] == "items":
+                table["rows"] = 299
+
+    rewrite_manifest(newest_dump(tmp_path, first.name), lie)
+    proc = verify(cluster, tmp_path, first.name)
+    assert proc.returncode == 1
+    assert "row count public.items: 300 restored vs 299 in the manifest" in _error(proc)
+    assert throwaway_databases(cluster) == []
+
+
+def test_dump_of_the_wrong_database_fails(cluster, dumped, tmp_path):
+    first, second = dumped
+    # second's newest "dump" is really first's, with a manifest claiming it is second's
+    clone_dump(
+        newest_dump(tmp_path, first.name), days_ago=-1, database=second.name, into=tmp_path / second.name
+    )
+    proc = verify(cluster, tmp_path, second.name)
+    assert proc.returncode == 1
+    assert f"{second.name}: wrong database: the dump's TOC says it is of '{first.name}'" in _error(proc)
+
+    # and a manifest that honestly names the other database
+    shutil.rmtree(tmp_path / second.name)
+    copy = clone_dump(
+        newest_dump(tmp_path, first.name), days_ago=0, database=second.name, into=tmp_path / second.name
+    )
+    rewrite_manifest(copy, lambda m: m.update(database=first.name))
+    proc = verify(cluster, tmp_path, second.name)
+    assert proc.returncode == 1
+    assert f"wrong database: the manifest says the dump is of '{first.name}'" in _error(proc)
+
+
+def test_no_dump_for_a_named_database_fails(cluster, dumped, tmp_path):
+    proc = verify(cluster, tmp_path, "never_backed_up")
+    assert proc.returncode == 1
+    assert "never_backed_up: no dump found" in _error(proc)
+
+
+def test_stale_throwaway_databases_are_dropped(cluster, dumped, tmp_path):
+    first, _ = dumped
+    with cluster.connect() as conn:
+        conn.execute('CREATE DATABASE "pgtool_verify_killed_20200101T000000Z"')
+    proc = verify(cluster, tmp_path, first.name)
+    assert proc.returncode == 0, proc.stderr
+    assert throwaway_databases(cluster) == []
+    assert "pgtool_verify_killed_20200101T000000Z" in proc.stderr  # the cleanup is logged
+
+
+def test_sigterm_mid_restore_drops_the_throwaway_database(cluster, make_db, tmp_path):
+    db = make_db(rows=1_500_000)
+    assert backup(cluster, tmp_path, db.name).returncode == 0
+    argv = [*pgtool_argv(), "verify", "--dsn", cluster.dsn(), "--backup-dir", str(tmp_path), "--jobs", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def restoring() -> bool:
+            assert proc.poll() is None, "verify ended before the restore could be interrupted"
+            with cluster.connect() as conn:
+                return bool(
+                    conn.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgtool-verify-pg_restore'"
+                    ).fetchall()
+                )
+
+        retry(restoring, timeout=120, interval=0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert json.loads(err.strip().splitlines()[-1])["error"] == "interrupted"
+    assert throwaway_databases(cluster) == []
+
+
+def test_pushgateway_holds_one_then_zero_and_keeps_the_last_success(cluster, dumped, pushgateway, tmp_path):
+    first, second = dumped
+    args = ("--pushgateway", pushgateway.url)
+    job = {"job": "pgtool-verify"}
+
+    assert verify(cluster, tmp_path, extra=args).returncode == 0
+    assert pushgateway.samples("pgtool_last_run_success", **job) == [1.0]
+    assert pushgateway.samples("pgtool_verify_database_success", database=first.name, **job) == [1.0]
+    assert pushgateway.samples("pgtool_verify_database_restore_duration_seconds", database=first.name, **job)
+    (last_success,) = pushgateway.samples("pgtool_last_success_timestamp_seconds", **job)
+
+    dumps.checksum_path(newest_dump(tmp_path, first.name)).write_text("0" * 64 + "  x.dump\n")
+    assert verify(cluster, tmp_path, extra=args).returncode == 1
+
+    assert pushgateway.samples("pgtool_last_run_success", **job) == [0.0]
+    assert pushgateway.samples("pgtool_verify_database_success", database=first.name, **job) == [0.0]
+    assert pushgateway.samples("pgtool_verify_database_success", database=second.name, **job) == [1.0]
+    assert pushgateway.samples("pgtool_last_success_timestamp_seconds", **job) == [last_success]
+
+
+def test_verify_base_is_dispatched_or_not_implemented(pushgateway, tmp_path):
+    import importlib.util
+
+    from pgharness import run_pgtool
+
+    proc = run_pgtool(
+        "verify",
+        "--base",
+        "--base-dir",
+        str(tmp_path),
+        "--archive-dir",
+        str(tmp_path),
+        "--pushgateway",
+        pushgateway.url,
+    )
+    assert "Traceback" not in proc.stderr
+    if importlib.util.find_spec("pgtool.backup.base_drill") is None:
+        assert proc.returncode == 2
+        assert "not implemented yet" in proc.stderr
+    else:
+        assert proc.returncode == 1  # an empty base directory is no backup to drill
+        assert json.loads(proc.stderr.strip().splitlines()[-1])["event"] == "run failed"
+    assert pushgateway.samples("pgtool_last_run_success", job="pgtool-verify-base") == [0.0]
+    assert pushgateway.samples("pgtool_last_run_success", job="pgtool-verify") == []
+
+
+def test_odd_database_name_backs_up_and_verifies(cluster, tmp_path):
+    from psycopg import sql
+
+    from pgtool.pg.conn import connect
+
+    name = 'we/ird-Name "q"'
+    with cluster.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with connect(cluster.dsn(), dbname=name) as conn:
+            conn.execute('CREATE TABLE "Tab" AS SELECT g FROM generate_series(1, 12) g')
+        assert backup(cluster, tmp_path, name).returncode == 0
+        assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ['we%2Fird-Name "q"']
+        proc = verify(cluster, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "1 tables  12 rows" in proc.stdout
+        assert throwaway_databases(cluster) == []
+    finally:
+        with cluster.connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_usage_errors(cluster, tmp_path):
+    from pgharness import run_pgtool
+
+    proc = run_pgtool("verify", "--dsn", cluster.dsn())
+    assert proc.returncode == 2 and "--backup-dir" in proc.stderr
+    proc = run_pgtool("verify", "--base", "--base-dir", str(tmp_path))
+    assert proc.returncode == 2 and "--archive-dir" in proc.stderr
+    proc = run_pgtool(
+        "verify", "--dsn", cluster.dsn(), "--backup-dir", str(tmp_path), "--base-dir", str(tmp_path)
+    )
+    assert proc.returncode == 2 and "--base" in proc.stderr
+    proc = verify(cluster, tmp_path / "nowhere")
+    assert proc.returncode == 1 and "does not exist" in proc.stderr
+    proc = verify(cluster, tmp_path)  # exists, but holds no dumps
+    assert proc.returncode == 1 and "no dumps found" in proc.stderr

@@ -1,0 +1,67 @@
+"""The WAL chain logic of `pgtool status` on archive directories laid out by hand (file names only).
+
+The end-to-end cases (a real archive, a real base backup, a segment deleted) are in test_ops_status.py;
+these cover timelines, which a single test cluster does not produce quickly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgtool.backup.walnames import segment_name
+from pgtool.status.model import Thresholds
+from pgtool.status.wal_window import base_backups_section
+
+HISTORY_TL2 = "1\t0/5000000\tno recovery target specified\n"  # timeline 2 began in segment 5
+
+
+def _archive(tmp_path: Path, segments: list[tuple[int, int]], history: bool = True) -> Path:
+    archive = tmp_path / "wal"
+    archive.mkdir()
+    for tli, segno in segments:
+        (archive / segment_name(tli, segno)).write_bytes(b"")
+    if history:
+        (archive / "00000002.history").write_text(HISTORY_TL2)
+    (archive / ".tmp-junk").write_bytes(b"")  # temporaries are ignored
+    return archive
+
+
+def test_timeline_switch_without_gaps(tmp_path):
+    archive = _archive(tmp_path, [(1, 3), (1, 4), (1, 5), (2, 5), (2, 6), (2, 7)])
+    section = base_backups_section(None, archive, Thresholds())
+    assert section.data["missing_segments"] == []
+    assert section.data["newest_wal"] == segment_name(2, 7)
+    assert section.data["timeline"] == 2
+    assert not section.problems
+
+
+def test_switch_segment_of_the_new_timeline_is_required(tmp_path):
+    # Recovery reads segment 5 from timeline 2 (the newest timeline begun by then), not timeline 1's copy.
+    archive = _archive(tmp_path, [(1, 3), (1, 4), (1, 5), (2, 6), (2, 7)])
+    section = base_backups_section(None, archive, Thresholds())
+    assert section.data["missing_segments"] == [segment_name(2, 5)]
+    assert any(segment_name(2, 5) in p.message for p in section.problems)
+
+
+def test_missing_history_file_is_a_problem(tmp_path):
+    archive = _archive(tmp_path, [(1, 3), (2, 5), (2, 6)], history=False)
+    section = base_backups_section(None, archive, Thresholds())
+    assert any("00000002.history is missing" in p.message for p in section.problems)
+
+
+def test_compressed_segments_count(tmp_path):
+    archive = tmp_path / "wal"
+    archive.mkdir()
+    for segno in (1, 2, 3):
+        (archive / (segment_name(1, segno) + ".zst")).write_bytes(b"")
+    section = base_backups_section(None, archive, Thresholds())
+    assert section.data["missing_segments"] == []
+    assert section.data["segments"] == 3
+
+
+def test_empty_archive_and_missing_directories(tmp_path):
+    (tmp_path / "wal").mkdir()
+    empty = base_backups_section(tmp_path / "nobase", tmp_path / "wal", Thresholds())
+    messages = [p.message for p in empty.problems]
+    assert any("does not exist" in m for m in messages)
+    assert any("holds no segments" in m for m in messages)

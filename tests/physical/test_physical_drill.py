@@ -1,0 +1,96 @@
+"""The base-backup restore drill (`pgtool verify --base`): passes on a good backup, fails clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from physical_support import ArchivingPrimary
+
+from pgtool.backup.base_catalog import list_base_backups
+from pgtool.backup.base_drill import run_base_drill
+from pgtool.backup.walnames import list_archive, parse_lsn
+from pgtool.errors import OperationError
+from pgtool.obs.metrics import RunReport
+
+
+def _write_and_archive(primary: ArchivingPrimary, segments: int) -> str:
+    primary.sql("CREATE TABLE t (i int PRIMARY KEY, v text)")
+    primary.sql("CREATE INDEX t_v ON t (v)")
+    primary.basebackup()
+    for n in range(segments):
+        primary.sql(
+            "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(%s::int, %s::int) g",
+            (n * 1000, n * 1000 + 999),
+        )
+        last = primary.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+        primary.switch_wal()
+    return str(last)
+
+
+@pytest.mark.all_versions
+def test_base_drill_restores_replays_and_checks(zstd_primary: ArchivingPrimary, work_dir: Path) -> None:
+    primary = zstd_primary  # replay from a compressed archive
+    last_write = _write_and_archive(primary, 2)
+    report = RunReport()
+    scratch = work_dir / "drills"
+    scratch.mkdir()
+    result = run_base_drill(
+        primary.base_dir, primary.archive_dir, pg_bindir=None, amcheck=True, report=report, work_dir=scratch
+    )
+    assert result.backup_id == list_base_backups(primary.base_dir)[-1].id
+    assert result.replayed_to_lsn is not None and parse_lsn(result.replayed_to_lsn) >= parse_lsn(last_write)
+    assert "postgres" in result.databases_checked
+    assert result.indexes_checked >= 2  # t_pkey and t_v, plus the catalogs' own
+    series = {s.name: s for s in report.series()}
+    assert series["pgtool_verify_base_replay_duration_seconds"].samples[0][1] > 0
+    assert list(scratch.iterdir()) == []  # the throwaway cluster is gone
+
+
+def test_base_drill_fails_clearly_when_a_segment_is_missing(
+    primary: ArchivingPrimary, work_dir: Path
+) -> None:
+    _write_and_archive(primary, 3)
+    backup = list_base_backups(primary.base_dir)[-1]
+    segments = sorted(i.name for i in list_archive(primary.archive_dir) if i.kind == "segment")
+    missing = next(s for s in segments if s > backup.stop_wal_file)
+    (primary.archive_dir / missing).unlink()
+    scratch = work_dir / "drills"
+    scratch.mkdir()
+    with pytest.raises(OperationError, match=f"segment {missing} is missing"):
+        run_base_drill(
+            primary.base_dir,
+            primary.archive_dir,
+            pg_bindir=None,
+            amcheck=False,
+            report=RunReport(),
+            work_dir=scratch,
+        )
+    assert list(scratch.iterdir()) == []
+
+
+def test_verify_base_cli_pushes_its_result(primary: ArchivingPrimary, pushgateway) -> None:
+    from pgharness import run_pgtool
+
+    _write_and_archive(primary, 2)
+    args = [
+        "verify",
+        "--base",
+        "--base-dir",
+        str(primary.base_dir),
+        "--archive-dir",
+        str(primary.archive_dir),
+    ]
+    passed = run_pgtool(*args, "--pushgateway", pushgateway.url)
+    assert passed.returncode == 0, passed.stderr
+    assert pushgateway.samples("pgtool_last_run_success", job="pgtool-verify-base") == [1]
+    assert (
+        len(pushgateway.samples("pgtool_verify_base_replay_duration_seconds", job="pgtool-verify-base")) == 1
+    )
+
+    stop = list_base_backups(primary.base_dir)[-1].stop_wal_file
+    newest = next(i.name for i in list_archive(primary.archive_dir) if i.kind == "segment" and i.name > stop)
+    (primary.archive_dir / newest).unlink()
+    failed = run_pgtool(*args, "--pushgateway", pushgateway.url)
+    assert failed.returncode == 1 and f"segment {newest} is missing" in failed.stderr
+    assert pushgateway.samples("pgtool_last_run_success", job="pgtool-verify-base") == [0]
