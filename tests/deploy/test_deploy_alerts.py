@@ -6,8 +6,7 @@ import re
 import subprocess
 
 import pytest
-
-from conftest import REPO, alert_rules, tool
+from deploy_support import REPO, alert_rules, tool
 
 ALERTS = REPO / "alerts"
 

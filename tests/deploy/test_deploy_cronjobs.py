@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_support import find, parse_exposition
 
-from conftest import find, parse_exposition
 from pgharness import binaries_for, rmtree, server_writable_dir, start_cluster
 from pgtool.pg.privileges import server_user
 

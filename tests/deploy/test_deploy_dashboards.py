@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import REPO, dashboard_prom_exprs, load_generator, tool
+from deploy_support import REPO, dashboard_prom_exprs, load_generator, tool
 
 DASHBOARD = REPO / "dashboards/postgres-overview.json"
 

@@ -7,8 +7,7 @@ import re
 
 import pytest
 import yaml
-
-from conftest import REPO
+from deploy_support import REPO
 
 MAJORS = (15, 18)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from deploy_support import REPO, find
 
-from conftest import REPO, find
 from pgharness import retry
 
 CONF_ADAPTED = {

@@ -11,8 +11,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from deploy_support import MANIFESTS, OVERLAYS, REPO, find, tool
 
-from conftest import MANIFESTS, OVERLAYS, REPO, find, tool
 from pgtool.cli.commands import COMMANDS
 
 # The oldest Kubernetes the manifests support (CronJob timeZone is GA since 1.27) and the newest schemas.

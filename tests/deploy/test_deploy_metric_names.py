@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import REPO, alert_rules, dashboard_prom_exprs, metric_names, scrape
+from deploy_support import REPO, alert_rules, dashboard_prom_exprs, metric_names, scrape
 
 # https://kubernetes.io/docs/reference/instrumentation/metrics/ (kubelet, stable since 1.x)
 KUBELET_METRICS = {"kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes"}

@@ -7,8 +7,8 @@ import threading
 
 import psycopg
 import pytest
+from deploy_support import APP_PASSWORD, PGBOUNCER_AUTH_PASSWORD, scrape
 
-from conftest import APP_PASSWORD, PGBOUNCER_AUTH_PASSWORD, scrape
 from pgharness import retry
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from deploy_support import find, rewrite
 
-from conftest import find, rewrite
 from pgharness import binaries_for, retry, rmtree, server_writable_dir
 from pgtool.pg.cluster import free_port
 from pgtool.pg.privileges import give_to_server, server_user

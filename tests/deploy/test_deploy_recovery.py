@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_support import REPO
 
-from conftest import REPO
 from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
 from pgtool.pg.cluster import LocalCluster, free_port
 from pgtool.pg.privileges import server_user
