@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${PGTOOL_VENV:-$PWD/.venv}
 
-APT_PACKAGES=(postgresql-15 postgresql-contrib-15 postgresql-client-15 pgbouncer prometheus
-  prometheus-pushgateway prometheus-postgres-exporter shellcheck yamllint python3 python3-venv
+APT_PACKAGES=(postgresql-15 postgresql-contrib postgresql-client-15 pgbouncer prometheus
+  prometheus-pushgateway prometheus-postgres-exporter shellcheck yamllint zstd lz4 python3 python3-venv
   ca-certificates)
 
 missing=()

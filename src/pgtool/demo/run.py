@@ -292,7 +292,11 @@ def run_demo(*, pg_bindir: str | None, keep_dir: Path | None, out: TextIO) -> li
             demo.cleanup()
             shutil.rmtree(work, ignore_errors=True)
         elif demo.cluster is not None:
-            print(f"kept in {work}: connect with  psql {quote_setting(demo.cluster.dsn('shop'))}", file=out)
+            stop = [demo.cluster.binaries.path("pg_ctl"), "-D", str(demo.cluster.data_dir), "stop"]
+            stop = command.run_as_prefix(demo.cluster.run_as) + stop
+            print(f"kept in {work}", file=out)
+            print(f"  connect: psql {quote_setting(demo.cluster.dsn('shop'))}", file=out)
+            print(f"  stop:    {' '.join(stop)}", file=out)
     return runner.results
 
 
