@@ -23,8 +23,7 @@ PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 @pytest.fixture
 def pgbouncer(cluster, server_dir: Path) -> Iterator[str]:
     """PgBouncer (transaction pooling, one server connection per pool) in front of the session cluster."""
-    if not Path(PGBOUNCER).exists():
-        pytest.skip("pgbouncer is not installed")
+    assert Path(PGBOUNCER).exists(), "pgbouncer is not installed (scripts/setup.sh installs it)"
     port = free_port()
     (server_dir / "users.txt").write_text('"postgres" ""\n')
     ini = server_dir / "pgbouncer.ini"

@@ -305,14 +305,10 @@ def test_healthy_after_real_pgtool_backup_and_basebackup():
         root = setup.archive_dir.parent
         dumps, base = root / "real-dumps", root / "real-base"
         backup = run_pgtool("backup", "--dsn", setup.dsn, "--dest", str(dumps))
-        if backup.returncode == 2 and "not implemented" in backup.stderr:
-            pytest.skip("pgtool backup has not landed")
         assert backup.returncode == 0, backup.stderr[-2000:]
         basebackup = run_pgtool(
             "basebackup", "--dsn", setup.dsn, "--dest", str(base), "--archive-dir", str(setup.archive_dir)
         )
-        if basebackup.returncode == 2 and "not implemented" in basebackup.stderr:
-            pytest.skip("pgtool basebackup has not landed")
         assert basebackup.returncode == 0, basebackup.stderr[-2000:]
         switch_and_wait(setup.cluster, times=2)
         proc = run_pgtool(
