@@ -64,6 +64,8 @@ def test_unreachable_server_is_one_clear_line_without_traceback(tmp_path):
     event = json.loads(lines[0])
     assert event["event"] == "run failed"
     assert event["command"] == "backup"
+    assert proc.returncode == 3
+    assert not (tmp_path / "b").exists(), "nothing is created when the server cannot be reached"
 
 
 def _imported_modules(*args: str) -> set[str]:

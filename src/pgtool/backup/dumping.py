@@ -237,12 +237,13 @@ def run_backup(
     if retention_days < 0:
         raise UsageError("--retention-days must be 0 (keep everything) or more")
     dest = Path(dest)
+    # Connect first: an unreachable server must not leave an empty backup directory behind.
+    server, available = _server_info(dsn)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OperationError(f"cannot create backup directory {dest}: {exc.strerror or exc}") from None
     with directory_lock(dest, dumps.LOCK_FILE, wait=wait, what="pgtool backup"):
-        server, available = _server_info(dsn)
         targets = select_databases(available, databases, exclude)
         if not targets:
             raise UsageError(
