@@ -8,6 +8,7 @@ error from libpq, a command line) never shows its password. Configure once per p
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -56,5 +57,12 @@ def configure(level: str = "info", *, json: bool | None = None, stream: Any = No
 
 
 def get_logger(**initial: Any) -> Any:
-    """A bound structlog logger."""
+    """A bound structlog logger.
+
+    Used as a library (benchmarks, scripts) without `configure()`, pgtool logs warnings and errors only,
+    or what PGTOOL_LOG_LEVEL says, instead of structlog's print-everything default.
+    """
+    if not structlog.is_configured():
+        level = os.environ.get("PGTOOL_LOG_LEVEL", "warning").lower()
+        configure(level if level in LEVELS else "warning")
     return structlog.get_logger(**initial)
