@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pgharness import run_pgtool
+from pgharness import pgtool_argv, retry, run_pgtool
 from pgtool.backup import dumps
 from pgtool.backup.dump_manifest import checksum_line, sha256_file
 
@@ -61,3 +63,29 @@ def rewrite_manifest(dump: Path, change: Callable[[dict[str, Any]], None]) -> No
     manifest = json.loads(path.read_text())
     change(manifest)
     path.write_text(json.dumps(manifest))
+
+
+def sigterm_while_running(cluster: Any, args: list[str], application_name: str) -> tuple[int, str]:
+    """Run `pgtool ARGS`, send it SIGTERM once a session named `application_name` (its pg_dump or
+    pg_restore child) is connected, and return (exit code, stderr)."""
+    proc = subprocess.Popen(
+        [*pgtool_argv(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+
+        def child_connected() -> bool:
+            assert proc.poll() is None, f"pgtool {args[0]} ended before it could be interrupted"
+            with cluster.connect() as conn:
+                return bool(
+                    conn.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+                    ).fetchall()
+                )
+
+        retry(child_connected, timeout=120, interval=0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err

@@ -9,7 +9,7 @@ import subprocess
 from datetime import UTC, datetime
 
 import pytest
-from logical_helpers import backup, clone_dump, newest_dump
+from logical_helpers import backup, clone_dump, newest_dump, sigterm_while_running
 
 from pgharness import pgtool_argv
 from pgtool.backup import dumps
@@ -275,31 +275,13 @@ def test_bad_arguments_are_usage_errors(cluster, tmp_path):
 
 
 def test_sigterm_mid_dump_leaves_no_partial_file(cluster, make_db, tmp_path):
-    import signal
-
-    from pgharness import retry
-
     db = make_db(rows=1_500_000)
-    argv = [*pgtool_argv(), "backup", "--dsn", cluster.dsn(), "--dest", str(tmp_path), "-d", db.name]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-
-        def dumping() -> bool:
-            assert proc.poll() is None, "backup ended before it could be interrupted"
-            with cluster.connect() as conn:
-                return bool(
-                    conn.execute(
-                        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgtool-backup-pg_dump'"
-                    ).fetchall()
-                )
-
-        retry(dumping, timeout=120, interval=0.05)
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    returncode, err = sigterm_while_running(
+        cluster,
+        ["backup", "--dsn", cluster.dsn(), "--dest", str(tmp_path), "-d", db.name],
+        "pgtool-backup-pg_dump",
+    )
+    assert returncode == 130, err
     assert list((tmp_path / db.name).iterdir()) == []  # neither a partial nor a "complete" dump
     with cluster.connect() as conn:  # pg_dump was stopped, not left running
         rows = conn.execute(

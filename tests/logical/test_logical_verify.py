@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 
 import pytest
-from logical_helpers import backup, clone_dump, newest_dump, rewrite_manifest, throwaway_databases, verify
+from logical_helpers import (
+    backup,
+    clone_dump,
+    newest_dump,
+    rewrite_manifest,
+    sigterm_while_running,
+    throwaway_databases,
+    verify,
+)
 
-from pgharness import pgtool_argv, retry
 from pgtool.backup import dumps
 
 
@@ -142,26 +148,12 @@ def test_stale_throwaway_databases_are_dropped(cluster, dumped, tmp_path):
 def test_sigterm_mid_restore_drops_the_throwaway_database(cluster, make_db, tmp_path):
     db = make_db(rows=1_500_000)
     assert backup(cluster, tmp_path, db.name).returncode == 0
-    argv = [*pgtool_argv(), "verify", "--dsn", cluster.dsn(), "--backup-dir", str(tmp_path), "--jobs", "1"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-
-        def restoring() -> bool:
-            assert proc.poll() is None, "verify ended before the restore could be interrupted"
-            with cluster.connect() as conn:
-                return bool(
-                    conn.execute(
-                        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgtool-verify-pg_restore'"
-                    ).fetchall()
-                )
-
-        retry(restoring, timeout=120, interval=0.05)
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    returncode, err = sigterm_while_running(
+        cluster,
+        ["verify", "--dsn", cluster.dsn(), "--backup-dir", str(tmp_path), "--jobs", "1"],
+        "pgtool-verify-pg_restore",
+    )
+    assert returncode == 130, err
     assert json.loads(err.strip().splitlines()[-1])["error"] == "interrupted"
     assert throwaway_databases(cluster) == []
 

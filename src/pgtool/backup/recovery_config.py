@@ -10,11 +10,10 @@ socket) is rewritten on every start.
 from __future__ import annotations
 
 import shlex
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgtool.pg import binaries
 from pgtool.pg.cluster import SETTINGS_MARK, quote_setting
 from pgtool.pg.privileges import give_to_server
 
@@ -56,22 +55,13 @@ class RecoveryTarget:
         )
 
 
-def pgtool_executable() -> str:
-    """The pgtool console script to put into restore_command (absolute; this venv's first)."""
-    beside = Path(sys.executable).parent / "pgtool"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("pgtool")
-    return str(Path(found).resolve()) if found else str(beside)
-
-
 def restore_command(archive_dir: Path, executable: str | None = None) -> str:
     """`<pgtool> restore-wal %f %p --archive-dir DIR`, shell-quoted, with `%` in paths doubled.
 
     PostgreSQL runs restore_command through the shell after replacing %f/%p, so paths are quoted for
     the shell, and a literal % must be written %% (quoting for postgresql.conf happens later).
     """
-    exe = shlex.quote(executable or pgtool_executable()).replace("%", "%%")
+    exe = shlex.quote(executable or binaries.pgtool_executable()).replace("%", "%%")
     archive = shlex.quote(str(Path(archive_dir).resolve())).replace("%", "%%")
     return f"{exe} restore-wal %f %p --archive-dir {archive}"
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from pgtool.demo.steps import StepResult, StepRunner, pgtool_executable, run_pgtool
+from pgtool.demo.steps import StepResult, StepRunner, run_pgtool
 from pgtool.errors import OperationError
 from pgtool.pg import binaries, command
 from pgtool.pg.cluster import LocalCluster, quote_setting
@@ -52,7 +52,7 @@ def pick_binaries(pg_bindir: str | None) -> binaries.PgBinaries:
 
 def check_server_can_run_pgtool() -> str:
     """archive_command runs pgtool as the server user: make sure that user can execute it."""
-    exe = pgtool_executable()
+    exe = binaries.pgtool_executable()
     user = server_user()
     if user is None:
         return exe

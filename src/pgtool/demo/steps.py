@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
 from pgtool.errors import OperationError
+from pgtool.pg import binaries
 
 
 @dataclass
@@ -94,17 +93,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())[:300]
 
 
-def pgtool_executable() -> str:
-    """The `pgtool` console script of this installation (next to the running interpreter)."""
-    candidate = Path(sys.executable).parent / "pgtool"
-    if candidate.exists():
-        return str(candidate)
-    found = subprocess.run(["which", "pgtool"], capture_output=True, text=True).stdout.strip()
-    if found:
-        return found
-    raise OperationError("cannot find the pgtool executable next to the Python interpreter")
-
-
 def run_pgtool(
     args: Sequence[str],
     *,
@@ -117,7 +105,7 @@ def run_pgtool(
     full_env["PGTOOL_LOG_FORMAT"] = "json"
     full_env.update(env or {})
     proc = subprocess.run(
-        [pgtool_executable(), *args], capture_output=True, text=True, env=full_env, timeout=timeout
+        [binaries.pgtool_executable(), *args], capture_output=True, text=True, env=full_env, timeout=timeout
     )
     if proc.returncode not in ok_codes:
         last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]

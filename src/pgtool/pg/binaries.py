@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,3 +163,18 @@ def for_server(server_major: int, explicit: str | None = None) -> PgBinaries:
             hint=f"install postgresql-client-{server_major} or pass --pg-bindir",
         )
     return fitting[0]
+
+
+def pgtool_executable() -> str:
+    """The absolute path of this installation's `pgtool` console script (for archive_command,
+    restore_command and subprocesses): the one beside the running interpreter first, else PATH's."""
+    beside = Path(sys.executable).parent / "pgtool"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("pgtool")
+    if found:
+        return str(Path(found).resolve())
+    raise BinaryNotFoundError(
+        f"cannot find the pgtool executable (not beside {sys.executable}, not on PATH)",
+        hint="install pgtool into this environment (pip install pgtool)",
+    )
