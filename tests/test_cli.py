@@ -84,7 +84,7 @@ def _imported_modules(*args: str) -> set[str]:
 
 def test_help_imports_no_heavy_modules():
     modules = _imported_modules("--help")
-    for heavy in ("psycopg", "pglast", "kubernetes", "structlog.dev", "prometheus_client"):
+    for heavy in ("psycopg", "pglast", "kubernetes", "structlog", "prometheus_client"):
         assert heavy not in modules, heavy
 
 
@@ -92,3 +92,42 @@ def test_archive_wal_imports_neither_typer_nor_psycopg(tmp_path):
     modules = _imported_modules("archive-wal", "--help")
     for heavy in ("typer", "click", "psycopg", "pglast", "structlog", "rich", "kubernetes"):
         assert heavy not in modules, heavy
+
+
+def test_a_command_run_builds_only_that_command_and_imports_no_rich(tmp_path):
+    """Start-up is paid on every CronJob run: no rich (help rendering only), no other command's module.
+
+    sys.modules, not -X importtime: commands are imported with importlib, which importtime misses.
+    """
+    script = (
+        "import sys\n"
+        "from pgtool.cli.entry import main\n"
+        f"code = main(['verify', '--backup-dir', {str(tmp_path / 'missing')!r}])\n"
+        "print(code)\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    code, *modules = proc.stdout.splitlines()
+    assert code == "1", proc.stderr
+    assert "pgtool.cli.verify" in modules
+    for heavy in ("rich", "structlog", "pglast", "pgtool.cli.lint", "pgtool.cli.backup", "pgtool.cli.demo"):
+        assert heavy not in modules, heavy
+
+
+def test_the_console_script_exit_runs_exit_handlers_and_flushes_output(tmp_path):
+    """The console script skips interpreter teardown, not atexit handlers, buffered output or the code."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        "sys.stdout.write('buffered ')\n"
+        "sys.argv = ['pgtool', 'verify', '--backup-dir', sys.argv[1]]\n"
+        "from pgtool.cli.entry import main\n"
+        "main()\n"
+        "print('not reached')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "missing")], capture_output=True, text=True
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == "buffered exit handler ran\n"
+    assert "does not exist" in proc.stderr

@@ -58,6 +58,28 @@ def test_command_redacts_secrets_in_stderr():
     assert "topsecret" not in err.value.message + err.value.stderr_tail
 
 
+def test_command_progress_lines_stay_out_of_the_error_and_a_failing_callback_cannot_block():
+    script = (
+        "import sys\n"
+        "for i in range(2000): print(f'tool: step {i}', file=sys.stderr)\n"
+        "print('tool: error: it broke', file=sys.stderr)\n"
+        "sys.exit(1)\n"
+    )
+    seen: list[str] = []
+
+    def on_progress(line: str) -> bool:
+        seen.append(line)
+        if line == "tool: step 5":
+            raise RuntimeError("a bug in the callback")
+        return line.startswith("tool: step")
+
+    with pytest.raises(ExternalCommandError) as err:
+        command.run([sys.executable, "-c", script], on_progress=on_progress, timeout=60)
+    assert len(seen) == 2001  # the reader kept draining stderr after the callback raised
+    assert err.value.message.endswith("tool: error: it broke")
+    assert err.value.stderr_tail.splitlines() == ["tool: step 5", "tool: error: it broke"]
+
+
 def test_command_missing_executable():
     with pytest.raises(BinaryNotFoundError):
         command.run(["/nonexistent/pg_dump", "--version"])

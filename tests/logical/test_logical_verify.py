@@ -17,7 +17,10 @@ from logical_helpers import (
     verify,
 )
 
+from pgharness import run_pgtool
 from pgtool.backup import dumps
+from pgtool.backup.dump_restore import read_toc
+from pgtool.pg import binaries
 
 
 def _error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -42,6 +45,36 @@ def test_verify_passes_on_good_dumps_and_leaves_nothing_behind(cluster, dumped, 
     assert f"ok      {first.name}" in proc.stdout
     assert f"ok      {second.name}" in proc.stdout
     assert "1 indexes amchecked" in proc.stdout  # the primary key of items
+    assert throwaway_databases(cluster) == []
+
+
+@pytest.mark.all_versions
+def test_tables_are_counted_as_they_load_whatever_their_names(cluster, make_db, tmp_path):
+    """Parallel pg_restore reports each table's data as committed, by dump id; the TOC maps ids to
+    tables even when names hold spaces or quotes, or two schemas share a table name, and every
+    table still gets its own exact count."""
+    db = make_db(rows=10)
+    db.execute('CREATE SCHEMA "odd schema"')
+    db.execute('CREATE TABLE "odd schema".items (n int)')
+    db.execute('INSERT INTO "odd schema".items SELECT generate_series(1, 7)')
+    db.execute('CREATE TABLE public."we""ird name" (n int)')
+    db.execute('INSERT INTO public."we""ird name" SELECT generate_series(1, 3)')
+    db.execute("CREATE TABLE big (n int PRIMARY KEY)")
+    db.execute("INSERT INTO big SELECT generate_series(1, 20000)")
+    assert backup(cluster, tmp_path, db.name).returncode == 0
+
+    toc = read_toc(binaries.for_server(cluster.binaries.major), newest_dump(tmp_path, db.name))
+    tables = [("odd schema", "items"), ("public", "big"), ("public", "items"), ("public", 'we"ird name')]
+    assert sorted(toc.table_ids(tables).values()) == tables
+
+    proc = run_pgtool(
+        "--log-level", "debug", "verify", "--dsn", cluster.dsn(), "--backup-dir", str(tmp_path), "-j", "2"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"ok      {db.name}" in proc.stdout and "4 tables  20020 rows" in proc.stdout
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    counted_early = {e["table"] for e in events if e["event"] == "table data restored, counting its rows"}
+    assert counted_early == {'"odd schema".items', "public.big", "public.items", 'public."we""ird name"'}
     assert throwaway_databases(cluster) == []
 
 

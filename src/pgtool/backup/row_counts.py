@@ -8,9 +8,9 @@ parents are not counted: their rows are their partitions'.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from psycopg import sql
@@ -67,44 +67,84 @@ def qualified(schema: str, name: str) -> str:
     return f"{q(schema)}.{q(name)}"
 
 
-def count_rows_parallel(
-    connect: Callable[[], Any], tables: list[tuple[str, str]], jobs: int
-) -> list[dict[str, Any]]:
-    """count_rows over up to `jobs` connections from `connect()`, biggest tables first.
+SIZES_SQL = """
+SELECT n.nspname, c.relname, pg_relation_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+"""
 
-    For a freshly restored database, where no snapshot needs sharing: the counts take the time of
-    the biggest table rather than the sum. Results come back in the order of `tables`.
+_DONE = None  # queue sentinel: no more tables
+
+
+class TableCounter:
+    """Exact row counts over up to `jobs` connections, each table counted as soon as it is submitted.
+
+    For a database being restored, where no snapshot needs sharing: `submit()` a table the moment
+    its data is committed and it is counted while the restore goes on with other tables and
+    indexes, while its pages are still cached; `finish()` then counts whatever was not submitted,
+    biggest first, and returns every count. `abandon()` stops taking work (the caller is about to
+    drop the database, which ends counts in flight).
     """
-    if jobs <= 1 or len(tables) <= 1:
-        with connect() as conn:
-            return count_rows(conn, tables)
-    with connect() as conn:
-        sizes = dict(
-            ((r[0], r[1]), r[2])
-            for r in conn.execute(
-                "SELECT n.nspname, c.relname, pg_relation_size(c.oid) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
-            ).fetchall()
-        )
-    todo = sorted(tables, key=lambda t: -sizes.get(t, 0))
-    lock = threading.Lock()
-    counted: dict[tuple[str, str], int] = {}
 
-    def worker() -> None:
-        with connect() as conn:
-            while True:
-                with lock:
-                    if not todo:
-                        return
-                    table = todo.pop(0)
-                counted[table] = count_rows(conn, [table])[0]["rows"]
+    def __init__(self, connect: Callable[[], Any], jobs: int) -> None:
+        self._connect = connect
+        self._jobs = max(1, jobs)
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._submitted: set[tuple[str, str]] = set()
+        self._counted: dict[tuple[str, str], int] = {}
+        self._errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
 
-    pool = ThreadPoolExecutor(max_workers=min(jobs, len(tables)), thread_name_prefix="count")
-    futures = [pool.submit(worker) for _ in range(min(jobs, len(tables)))]
-    try:
-        for future in futures:
-            future.result()
-    finally:
-        # On an error or SIGTERM do not wait for the other counts: dropping the database ends them.
-        pool.shutdown(wait=False, cancel_futures=True)
-    return [{"schema": s, "name": n, "rows": counted[(s, n)]} for s, n in tables]
+    def submit(self, table: tuple[str, str]) -> None:
+        """Count `table` now, in the background (thread-safe; a repeat is ignored)."""
+        with self._lock:
+            if table in self._submitted or self._stop.is_set():
+                return
+            self._submitted.add(table)
+            self._start_workers()
+        self._queue.put(table)
+
+    def finish(self, tables: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+        """[{"schema", "name", "rows"}] for `tables` (None: every table, see `list_tables`), in order.
+
+        Raises the first error a count raised.
+        """
+        with self._lock:
+            self._start_workers()
+        with self._connect() as conn:
+            wanted = list_tables(conn) if tables is None else tables
+            sizes = {(r[0], r[1]): r[2] for r in conn.execute(SIZES_SQL).fetchall()}
+        for table in sorted(wanted, key=lambda t: -sizes.get(t, 0)):
+            self.submit(table)
+        for _ in self._threads:
+            self._queue.put(_DONE)
+        for thread in self._threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
+        return [{"schema": s, "name": n, "rows": self._counted[(s, n)]} for s, n in wanted]
+
+    def abandon(self) -> None:
+        """Take no more work; queued tables are skipped (threads end after their current count)."""
+        self._stop.set()
+        for _ in self._threads:
+            self._queue.put(_DONE)
+
+    def _start_workers(self) -> None:  # with self._lock held
+        while len(self._threads) < self._jobs:
+            thread = threading.Thread(target=self._work, name=f"count-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        try:
+            with self._connect() as conn:
+                while (table := self._queue.get()) is not _DONE:
+                    if self._stop.is_set() or self._errors:
+                        continue
+                    self._counted[table] = count_rows(conn, [table])[0]["rows"]
+        except BaseException as exc:  # reported by finish(); a dropped database ends counts in flight
+            self._errors.append(exc)
+            self._stop.set()

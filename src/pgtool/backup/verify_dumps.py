@@ -20,25 +20,25 @@ a run that was killed (SIGKILL, OOM, node loss) before it could clean up.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from pgtool.backup import dumps
 from pgtool.backup.dump_manifest import read_checksum, read_manifest, sha256_file
-from pgtool.backup.row_counts import count_rows_parallel, list_tables, qualified
+from pgtool.backup.dump_restore import DumpReadError, RestoreError, Toc, read_toc, restore
+from pgtool.backup.row_counts import TableCounter, qualified
 from pgtool.backup.terminate import sigterm_raises
 from pgtool.errors import LockBusyError, OperationError, PgtoolError, error_line
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
-from pgtool.pg import binaries, command
-from pgtool.pg.conn import connect, server_major, with_params
+from pgtool.pg import binaries
+from pgtool.pg.conn import connect, server_major
 
 THROWAWAY_PREFIX = "pgtool_verify_"
 # "pgtool" in ASCII: the key of the session advisory lock that keeps verify runs from overlapping.
@@ -96,10 +96,21 @@ def databases_in(backup_dir: Path) -> list[str]:
     )
 
 
-def drop_database(dsn: str, name: str) -> None:
-    """DROP DATABASE IF EXISTS ... WITH (FORCE), on a fresh connection (the run's may be broken)."""
-    with connect(dsn, application_name="pgtool-verify") as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def drop_database(dsn: str, name: str, conn: Any = None) -> None:
+    """DROP DATABASE IF EXISTS ... WITH (FORCE), on `conn` if it is usable, else on a fresh connection.
+
+    The run's connection saves a connection set-up per database; after a SIGTERM or a server-side
+    error it may be broken or mid-query, and the drop must still happen.
+    """
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    if conn is not None and not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+        try:
+            conn.execute(drop)
+            return
+        except psycopg.Error as exc:
+            get_logger().debug("drop on the run's connection failed, retrying on a fresh one", error=str(exc))
+    with connect(dsn, application_name="pgtool-verify") as fresh:
+        fresh.execute(drop)
 
 
 def drop_stale(conn: Any, dsn: str) -> list[str]:
@@ -113,32 +124,8 @@ def drop_stale(conn: Any, dsn: str) -> list[str]:
     ]
     for name in stale:
         get_logger().warning("dropping throwaway database left by an earlier run", database=name)
-        drop_database(dsn, name)
+        drop_database(dsn, name, conn)
     return stale
-
-
-_TOC_DBNAME = re.compile(r"^;\s+dbname:\s?(.*)$", re.M)
-_TOC_ENTRIES = re.compile(r"^;\s+TOC Entries:\s*(\d+)\s*$", re.M)
-
-
-def read_toc(pg: binaries.PgBinaries, dump: Path) -> tuple[str | None, int]:
-    """(database the dump's TOC names, number of TOC entries) from `pg_restore --list`.
-
-    The count is the header's "TOC Entries", which includes the ENCODING/SEARCHPATH entries every
-    dump has: an empty database (often `postgres`) lists no objects, yet its dump is perfectly good.
-    """
-    try:
-        out = command.run(
-            [pg.path("pg_restore"), "--list", str(dump)], capture_stdout=True, log_stderr_level="debug"
-        ).stdout
-    except PgtoolError as exc:
-        raise VerifyFailure(f"TOC unreadable: {exc.message}") from None
-    text = out or ""
-    header = _TOC_ENTRIES.search(text)
-    listed = sum(1 for line in text.splitlines() if line.strip() and not line.startswith(";"))
-    entries = int(header.group(1)) if header else listed
-    m = _TOC_DBNAME.search(text)
-    return (m.group(1) if m else None), entries
 
 
 def _tools_for_dump(
@@ -162,28 +149,43 @@ class _Checksum:
 
     def __init__(self, dump: Path, expected: str, manifest_sha: str | None) -> None:
         self.dump, self.expected, self.manifest_sha = dump, expected, manifest_sha
-        self.actual: str | None = None
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.actual = sha256_file(self.dump)
-        except OSError as exc:
-            self.error = f"cannot read {self.dump}: {exc.strerror or exc}"
+        self.job = _Background(sha256_file, dump)
 
     def check(self) -> None:
-        self.thread.join()
-        if self.error:
-            raise VerifyFailure(self.error)
-        actual, expected = self.actual or "", self.expected
+        try:
+            actual = self.job.result()
+        except OSError as exc:
+            raise VerifyFailure(f"cannot read {self.dump}: {exc.strerror or exc}") from None
+        expected = self.expected
         if actual != expected:
             raise VerifyFailure(
                 f"checksum mismatch: the file hashes to {actual[:12]}..., its .sha256 says {expected[:12]}..."
             )
         if self.manifest_sha not in (None, actual):
             raise VerifyFailure("checksum mismatch: the manifest's sha256 differs from the file's")
+
+
+class _Background:
+    """`fn(*args)` in a daemon thread; `result()` waits for it and re-raises what it raised."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn(*args)
+            except BaseException as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=getattr(fn, "__name__", "background"), daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _check_manifest(
@@ -203,13 +205,14 @@ def _check_manifest(
     return manifest, pg, _Checksum(dump, expected, manifest.get("sha256"))
 
 
-def _check_toc(database: str, dump: Path, pg: binaries.PgBinaries) -> None:
+def _check_toc(database: str, dump: Path, pg: binaries.PgBinaries) -> Toc:
     """Step 3: the TOC reads, has entries, and names this database."""
-    toc_db, entries = read_toc(pg, dump)
-    if entries == 0:
+    toc = read_toc(pg, dump)
+    if toc.entries == 0:
         raise VerifyFailure("TOC has no entries")
-    if toc_db is not None and toc_db != database:
-        raise VerifyFailure(f"wrong database: the dump's TOC says it is of {toc_db!r}")
+    if toc.dbname is not None and toc.dbname != database:
+        raise VerifyFailure(f"wrong database: the dump's TOC says it is of {toc.dbname!r}")
+    return toc
 
 
 def _compare_counts(expected: list[dict[str, Any]], restored: list[dict[str, Any]]) -> list[str]:
@@ -244,6 +247,7 @@ def _amcheck(conn: Any) -> int:
 
 
 def verify_database(
+    conn: Any,
     dsn: str,
     backup_dir: Path,
     database: str,
@@ -253,7 +257,11 @@ def verify_database(
     amcheck: bool,
     pg_bindir: str | None = None,
 ) -> VerifyResult:
-    """Verify the newest dump of `database`; failures go into the result (Terminated propagates)."""
+    """Verify the newest dump of `database`; failures go into the result (Terminated propagates).
+
+    conn: the run's maintenance connection (autocommit), used to create and drop the throwaway
+    database; dsn: for pg_restore and the connections to the throwaway database.
+    """
     log = get_logger().bind(database=database)
     result = VerifyResult(database)
     try:
@@ -264,32 +272,39 @@ def verify_database(
         result.dump = dump
         manifest, pg, checksum = _check_manifest(database, dump, pg, pg_bindir)
         scratch = throwaway_name(database, stamp)
+        counter = TableCounter(lambda: connect(dsn, dbname=scratch, application_name="pgtool-verify"), jobs)
         try:
             try:
-                _check_toc(database, dump, pg)
-                with connect(dsn, application_name="pgtool-verify") as conn:
-                    create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
-                    conn.execute(create)
-                result.restore_seconds = _restore(dsn, dump, scratch, pg, jobs)
-            except VerifyFailure:
+                # The TOC is read by a pg_restore process while the server creates the database.
+                reading = _Background(_check_toc, database, dump, pg)
+                create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
+                conn.execute(create)
+                toc: Toc = reading.result()
+                # Each table is counted as soon as its data is in, while pg_restore builds indexes.
+                ids = toc.table_ids((t["schema"], t["name"]) for t in manifest["tables"])
+
+                def loaded(dump_id: int) -> None:
+                    if dump_id in ids:
+                        log.debug("table data restored, counting its rows", table=qualified(*ids[dump_id]))
+                        counter.submit(ids[dump_id])
+
+                result.restore_seconds = restore(dsn, dump, scratch, pg, jobs, on_data_loaded=loaded)
+            except (VerifyFailure, DumpReadError, RestoreError):
                 checksum.check()
                 raise
             checksum.check()
-            with connect(dsn, dbname=scratch, application_name="pgtool-verify") as conn:
-                restored = count_rows_parallel(
-                    lambda: connect(dsn, dbname=scratch, application_name="pgtool-verify"),
-                    list_tables(conn),
-                    jobs,
-                )
-                problems = _compare_counts(manifest["tables"], restored)
-                if problems:
-                    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-                    raise VerifyFailure(problems[0] + more)
-                result.tables, result.rows = len(restored), sum(t["rows"] for t in restored)
-                if amcheck:
-                    result.indexes_checked = _amcheck(conn)
+            restored = counter.finish()
+            problems = _compare_counts(manifest["tables"], restored)
+            if problems:
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise VerifyFailure(problems[0] + more)
+            result.tables, result.rows = len(restored), sum(t["rows"] for t in restored)
+            if amcheck:
+                with connect(dsn, dbname=scratch, application_name="pgtool-verify") as scratch_conn:
+                    result.indexes_checked = _amcheck(scratch_conn)
         finally:
-            _drop_throwaway(dsn, scratch, result)
+            counter.abandon()
+            _drop_throwaway(conn, dsn, scratch, result)
         log.info(
             "dump verified",
             file=str(dump),
@@ -305,36 +320,13 @@ def verify_database(
     return result
 
 
-def _drop_throwaway(dsn: str, scratch: str, result: VerifyResult) -> None:
+def _drop_throwaway(conn: Any, dsn: str, scratch: str, result: VerifyResult) -> None:
     try:
-        drop_database(dsn, scratch)
+        drop_database(dsn, scratch, conn)
     except (PgtoolError, psycopg.Error) as exc:
         message = exc.one_line() if isinstance(exc, PgtoolError) else " ".join(str(exc).split())
         get_logger().error("could not drop throwaway database", database=scratch, error=message)
         result.error = result.error or f"could not drop throwaway database {scratch}: {message}"
-
-
-def _restore(dsn: str, dump: Path, scratch: str, pg: binaries.PgBinaries, jobs: int) -> float:
-    start = time.monotonic()
-    with command.libpq_args(dsn) as (conninfo, env):
-        target = with_params(conninfo, dbname=scratch, application_name="pgtool-verify-pg_restore")
-        argv = [
-            pg.path("pg_restore"),
-            "--exit-on-error",
-            # Ownership and grants name roles the verify server may not have; the drill proves the
-            # schema and data restore, which is what a restore in anger needs first.
-            "--no-owner",
-            "--no-acl",
-            "--no-password",
-            *([f"--jobs={jobs}"] if jobs > 1 else []),
-            f"--dbname={target}",
-            str(dump),
-        ]
-        try:
-            command.run(argv, env=env, what="pg_restore")
-        except PgtoolError as exc:
-            raise VerifyFailure(f"restore error: {exc.message}") from None
-    return round(time.monotonic() - start, 3)
 
 
 def run_verify(
@@ -376,7 +368,7 @@ def run_verify(
             try:
                 for database in targets:
                     result = verify_database(
-                        dsn, backup_dir, database, pg, jobs=jobs, amcheck=amcheck, pg_bindir=pg_bindir
+                        conn, dsn, backup_dir, database, pg, jobs=jobs, amcheck=amcheck, pg_bindir=pg_bindir
                     )
                     results.append(result)
             finally:

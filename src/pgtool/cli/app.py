@@ -1,10 +1,14 @@
 """The Typer application: the top-level options and the list of commands.
 
-Each command lives in its own module under pgtool.cli; this file only joins them.
+Each command lives in its own module under pgtool.cli; this file only joins them. `build(args)`
+registers just the command being run when argv names one: Typer inspects every registered
+function's signature and each command module has imports of its own, so registering all fifteen
+cost ~40 ms of every CronJob run for nothing. Help, completion and unknown names get them all.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -69,4 +73,26 @@ def main(
     STATE.log_json = {"auto": None, "json": True, "console": False}[fmt]
 
 
-commands.register(app)
+# Top-level options that take a value: the token after them is not a command name.
+_VALUE_OPTIONS = ("--log-level", "--log-format")
+
+
+def invoked_command(args: list[str]) -> str | None:
+    """The command `args` runs, if it names a registered one (None for help, typos, completion)."""
+    if any(name.startswith("_PGTOOL_COMPLETE") for name in os.environ):
+        return None
+    expect_value = False
+    for arg in args:
+        if expect_value:
+            expect_value = False
+        elif arg in _VALUE_OPTIONS:
+            expect_value = True
+        elif not arg.startswith("-"):
+            return arg if arg in commands.NAMES else None
+    return None
+
+
+def build(args: list[str]) -> typer.Typer:
+    """The app with the command `args` invokes registered, or every command when that is unclear."""
+    commands.register(app, only=invoked_command(args))
+    return app

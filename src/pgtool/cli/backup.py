@@ -54,6 +54,9 @@ def backup(
     cfg = settings(dsn, pushgateway, pg_bindir)
 
     def body(report: object) -> None:
+        from pgtool.pg.binaries import prefetch
+
+        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads psycopg
         from pgtool.backup.dumping import run_backup
         from pgtool.errors import OperationError
 

@@ -52,6 +52,9 @@ def basebackup(
     cfg = settings(dsn, pushgateway, pg_bindir)
 
     def body(report: object) -> None:
+        from pgtool.pg.binaries import prefetch
+
+        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads psycopg
         from pgtool.backup.basebackup import take_base_backup
 
         result = take_base_backup(

@@ -35,9 +35,14 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
-def register(app: typer.Typer) -> None:
-    """Add every command to `app`."""
+NAMES = frozenset(name for name, _module, _help in COMMANDS)
+
+
+def register(app: typer.Typer, only: str | None = None) -> None:
+    """Add every command to `app`, or only the one named `only`."""
     for name, module_name, help_text in COMMANDS:
+        if only is not None and name != only:
+            continue
         module = importlib.import_module(f"pgtool.cli.{module_name}")
         func = getattr(module, name.replace("-", "_"))
         extra = {}

@@ -84,6 +84,9 @@ def verify(
         run_command("verify", base_body, pushgateway=cfg.pushgateway, metrics_job="verify-base")
 
     def body(report: object) -> None:
+        from pgtool.pg.binaries import prefetch
+
+        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads psycopg
         from pgtool.backup.verify_dumps import run_verify
         from pgtool.errors import FindingsError, UsageError
 

@@ -8,6 +8,7 @@ so `for_server(major)` picks the lowest installed major that can serve it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,7 @@ def embedded_bindir() -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def _pg_config_bindir() -> Path | None:
     pg_config = shutil.which("pg_config")
     if not pg_config:
@@ -114,8 +117,38 @@ def candidate_dirs(explicit: str | None = None) -> list[Path]:
     return result
 
 
+_prefetching: threading.Thread | None = None
+
+
+def prefetch(explicit: str | None = None) -> None:
+    """Find and probe the installations in a background thread, for a command that will need them.
+
+    The probes are subprocesses (`pg_config`, `--version`), ~20 ms in all: started before a command
+    imports psycopg and connects, they run on another core instead of after. The results land in
+    the caches of `probe` and `_pg_config_bindir`; `installations()` waits for a prefetch in flight.
+    """
+    global _prefetching
+    if _prefetching is not None:
+        return
+    explicit = explicit or os.environ.get("PGTOOL_PG_BINDIR")
+
+    def warm() -> None:
+        # Errors are not ours to report: the command's own call finds and reports them.
+        with contextlib.suppress(Exception):
+            if explicit:
+                probe(str(Path(explicit)))
+            else:
+                installations()
+
+    _prefetching = threading.Thread(target=warm, name="pg-binaries", daemon=True)
+    _prefetching.start()
+
+
 def installations(explicit: str | None = None) -> list[PgBinaries]:
     """Every working installation found, in search order."""
+    running = _prefetching
+    if running is not None and running is not threading.current_thread():
+        running.join()
     return [b for b in (probe(str(d)) for d in candidate_dirs(explicit)) if b is not None]
 
 

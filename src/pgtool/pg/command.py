@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -57,6 +57,7 @@ def run(
     timeout: float | None = None,
     log_stderr_level: str = "info",
     what: str | None = None,
+    on_progress: Callable[[str], bool] | None = None,
 ) -> CommandResult:
     """Run `argv` and wait for it.
 
@@ -65,6 +66,8 @@ def run(
     check: raise ExternalCommandError unless the return code is in ok_codes.
     run_as: drop to this user through runuser when pgtool runs as root.
     what: a short description for messages (default: the binary's name).
+    on_progress: called (from a reader thread) with each stderr line; a line it returns True for
+    is progress (`--verbose` output), logged at debug and kept out of the error message.
     """
     argv = [str(a) for a in argv]
     name = what or Path(argv[0]).name
@@ -99,9 +102,13 @@ def run(
         assert proc.stderr is not None
         for raw in iter(proc.stderr.readline, b""):
             line = redact_dsn(raw.decode("utf-8", "replace").rstrip())
-            if line:
-                tail.append(line)
-                emit("stderr", line=line)
+            if not line:
+                continue
+            if on_progress is not None and _is_progress(on_progress, line):
+                log.debug("progress", line=line)
+                continue
+            tail.append(line)
+            emit("stderr", line=line)
 
     reader = threading.Thread(target=pump_stderr, daemon=True)
     reader.start()
@@ -146,6 +153,15 @@ def run(
             stderr_tail=result.stderr_tail,
         )
     return result
+
+
+def _is_progress(on_progress: Callable[[str], bool], line: str) -> bool:
+    # The reader thread must keep draining stderr whatever the callback does, or the child blocks.
+    try:
+        return bool(on_progress(line))
+    except Exception as exc:
+        get_logger().debug("progress callback failed", error=f"{type(exc).__name__}: {exc}")
+        return False
 
 
 @contextlib.contextmanager

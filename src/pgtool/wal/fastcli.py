@@ -1,10 +1,10 @@
 """Stdlib-only command line for archive-wal and restore-wal.
 
-PostgreSQL runs these once per WAL segment, so this path imports neither Typer nor structlog nor
-psycopg: `pgtool.cli.entry` hands argv here before anything else is imported. It logs exactly one
-line to stderr with the keys of structlog's summary events (event, command, outcome, exit_code,
-duration_s, level, timestamp), JSON unless stderr is a TTY (PGTOOL_LOG_FORMAT=json|console|auto),
-filtered by PGTOOL_LOG_LEVEL like the rest of pgtool.
+PostgreSQL runs these once per WAL segment, so this path imports neither Typer nor psycopg:
+`pgtool.cli.entry` hands argv here before anything else is imported. It logs exactly one line to
+stderr, rendered by `pgtool.obs.logline` like every other command's summary event (event, command,
+outcome, exit_code, duration_s, level, timestamp), JSON unless stderr is a TTY
+(PGTOOL_LOG_FORMAT=json|console|auto), filtered by PGTOOL_LOG_LEVEL like the rest of pgtool.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ exit codes: 0 restored; 1 not in the archive (normal: PostgreSQL asks for files 
 126 a real error (bad usage, archive missing or unreadable, corrupt or truncated file, cannot write
 DEST_PATH), so that recovery stops instead of ending early.
 """
-
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
 class _UsageError(Exception):
@@ -214,7 +212,9 @@ def main(argv: list[str]) -> int:
 
 
 def _log(command: str, start: float, code: int, error: str | None, fields: dict[str, object]) -> None:
-    """Write the one summary line, shaped like pgtool's structlog "run finished"/"run failed" events."""
+    """Write the one summary line, shaped like every pgtool command's "run finished"/"run failed"."""
+    from pgtool.obs import logline
+
     duration = round(time.monotonic() - start, 3)
     if error is None:
         level, event = "info", "run finished"
@@ -224,53 +224,11 @@ def _log(command: str, start: float, code: int, error: str | None, fields: dict[
         level, event, outcome = "info", "run finished", "not found"
     else:
         level, event, outcome = "error", "run failed", "error"
-    threshold = _LEVELS.get(os.environ.get("PGTOOL_LOG_LEVEL", "info").lower(), 20)
-    if _LEVELS[level] < threshold:
+    if logline.LEVELS[level] < logline.LEVELS[logline.level_from_env()]:
         return
     record: dict[str, object] = {"command": command, **fields, "outcome": outcome, "exit_code": code}
     record["duration_s"] = duration
     if error is not None:
         record["error" if level == "error" else "detail"] = error
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-    fmt = os.environ.get("PGTOOL_LOG_FORMAT", "auto").lower()
-    as_json = fmt == "json" or (fmt != "console" and not _isatty(sys.stderr))
-    if as_json:
-        record.update(event=event, level=level, timestamp=stamp)
-        line = "{" + ", ".join(f"{_json_str(k)}: {_json_value(v)}" for k, v in record.items()) + "}"
-    else:
-        pairs = " ".join(f"{k}={v}" for k, v in record.items())
-        line = f"{stamp} [{level:<9}] {event:<15} {pairs}"
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except OSError:
-        pass  # a closed stderr must not change the exit code
-
-
-def _isatty(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def _json_str(text: str) -> str:
-    # json.dumps costs a ~1.5 ms import per segment; the values here are only str, int, float, bool.
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch < " " or ch == "\x7f":
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _json_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return _json_str(str(value))
+    as_json = logline.wants_json(sys.stderr)
+    logline.write(logline.render(event, level, record, as_json=as_json))
