@@ -8,7 +8,8 @@ failure:
   3. `pg_restore --list` reads the table of contents, which has entries and names the same database;
   4. restore (`pg_restore -j N --exit-on-error --no-owner --no-acl`) into a throwaway database
      `pgtool_verify_<db>_<stamp>` on the `--dsn` server;
-  5. every table's exact row count equals the manifest's, and no table is missing or extra;
+  5. every table's exact row count equals the manifest's, and no table is missing or extra (each
+     table is counted as soon as pg_restore reports its data committed, see `dump_restore`);
   6. with amcheck, `bt_index_check(..., heapallindexed => true)` on every restored btree index.
 The throwaway database is dropped whatever happens (SIGTERM included, see `pgtool.backup.terminate`).
 
