@@ -167,7 +167,6 @@ def main() -> int:
                     argv,
                     check=True,
                     stdout=subprocess.DEVNULL,
-                    capture_output=False,
                     stderr=subprocess.PIPE,
                     text=True,
                     env=info,

@@ -23,6 +23,7 @@ from typing import Any
 
 from pgtool.pg import binaries
 from pgtool.pg.cluster import LocalCluster
+from pgtool.pg.command import stop
 from pgtool.pg.conn import connect
 from pgtool.pg.privileges import give_to_server
 
@@ -250,8 +251,4 @@ class Pushgateway:
             pass
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc)

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from pgharness import retry
+from pgtool.pg.command import stop
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -101,13 +102,7 @@ class Process:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
 
 def wait_http(url: str, proc: Process, timeout: float = 30) -> None:

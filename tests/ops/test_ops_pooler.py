@@ -2,58 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from ops_helpers import status_json
 
 from pgharness import retry, run_pgtool
+from pgtool.bench.pooler import pgbouncer as start_pgbouncer
 from pgtool.pg.cluster import free_port
-from pgtool.pg.command import run_as_prefix
 from pgtool.pg.conn import connect
-from pgtool.pg.privileges import give_to_server, server_user
-
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
 @pytest.fixture
-def pgbouncer(cluster, server_dir: Path) -> Iterator[str]:
-    """PgBouncer (transaction pooling, one server connection per pool) in front of the session cluster."""
-    assert Path(PGBOUNCER).exists(), "pgbouncer is not installed (scripts/setup.sh installs it)"
-    port = free_port()
-    (server_dir / "users.txt").write_text('"postgres" ""\n')
-    ini = server_dir / "pgbouncer.ini"
-    ini.write_text(
-        "[databases]\n"
-        f"* = host={cluster.socket_dir} port={cluster.port}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {server_dir}/users.txt\nadmin_users = postgres\n"
-        "pool_mode = transaction\ndefault_pool_size = 1\n"
-        f"logfile = {server_dir}/pgbouncer.log\npidfile = {server_dir}/pgbouncer.pid\n"
-    )
-    for path in server_dir.iterdir():
-        give_to_server(path)
-    proc = subprocess.Popen(
-        [*run_as_prefix(server_user()), PGBOUNCER, str(ini)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    dsn = f"host=127.0.0.1 port={port} user=postgres dbname=pgbouncer"
-    try:
-        retry(lambda: connect(dsn, autocommit=True, prepare_threshold=None).close() or True, timeout=30)
+def pgbouncer(cluster) -> Iterator[str]:
+    """PgBouncer (transaction pooling, one server connection per pool) in front of the session cluster,
+    started the way `pgtool bench --via-pgbouncer` starts it, with postgres allowed on the admin console."""
+    with start_pgbouncer(cluster.port, "postgres", pool_size=1, admin_users="postgres") as port:
         yield f"host=127.0.0.1 port={port} user=postgres"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_pools_are_shown_and_waiting_clients_need_attention(cluster, pgbouncer):

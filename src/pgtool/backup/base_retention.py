@@ -22,6 +22,7 @@ from pathlib import Path
 from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
 from pgtool.backup.walnames import list_archive, stored_copies
 from pgtool.obs.logging import get_logger
+from pgtool.wal.durable import fsync_path
 
 DELETING_PREFIX = ".deleting-"
 
@@ -93,9 +94,5 @@ def prune_archive(archive_dir: Path, oldest_needed: str) -> list[str]:
                     continue
                 removed.append(path.name)
     if removed:
-        fd = os.open(archive_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(archive_dir, directory=True)
     return removed

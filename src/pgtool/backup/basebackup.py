@@ -33,6 +33,7 @@ from pgtool.config import redact_dsn
 from pgtool.errors import ExternalCommandError, LockBusyError, OperationError, UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
+from pgtool.wal.durable import fsync_path
 
 COMPRESS_CHOICES = ("auto", "server-lz4", "server-zstd", "gzip", "none")
 # What `auto` tries, in order, on PostgreSQL 15+ (older servers cannot compress server-side).
@@ -140,20 +141,8 @@ def dest_lock(dest: Path) -> Iterator[None]:
 def _fsync_tree(path: Path) -> None:
     for root, _dirs, files in os.walk(path):
         for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(os.path.join(root, name))
+    fsync_path(path, directory=True)
 
 
 def _new_stamp(dest: Path) -> str:
@@ -264,7 +253,7 @@ def take_base_backup(
             _fsync_tree(tmp)
             final = dest / stamp
             os.rename(tmp, final)
-            _fsync_dir(dest)
+            fsync_path(dest, directory=True)
             info.path = final
         except BaseException:
             _remove(tmp)

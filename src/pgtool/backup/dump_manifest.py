@@ -35,15 +35,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file or directory by path."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_durably(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a hidden temporary file, fsync, rename (the caller fsyncs the dir)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

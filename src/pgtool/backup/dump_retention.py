@@ -13,9 +13,9 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pgtool.backup.dump_manifest import fsync_path
 from pgtool.backup.dumps import checksum_path, list_database_dumps, manifest_path
 from pgtool.obs.logging import get_logger
+from pgtool.wal.durable import fsync_path
 
 
 def expired_dumps(db_dir: Path, retention_days: int, *, now: datetime | None = None) -> list[Path]:
@@ -40,5 +40,5 @@ def apply_retention(db_dir: Path, retention_days: int, *, now: datetime | None =
         removed.append(dump)
         log.info("retention removed dump", file=str(dump))
     if removed:
-        fsync_path(db_dir)
+        fsync_path(db_dir, directory=True)
     return removed

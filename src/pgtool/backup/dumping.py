@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from pgtool.backup import dumps
-from pgtool.backup.dump_manifest import checksum_line, fsync_path, sha256_file, write_durably, write_manifest
+from pgtool.backup.dump_manifest import checksum_line, sha256_file, write_durably, write_manifest
 from pgtool.backup.dump_retention import apply_retention
 from pgtool.backup.locking import directory_lock
 from pgtool.backup.terminate import sigterm_raises
@@ -36,6 +36,7 @@ from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
 from pgtool.pg import binaries, command
 from pgtool.pg.conn import connect, server_major, with_params
+from pgtool.wal.durable import fsync_path
 
 DATABASES_SQL = """
 SELECT datname FROM pg_database
@@ -151,7 +152,7 @@ def dump_database(
         # The rename comes last: a final-named dump always has its checksum and manifest beside it.
         os.replace(partial, final)
         partial = None
-        fsync_path(db_dir)
+        fsync_path(db_dir, directory=True)
         result.path, result.size_bytes, result.duration_seconds = final, size, duration
         result.tables, result.rows = len(counts), sum(t["rows"] for t in counts)
         log.info("dump written", file=str(final), size_bytes=size, duration_s=duration, tables=len(counts))

@@ -22,7 +22,7 @@ from pathlib import Path
 from pgtool.errors import BinaryNotFoundError, OperationError
 from pgtool.obs.logging import get_logger
 from pgtool.pg.cluster import free_port
-from pgtool.pg.command import run_as_prefix
+from pgtool.pg.command import run_as_prefix, stop
 from pgtool.pg.privileges import give_to_server, server_user
 
 START_TIMEOUT = 20.0
@@ -46,8 +46,13 @@ def _listening(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def pgbouncer(server_port: int, user: str, pool_size: int) -> Iterator[int]:
-    """Run PgBouncer (transaction mode) in front of 127.0.0.1:`server_port`; yield its port."""
+def pgbouncer(
+    server_port: int, user: str, pool_size: int, *, admin_users: str | None = None
+) -> Iterator[int]:
+    """Run PgBouncer (transaction mode) in front of 127.0.0.1:`server_port`; yield its port.
+
+    admin_users: roles that may use the `pgbouncer` admin console (SHOW POOLS and the like).
+    """
     binary = pgbouncer_binary()
     directory = Path(tempfile.mkdtemp(prefix="pgtool-bench-pgbouncer-"))
     give_to_server(directory)
@@ -65,6 +70,7 @@ def pgbouncer(server_port: int, user: str, pool_size: int) -> Iterator[int]:
                 "unix_socket_dir =",
                 "auth_type = trust",
                 f"auth_file = {directory / 'userlist.txt'}",
+                *([f"admin_users = {admin_users}"] if admin_users else []),
                 "pool_mode = transaction",
                 "max_client_conn = 500",
                 f"default_pool_size = {pool_size}",
@@ -96,11 +102,6 @@ def pgbouncer(server_port: int, user: str, pool_size: int) -> Iterator[int]:
         log.info("pgbouncer started", pool_mode="transaction")
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(directory, ignore_errors=True)
         log.info("pgbouncer stopped")

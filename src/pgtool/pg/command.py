@@ -124,12 +124,7 @@ def run(
         try:
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             reader.join(timeout=5)
             raise ExternalCommandError(
                 f"{name} did not finish within {timeout:.0f}s and was stopped",
@@ -153,6 +148,18 @@ def run(
             stderr_tail=result.stderr_tail,
         )
     return result
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGTERM a child, SIGKILL it if it is still there after `grace` seconds, and reap it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _is_progress(on_progress: Callable[[str], bool], line: str) -> bool:

@@ -38,12 +38,9 @@ def dumps_section(
     now = time.time() if now is None else now
     backup_dir = Path(backup_dir)
     section.data["backup_dir"] = str(backup_dir)
-    if not backup_dir.is_dir():
-        section.lines.append(f"{backup_dir} does not exist")
-        section.problem(
-            f"backup directory {backup_dir} does not exist",
-            "check --backup-dir, or run pgtool backup --dest DIR",
-        )
+    if not section.require_dir(
+        backup_dir, "backup directory", "check --backup-dir, or run pgtool backup --dest DIR"
+    ):
         return section
     found = list_dumps(backup_dir)
     wanted = [d for d in databases if d not in set(exclude or [])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Section states: "ok" (checked, fine), "problem" (needs attention), "skipped" (not asked for, or not
@@ -52,6 +53,15 @@ class Section:
 
     def problem(self, message: str, fix: str) -> None:
         self.problems.append(Problem(self.name, message, fix))
+
+    def require_dir(self, path: Path, what: str, fix: str, *, shown_as: str = "") -> bool:
+        """True if `path` is a directory; else the screen says so and it is a problem
+        ("<what> <path> does not exist", with `fix`). shown_as: the screen line's prefix."""
+        if path.is_dir():
+            return True
+        self.lines.append(f"{shown_as + ' ' if shown_as else ''}{path} does not exist")
+        self.problem(f"{what} {path} does not exist", fix)
+        return False
 
     def skip(self, note: str) -> Section:
         self.skipped = True

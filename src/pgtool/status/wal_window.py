@@ -134,12 +134,12 @@ def base_backups_section(
         return section
     archive_dir = Path(archive_dir)
     section.data["archive_dir"] = str(archive_dir)
-    if not archive_dir.is_dir():
-        section.lines.append(f"WAL archive {archive_dir} does not exist")
-        section.problem(
-            f"WAL archive directory {archive_dir} does not exist",
-            "check --archive-dir against the archive_command's destination",
-        )
+    if not section.require_dir(
+        archive_dir,
+        "WAL archive directory",
+        "check --archive-dir against the archive_command's destination",
+        shown_as="WAL archive",
+    ):
         return section
     index = index_archive(archive_dir, segment_size)
     _check_archive(section, index, backups, segment_size, last_archived_wal, now)
@@ -150,12 +150,9 @@ def _check_backups(
     section: Section, base_dir: Path, thresholds: Thresholds, now: float
 ) -> list[BaseBackupInfo]:
     section.data["base_dir"] = str(base_dir)
-    if not base_dir.is_dir():
-        section.lines.append(f"{base_dir} does not exist")
-        section.problem(
-            f"base backup directory {base_dir} does not exist",
-            "check --base-dir, or run pgtool basebackup --dest DIR",
-        )
+    if not section.require_dir(
+        base_dir, "base backup directory", "check --base-dir, or run pgtool basebackup --dest DIR"
+    ):
         return []
     backups = list_base_backups(base_dir)
     section.data["backups"] = [

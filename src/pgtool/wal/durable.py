@@ -29,8 +29,8 @@ def create_temp(directory: str, name: str) -> tuple[str, int]:
     return path, fd
 
 
-def fsync_path(path: str, *, directory: bool = False) -> None:
-    """fsync a file or directory by path."""
+def fsync_path(path: str | os.PathLike[str], *, directory: bool = False) -> None:
+    """fsync a file or directory by path (pgtool's one helper for it, stdlib-only for the WAL path)."""
     fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if directory else os.O_RDONLY)
     try:
         os.fsync(fd)
