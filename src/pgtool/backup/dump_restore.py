@@ -22,7 +22,6 @@ from pathlib import Path
 
 from pgtool.errors import OperationError, PgtoolError
 from pgtool.pg import binaries, command
-from pgtool.pg.conn import with_params
 
 _DBNAME = re.compile(r"^;\s+dbname:\s?(.*)$", re.M)
 _ENTRIES = re.compile(r"^;\s+TOC Entries:\s*(\d+)\s*$", re.M)
@@ -109,8 +108,7 @@ def restore(
             return _PROGRESS.match(line) is not None
 
     start = time.monotonic()
-    with command.libpq_args(dsn) as (conninfo, env):
-        target = with_params(conninfo, dbname=dbname, application_name="pgtool-verify-pg_restore")
+    with command.libpq_args(dsn, dbname=dbname, application_name="pgtool-verify-pg_restore") as (target, env):
         argv = [
             pg.path("pg_restore"),
             "--exit-on-error",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,9 +48,15 @@ def child_pids() -> list[int]:
 
 
 def signal_children(signum: int = signal.SIGTERM) -> None:
+    """Send `signum` to every child but psql sessions, whose running statements are cancelled instead."""
+    psql = sys.modules.get("pgtool.pg.psql")  # not imported: no session exists
+    sessions = psql.session_pids() if psql is not None else set()
     for pid in child_pids():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signum)
+        if pid not in sessions:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+    if psql is not None:
+        psql.interrupt()
 
 
 @contextlib.contextmanager

@@ -20,15 +20,10 @@ a run that was killed (SIGKILL, OOM, node loss) before it could clean up.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import psycopg
-from psycopg import sql
-from psycopg.pq import TransactionStatus
 
 from pgtool.backup import dumps
 from pgtool.backup.dump_manifest import read_checksum, read_manifest, sha256_file
@@ -38,12 +33,12 @@ from pgtool.backup.terminate import sigterm_raises
 from pgtool.errors import LockBusyError, OperationError, PgtoolError, error_line
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
-from pgtool.pg import binaries
-from pgtool.pg.conn import connect, server_major
+from pgtool.pg import binaries, psql
 
 THROWAWAY_PREFIX = "pgtool_verify_"
 # "pgtool" in ASCII: the key of the session advisory lock that keeps verify runs from overlapping.
 ADVISORY_LOCK_KEY = 0x7067746F6F6C
+LOCK_SQL = f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY}), current_setting('server_version_num');"
 _MAX_IDENTIFIER_BYTES = 63
 
 BTREE_INDEXES_SQL = """
@@ -97,35 +92,32 @@ def databases_in(backup_dir: Path) -> list[str]:
     )
 
 
-def drop_database(dsn: str, name: str, conn: Any = None) -> None:
-    """DROP DATABASE IF EXISTS ... WITH (FORCE), on `conn` if it is usable, else on a fresh connection.
+def drop_database(pg: binaries.PgBinaries, dsn: str, name: str, session: psql.Session | None = None) -> None:
+    """DROP DATABASE IF EXISTS ... WITH (FORCE), in `session` if it is usable, else in a fresh one.
 
-    The run's connection saves a connection set-up per database; after a SIGTERM or a server-side
-    error it may be broken or mid-query, and the drop must still happen.
+    The run's session saves a connection set-up per database; after a SIGTERM or a server-side
+    error it may be gone or mid-statement, and the drop must still happen.
     """
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    if conn is not None and not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+    drop = f"DROP DATABASE IF EXISTS {psql.identifier(name)} WITH (FORCE);"
+    if session is not None and session.usable:
         try:
-            conn.execute(drop)
+            session.rows(drop)
             return
-        except psycopg.Error as exc:
-            get_logger().debug("drop on the run's connection failed, retrying on a fresh one", error=str(exc))
-    with connect(dsn, application_name="pgtool-verify") as fresh:
-        fresh.execute(drop)
+        except PgtoolError as exc:
+            get_logger().debug("drop in the run's session failed, retrying in a fresh one", error=str(exc))
+    psql.query(pg, dsn, drop, application_name="pgtool-verify")
 
 
-def drop_stale(conn: Any, dsn: str) -> list[str]:
+# LIKE pattern of the throwaway names (the underscores escaped).
+_STALE_SQL = r"SELECT datname FROM pg_database WHERE datname LIKE 'pgtool\_verify\_%' ORDER BY 1;"
+
+
+def drop_stale(session: psql.Session, pg: binaries.PgBinaries, dsn: str) -> list[str]:
     """Drop throwaway databases a killed run left behind (call with the advisory lock held)."""
-    stale = [
-        r[0]
-        for r in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
-            [THROWAWAY_PREFIX.replace("_", r"\_") + "%"],
-        ).fetchall()
-    ]
+    stale = [r[0] for r in session.rows(_STALE_SQL)]
     for name in stale:
         get_logger().warning("dropping throwaway database left by an earlier run", database=name)
-        drop_database(dsn, name, conn)
+        drop_database(pg, dsn, name, session)
     return stale
 
 
@@ -231,24 +223,33 @@ def _compare_counts(expected: list[dict[str, Any]], restored: list[dict[str, Any
     return problems
 
 
-def _amcheck(conn: Any) -> int:
-    try:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
-    except psycopg.Error as exc:
-        raise VerifyFailure(f"amcheck unavailable: {' '.join(str(exc).split())}") from None
-    indexes = conn.execute(BTREE_INDEXES_SQL).fetchall()
-    for oid, schema, name in indexes:
+def _amcheck(dsn: str, scratch: str) -> int:
+    """Step 6 on a psycopg connection (the driver is loaded only for it): indexes checked."""
+    import psycopg
+
+    from pgtool.pg.conn import connect
+
+    with connect(dsn, dbname=scratch, application_name="pgtool-verify") as conn:
         try:
-            conn.execute("SELECT bt_index_check(index => %s::oid::regclass, heapallindexed => true)", [oid])
+            conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
         except psycopg.Error as exc:
-            raise VerifyFailure(
-                f"amcheck: index {qualified(schema, name)}: {' '.join(str(exc).split())}"
-            ) from None
+            raise VerifyFailure(f"amcheck unavailable: {error_line(exc)}") from None
+        try:
+            indexes = conn.execute(BTREE_INDEXES_SQL).fetchall()
+        except psycopg.Error as exc:
+            raise VerifyFailure(f"amcheck: listing indexes: {error_line(exc)}") from None
+        for oid, schema, name in indexes:
+            try:
+                conn.execute(
+                    "SELECT bt_index_check(index => %s::oid::regclass, heapallindexed => true)", [oid]
+                )
+            except psycopg.Error as exc:
+                raise VerifyFailure(f"amcheck: index {qualified(schema, name)}: {error_line(exc)}") from None
     return len(indexes)
 
 
 def verify_database(
-    conn: Any,
+    session: psql.Session,
     dsn: str,
     backup_dir: Path,
     database: str,
@@ -260,8 +261,8 @@ def verify_database(
 ) -> VerifyResult:
     """Verify the newest dump of `database`; failures go into the result (Terminated propagates).
 
-    conn: the run's maintenance connection (autocommit), used to create and drop the throwaway
-    database; dsn: for pg_restore and the connections to the throwaway database.
+    session: the run's maintenance session, which creates and drops the throwaway database; dsn: for
+    pg_restore and the sessions that count rows in the throwaway database.
     """
     log = get_logger().bind(database=database)
     result = VerifyResult(database)
@@ -273,13 +274,14 @@ def verify_database(
         result.dump = dump
         manifest, pg, checksum = _check_manifest(database, dump, pg, pg_bindir)
         scratch = throwaway_name(database, stamp)
-        counter = TableCounter(lambda: connect(dsn, dbname=scratch, application_name="pgtool-verify"), jobs)
+        counter = TableCounter(
+            lambda: psql.Session(pg, dsn, dbname=scratch, application_name="pgtool-verify"), jobs
+        )
         try:
             try:
                 # The TOC is read by a pg_restore process while the server creates the database.
                 reading = _Background(_check_toc, database, dump, pg)
-                create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
-                conn.execute(create)
+                session.rows(f"CREATE DATABASE {psql.identifier(scratch)} TEMPLATE template0;")
                 toc: Toc = reading.result()
                 # Each table is counted as soon as its data is in, while pg_restore builds indexes.
                 ids = toc.table_ids((t["schema"], t["name"]) for t in manifest["tables"])
@@ -301,11 +303,10 @@ def verify_database(
                 raise VerifyFailure(problems[0] + more)
             result.tables, result.rows = len(restored), sum(t["rows"] for t in restored)
             if amcheck:
-                with connect(dsn, dbname=scratch, application_name="pgtool-verify") as scratch_conn:
-                    result.indexes_checked = _amcheck(scratch_conn)
+                result.indexes_checked = _amcheck(dsn, scratch)
         finally:
             counter.abandon()
-            _drop_throwaway(conn, dsn, scratch, result)
+            _drop_throwaway(session, pg, dsn, scratch, result)
         log.info(
             "dump verified",
             file=str(dump),
@@ -314,18 +315,20 @@ def verify_database(
             restore_s=result.restore_seconds,
             indexes_checked=result.indexes_checked,
         )
-    except (PgtoolError, psycopg.Error, OSError) as exc:
+    except (PgtoolError, OSError) as exc:
         result.error = error_line(exc)
     if result.error:
         log.error("dump verification failed", file=str(result.dump or ""), error=result.error)
     return result
 
 
-def _drop_throwaway(conn: Any, dsn: str, scratch: str, result: VerifyResult) -> None:
+def _drop_throwaway(
+    session: psql.Session, pg: binaries.PgBinaries, dsn: str, scratch: str, result: VerifyResult
+) -> None:
     try:
-        drop_database(dsn, scratch, conn)
-    except (PgtoolError, psycopg.Error) as exc:
-        message = exc.one_line() if isinstance(exc, PgtoolError) else " ".join(str(exc).split())
+        drop_database(pg, dsn, scratch, session)
+    except PgtoolError as exc:
+        message = exc.one_line()
         get_logger().error("could not drop throwaway database", database=scratch, error=message)
         result.error = result.error or f"could not drop throwaway database {scratch}: {message}"
 
@@ -356,26 +359,34 @@ def run_verify(
     if not targets:
         raise OperationError(f"no dumps found in {backup_dir}", hint="run pgtool backup --dest first")
     results: list[VerifyResult] = []
-    with connect(dsn, application_name="pgtool-verify") as conn:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY]).fetchone()[0]:
+    # The maintenance session is psql, not psycopg: it is ready in ~10 ms, so the first restore
+    # need not wait for the driver's import. Ending it releases the advisory lock.
+    with psql.Session(binaries.find(pg_bindir), dsn, application_name="pgtool-verify") as session:
+        ((locked, version_num),) = session.rows(LOCK_SQL)
+        if locked != "t":
             raise LockBusyError(
                 "another pgtool verify is running against this server",
                 hint="wait for it to finish; runs must not overlap",
             )
-        pg = binaries.for_server(server_major(conn), pg_bindir)
+        pg = binaries.for_server(int(version_num) // 10000, pg_bindir)
         pg.path("pg_restore")
         with sigterm_raises():
-            drop_stale(conn, dsn)
+            drop_stale(session, pg, dsn)
             try:
                 for database in targets:
                     result = verify_database(
-                        conn, dsn, backup_dir, database, pg, jobs=jobs, amcheck=amcheck, pg_bindir=pg_bindir
+                        session,
+                        dsn,
+                        backup_dir,
+                        database,
+                        pg,
+                        jobs=jobs,
+                        amcheck=amcheck,
+                        pg_bindir=pg_bindir,
                     )
                     results.append(result)
             finally:
                 _record_metrics(report, results)
-        with contextlib.suppress(psycopg.Error):
-            conn.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
     return results
 
 

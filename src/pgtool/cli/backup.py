@@ -56,7 +56,7 @@ def backup(
     def body(report: object) -> None:
         from pgtool.pg.binaries import prefetch
 
-        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads psycopg
+        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
         from pgtool.backup.dumping import run_backup
         from pgtool.errors import OperationError
 

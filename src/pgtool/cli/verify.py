@@ -86,7 +86,7 @@ def verify(
     def body(report: object) -> None:
         from pgtool.pg.binaries import prefetch
 
-        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads psycopg
+        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
         from pgtool.backup.verify_dumps import run_verify
         from pgtool.errors import FindingsError, UsageError
 

@@ -124,7 +124,7 @@ def prefetch(explicit: str | None = None) -> None:
     """Find and probe the installations in a background thread, for a command that will need them.
 
     The probes are subprocesses (`pg_config`, `--version`), ~20 ms in all: started before a command
-    imports psycopg and connects, they run on another core instead of after. The results land in
+    imports its modules, they run on another core instead of after. The results land in
     the caches of `probe` and `_pg_config_bindir`; `installations()` waits for a prefetch in flight.
     """
     global _prefetching

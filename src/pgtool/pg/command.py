@@ -72,28 +72,16 @@ def run(
     argv = [str(a) for a in argv]
     name = what or Path(argv[0]).name
     log = get_logger().bind(binary=name)
-    full_argv = run_as_prefix(run_as) + argv
-    child_env = dict(os.environ)
-    if env:
-        child_env.update(env)
-    log.debug("running", argv=redact_dsn(" ".join(argv)))
-    try:
-        proc = subprocess.Popen(
-            full_argv,
-            stdin=stdin,
-            stdout=subprocess.PIPE if capture_stdout else stdout,
-            stderr=subprocess.PIPE,
-            env=child_env,
-            cwd=cwd,
-            text=False,
-        )
-    except FileNotFoundError as exc:
-        raise BinaryNotFoundError(
-            f"{name}: executable not found ({exc.filename})",
-            hint="install the PostgreSQL client tools or pass --pg-bindir",
-        ) from None
-    except PermissionError as exc:
-        raise BinaryNotFoundError(f"{name}: not executable ({exc.filename})") from None
+    proc = start(
+        run_as_prefix(run_as) + argv,
+        env=env,
+        what=name,
+        stdin=stdin,
+        stdout=subprocess.PIPE if capture_stdout else stdout,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        text=False,
+    )
 
     tail: deque[str] = deque(maxlen=20)
     emit = getattr(log, log_stderr_level)
@@ -150,6 +138,27 @@ def run(
     return result
 
 
+def start(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, what: str | None = None, **popen: Any
+) -> subprocess.Popen[Any]:
+    """Start `argv` (env added to the current environment); a missing binary is BinaryNotFoundError.
+
+    For a child pgtool talks to while it runs (psql as a session); `run` starts through here too.
+    """
+    argv = [str(a) for a in argv]
+    name = what or Path(argv[0]).name
+    get_logger().debug("running", binary=name, argv=redact_dsn(" ".join(argv)))
+    try:
+        return subprocess.Popen(argv, env={**os.environ, **(env or {})}, **popen)
+    except FileNotFoundError as exc:
+        raise BinaryNotFoundError(
+            f"{name}: executable not found ({exc.filename})",
+            hint="install the PostgreSQL client tools or pass --pg-bindir",
+        ) from None
+    except PermissionError as exc:
+        raise BinaryNotFoundError(f"{name}: not executable ({exc.filename})") from None
+
+
 def stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
     """SIGTERM a child, SIGKILL it if it is still there after `grace` seconds, and reap it."""
     if proc.poll() is not None:
@@ -198,14 +207,21 @@ def _forward_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def libpq_args(dsn: str) -> Iterator[tuple[str, dict[str, str]]]:
+def libpq_args(dsn: str, **overrides: str) -> Iterator[tuple[str, dict[str, str]]]:
     """Split `dsn` into (conninfo without password, env) for a libpq client binary.
 
-    The password, if any, goes to a 0600 passfile referenced by PGPASSFILE, deleted afterwards; the
-    conninfo is safe to put on argv. An empty DSN yields ("", {}) and libpq uses its PG* variables.
+    `overrides` (dbname, application_name, ...) are set in the conninfo. The password, if any,
+    goes to a 0600 passfile referenced by PGPASSFILE, deleted afterwards; the conninfo is safe to put
+    on argv. A plain DSN is extended as it is (`pgtool.pg.conninfo`), so a binary can start before
+    psycopg is loaded; any other goes through libpq's parser. PGCONNECT_TIMEOUT is 10 s unless the
+    DSN or the environment says otherwise: a CronJob must not hang on a dead host.
     """
-    if not dsn:
-        yield "", {}
+    from pgtool.pg import conninfo as plain
+
+    env = {} if os.environ.get("PGCONNECT_TIMEOUT") else {"PGCONNECT_TIMEOUT": "10"}
+    extended = plain.extend(dsn, **overrides)
+    if extended is not None:
+        yield extended, env
         return
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -216,12 +232,13 @@ def libpq_args(dsn: str) -> Iterator[tuple[str, dict[str, str]]]:
 
         raise UsageError(f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc))}") from None
     password = params.pop("password", None)
+    params.update(overrides)
     conninfo = make_conninfo(**{k: str(v) for k, v in params.items()})
     if password is None:
-        yield conninfo, {}
+        yield conninfo, env
         return
     with passfile(str(password)) as path:
-        yield conninfo, {"PGPASSFILE": path}
+        yield conninfo, {**env, "PGPASSFILE": path}
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgtool.config import redact_dsn
 from pgtool.errors import ConnectError, UsageError
+from pgtool.pg.conninfo import connect_hint
 
 DEFAULT_APPLICATION_NAME = "pgtool"
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -48,25 +49,6 @@ def describe_target(dsn: str) -> str:
     return f"{user}@{host}:{port}/{db}"
 
 
-def _hint_for(message: str) -> str:
-    low = message.lower()
-    if "password authentication failed" in low or "no password supplied" in low:
-        return "check the password in the DSN, PGPASSWORD or ~/.pgpass"
-    if "does not exist" in low and "database" in low:
-        return "check the database name in the DSN"
-    if "does not exist" in low and "role" in low:
-        return "check the user name in the DSN"
-    if "no pg_hba.conf entry" in low:
-        return "allow this client in the server's pg_hba.conf"
-    if "connection refused" in low or "no such file or directory" in low:
-        return "is the server running, and are host and port right?"
-    if "timeout" in low or "timed out" in low:
-        return "the host did not answer; check host, port and firewalls"
-    if "could not translate host name" in low:
-        return "check the host name in the DSN"
-    return "check the DSN (--dsn, PGTOOL_DSN, DATABASE_URL or PG* variables)"
-
-
 def connect(
     dsn: str,
     *,
@@ -90,7 +72,7 @@ def connect(
     except psycopg.OperationalError as exc:
         detail = " ".join(redact_dsn(str(exc)).split())
         raise ConnectError(
-            f"cannot connect to {describe_target(conninfo)}: {detail}", hint=_hint_for(detail)
+            f"cannot connect to {describe_target(conninfo)}: {detail}", hint=connect_hint(detail)
         ) from None
 
 
