@@ -85,6 +85,10 @@ class TableCounter:
     indexes, while its pages are still cached; `finish()` then counts whatever was not submitted,
     biggest first, and returns every count. `abandon()` stops taking work (the caller is about to
     drop the database, which ends counts in flight).
+
+    The first worker to connect also reads the table list (and sizes, to order what is left): at the
+    first submit of a restore every table exists (pg_restore creates them before loading any data),
+    so `finish()` needs no session of its own after the restore.
     """
 
     def __init__(self, connect: Callable[[], Session], jobs: int) -> None:
@@ -97,6 +101,10 @@ class TableCounter:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._catalog: list[tuple[str, str]] = []
+        self._sizes: dict[tuple[str, str], int] = {}
+        self._catalog_claimed = False
+        self._catalog_ready = threading.Event()  # also set when a worker failed: finish() then raises
 
     def submit(self, table: tuple[str, str]) -> None:
         """Count `table` now, in the background (thread-safe; a repeat is ignored)."""
@@ -114,10 +122,12 @@ class TableCounter:
         """
         with self._lock:
             self._start_workers()
-        with self._connect() as session:
-            wanted = list_tables(session) if tables is None else tables
-            sizes = {(r[0], r[1]): int(r[2]) for r in session.rows(SIZES_SQL)}
-        for table in sorted(wanted, key=lambda t: -sizes.get(t, 0)):
+        self._catalog_ready.wait()
+        if self._errors:
+            self.abandon()
+            raise self._errors[0]
+        wanted = self._catalog if tables is None else tables
+        for table in sorted(wanted, key=lambda t: -self._sizes.get(t, 0)):
             self.submit(table)
         for _ in self._threads:
             self._queue.put(_DONE)
@@ -142,6 +152,12 @@ class TableCounter:
     def _work(self) -> None:
         try:
             with self._connect() as session:
+                with self._lock:
+                    reads_catalog, self._catalog_claimed = not self._catalog_claimed, True
+                if reads_catalog:
+                    self._catalog = list_tables(session)
+                    self._sizes = {(r[0], r[1]): int(r[2]) for r in session.rows(SIZES_SQL)}
+                    self._catalog_ready.set()
                 while (table := self._queue.get()) is not _DONE:
                     if self._stop.is_set() or self._errors:
                         continue
@@ -149,3 +165,4 @@ class TableCounter:
         except BaseException as exc:  # reported by finish(); a dropped database ends counts in flight
             self._errors.append(exc)
             self._stop.set()
+            self._catalog_ready.set()
