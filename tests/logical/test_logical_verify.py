@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from logical_helpers import (
@@ -294,3 +295,49 @@ def test_backup_and_verify_run_without_loading_the_python_driver(cluster, make_d
     ):
         proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
         assert proc.stdout.splitlines()[-1] == expected, (args, proc.stderr)
+
+
+def test_a_counting_session_that_cannot_connect_fails_finish_instead_of_hanging():
+    from pgtool.backup.row_counts import TableCounter
+    from pgtool.errors import ConnectError
+
+    def refuse() -> Any:
+        raise ConnectError("cannot connect: the throwaway database is gone")
+
+    counter = TableCounter(refuse, jobs=2)
+    counter.submit(("public", "items"))
+    with pytest.raises(ConnectError, match="throwaway database is gone"):
+        counter.finish()
+
+
+def test_the_throwaway_restore_skips_waiting_for_wal_flushes_and_keeps_pgoptions(
+    cluster, make_db, tmp_path, monkeypatch
+):
+    """A CHECK constraint that holds only under the restore's settings: pg_restore evaluates it per row."""
+    from pgharness import create_database, drop_database
+    from pgtool.backup.dump_restore import RestoreError, restore
+
+    source = make_db(rows=0)
+    with source.connect() as conn:
+        conn.execute(
+            "CREATE FUNCTION sessions_settings_ok() RETURNS boolean LANGUAGE sql AS "
+            "$$ SELECT current_setting('synchronous_commit') = 'off'"
+            " AND current_setting('work_mem') = '7MB' $$"
+        )
+        conn.execute("CREATE TABLE checked (id int CHECK (sessions_settings_ok()))")
+        conn.execute("SET synchronous_commit = off")
+        conn.execute("SET work_mem = '7MB'")
+        conn.execute("INSERT INTO checked SELECT generate_series(1, 50)")
+    dump = tmp_path / "checked.dump"
+    subprocess.run([cluster.binaries.path("pg_dump"), "-Fc", "-f", str(dump), "-d", source.dsn], check=True)
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=7MB")  # the operator's own options survive
+    targets = [create_database(cluster, "lgsc") for _ in range(2)]
+    try:
+        restore(cluster.dsn(), dump, targets[0].name, cluster.binaries, 2)
+        assert targets[0].execute("SELECT count(*) FROM checked") == [(50,)]
+        monkeypatch.setenv("PGOPTIONS", "")  # control: without work_mem the check fails, so it is live
+        with pytest.raises(RestoreError, match="violates check constraint"):
+            restore(cluster.dsn(), dump, targets[1].name, cluster.binaries, 2)
+    finally:
+        for target in targets:
+            drop_database(target)

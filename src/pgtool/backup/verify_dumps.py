@@ -108,8 +108,10 @@ def drop_database(pg: binaries.PgBinaries, dsn: str, name: str, session: psql.Se
     psql.query(pg, dsn, drop, application_name="pgtool-verify")
 
 
-# LIKE pattern of the throwaway names (the underscores escaped).
-_STALE_SQL = r"SELECT datname FROM pg_database WHERE datname LIKE 'pgtool\_verify\_%' ORDER BY 1;"
+# Every throwaway name: the prefix with its underscores escaped for LIKE.
+_STALE_SQL = "SELECT datname FROM pg_database WHERE datname LIKE '{}%' ORDER BY 1;".format(
+    THROWAWAY_PREFIX.replace("_", "\\_")
+)
 
 
 def drop_stale(session: psql.Session, pg: binaries.PgBinaries, dsn: str) -> list[str]:
