@@ -28,6 +28,9 @@ OVERRIDES = {"dbname": "shop's db", "application_name": "pgtool backup"}
         "postgresql://[::1]:5432/postgres",
         "postgresql:///postgres?host=/var/run/postgresql",
         "postgresql://",
+        "postgresql://db/shop?",
+        "postgresql://db/shop?sslmode=disable&",
+        "host=db dbname=x port=5432 ",
     ],
 )
 def test_extended_dsn_means_the_same_to_libpq_with_the_overrides(dsn):
@@ -49,6 +52,8 @@ def test_extended_dsn_means_the_same_to_libpq_with_the_overrides(dsn):
         "host=db\\",
         "host=db\tdbname=x",
         "shop",  # a bare database name, not a connection string
+        "host=db dbname=",  # libpq would read an appended `dbname='x'` as this empty value
+        "host=db dbname=  ",
     ],
 )
 def test_anything_not_plain_is_left_to_libpq(dsn):

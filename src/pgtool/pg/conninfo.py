@@ -7,7 +7,7 @@ parameter override an earlier one, in a `key=value` string as in a URI's query, 
 be extended instead of parsed. `extend` does that, and declines (None) whatever it cannot extend
 with certainty: a DSN that may hold a password (which must leave argv, see `command.libpq_args`),
 quotes, backslashes, percent-escapes, or a bare database name. The caller then parses with libpq.
-Stdlib only.
+`connect_hint` says what to fix for a connection error, from psycopg or psql alike. Stdlib only.
 """
 
 from __future__ import annotations
@@ -42,9 +42,12 @@ def extend(dsn: str, **params: str) -> str | None:
         query = "&".join(f"{key}={quote(value, safe='')}" for key, value in params.items())
         if not query:
             return dsn
-        return f"{dsn}{'&' if '?' in dsn else '?'}{query}"
+        separator = "" if dsn.endswith(("?", "&")) else "&" if "?" in dsn else "?"
+        return f"{dsn}{separator}{query}"
     if dsn.strip() and "=" not in dsn:
         return None  # a bare database name, not a connection string
+    if dsn.rstrip().endswith("="):
+        return None  # libpq would take what follows `key=` (spaces skipped) as that key's value
     pairs = " ".join(f"{key}={_quoted(value)}" for key, value in params.items())
     return " ".join(part for part in (dsn.strip(), pairs) if part)
 
