@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import subprocess
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -102,6 +103,34 @@ def test_one_failing_database_does_not_stop_the_others(cluster, login_role, make
     assert bad.name in final["error"] and "permission denied" in final["error"]
     assert good.name not in final["error"]
     assert f"FAILED  {bad.name}" in proc.stdout
+
+
+def test_a_failed_pg_dump_stops_the_counts_beside_it(cluster, login_role, make_db, tmp_path):
+    """pg_dump fails at once (it locks every table first); the counts stop instead of running on."""
+    db = make_db(rows=0)
+    db.execute(f'GRANT SELECT ON items TO "{login_role}"')
+    for name in ("aa_1", "aa_2", "aa_3"):  # counted first (sorted by name), ~0.1 s each
+        db.execute(f"CREATE TABLE {name} AS SELECT g AS id FROM generate_series(1, 1500000) g")
+        db.execute(f'GRANT SELECT ON {name} TO "{login_role}"')
+    db.execute("CREATE TABLE zz_secret (x int)")  # no grant: pg_dump's LOCK TABLE fails on it
+    db.execute("SELECT pg_stat_reset()")
+
+    proc = backup(cluster, tmp_path, db.name, dsn=cluster.dsn(user=login_role))
+
+    assert proc.returncode == 1, proc.stderr
+    error = json.loads(proc.stderr.strip().splitlines()[-1])["error"]
+    assert "pg_dump" in error and "permission denied" in error and "zz_secret" in error
+    others = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    with db.connect() as conn:
+        for _ in range(100):  # the session's backend reports its statistics as it exits
+            if not conn.execute(others).fetchall():
+                break
+            time.sleep(0.05)
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        scanned = conn.execute(
+            "SELECT relname FROM pg_stat_user_tables WHERE relname LIKE 'aa%' AND seq_scan > 0"
+        ).fetchall()
+    assert len(scanned) < 3, scanned
 
 
 def test_missing_database_fails_alone(cluster, make_db, tmp_path):

@@ -197,11 +197,14 @@ def _dump_in_snapshot(
                 f"--dbname={target}",
             ]
 
+            dump_failed = threading.Event()
+
             def run_pg_dump() -> None:
                 try:
                     command.run(argv, env=env, what=f"pg_dump of {database}")
                 except BaseException as exc:  # handed to the waiting thread
                     dump_error.append(exc)
+                    dump_failed.set()
 
             worker = threading.Thread(target=run_pg_dump, name=f"pg_dump-{database}", daemon=True)
             worker.start()
@@ -210,12 +213,30 @@ def _dump_in_snapshot(
                 # critical path: without parallel workers they take only the spare core, not pg_dump's.
                 session.rows("SET LOCAL max_parallel_workers_per_gather = 0;")
                 ((db_size,),) = session.rows("SELECT pg_database_size(current_database());")
-                counts = count_rows(session, list_tables(session), stop=stop)
+                # A failed pg_dump stops the counts: they would only delay its error.
+                counts = count_rows(session, list_tables(session), stop=_Either(stop, dump_failed))
+            except OperationError:
+                if not dump_failed.is_set():
+                    # The count's own error. It ended the exporting transaction, so pg_dump may
+                    # fail next ("invalid snapshot identifier"): this one is the cause.
+                    raise
+                worker.join()
+                raise dump_error[0] from None
             finally:
                 worker.join()
     if dump_error:
         raise dump_error[0]
     return counts, int(db_size)
+
+
+class _Either:
+    """Set when either event is: what `count_rows` polls between tables."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self._events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
 
 
 def _server_info(dsn: str, pg: binaries.PgBinaries) -> tuple[ServerInfo, list[str]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pgtool.errors import OperationError
 from pgtool.pg.psql import Session, identifier
@@ -40,12 +40,16 @@ def list_tables(session: Session) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in session.rows(TABLES_SQL)]
 
 
+class Stop(Protocol):
+    def is_set(self) -> bool: ...
+
+
 def count_rows(
-    session: Session, tables: list[tuple[str, str]] | None = None, *, stop: threading.Event | None = None
+    session: Session, tables: list[tuple[str, str]] | None = None, *, stop: Stop | None = None
 ) -> list[dict[str, Any]]:
     """[{"schema", "name", "rows"}] with exact counts, in the session's current snapshot.
 
-    stop: checked between tables; when set, raises OperationError (the run is being terminated).
+    stop: checked between tables (a threading.Event, say); when set, raises OperationError.
     """
     if tables is None:
         tables = list_tables(session)

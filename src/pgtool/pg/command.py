@@ -129,7 +129,9 @@ def run(
         stderr_tail="\n".join(tail),
     )
     if check and returncode not in ok_codes:
-        last = tail[-1] if tail else "no error output"
+        # PostgreSQL's tools follow "x: error: ..." with "x: detail: ..." lines: the error says more.
+        errors = [line for line in tail if "error:" in line]
+        last = errors[-1] if errors else tail[-1] if tail else "no error output"
         raise ExternalCommandError(
             f"{name} failed (exit {returncode}): {last}",
             returncode=returncode,
