@@ -341,3 +341,46 @@ def test_the_throwaway_restore_skips_waiting_for_wal_flushes_and_keeps_pgoptions
     finally:
         for target in targets:
             drop_database(target)
+
+
+def test_backup_and_verify_with_a_password_keep_it_out_of_argv_and_logs(tmp_path):
+    """A server that checks passwords (scram over TCP): the DSN's password reaches psql, pg_dump and
+    pg_restore only through a passfile, for a URI and a key=value DSN alike; a wrong one is exit 3."""
+    from pgharness import start_cluster
+
+    secret = "s3cret pw:x"
+    server = start_cluster(15)
+    try:
+        with server.connect() as conn:
+            conn.execute(f"ALTER ROLE postgres PASSWORD '{secret}'")
+            conn.execute("CREATE DATABASE shop")
+        with server.connect("shop") as conn:
+            conn.execute("CREATE TABLE items AS SELECT g AS id FROM generate_series(1, 1000) g")
+        server.set_hba(["local all all trust", "host all all 127.0.0.1/32 scram-sha-256"])
+        server.reload()
+        uri = f"postgresql://postgres:s3cret%20pw%3Ax@127.0.0.1:{server.port}/postgres"
+        keyvalue = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres password='{secret}'"
+        env = {"PGTOOL_LOG_LEVEL": "debug", "PGPASSWORD": "", "PGPASSFILE": "/nonexistent"}
+
+        dumped = run_pgtool("backup", "--dsn", uri, "--dest", str(tmp_path), "-d", "shop", env=env)
+        assert dumped.returncode == 0, dumped.stderr
+        checked = run_pgtool(
+            "verify", "--dsn", keyvalue, "--backup-dir", str(tmp_path), "-d", "shop", env=env
+        )
+        assert checked.returncode == 0, checked.stderr
+        assert "1000 rows" in checked.stdout
+        for proc in (dumped, checked):
+            assert "s3cret" not in proc.stderr + proc.stdout
+            # Every binary's argv is logged at debug, redacted: a password on argv would show as ***.
+            argvs = [e["argv"] for e in map(json.loads, proc.stderr.splitlines()) if e["event"] == "running"]
+            assert any("psql" in a for a in argvs) and any("pg_dump" in a or "pg_restore" in a for a in argvs)
+            assert not [a for a in argvs if "***" in a or "password=" in a]
+
+        wrong = run_pgtool(
+            "backup", "--dsn", uri.replace("s3cret", "wrong"), "--dest", str(tmp_path), "-d", "shop", env=env
+        )
+        assert wrong.returncode == 3, wrong.stderr
+        assert "password authentication failed" in wrong.stderr and "check the password" in wrong.stderr
+        assert "wrong" not in json.loads(wrong.stderr.strip().splitlines()[-1])["error"]
+    finally:
+        server.cleanup()
