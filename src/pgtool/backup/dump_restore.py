@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgtool.errors import ExternalCommandError, OperationError, PgtoolError
+from pgtool.errors import OperationError, PgtoolError
 from pgtool.pg import binaries, command
 
 _DBNAME = re.compile(r"^;\s+dbname:\s?(.*)$", re.M)
@@ -37,7 +37,7 @@ class DumpReadError(OperationError):
 
 
 class RestoreError(OperationError):
-    """pg_restore failed; the message is its last error line."""
+    """pg_restore failed; the message is its first error line (see `command.run`)."""
 
 
 @dataclass
@@ -129,17 +129,6 @@ def restore(
         options = " ".join(filter(None, [os.environ.get("PGOPTIONS"), "-c synchronous_commit=off"]))
         try:
             command.run(argv, env={**env, "PGOPTIONS": options}, what="pg_restore", on_progress=on_progress)
-        except ExternalCommandError as exc:
-            raise RestoreError(f"restore error: {_first_error(exc)}") from None
         except PgtoolError as exc:
             raise RestoreError(f"restore error: {exc.message}") from None
     return round(time.monotonic() - start, 3)
-
-
-def _first_error(exc: ExternalCommandError) -> str:
-    """The line that says what went wrong: with --jobs, pg_restore's last line is only "a worker
-    process died unexpectedly", after the worker's own error."""
-    for line in exc.stderr_tail.splitlines():
-        if "error:" in line and "worker process died unexpectedly" not in line:
-            return f"pg_restore failed (exit {exc.returncode}): {line}"
-    return exc.message

@@ -220,8 +220,7 @@ def _dump_in_snapshot(
                     # The count's own error. It ended the exporting transaction, so pg_dump may
                     # fail next ("invalid snapshot identifier"): this one is the cause.
                     raise
-                worker.join()
-                raise dump_error[0] from None
+                raise dump_error[0] from None  # appended before dump_failed was set
             finally:
                 worker.join()
     if dump_error:

@@ -90,7 +90,7 @@ class TableCounter:
     biggest first, and returns every count. `abandon()` stops taking work (the caller is about to
     drop the database, which ends counts in flight).
 
-    The first worker to connect also reads the table list (and sizes, to order what is left): at the
+    The first worker also reads the table list (and sizes, to order what is left): at the
     first submit of a restore every table exists (pg_restore creates them before loading any data),
     so `finish()` needs no session of its own after the restore.
     """
@@ -107,7 +107,6 @@ class TableCounter:
         self._stop = threading.Event()
         self._catalog: list[tuple[str, str]] = []
         self._sizes: dict[tuple[str, str], int] = {}
-        self._catalog_claimed = False
         self._catalog_ready = threading.Event()  # also set when a worker failed: finish() then raises
 
     def submit(self, table: tuple[str, str]) -> None:
@@ -149,15 +148,16 @@ class TableCounter:
 
     def _start_workers(self) -> None:  # with self._lock held
         while len(self._threads) < self._jobs:
-            thread = threading.Thread(target=self._work, name=f"count-{len(self._threads)}", daemon=True)
+            first = not self._threads
+            thread = threading.Thread(
+                target=self._work, args=(first,), name=f"count-{len(self._threads)}", daemon=True
+            )
             self._threads.append(thread)
             thread.start()
 
-    def _work(self) -> None:
+    def _work(self, reads_catalog: bool) -> None:
         try:
             with self._connect() as session:
-                with self._lock:
-                    reads_catalog, self._catalog_claimed = not self._catalog_claimed, True
                 if reads_catalog:
                     self._catalog = list_tables(session)
                     self._sizes = {(r[0], r[1]): int(r[2]) for r in session.rows(SIZES_SQL)}

@@ -54,7 +54,7 @@ def basebackup(
     def body(report: object) -> None:
         from pgtool.pg.binaries import prefetch
 
-        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads psycopg
+        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
         from pgtool.backup.basebackup import take_base_backup
 
         result = take_base_backup(

@@ -129,11 +129,12 @@ def run(
         stderr_tail="\n".join(tail),
     )
     if check and returncode not in ok_codes:
-        # PostgreSQL's tools follow "x: error: ..." with "x: detail: ..." lines: the error says more.
+        # The first "x: error: ..." line says what went wrong: PostgreSQL's tools follow it with
+        # "x: detail: ..." lines, and parallel pg_restore with "a worker process died unexpectedly".
         errors = [line for line in tail if "error:" in line]
-        last = errors[-1] if errors else tail[-1] if tail else "no error output"
+        cause = errors[0] if errors else tail[-1] if tail else "no error output"
         raise ExternalCommandError(
-            f"{name} failed (exit {returncode}): {last}",
+            f"{name} failed (exit {returncode}): {cause}",
             returncode=returncode,
             stderr_tail=result.stderr_tail,
         )
