@@ -17,6 +17,7 @@ from walsegments import complete_segment
 from pgharness import pgtool_argv, retry, run_pgtool
 from pgtool.wal.archive import SYSTEM_ID_FILE, TEMP_PREFIX, list_archive, read_archived
 from pgtool.wal.header import read_long_header
+from pgtool.wal.names import format_lsn, parse_wal_name
 
 
 def archive(src, name, archive_dir, *extra, env=None):
@@ -132,7 +133,9 @@ def test_segment_of_another_system_is_refused_unless_allowed(pg15, pg18, archive
 def test_history_backup_and_partial_files(segment, archive_dir, work_dir):
     src, name = segment
     history = work_dir / "00000002.history"
-    history.write_text("1\t0/3000000\tno recovery target specified\n")
+    # Timeline 2 forks inside this segment: timeline 1's .partial of it is still archivable.
+    fork = format_lsn(parse_wal_name(name).start_lsn() + 0x100)
+    history.write_text(f"1\t{fork}\tno recovery target specified\n")
     backup_name = f"{name}.00000028.backup"
     backup = work_dir / backup_name
     backup.write_text(f"START WAL LOCATION: 0/3000028 (file {name})\n")

@@ -17,12 +17,12 @@ PGTOOL = Path(sys.executable).parent / "pgtool"
 
 
 def archiver_stats(cluster: LocalCluster) -> tuple[int, int]:
-    with cluster.connect() as conn:
+    with cluster.connect(pin="off") as conn:
         return conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
 
 
 def switch_wal(cluster: LocalCluster) -> str:
-    with cluster.connect() as conn:
+    with cluster.connect(pin="off") as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS e2e(x int)")
         conn.execute("INSERT INTO e2e SELECT generate_series(1, 500)")
         name = conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0]
@@ -50,7 +50,7 @@ def test_server_archives_through_pgtool_and_counts_failures(major, compress):
         archived = {f.name for f in list_archive(str(archive_dir))}
         assert set(names) <= archived
         assert archiver_stats(cluster)[1] == 0
-        with cluster.connect() as conn:
+        with cluster.connect(pin="off") as conn:
             sysid = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
         assert int((archive_dir / SYSTEM_ID_FILE).read_text()) == sysid
         suffix = ".zst" if compress == "zstd" else ""
@@ -100,7 +100,7 @@ def test_server_archives_through_pgtool_and_counts_failures(major, compress):
 
 
 def _count(cluster: LocalCluster) -> int:
-    with cluster.connect() as conn:
+    with cluster.connect(pin="off") as conn:
         return conn.execute("SELECT count(*) FROM recovered").fetchone()[0]
 
 
@@ -117,7 +117,7 @@ def test_recovery_replays_through_restore_wal_and_stops_on_a_corrupt_segment(maj
     restored: list[LocalCluster] = []
     try:
         primary.init().start()
-        with primary.connect() as conn:
+        with primary.connect(pin="off") as conn:
             conn.execute("CREATE TABLE recovered(x int)")
             conn.execute("INSERT INTO recovered SELECT generate_series(1, 100)")
         backup = work / "backup"
@@ -127,7 +127,7 @@ def test_recovery_replays_through_restore_wal_and_stops_on_a_corrupt_segment(maj
              "-X", "none", "-c", "fast"],
             check=True, capture_output=True, cwd="/",
         )  # fmt: skip
-        with primary.connect() as conn:
+        with primary.connect(pin="off") as conn:
             conn.execute("INSERT INTO recovered SELECT generate_series(101, 200)")
             after = conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0]
             conn.execute("SELECT pg_switch_wal()")

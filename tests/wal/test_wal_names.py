@@ -80,7 +80,7 @@ def test_segment_arithmetic_depends_on_segment_size():
 def test_long_header_of_a_real_segment_matches_the_server(cluster, segment):
     path, name = segment
     header = read_long_header(str(path))
-    with cluster.connect() as conn:
+    with cluster.connect(pin="off") as conn:
         sysid = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
         seg_size = int(
             conn.execute("SELECT setting FROM pg_settings WHERE name='wal_segment_size'").fetchone()[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 def complete_segment(cluster: Any, dest_dir: Path) -> tuple[Path, str]:
     """Make the server finish its current segment; copy it to dest_dir; return (copy, WAL name)."""
-    with cluster.connect() as conn:
+    with cluster.connect(pin="off") as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS wal_fixture(x int)")
         conn.execute("INSERT INTO wal_fixture SELECT generate_series(1, 1000)")
         name = conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0]

@@ -82,8 +82,15 @@ def list_archive(archive_dir: Path) -> list[ArchivedFile]:
 
 
 def stored_copies(archive_dir: Path, wal_name: str) -> list[Path]:
-    """Every file storing `wal_name` (plain and compressed copies), existing ones only."""
-    return [p for n in wal_archive.stored_names(wal_name) if (p := Path(archive_dir) / n).exists()]
+    """Every file storing `wal_name` (plain and compressed copies), then its checksum record.
+
+    Existing ones only; the record comes last, so a deletion stopped midway never leaves a WAL file
+    without its record.
+    """
+    from pgtool.wal.checksum import SIDECAR_SUFFIX
+
+    names = [*wal_archive.stored_names(wal_name), wal_name + SIDECAR_SUFFIX]
+    return [p for n in names if (p := Path(archive_dir) / n).exists()]
 
 
 def read_archived_text(archive_dir: Path, wal_name: str | None = None) -> str:

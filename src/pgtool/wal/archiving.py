@@ -4,10 +4,13 @@ Semantics follow contrib/basic_archive, plus a system identifier check and optio
   1. the file must look like what its name says (a segment starts with a long page header whose page
      address matches the name and whose segment size is the file's size);
   2. its system identifier must match the archive's (recorded in SYSTEM_ID_FILE; O(1) per call);
-  3. if the name is already archived (in any compression) with identical content: fsync it and the
-     directory, success; with different content: failure, the archived file untouched;
-  4. otherwise write a unique temporary in the archive directory, fsync it, link it to its final name
-     (never replacing anything), fsync the directory.
+  3. a segment of timeline T past the point where a newer timeline in the archive forked from T is
+     refused (split brain: an old primary still writing after a failover; see `_check_fork`);
+  4. if the name is already archived (in any compression) with identical content: make sure its
+     checksum record is there, fsync, success; with different content: failure, the archive untouched;
+  5. otherwise write a unique temporary in the archive directory while hashing the content, fsync it,
+     record the checksum durably (pgtool.wal.checksum), link the file to its final name (never
+     replacing anything), fsync the directory.
 Temporaries left by killed runs are removed on the next run (pgtool.wal.durable).
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from pgtool.wal import durable
+from pgtool.wal import checksum, durable
 from pgtool.wal.archive import (
     SYSTEM_ID_FILE,
     ArchivedFile,
@@ -95,8 +98,9 @@ def archive_wal(
         size = os.fstat(src).st_size
         sysid = None
         if wal.has_page_header:
-            sysid = _check_segment(src, size, wal_path, wal_name, wal)
+            sysid, seg_size = _check_segment(src, size, wal_path, wal_name, wal)
             _check_system_id(archive_dir, sysid, wal_path, allow_system_id_change)
+            _check_fork(archive_dir, wal, seg_size)
         removed = _remove_temporaries(archive_dir)
         existing = find_archived(archive_dir, wal_name)
         if existing is None:
@@ -106,8 +110,16 @@ def archive_wal(
                 final = os.path.join(archive_dir, wal_name + (SUFFIXES[compress] if compress else ""))
                 stored = os.stat(final).st_size
                 return ArchiveResult(ARCHIVED, final, size, stored, sysid, removed)
-        _check_duplicate(existing, src, size, wal_path)
+        digest = _check_duplicate(existing, src, size, wal_path)
         durable.fsync_path(existing.path)
+        try:
+            recorded = checksum.expected_checksum(archive_dir, wal_name)
+        except CorruptArchiveError:
+            recorded = None
+        if recorded != digest:
+            # Archived before checksums existed (or the record was damaged): the bytes were just
+            # compared with PostgreSQL's own copy, so this is the right checksum to record.
+            checksum.write_checksum(archive_dir, wal_name, digest)
         durable.fsync_path(archive_dir, directory=True)
         return ArchiveResult(ALREADY_ARCHIVED, existing.path, size, existing.stored_size, sysid, removed)
     except OSError as exc:
@@ -116,7 +128,7 @@ def archive_wal(
         os.close(src)
 
 
-def _check_segment(src: int, size: int, wal_path: str, wal_name: str, wal: WalName) -> int:
+def _check_segment(src: int, size: int, wal_path: str, wal_name: str, wal: WalName) -> tuple[int, int]:
     try:
         header = parse_long_header(os.pread(src, LONG_HEADER_SIZE, 0))
     except WalHeaderError as exc:
@@ -132,7 +144,34 @@ def _check_segment(src: int, size: int, wal_path: str, wal_name: str, wal: WalNa
             f"{wal_path} starts at LSN {format_lsn(header.page_address)}, "
             f"but {wal_name} starts at {format_lsn(expected)}: the name does not match the content"
         )
-    return header.system_identifier
+    return header.system_identifier, header.segment_size
+
+
+def _check_fork(archive_dir: str, wal: WalName, seg_size: int) -> None:
+    """Refuse WAL of timeline T written past the point where the archive's timeline T+1 forked.
+
+    After a failover the promoted standby archives `T+1.history`; an old primary that comes back and
+    keeps writing timeline T produces WAL no recovery can follow, and its base backups would make
+    retention prune the new timeline. Refusing (exit 1, counted in pg_stat_archiver.failed_count)
+    makes the split brain visible at once and keeps its WAL out of the archive. The segment holding
+    the switch point itself is accepted: the old primary may legitimately archive it late.
+    """
+    from pgtool.wal.timelines import fork_point
+
+    try:
+        fork = fork_point(archive_dir, wal.timeline)
+    except (CorruptArchiveError, ValueError) as exc:
+        raise _fail(f"cannot read the timeline history in {archive_dir}: {exc}") from exc
+    if fork is None:
+        return
+    child, switchpoint = fork
+    if wal.segno(seg_size) > switchpoint // seg_size:
+        raise _fail(
+            f"{wal.name} is WAL of timeline {wal.timeline} past {format_lsn(switchpoint)}, where "
+            f"timeline {child} forked from it ({child:08X}.history in {archive_dir}): this server is "
+            "a former primary still writing after a failover (split brain)",
+            hint="stop this server and rebuild it as a standby of the new primary; its WAL is not archived",
+        )
 
 
 def _check_system_id(archive_dir: str, sysid: int, wal_path: str, allow_change: bool) -> None:
@@ -213,15 +252,18 @@ def _write_new(
         tmp, fd = durable.create_temp(archive_dir, wal_name)
     except OSError as exc:
         raise _fail(f"cannot create a file in archive directory {archive_dir}: {exc.strerror}") from exc
+    digest = checksum.new_hash()
     try:
         try:
             if compress:
-                _compress(src, fd, size, compress, level)
+                _compress(src, fd, size, compress, level, digest)
             else:
-                durable.copy_fd(src, fd, size)
+                _copy_hashing(src, fd, size, digest)
             os.fsync(fd)
         finally:
             os.close(fd)
+        # The record first: whenever the WAL file is visible under its name, its checksum is too.
+        checksum.write_checksum(archive_dir, wal_name, digest.hexdigest())
         if os.environ.get("PGTOOL_TEST_ARCHIVE_PAUSE_BEFORE_RENAME"):
             # Test hook: lets the crash test SIGKILL this process between write and rename.
             import time
@@ -248,17 +290,45 @@ def _write_new(
     return None
 
 
-def _compress(src: int, dst: int, size: int, codec: str, level: int | None) -> None:
+def _copy_hashing(src: int, dst: int, size: int, digest) -> None:  # noqa: ANN001
+    offset = 0
+    while offset < size:
+        chunk = os.pread(src, min(1 << 20, size - offset), offset)
+        if not chunk:
+            raise OSError(f"{size - offset} bytes missing: the file shrank while archiving")
+        digest.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
+        offset += len(chunk)
+
+
+class _HashingReader:
+    """A read-only file object that hashes what the compressor reads."""
+
+    def __init__(self, raw, digest) -> None:  # noqa: ANN001
+        self.raw = raw
+        self.digest = digest
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.digest.update(data)
+        return data
+
+
+def _compress(src: int, dst: int, size: int, codec: str, level: int | None, digest) -> None:  # noqa: ANN001
     from pgtool.wal.codecs import compress_stream
 
     with os.fdopen(src, "rb", closefd=False) as fin, os.fdopen(dst, "wb", closefd=False) as fout:
-        compress_stream(codec, fin, fout, size, level)
+        compress_stream(codec, _HashingReader(fin, digest), fout, size, level)  # type: ignore[arg-type]
         fout.flush()
 
 
-def _check_duplicate(existing: ArchivedFile, src: int, size: int, wal_path: str) -> None:
+def _check_duplicate(existing: ArchivedFile, src: int, size: int, wal_path: str) -> str:
+    """Compare the archived copy with the source; return the content's SHA-256 when identical."""
     problem = None
     offset = 0
+    digest = checksum.new_hash()
     if existing.codec is None and existing.stored_size != size:
         problem = f"{existing.stored_size} bytes versus {size}"
     else:
@@ -267,6 +337,7 @@ def _check_duplicate(existing: ArchivedFile, src: int, size: int, wal_path: str)
                 if os.pread(src, len(chunk), offset) != chunk:
                     problem = f"contents differ from byte {offset}"
                     break
+                digest.update(chunk)
                 offset += len(chunk)
             else:
                 if offset != size:
@@ -279,6 +350,7 @@ def _check_duplicate(existing: ArchivedFile, src: int, size: int, wal_path: str)
             "the archived file was left untouched",
             hint="find out which copy is right before removing either",
         )
+    return digest.hexdigest()
 
 
 def _unlink_quietly(path: str) -> None:

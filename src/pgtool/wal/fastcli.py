@@ -35,9 +35,13 @@ RESTORE_EPILOG = """\
 example (postgresql.conf, or what `pgtool recover` writes):
   restore_command = '/opt/pgtool-venv/bin/pgtool restore-wal %f %p --archive-dir /wal-archive'
 
+Every file is checked before DEST_PATH appears: the SHA-256 archive-wal recorded (NAME.sha256), and a
+segment's page header against its name (page address, timeline) and the archive's system identifier.
+
 exit codes: 0 restored; 1 not in the archive (normal: PostgreSQL asks for files that do not exist);
-126 a real error (bad usage, archive missing or unreadable, corrupt or truncated file, cannot write
-DEST_PATH), so that recovery stops instead of ending early.
+126 a real error (bad usage, archive missing or unreadable, checksum or header mismatch, a file without
+a checksum record, corrupt or truncated file, cannot write DEST_PATH), so recovery stops instead of
+ending early.
 """
 
 
@@ -93,6 +97,13 @@ def _parser(command: str, usage_code: int):  # an argparse.ArgumentParser
         parser.add_argument("wal_name", metavar="WAL_NAME", help="The WAL file name to restore (%%f).")
         parser.add_argument("dest_path", metavar="DEST_PATH", help="Where to write it (%%p).")
         parser.add_argument("--archive-dir", default=env_dir, required=env_dir is None, help=dir_help)
+        parser.add_argument(
+            "--allow-unverified",
+            action="store_true",
+            help="Restore a file that has no checksum record (archived by a pgtool that did not record "
+            "them), still checking its page header; logged as a warning. Without it such a file is an "
+            "error (126). Never needed for files this pgtool archived.",
+        )
     return parser
 
 
@@ -104,6 +115,7 @@ class _Args:
         self.compress = "none"
         self.compress_level: int | None = None
         self.allow_system_id_change = False
+        self.allow_unverified = False
 
 
 _VALUE_OPTIONS = {
@@ -126,6 +138,8 @@ def _quick_parse(command: str, args: list[str]) -> _Args | None:
         arg = args[i]
         if arg == "--allow-system-id-change" and command == "archive-wal":
             parsed.allow_system_id_change = True
+        elif arg == "--allow-unverified" and command == "restore-wal":
+            parsed.allow_unverified = True
         elif arg.startswith("--"):
             key, eq, value = arg.partition("=")
             if key not in _VALUE_OPTIONS or (command == "restore-wal" and key != "--archive-dir"):
@@ -193,8 +207,21 @@ def main(argv: list[str]) -> int:
             from pgtool.wal.restoring import restore_wal
 
             fields["wal_name"] = args.wal_name
-            result = restore_wal(args.wal_name, args.dest_path, args.archive_dir)
+            result = restore_wal(
+                args.wal_name, args.dest_path, args.archive_dir, allow_unverified=args.allow_unverified
+            )
             fields.update(result="restored", path=result.source, bytes=result.bytes_out)
+            if not result.verified:
+                fields["checksum"] = "missing"
+                _log(
+                    command,
+                    start,
+                    0,
+                    "restored WITHOUT checksum verification (no record; --allow-unverified)",
+                    fields,
+                    level="warning",
+                )
+                return 0
     except WalCommandError as exc:
         _log(command, start, exc.exit_code, exc.one_line(), fields)
         return exc.exit_code
@@ -211,12 +238,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _log(command: str, start: float, code: int, error: str | None, fields: dict[str, object]) -> None:
+def _log(
+    command: str,
+    start: float,
+    code: int,
+    error: str | None,
+    fields: dict[str, object],
+    level: str | None = None,
+) -> None:
     """Write the one summary line, shaped like every pgtool command's "run finished"/"run failed"."""
     from pgtool.obs import logline
 
     duration = round(time.monotonic() - start, 3)
-    if error is None:
+    if level == "warning":
+        event, outcome = "run finished", "success"
+    elif error is None:
         level, event = "info", "run finished"
         outcome = "success"
     elif command == "restore-wal" and code == 1:
@@ -229,6 +265,6 @@ def _log(command: str, start: float, code: int, error: str | None, fields: dict[
     record: dict[str, object] = {"command": command, **fields, "outcome": outcome, "exit_code": code}
     record["duration_s"] = duration
     if error is not None:
-        record["error" if level == "error" else "detail"] = error
+        record["error" if level == "error" else ("warning" if level == "warning" else "detail")] = error
     as_json = logline.wants_json(sys.stderr)
     logline.write(logline.render(event, level, record, as_json=as_json))

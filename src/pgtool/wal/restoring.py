@@ -3,8 +3,11 @@
 Exit-code contract (pgtool.wal.errors): not archived -> 1, so PostgreSQL's probes for files that do
 not exist (.history of future timelines, the segment after the last one) end recovery normally; any
 real error -> 126, so recovery stops instead of ending early. The destination is written durably:
-a temporary beside it, fsync, rename, fsync of its directory. A segment is checked on the way (long
-page header present, exactly its segment size), and compressed files must decompress completely.
+a temporary beside it, fsync, rename, fsync of its directory, and only once every check passed
+(pgtool.wal.checksum): the SHA-256 recorded at archiving, a segment's page header against its name
+(page address, timeline) and the archive's system identifier, exactly its segment size, compressed
+files decompressing completely. A file without a checksum record (archived by pgtool before 0.x
+recorded them) is refused unless allow_unverified (`--allow-unverified`), which is logged as a warning.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import os
 
 from pgtool.wal import durable
-from pgtool.wal.archive import CorruptArchiveError, find_archived, iter_content
+from pgtool.wal.archive import CorruptArchiveError, find_archived
+from pgtool.wal.checksum import ChecksumMissingError, expected_checksum, verified_content
 from pgtool.wal.codecs import CodecUnavailableError
 from pgtool.wal.errors import RESTORE_ERROR, RESTORE_NOT_FOUND, WalCommandError
 from pgtool.wal.names import parse_wal_name
@@ -23,19 +27,22 @@ RESTORED = "restored"
 class RestoreResult:
     """What restore_wal did: the archived source, the destination and the bytes written."""
 
-    __slots__ = ("bytes_out", "dest", "source")
+    __slots__ = ("bytes_out", "dest", "source", "verified")
 
-    def __init__(self, source: str, dest: str, bytes_out: int) -> None:
+    def __init__(self, source: str, dest: str, bytes_out: int, verified: bool = True) -> None:
         self.source = source
         self.dest = dest
         self.bytes_out = bytes_out
+        self.verified = verified  # False: no checksum record, restored because the caller allowed it
 
 
 def _error(message: str, hint: str | None = None) -> WalCommandError:
     return WalCommandError(message, RESTORE_ERROR, hint=hint)
 
 
-def restore_wal(wal_name: str, dest_path: str, archive_dir: str) -> RestoreResult:
+def restore_wal(
+    wal_name: str, dest_path: str, archive_dir: str, *, allow_unverified: bool = False
+) -> RestoreResult:
     """Restore WAL file wal_name from archive_dir to dest_path.
 
     Raises WalCommandError with exit code 1 when the file is not archived, 126 for anything else
@@ -62,19 +69,25 @@ def restore_wal(wal_name: str, dest_path: str, archive_dir: str) -> RestoreResul
     except OSError as exc:
         raise _error(f"cannot create a file in {dest_dir}: {exc.strerror}") from exc
     written = 0
+    verified = True
     try:
         try:
-            for chunk in iter_content(archived):
-                view = memoryview(chunk)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                written += len(chunk)
+            if allow_unverified:
+                verified = expected_checksum(archive_dir, wal_name) is not None
+            for chunk in verified_content(archive_dir, archived, allow_unverified=allow_unverified):
+                written += _write_all(fd, chunk)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, dest_path)
         durable.fsync_path(dest_dir, directory=True)
+    except ChecksumMissingError as exc:
+        _unlink_quietly(tmp)
+        raise _error(
+            f"{exc}: it cannot be verified",
+            hint="archived before pgtool recorded checksums, or the record was removed; to replay it "
+            "anyway pass --allow-unverified to restore-wal (pgtool recover --allow-unverified-wal)",
+        ) from exc
     except CorruptArchiveError as exc:
         _unlink_quietly(tmp)
         raise _error(
@@ -92,7 +105,14 @@ def restore_wal(wal_name: str, dest_path: str, archive_dir: str) -> RestoreResul
         durable.remove_stale_temporaries(dest_dir)
     except OSError:
         pass  # best effort: the restore itself succeeded
-    return RestoreResult(archived.path, dest_path, written)
+    return RestoreResult(archived.path, dest_path, written, verified)
+
+
+def _write_all(fd: int, chunk: bytes) -> int:
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(chunk)
 
 
 def _unlink_quietly(path: str) -> None:
