@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,9 +20,11 @@ from typing import Any
 
 import pytest
 from deploy_support import REPO
+from psycopg import sql
 
 from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
 from pgtool.pg.cluster import LocalCluster, free_port
+from pgtool.pg.conn import connect
 from pgtool.pg.privileges import server_user
 
 RUNBOOK = REPO / "runbooks/postgres-recovery.md"
@@ -224,6 +228,99 @@ def test_scenario_2_full_restore_from_dumps(workdir: Path) -> None:
             roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
         assert {"grafana_reader", "replicator", "pgbouncer_auth"} <= roles
     finally:
+        fresh.cleanup()
+        prod.cluster.cleanup()
+
+
+class Listener:
+    """A TCP port on 127.0.0.1 that records every connection made to it: the attacker's host."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def hostile_names(port: int) -> list[str]:
+    """Database names an attacker with CREATEDB could choose, each aimed at a way a shell loop can fail."""
+    return [
+        "q'uote\"d",
+        "back\\slash",
+        f"host=127.0.0.1 port={port} dbname=x",  # a conninfo string where a name is expected
+        f"postgresql://127.0.0.1:{port}/x",
+        "%41",  # pgtool backup stores it as %2541: it must come back as %41
+        "a/b",
+        "new\nline",
+        "tab\tand\x7fdel",  # (a carriage return: finding 4's backup fix, tested there)
+        "x'; CREATE ROLE pwned_e; --",
+        f"\\! touch {PWNED}",  # a psql meta-command
+        ":'db' :\"db\" :db",  # psql variable references
+        "with space",
+        "-leading-dash",
+        f"$(touch {PWNED})",
+    ]
+
+
+PWNED = "/tmp/pgtool-recovery-pwned"
+
+
+def test_scenario_2_hostile_database_names(workdir: Path) -> None:
+    """Finding 2 of issue 14: no name runs SQL or shell, sends a connection elsewhere, or comes back
+    under another name; an existing database (here the first name) is restored into, not recreated."""
+    listener = Listener()
+    names = hostile_names(listener.port)
+    prod = Production(15, workdir)
+    fresh = start_cluster(15, settings=BOTH_LIBRARIES)
+    Path(PWNED).unlink(missing_ok=True)
+    try:
+        for i, name in enumerate(names):
+            with prod.cluster.connect() as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            with connect(prod.cluster.dsn(), dbname=name) as conn:
+                conn.execute(
+                    sql.SQL("CREATE TABLE public.t AS SELECT generate_series(1, {}) AS n").format(i + 1)
+                )
+        with fresh.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names[0])))
+        prod.dump()
+        env = {
+            "BACKUPS": str(prod.backups),
+            "PGHOST": str(fresh.socket_dir),
+            "PGPORT": str(fresh.port),
+            "PGUSER": "postgres",
+            "PGPASSWORD": "superuser-secret",  # exported in the restore shell: must reach no other host
+            **PASSWORDS,
+        }
+        run_scenario(2, 15, env, workdir)
+        with fresh.connect() as conn:
+            databases = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+            roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+        assert set(names) <= databases
+        assert databases - set(names) == {"postgres", "shop", "template0", "template1"}
+        for i, name in enumerate(names):
+            with connect(fresh.dsn(), dbname=name) as conn:
+                assert conn.execute("SELECT count(*) FROM public.t").fetchone() == (i + 1,), name
+        assert "pwned_e" not in roles
+        assert not Path(PWNED).exists()
+        assert listener.connections == 0
+    finally:
+        listener.close()
+        Path(PWNED).unlink(missing_ok=True)
         fresh.cleanup()
         prod.cluster.cleanup()
 
