@@ -54,7 +54,10 @@ def test_bad_log_level_is_usage_error():
 
 def test_unreachable_server_is_one_clear_line_without_traceback(tmp_path):
     proc = run_pgtool(
-        "backup", "--dsn", "postgresql://nobody:s3cret@127.0.0.1:1/x", "--dest", str(tmp_path / "b")
+        "backup",
+        "--dest",
+        str(tmp_path / "b"),
+        env={"PGTOOL_DSN": "postgresql://nobody:s3cret@127.0.0.1:1/x"},
     )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -17,6 +17,10 @@ from pgtool.config import redact_dsn, resolve_dsn
         ("host=db password = 'two words' dbname=shop", "two words"),
         ("host=db password='it\\'s' dbname=shop", "it\\'s"),
         ("cannot connect to host=db PASSWORD=hunter2", "hunter2"),
+        ("host=db sslpassword=hunter2", "hunter2"),
+        ("postgresql://db/shop?sslpassword=hunter2&sslmode=require", "hunter2"),
+        ("host=x password='hunter2 unterminated", "hunter2"),
+        ("host=x password=hun'ter2 dbname=x", "ter2"),
     ],
 )
 def test_redact_removes_password(dsn, secret):

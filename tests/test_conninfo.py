@@ -1,17 +1,16 @@
-"""DSNs extended for client binaries without the driver: checked against libpq's own parser."""
+"""DSNs for client binaries, read by libpq's own parser; malformed ones are usage errors that hide secrets."""
 
 from __future__ import annotations
 
-import random
-import subprocess
-import sys
+import stat
 from pathlib import Path
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pgtool.pg import command
-from pgtool.pg.conninfo import extend, may_hold_password
+from pgharness import run_pgtool
+from pgtool.errors import EXIT_USAGE, UsageError
+from pgtool.pg import command, conninfo
 
 OVERRIDES = {"dbname": "shop's db", "application_name": "pgtool backup"}
 
@@ -23,78 +22,97 @@ OVERRIDES = {"dbname": "shop's db", "application_name": "pgtool backup"}
         "host=/tmp/s port=5433 dbname=postgres user=backup",
         "host = db1  dbname=postgres",
         "postgresql://backup@db.internal:5433/postgres",
-        "postgresql://backup@db.internal/postgres?sslmode=require&connect_timeout=3",
         "postgres://db1,db2:5433/app?target_session_attrs=read-write",
         "postgresql://[::1]:5432/postgres",
         "postgresql:///postgres?host=/var/run/postgresql",
-        "postgresql://",
-        "postgresql://db/shop?",
-        "postgresql://db/shop?sslmode=disable&",
-        "host=db dbname=x port=5432 ",
+        "host=db dbname='my db'",
+        "postgresql://host?user=a:b@c/db",  # libpq reads `host?user=a` as the user, `b` as the password
     ],
 )
-def test_extended_dsn_means_the_same_to_libpq_with_the_overrides(dsn):
-    extended = extend(dsn, **OVERRIDES)
-    assert extended is not None
-    assert conninfo_to_dict(extended) == {**conninfo_to_dict(dsn), **OVERRIDES}
+def test_libpq_args_mean_to_libpq_what_the_dsn_meant_with_the_overrides(dsn):
+    expected = {**conninfo_to_dict(dsn), **OVERRIDES}
+    secrets = {k: expected.pop(k) for k in ("password", "sslpassword") if k in expected}
+    with command.libpq_args(dsn, **OVERRIDES) as (args, env):
+        got = conninfo_to_dict(args)
+        if secrets:
+            assert got.pop("service") == "pgtool"
+            assert Path(env["PGSERVICEFILE"]).read_text().splitlines()[1:] == [
+                f"{k}={v}" for k, v in secrets.items()
+            ]
+        assert got == expected
 
 
 @pytest.mark.parametrize(
     "dsn",
     [
-        "host=db password=s3cret",
-        "host=db sslpassword=x",
-        "postgresql://app:s3cret@db/shop",
-        "postgresql://db/shop?password=s3cret",
-        "postgresql://host?user=a:b@c/db",  # libpq reads `host?user=a` as the user, `b` as the password
-        "postgresql://db/shop?%70assword=s3cret",  # a percent-escaped keyword
-        "host=db dbname='my db'",
-        "host=db\\",
-        "host=db\tdbname=x",
-        "shop",  # a bare database name, not a connection string
-        "host=db dbname=",  # libpq would read an appended `dbname='x'` as this empty value
-        "host=db dbname=  ",
+        "host=db password=s3cret sslpassword=k3y",
+        "postgresql://app:s3cret@db/shop?sslpassword=k3y",
+        "postgresql://db/shop?%70assword=s3cret&sslpassword=k3y",  # a percent-escaped keyword
     ],
 )
-def test_anything_not_plain_is_left_to_libpq(dsn):
-    assert extend(dsn, **OVERRIDES) is None
-
-
-def test_password_detection_is_conservative():
-    assert may_hold_password("postgresql://app:pw@db/shop")
-    assert may_hold_password("host=db PASSWORD=x")  # invalid for libpq, but never guessed safe
-    assert not may_hold_password("postgresql://app@db:5432/shop")  # the port's colon is after the '@'
-    assert not may_hold_password("host=db user=app")
-
-
-def test_generated_plain_dsns_round_trip_through_libpq():
-    rng = random.Random(20261124)
-    alphabet = "abcxyz019_-./:,@"
-    keys = ["host", "port", "dbname", "user", "sslmode", "application_name", "options", "connect_timeout"]
-    for _ in range(300):
-        params = {k: "".join(rng.choices(alphabet, k=rng.randint(1, 12))) for k in rng.sample(keys, 3)}
-        dsn = " ".join(f"{k}={v}" for k, v in params.items())
-        extended = extend(dsn, **OVERRIDES)
-        assert extended is not None, dsn
-        assert conninfo_to_dict(extended) == {**params, **OVERRIDES}, dsn
-
-
-def test_libpq_args_applies_overrides_and_keeps_the_password_off_argv():
-    with command.libpq_args("postgresql://app:s3cret@127.0.0.1:5432/shop", dbname="other") as (conninfo, env):
-        assert "s3cret" not in conninfo
-        assert conninfo_to_dict(conninfo)["dbname"] == "other"
-        assert "s3cret" in Path(env["PGPASSFILE"]).read_text()
+def test_password_and_sslpassword_go_to_a_private_service_file_never_argv(dsn):
+    with command.libpq_args(dsn, dbname="other") as (args, env):
+        assert "s3cret" not in args and "k3y" not in args
+        assert conninfo_to_dict(args)["dbname"] == "other"
+        path = Path(env["PGSERVICEFILE"])
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert path.parent.name.startswith("pgtool-secrets-")
+        assert "s3cret" in path.read_text() and "k3y" in path.read_text()
         assert env["PGCONNECT_TIMEOUT"] == "10"
+    assert not path.parent.exists()
 
 
-def test_a_plain_dsn_needs_no_driver():
-    """What lets backup and verify start their first binary before psycopg is imported."""
-    script = (
-        "import sys\n"
-        "from pgtool.pg import command\n"
-        "with command.libpq_args('host=db user=app', dbname='x') as (conninfo, env):\n"
-        "    print(conninfo)\n"
-        "print('psycopg' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["host=db user=app dbname='x'", "False"]
+def test_a_dsn_naming_its_own_service_gets_the_password_through_a_passfile():
+    with command.libpq_args("service=prod password='a:b\\\\c'") as (args, env):
+        assert conninfo_to_dict(args) == {"service": "prod"}
+        assert "PGSERVICEFILE" not in env
+        assert Path(env["PGPASSFILE"]).read_text() == "*:*:*:*:a\\:b\\\\c\n"
+    with pytest.raises(UsageError, match="service="), command.libpq_args("service=prod sslpassword=k"):
+        pass
+
+
+def test_a_password_ending_in_a_space_goes_to_a_passfile():
+    """libpq trims trailing whitespace from a service file's lines."""
+    with command.libpq_args("host=db password='pw ' sslpassword=k") as (_args, env):
+        assert Path(env["PGSERVICEFILE"]).read_text() == "[pgtool]\nsslpassword=k\n"
+        assert Path(env["PGPASSFILE"]).read_text() == "*:*:*:*:pw \n"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "secret"),
+    [
+        ("postgresql://u:secret@host:notaport/db", "secret"),
+        ("host=x password=secret unterminated='", "secret"),
+        ("host=x password='sec ret", "sec ret"),
+        ("postgresql://u:sec%zzret@h/db", "zzret"),  # libpq quotes the bad token back
+        ("host=x port=5432,abc password=secret", "secret"),
+        ("host=x sslmode=bogus sslpassword=secret", "secret"),
+        ("host=x connect_timeout=soon password=secret", "secret"),
+    ],
+)
+def test_a_malformed_dsn_is_a_usage_error_that_hides_the_password(dsn, secret):
+    with pytest.raises(UsageError) as err, command.libpq_args(dsn):
+        pass
+    assert secret not in err.value.one_line()
+    assert "invalid DSN" in err.value.one_line()
+
+
+def test_a_malformed_dsn_exits_2_without_the_password_whichever_command_reads_it(tmp_path):
+    env = {"PGTOOL_DSN": "postgresql://u:secret@127.0.0.1:notaport/db"}
+    for args in (["backup", "--dest", str(tmp_path)], ["status"], ["verify", "--backup-dir", str(tmp_path)]):
+        proc = run_pgtool(*args, env=env, timeout=60)
+        assert proc.returncode == EXIT_USAGE, (args, proc.stderr)
+        assert "secret" not in proc.stderr + proc.stdout
+        assert "invalid DSN" in proc.stderr
+
+
+def test_parse_keeps_what_libpq_reads():
+    assert conninfo.parse("postgresql://a@h:5433/d?sslmode=require") == {
+        "user": "a",
+        "host": "h",
+        "port": "5433",
+        "dbname": "d",
+        "sslmode": "require",
+    }
+    assert conninfo.parse("") == {}

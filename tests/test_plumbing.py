@@ -85,11 +85,11 @@ def test_command_missing_executable():
         command.run(["/nonexistent/pg_dump", "--version"])
 
 
-def test_libpq_args_moves_password_to_a_0600_passfile():
+def test_libpq_args_moves_password_to_a_0600_file_removed_afterwards():
     with command.libpq_args("postgresql://app:s3cret@127.0.0.1:5432/shop") as (conninfo, env):
         assert "s3cret" not in conninfo
         assert "dbname=shop" in conninfo
-        path = Path(env["PGPASSFILE"])
+        path = Path(env["PGSERVICEFILE"])
         assert path.stat().st_mode & 0o777 == 0o600
         assert "s3cret" in path.read_text()
     assert not path.exists()

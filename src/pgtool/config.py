@@ -15,10 +15,10 @@ DSN_ENV_VARS = ("PGTOOL_DSN", "DATABASE_URL")
 
 # URI userinfo: scheme://user:secret@host -> scheme://user:***@host
 _URI_PASSWORD = re.compile(r"(?P<pre>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)", re.I)
-# URI query parameter: ?password=secret&...
-_QUERY_PASSWORD = re.compile(r"(?P<pre>[?&]password=)(?P<pw>[^&\s]*)", re.I)
-# conninfo: password=secret  or  password = 'se cr\'et'
-_KV_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s']+)", re.I)
+# URI query parameter: ?password=secret&...  ?sslpassword=...
+_QUERY_PASSWORD = re.compile(r"(?P<pre>[?&](?:ssl)?password=)(?P<pw>[^&\s]*)", re.I)
+# conninfo: password=secret, sslpassword = 'se cr\'et', or a quote left open in a mistyped DSN
+_KV_PASSWORD = re.compile(r"(?P<pre>(?<![?&\w])(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|\S+)", re.I)
 
 REDACTED = "***"
 

@@ -1,85 +1,56 @@
 """SIGTERM as an exception, so finally-blocks (drop the throwaway database, delete a partial dump) run.
 
 Kubernetes stops a pod with SIGTERM; Python's default action ends the process without unwinding, which
-would leave a half-restored `pgtool_verify_*` database or a `.partial` dump behind. Inside
-`sigterm_raises()` the first SIGTERM (or SIGINT) raises `Terminated` in the main thread, after
-forwarding the signal to our child processes (pg_dump / pg_restore running from worker threads, where
-`pgtool.pg.command.run` cannot forward it); further signals only repeat the forwarding, so the cleanup
-itself is not interrupted.
+would leave a half-restored `pgtool_verify_*` database, a `.partial` dump or a file holding a password
+behind. Inside `sigterm_raises()` (the runner installs it around every command) the first SIGTERM (or
+SIGINT) forwards the signal to every child pgtool started (`pgtool.pg.command`'s registry: pg_dump and
+pg_restore run from worker threads, where no handler can be installed), removes the secret files the
+children no longer need, sets STOP and raises `Terminated` in the main thread; further signals only
+repeat the forwarding, so the cleanup itself is not interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pgtool.obs.logging import get_logger
+from pgtool.pg import secretfile
+from pgtool.pg.command import Terminated, signal_children
 
-
-class Terminated(KeyboardInterrupt):
-    """The run received SIGTERM/SIGINT (a KeyboardInterrupt, so the runner exits 130 "interrupted")."""
-
+__all__ = ["STOP", "Terminated", "sigterm_raises"]
 
 STOP = threading.Event()
 
 
-def child_pids() -> list[int]:
-    """PIDs of this process's direct children (from /proc)."""
-    me = os.getpid()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and fields[1] == str(me):
-            pids.append(int(entry.name))
-    return pids
-
-
-def signal_children(signum: int = signal.SIGTERM) -> None:
-    """Send `signum` to every child but psql sessions, whose running statements are cancelled instead."""
-    psql = sys.modules.get("pgtool.pg.psql")  # not imported: no session exists
-    sessions = psql.session_pids() if psql is not None else set()
-    for pid in child_pids():
-        if pid not in sessions:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signum)
-    if psql is not None:
-        psql.interrupt()
+def _handler(signum: int, _frame: Any) -> None:
+    signal_children(signal.SIGTERM)
+    secretfile.remove_all()
+    if STOP.is_set():
+        return
+    STOP.set()
+    get_logger().warning("signal received, cleaning up", signal=signal.Signals(signum).name)
+    raise Terminated
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[threading.Event]:
-    """Within the block, SIGTERM/SIGINT set STOP, reach the children, and raise Terminated once.
+    """Within the block, SIGTERM/SIGINT reach the children, set STOP and raise Terminated once.
 
-    Yields the STOP event worker threads poll before starting more work. Main thread only; elsewhere
-    (or when already installed) it does nothing.
+    Yields the STOP event worker threads poll before starting more work. Main thread only; elsewhere,
+    or inside an enclosing `sigterm_raises()`, it only yields STOP.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is _handler
+    ):
         yield STOP
         return
     STOP.clear()
-
-    def handler(signum: int, _frame: Any) -> None:
-        signal_children(signal.SIGTERM)
-        if STOP.is_set():
-            return
-        STOP.set()
-        get_logger().warning("signal received, cleaning up", signal=signal.Signals(signum).name)
-        raise Terminated
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, _handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield STOP
     finally:

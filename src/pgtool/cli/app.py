@@ -37,6 +37,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     log_level: Annotated[
         str,
         typer.Option(
@@ -69,6 +70,7 @@ def main(
     fmt = log_format.lower()
     if fmt not in ("auto", "json", "console"):
         raise typer.BadParameter("must be auto, json or console", param_hint="--log-format")
+    STATE.command = ctx.invoked_subcommand
     STATE.log_level = level
     STATE.log_json = {"auto": None, "json": True, "console": False}[fmt]
 

@@ -6,14 +6,15 @@ from typing import Annotated
 
 import typer
 
-from pgtool.config import Settings, resolve_dsn
+from pgtool.config import Settings, redact_dsn, resolve_dsn
 
 Dsn = Annotated[
     str | None,
     typer.Option(
         "--dsn",
         help="Connection string: URI or key=value conninfo. Default: $PGTOOL_DSN, then "
-        "$DATABASE_URL, then libpq's PG* variables.",
+        "$DATABASE_URL, then libpq's PG* variables. Pass a password through $PGTOOL_DSN or "
+        "PGPASSWORD, not here: a command line is visible to every user in ps.",
         show_default=False,
     ),
 ]
@@ -40,5 +41,30 @@ PgBindir = Annotated[
 def settings(
     dsn: str | None = None, pushgateway: str | None = None, pg_bindir: str | None = None
 ) -> Settings:
-    """Resolve the shared options into one Settings object."""
-    return Settings(dsn=resolve_dsn(dsn), pushgateway=pushgateway or None, pg_bindir=pg_bindir or None)
+    """Resolve the shared options into one Settings object.
+
+    A password given on the command line (--dsn) is warned about: any local user can read it in ps.
+    """
+    if dsn and redact_dsn(dsn) != dsn:
+        from pgtool.cli.runner import setup_logging
+        from pgtool.obs.logging import get_logger
+
+        setup_logging()
+        get_logger().warning(
+            "a password was passed with --dsn, where any local user can read it (ps)",
+            hint="pass the DSN through PGTOOL_DSN, or the password through PGPASSWORD or ~/.pgpass",
+        )
+    resolved = resolve_dsn(dsn)
+    if resolved:
+        # Checked once, here, so a malformed DSN is a usage error (exit 2) whichever parser would
+        # have met it first, and its message never shows the password.
+        from pgtool.errors import UsageError
+        from pgtool.pg.conninfo import check
+
+        try:
+            check(resolved)
+        except UsageError as exc:
+            from pgtool.cli.runner import usage_failure
+
+            usage_failure(exc)
+    return Settings(dsn=resolved, pushgateway=pushgateway or None, pg_bindir=pg_bindir or None)

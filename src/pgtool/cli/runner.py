@@ -3,7 +3,8 @@
 Every command body runs through `run_command`: it configures logging, times the run, logs exactly one
 summary event ("run finished" / "run failed") with command, outcome and duration, pushes the run's
 metrics when a Pushgateway is configured, and exits with the documented code. A traceback appears only
-at debug level, and never with local variables (they may hold DSNs).
+at debug level, and never with local variables (they may hold DSNs). SIGTERM and SIGINT end the body
+with `Terminated` (exit 130) after reaching every child process, whichever thread started it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ def setup_logging() -> None:
     configure(STATE.log_level, json=STATE.log_json)
 
 
+def usage_failure(exc: PgtoolError) -> NoReturn:
+    """End a run that failed before its body started (bad configuration): one "run failed" line."""
+    from pgtool.cli.state import STATE
+    from pgtool.obs.logging import get_logger
+
+    setup_logging()
+    get_logger().bind(command=STATE.command or "pgtool").error(
+        "run failed", outcome="error", exit_code=exc.exit_code, duration_s=0.0, error=exc.one_line()
+    )
+    raise SystemExit(exc.exit_code)
+
+
 def run_command(
     command: str,
     body: Callable[..., int | None],
@@ -38,6 +51,7 @@ def run_command(
     metrics_job overrides the Pushgateway job suffix (e.g. "verify-base"); default `command`.
     """
     setup_logging()
+    from pgtool.backup.terminate import sigterm_raises
     from pgtool.obs.logging import get_logger
     from pgtool.obs.metrics import RunReport, push_run_result
 
@@ -47,7 +61,10 @@ def run_command(
     code = EXIT_FAILED
     error: str | None = None
     try:
-        result = body(report)
+        # SIGTERM (a pod stop) unwinds like Ctrl-C, for every command: children are signalled,
+        # secret files removed, finally-blocks run, and the run still logs and pushes its outcome.
+        with sigterm_raises():
+            result = body(report)
         code = EXIT_OK if result is None else int(result)
     except PgtoolError as exc:
         code = exc.exit_code

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class CliState:
     log_level: str = "info"
     log_json: bool | None = None  # None: JSON unless stderr is a TTY
+    command: str | None = None  # the command being run, for a failure before its body starts
 
 
 STATE = CliState()

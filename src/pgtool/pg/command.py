@@ -1,8 +1,10 @@
 """The one wrapper through which pgtool runs external binaries (pg_dump, pg_basebackup, initdb, ...).
 
 - argv lists only, never a shell;
-- passwords never on argv: `libpq_args()` moves a DSN's password into a 0600 passfile named by
-  PGPASSFILE for the child's lifetime;
+- secrets never on argv: `libpq_args()` moves a DSN's password and sslpassword into a 0600 file
+  (`pgtool.pg.secretfile`) for the child's lifetime;
+- one registry of the children started (`start`), so a signal reaches each of them whichever thread
+  started it (`signal_children`, called by `pgtool.backup.terminate`);
 - stderr streamed to the log line by line (redacted), its tail kept for the error message;
 - SIGTERM/SIGINT received by pgtool are forwarded to the child, so a Kubernetes pod stop lets
   pg_dump/pg_basebackup end cleanly and our cleanup still runs;
@@ -15,7 +17,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -141,18 +142,61 @@ def run(
     return result
 
 
+class Child(subprocess.Popen):  # type: ignore[type-arg]
+    """A started child: registered while it runs, unregistered once reaped (wait/poll saw it end)."""
+
+    def poll(self) -> int | None:
+        code = super().poll()
+        if code is not None:
+            _unregister(self)
+        return code
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = super().wait(timeout)
+        _unregister(self)
+        return code
+
+
+_CHILDREN: set[Child] = set()
+_CHILDREN_LOCK = threading.RLock()  # re-entered by a signal handler interrupting start()
+
+
+def _unregister(proc: Child) -> None:
+    with _CHILDREN_LOCK:
+        _CHILDREN.discard(proc)
+
+
+def children() -> list[subprocess.Popen[Any]]:
+    """The children started through this module that have not been reaped yet."""
+    with _CHILDREN_LOCK:
+        return list(_CHILDREN)
+
+
+def signal_children(signum: int = signal.SIGTERM) -> None:
+    """Send `signum` to every registered child still running (from any thread, a handler included)."""
+    for proc in children():
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                proc.send_signal(signum)
+
+
 def start(
     argv: Sequence[str], *, env: Mapping[str, str] | None = None, what: str | None = None, **popen: Any
 ) -> subprocess.Popen[Any]:
     """Start `argv` (env added to the current environment); a missing binary is BinaryNotFoundError.
 
-    For a child pgtool talks to while it runs (psql as a session); `run` starts through here too.
+    Every child pgtool starts goes through here and is registered until reaped, so a signal that
+    ends the run reaches it (`signal_children`) whichever thread started it; `run` starts through here.
     """
     argv = [str(a) for a in argv]
     name = what or Path(argv[0]).name
     get_logger().debug("running", binary=name, argv=redact_dsn(" ".join(argv)))
     try:
-        return subprocess.Popen(argv, env={**os.environ, **(env or {})}, **popen)
+        # Registered under the lock, so a signal handler never misses a child it could have seen.
+        with _CHILDREN_LOCK:
+            proc = Child(argv, env={**os.environ, **(env or {})}, **popen)
+            _CHILDREN.add(proc)
+        return proc
     except FileNotFoundError as exc:
         raise BinaryNotFoundError(
             f"{name}: executable not found ({exc.filename})",
@@ -183,9 +227,18 @@ def _is_progress(on_progress: Callable[[str], bool], line: str) -> bool:
         return False
 
 
+class Terminated(KeyboardInterrupt):
+    """The run received SIGTERM/SIGINT (a KeyboardInterrupt, so the runner exits 130 "interrupted")."""
+
+
 @contextlib.contextmanager
 def _forward_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Forward SIGTERM/SIGINT to the child while it runs (main thread only; elsewhere a no-op)."""
+    """In the main thread, forward SIGTERM/SIGINT to the child and re-deliver once it has ended.
+
+    Waiting for the child first lets the caller's cleanup (delete a partial file) find it gone. In
+    another thread a handler cannot be installed: the main thread's (`pgtool.backup.terminate`,
+    installed for every command by the runner) reaches the child through the registry.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -203,59 +256,31 @@ def _forward_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
         for s, h in previous.items():
             signal.signal(s, h)
     if received:
-        # Re-deliver so the caller's cleanup (finally blocks, KeyboardInterrupt) runs as it would have.
-        if received[0] == signal.SIGINT:
-            raise KeyboardInterrupt
-        os.kill(os.getpid(), received[0])
+        if callable(previous[received[0]]):
+            os.kill(os.getpid(), received[0])  # the caller's handler decides
+        elif previous[received[0]] != signal.SIG_IGN:
+            # Default action: an exception rather than a sudden death, so finally-blocks (secret
+            # files, partial output) still run.
+            raise Terminated
 
 
 @contextlib.contextmanager
 def libpq_args(dsn: str, **overrides: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """Split `dsn` into (conninfo without password, env) for a libpq client binary.
+    """Split `dsn` into (conninfo without secrets, env) for a libpq client binary.
 
-    `overrides` (dbname, application_name, ...) are set in the conninfo. The password, if any,
-    goes to a 0600 passfile referenced by PGPASSFILE, deleted afterwards; the conninfo is safe to put
-    on argv. A plain DSN is extended as it is (`pgtool.pg.conninfo`), so a binary can start before
-    psycopg is loaded; any other goes through libpq's parser. PGCONNECT_TIMEOUT is 10 s unless the
-    DSN or the environment says otherwise: a CronJob must not hang on a dead host.
+    `overrides` (dbname, application_name, ...) are set in the conninfo, rebuilt from libpq's own
+    reading of the DSN (`pgtool.pg.conninfo.parse`; a malformed DSN is UsageError). `password` and
+    `sslpassword` go to a 0600 file in a private directory (`pgtool.pg.secretfile`) removed
+    afterwards, so the conninfo is safe on argv and in logs. PGCONNECT_TIMEOUT is 10 s unless the DSN
+    or the environment says otherwise: a CronJob must not hang on a dead host.
     """
-    from pgtool.pg import conninfo as plain
+    from psycopg.conninfo import make_conninfo
+
+    from pgtool.pg import conninfo, secretfile
 
     env = {} if os.environ.get("PGCONNECT_TIMEOUT") else {"PGCONNECT_TIMEOUT": "10"}
-    extended = plain.extend(dsn, **overrides)
-    if extended is not None:
-        yield extended, env
-        return
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    try:
-        params = conninfo_to_dict(dsn)
-    except Exception as exc:  # psycopg.ProgrammingError: malformed DSN
-        from pgtool.errors import UsageError
-
-        raise UsageError(f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc))}") from None
-    password = params.pop("password", None)
+    params = conninfo.parse(dsn)
+    secrets = {k: params.pop(k) for k in secretfile.SECRET_KEYS if k in params}
     params.update(overrides)
-    conninfo = make_conninfo(**{k: str(v) for k, v in params.items()})
-    if password is None:
-        yield conninfo, env
-        return
-    with passfile(str(password)) as path:
-        yield conninfo, {**env, "PGPASSFILE": path}
-
-
-@contextlib.contextmanager
-def passfile(password: str, owner_uid: int | None = None) -> Iterator[str]:
-    """A temporary 0600 .pgpass file matching any host/db/user with `password`."""
-    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
-    fd, path = tempfile.mkstemp(prefix="pgtool-pgpass-")
-    try:
-        os.fchmod(fd, 0o600)
-        if owner_uid is not None:
-            os.fchown(fd, owner_uid, -1)
-        os.write(fd, f"*:*:*:*:{escaped}\n".encode())
-        os.close(fd)
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    with secretfile.for_client(params, secrets) as (extra_params, extra_env):
+        yield make_conninfo(**{**params, **extra_params}), {**env, **extra_env}

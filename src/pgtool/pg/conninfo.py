@@ -1,63 +1,69 @@
-"""DSNs for libpq's client binaries, rewritten without loading the Python driver.
+"""DSNs read the way libpq reads them, and what to say when they are wrong.
 
-pg_dump, pg_restore and psql get the DSN on argv with the job's database (and application_name)
-put in. Parsing a DSN takes libpq's own parser, reached through psycopg, whose import costs ~0.1 s:
-`backup` and `verify` would pay it before their first binary could start. libpq lets a later
-parameter override an earlier one, in a `key=value` string as in a URI's query, so a plain DSN can
-be extended instead of parsed. `extend` does that, and declines (None) whatever it cannot extend
-with certainty: a DSN that may hold a password (which must leave argv, see `command.libpq_args`),
-quotes, backslashes, percent-escapes, or a bare database name. The caller then parses with libpq.
-`connect_hint` says what to fix for a connection error, from psycopg or psql alike. Stdlib only.
+`parse` goes through libpq's own parser (psycopg.conninfo), so pgtool never guesses how a DSN
+splits: every client binary gets a conninfo rebuilt from libpq's reading. A malformed DSN is a
+UsageError (exit 2) whichever command meets it, with values libpq only checks when connecting
+(a port that is not a number, an unknown sslmode) checked here too, and the message never echoes a
+password, even one libpq quotes back (`invalid percent-encoded token: "..."`).
+`connect_hint` says what to fix for a connection error.
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote
+import re
+from typing import Any
 
-URI_PREFIXES = ("postgresql://", "postgres://")
-# Characters whose meaning in a DSN depends on parsing (escapes, quoting, percent-decoding).
-_UNSAFE = frozenset("'\"\\%#")
+from pgtool.config import redact_dsn
+from pgtool.errors import UsageError
 
-
-def may_hold_password(dsn: str) -> bool:
-    """True if `dsn` might carry a password (conservative: a false True only costs the slow path)."""
-    if "password" in dsn.lower():  # password=, ?password=, sslpassword=
-        return True
-    if dsn.startswith(URI_PREFIXES):
-        # libpq reads `user:password@` from the start of the authority up to the first '@' or '/'.
-        rest = dsn.split("://", 1)[1]
-        cut = min((i for i in (rest.find("@"), rest.find("/")) if i >= 0), default=-1)
-        if cut >= 0 and rest[cut] == "@" and ":" in rest[:cut]:
-            return True
-    return False
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_QUOTED = re.compile(r'"[^"]*"')
 
 
-def extend(dsn: str, **params: str) -> str | None:
-    """`dsn` with `params` set (later parameters win in libpq), or None if it must be parsed instead."""
-    if may_hold_password(dsn) or any(c in _UNSAFE or (c.isspace() and c != " ") for c in dsn):
-        return None
-    if dsn.startswith(URI_PREFIXES):
-        if " " in dsn:
-            return None
-        query = "&".join(f"{key}={quote(value, safe='')}" for key, value in params.items())
-        if not query:
-            return dsn
-        separator = "" if dsn.endswith(("?", "&")) else "&" if "?" in dsn else "?"
-        return f"{dsn}{separator}{query}"
-    if dsn.strip() and "=" not in dsn:
-        return None  # a bare database name, not a connection string
-    if dsn.rstrip().endswith("="):
-        return None  # libpq would take what follows `key=` (spaces skipped) as that key's value
-    pairs = " ".join(f"{key}={_quoted(value)}" for key, value in params.items())
-    return " ".join(part for part in (dsn.strip(), pairs) if part)
+def parse(dsn: str) -> dict[str, str]:
+    """`dsn`'s parameters as libpq reads them (password included: never log them).
+
+    Raises UsageError for a DSN libpq would refuse.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    if not dsn:
+        return {}
+    try:
+        params: dict[str, Any] = conninfo_to_dict(dsn)
+    except Exception as exc:  # psycopg.ProgrammingError
+        raise invalid(dsn, str(exc)) from None
+    for port in str(params.get("port", "")).split(","):
+        if port.strip() and not port.strip().isdigit():
+            raise invalid(dsn, f"port {port.strip()!r} is not a number")
+    for key in ("connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count"):
+        value = str(params.get(key, "")).strip()
+        if value and not value.lstrip("-").isdigit():
+            raise invalid(dsn, f"{key} {value!r} is not a number")
+    if "sslmode" in params and params["sslmode"] not in _SSLMODES:
+        raise invalid(dsn, f"sslmode {params['sslmode']!r} is not one of {', '.join(_SSLMODES)}")
+    return {k: str(v) for k, v in params.items()}
 
 
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def check(dsn: str) -> None:
+    """Raise UsageError if `dsn` is malformed (see `parse`)."""
+    parse(dsn)
+
+
+def invalid(dsn: str, detail: str) -> UsageError:
+    """The UsageError for a malformed `dsn`, with `detail` (libpq's message) made safe to show."""
+    safe = redact_dsn(dsn)
+    # libpq quotes the piece it choked on, which may be a password: keep a quoted piece only when the
+    # redacted DSN shows it too.
+    detail = _QUOTED.sub(lambda m: m[0] if m[0][1:-1] in safe else '"***"', redact_dsn(detail))
+    return UsageError(
+        f"invalid DSN {safe!r}: {detail}",
+        hint="a URI postgresql://user@host:port/db or key=value pairs; see libpq's connection strings",
+    )
 
 
 def connect_hint(message: str) -> str:
-    """What to fix, for a libpq connection error message (psycopg's or psql's)."""
+    """What to fix, for a libpq connection error message (psycopg's or a client binary's)."""
     low = message.lower()
     if "password authentication failed" in low or "no password supplied" in low:
         return "check the password in the DSN, PGPASSWORD or ~/.pgpass"
