@@ -17,6 +17,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("basebackup", "basebackup", "Take a pg_basebackup into a dated directory, apply retention, prune WAL."),
     ("archive-wal", "wal", "Archive one WAL file durably (what archive_command calls)."),
     ("restore-wal", "wal", "Restore one WAL file from the archive (what restore_command calls)."),
+    ("wal-bundle", "wal_bundle", "Write archive-wal/restore-wal as one file for servers without pgtool."),
     ("verify", "verify", "Prove backups restore: restore drills with row counts, pushed to Prometheus."),
     ("recover", "recover", "Prepare a data directory for point-in-time recovery or as a standby."),
     (

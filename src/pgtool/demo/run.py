@@ -22,7 +22,7 @@ from pgtool.demo.steps import StepResult, StepRunner, run_pgtool
 from pgtool.errors import OperationError
 from pgtool.pg import binaries, command
 from pgtool.pg.cluster import LocalCluster, quote_setting
-from pgtool.pg.privileges import give_to_server, server_user
+from pgtool.pg.privileges import give_to_server
 
 PRODUCTION_SETTINGS = {
     "shared_preload_libraries": "pg_stat_statements,auto_explain",
@@ -50,21 +50,6 @@ def pick_binaries(pg_bindir: str | None) -> binaries.PgBinaries:
     return binaries.find()
 
 
-def check_server_can_run_pgtool() -> str:
-    """archive_command runs pgtool as the server user: make sure that user can execute it."""
-    exe = binaries.pgtool_executable()
-    user = server_user()
-    if user is None:
-        return exe
-    probe = command.run([exe, "--version"], run_as=user, check=False, capture_stdout=True, cwd="/")
-    if probe.returncode != 0:
-        raise OperationError(
-            f"the server user {user!r} cannot run {exe}",
-            hint="build the venv from /usr/bin/python3 in a directory every user can read",
-        )
-    return exe
-
-
 class Demo:
     """State shared by the demo steps."""
 
@@ -86,7 +71,11 @@ class Demo:
         return self.cluster.uri("shop")
 
     def start(self) -> str:
-        exe = check_server_can_run_pgtool()
+        from pgtool.wal_bundle import server_command
+
+        # The server user may not reach this venv (a checkout under /root): then a system python3
+        # runs pgtool's WAL bundle, still pgtool's own archive-wal.
+        exe = server_command()
         for d in (self.archive, self.dumps.parent):
             d.mkdir(parents=True, exist_ok=True)
             give_to_server(d)
@@ -105,7 +94,8 @@ class Demo:
     def sample(self) -> str:
         from pgtool import sample
 
-        with self.cluster.connect("shop") as conn:  # type: ignore[union-attr]
+        # The demo's own throwaway cluster: its sample SQL is unqualified and trusted (pin off).
+        with self.cluster.connect("shop", pin="off") as conn:  # type: ignore[union-attr]
             sample.apply_schema(conn)
             sample.seed(conn, scale=1, seed=42)
             orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
@@ -157,7 +147,7 @@ class Demo:
 
     def pitr(self) -> str:
         assert self.cluster is not None
-        with self.cluster.connect("shop") as conn:
+        with self.cluster.connect("shop", pin="off") as conn:
             conn.execute("CREATE TABLE demo_pitr (note text, at timestamptz DEFAULT clock_timestamp())")
             conn.execute("INSERT INTO demo_pitr (note) VALUES ('before the mistake')")
             time.sleep(1.1)
@@ -183,7 +173,7 @@ class Demo:
         self.replica = LocalCluster(self.bins, self.work / "recovered-run", data_dir=self.recovered)
         self.replica.start()
         self.replica.wait_until_ready(timeout=120, primary=True)
-        with self.replica.connect("shop") as conn:
+        with self.replica.connect("shop", pin="off") as conn:
             notes = [r[0] for r in conn.execute("SELECT note FROM demo_pitr ORDER BY at")]
         self.replica.stop()
         if notes != ["before the mistake"]:

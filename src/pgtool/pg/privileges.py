@@ -73,3 +73,67 @@ def make_server_dir(path: str | os.PathLike[str], mode: int = 0o700) -> Path:
     p.chmod(mode)
     give_to_server(p)
     return p
+
+
+READ, EXECUTE = 4, 1
+
+
+def _permits(st: os.stat_result, uid: int, gids: set[int], want: int) -> bool:
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        bits = st.st_mode >> 6
+    elif st.st_gid in gids:
+        bits = st.st_mode >> 3
+    else:
+        bits = st.st_mode
+    return bits & want == want
+
+
+def user_can_reach(path: str | os.PathLike[str], user: str, *, want: int = READ) -> bool:
+    """Whether `user` can open `path` (`want`: READ, EXECUTE or both), judged by the mode bits of the
+    file and of every directory on the way to it, with symlinks followed (ACLs are not consulted).
+
+    A static check instead of a probe run as that user: it costs no process, and it is what decides
+    whether a venv under /root (mode 0700) is usable by the server user.
+    """
+    entry = pwd.getpwnam(user)
+    gids = set(os.getgrouplist(user, entry.pw_gid))
+    as_given = Path(os.path.abspath(path))
+    for candidate in (as_given, as_given.resolve()):
+        try:
+            for directory in reversed(candidate.parents):
+                if not _permits(directory.stat(), entry.pw_uid, gids, EXECUTE):
+                    return False
+            if not _permits(candidate.stat(), entry.pw_uid, gids, want):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def server_can_reach(path: str | os.PathLike[str], *, want: int = READ) -> bool:
+    """`user_can_reach` for the server user; always True when pgtool is not root (the server is us)."""
+    user = server_user()
+    return user is None or user_can_reach(path, user, want=want)
+
+
+def shared_cache_dir(name: str) -> Path:
+    """A root-owned directory every user can read but only root can change: `/var/cache/pgtool/NAME`.
+
+    Used (as root) for copies the server user must run: the embedded PostgreSQL and the WAL bundle,
+    when they live somewhere it cannot reach (a checkout under /root). Refuses a directory someone
+    else could have planted or can write, since the server would run what it holds.
+    """
+    root = Path(os.environ.get("PGTOOL_CACHE_DIR") or "/var/cache/pgtool")
+    path = root / name
+    for d in (root, path):
+        d.mkdir(mode=0o755, parents=True, exist_ok=True)
+        st = d.lstat()
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022 or not Path(d).is_dir() or d.is_symlink():
+            raise OperationError(
+                f"{d} is not a directory only {pwd.getpwuid(os.geteuid()).pw_name} can write",
+                hint=f"remove {d} (pgtool recreates it) or point PGTOOL_CACHE_DIR elsewhere",
+            )
+        d.chmod(0o755)
+    return path

@@ -1,0 +1,123 @@
+"""The WAL bundle (`pgtool wal-bundle`): archive-wal and restore-wal run by a bare system python3."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pgharness import rmtree, run_pgtool, server_writable_dir
+from pgtool import wal_bundle
+from pgtool.pg.command import run_as_prefix
+from pgtool.pg.privileges import make_server_dir, server_user
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SRC_WAL = Path(wal_bundle.__file__).parent / "wal"
+
+
+@pytest.fixture
+def work():
+    path = server_writable_dir("pgtool-bundle-")
+    yield path
+    rmtree(path)
+
+
+def _as_server(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run argv as the server user, with site-packages off (-S): the stdlib is all there is."""
+    return subprocess.run(
+        [*run_as_prefix(server_user()), *argv], capture_output=True, text=True, cwd="/", timeout=60
+    )
+
+
+def _segment(cluster, dest: Path) -> tuple[Path, str]:
+    with cluster.connect() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bundle_fill(x int)")
+        conn.execute("INSERT INTO bundle_fill SELECT generate_series(1, 1000)")
+        name = conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0]
+        conn.execute("SELECT pg_switch_wal()")
+    copy = dest / f"src-{name}"
+    shutil.copyfile(cluster.data_dir / "pg_wal" / name, copy)
+    copy.chmod(0o644)
+    return copy, name
+
+
+def test_bundle_archives_and_restores_as_the_server_user(cluster, work):
+    bundle = work / "pgtool-wal.pyz"
+    made = run_pgtool("wal-bundle", str(bundle))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == str(bundle)
+    segment, name = _segment(cluster, work)
+    archive = make_server_dir(work / "archive", 0o700)
+    restored = make_server_dir(work / "restored", 0o700)
+
+    archived = _as_server(
+        SYSTEM_PYTHON,
+        "-I",
+        "-S",
+        str(bundle),
+        "archive-wal",
+        str(segment),
+        name,
+        "--archive-dir",
+        str(archive),
+    )
+    assert archived.returncode == 0, archived.stderr
+    line = json.loads(archived.stderr.strip().splitlines()[-1])
+    assert (line["command"], line["outcome"], line["result"]) == ("archive-wal", "success", "archived")
+
+    dest = restored / name
+    back = _as_server(
+        SYSTEM_PYTHON, "-I", "-S", str(bundle), "restore-wal", name, str(dest), "--archive-dir", str(archive)
+    )
+    assert back.returncode == 0, back.stderr
+    assert dest.read_bytes() == segment.read_bytes()
+
+    missing = _as_server(
+        SYSTEM_PYTHON, "-I", "-S", str(bundle), "restore-wal", "00000099.history", str(restored / "h")
+    )
+    assert missing.returncode == 126, missing.stderr  # no --archive-dir: bad usage stops recovery
+    absent = _as_server(
+        SYSTEM_PYTHON, "-I", "-S", str(bundle), "restore-wal", "00000099.history", str(restored / "h"),
+        "--archive-dir", str(archive),
+    )  # fmt: skip
+    assert absent.returncode == 1, absent.stderr
+
+
+IMPORT_EVERYTHING = """
+import sys, zipfile
+bundle = sys.argv[1]
+sys.path.insert(0, bundle)
+names = [n[:-3].replace("/", ".").removesuffix(".__init__") for n in zipfile.ZipFile(bundle).namelist()
+         if n.endswith(".py") and n != "__main__.py"]
+before = set(sys.modules)
+for name in names:
+    __import__(name)
+loaded = set(sys.modules) - before
+print(sorted(names))
+print(sorted(m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names | {"pgtool"}))
+"""
+
+
+def test_bundle_holds_every_wal_module_and_imports_only_the_stdlib(work):
+    bundle = wal_bundle.write_bundle(work / "b.pyz")
+    proc = subprocess.run(
+        [SYSTEM_PYTHON, "-I", "-S", "-c", IMPORT_EVERYTHING, str(bundle)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    names_line, outside_line = proc.stdout.splitlines()
+    modules = set(ast.literal_eval(names_line))
+    assert {f"pgtool.wal.{p.stem}" for p in SRC_WAL.glob("*.py") if p.stem != "__init__"} <= modules
+    assert outside_line == "[]"
+
+
+def test_a_wal_module_importing_a_third_party_package_stops_the_build(tmp_path, monkeypatch):
+    package = tmp_path / "pgtool"
+    shutil.copytree(SRC_WAL.parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "wal" / "zz_extra.py").write_text("import psycopg\n")
+    monkeypatch.setattr(wal_bundle, "_package_root", lambda: package)
+    with pytest.raises(wal_bundle.BundleError, match=r"psycopg \(in pgtool\.wal\.zz_extra\)"):
+        wal_bundle.build_bytes()
