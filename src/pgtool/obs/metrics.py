@@ -5,8 +5,12 @@ Every command pushes under the grouping key `job="pgtool-<command>"` the common 
     pgtool_last_run_timestamp_seconds     when the run ended
     pgtool_last_run_duration_seconds      how long it took
     pgtool_last_success_timestamp_seconds only on success
-Pushes use POST (`pushadd_to_gateway`), which replaces only the metric names it sends, so a failed run
-never erases the last success time. Commands add their own series to the `RunReport` they are given.
+Pushes to that group use POST (`pushadd_to_gateway`), which replaces only the metric names it sends, so
+a failed run never erases the last success time. Commands add their own series to the `RunReport` they
+are given. A series labelled `database` goes to a group of its own, `{job, database}`, replaced whole
+(PUT) by a run that reports that database: a run over a subset (`backup -d X`, `verify -d X`) then
+replaces X's series only, and the other databases' series (and the alerts reading them) stay. A
+dropped database's group stays until deleted (`DELETE /metrics/job/<job>/database/<name>`).
 A push failure is logged, never fatal: metrics must not turn a good backup into a failed run.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pgtool.obs.logging import get_logger
 
@@ -59,10 +64,11 @@ def push_run_result(
     timeout: float = 10.0,
 ) -> bool:
     """Push the run's gauges to the Pushgateway at `url`. Returns True if the push succeeded."""
-    from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway
 
     log = get_logger()
     now = time.time() if finished_at is None else finished_at
+    job = job_name(command)
     registry = CollectorRegistry()
     Gauge("pgtool_last_run_success", "1 if the last run succeeded, else 0", registry=registry).set(
         1 if success else 0
@@ -77,14 +83,75 @@ def push_run_result(
             "When the last successful run ended",
             registry=registry,
         ).set(now)
+    per_database: dict[str, CollectorRegistry] = {}
     for series in report.series() if report else []:
-        gauge = Gauge(series.name, series.documentation, series.labelnames, registry=registry)
-        for values, value in series.samples:
-            (gauge.labels(*values) if values else gauge).set(value)
+        if "database" not in series.labelnames:
+            _add(registry, series, series.samples)
+            continue
+        at = series.labelnames.index("database")
+        for database in dict.fromkeys(values[at] for values, _ in series.samples):
+            target = per_database.setdefault(database, CollectorRegistry())
+            _add(target, series, [(v, x) for v, x in series.samples if v[at] == database])
     try:
-        pushadd_to_gateway(url, job=job_name(command), registry=registry, timeout=timeout)
+        pushadd_to_gateway(url, job=job, registry=registry, timeout=timeout)
+        for database, target in per_database.items():
+            key = {"database": database}
+            try:
+                push_to_gateway(url, job=job, grouping_key=key, registry=target, timeout=timeout)
+            except Exception as exc:
+                if getattr(exc, "code", None) != 400 or not _migrate(url, job, timeout):
+                    raise
+                push_to_gateway(url, job=job, grouping_key=key, registry=target, timeout=timeout)
     except Exception as exc:  # any transport failure: logged, never fatal
         log.warning("metrics push failed", pushgateway=url, error=str(exc))
         return False
-    log.debug("metrics pushed", pushgateway=url, job=job_name(command))
+    log.debug("metrics pushed", pushgateway=url, job=job, databases=len(per_database))
     return True
+
+
+def _add(registry: Any, series: _Series, samples: list[tuple[tuple[str, ...], float]]) -> None:
+    from prometheus_client import Gauge
+
+    gauge = Gauge(series.name, series.documentation, series.labelnames, registry=registry)
+    for values, value in samples:
+        (gauge.labels(*values) if values else gauge).set(value)
+
+
+def _migrate(url: str, job: str, timeout: float) -> bool:
+    """Move per-database series out of the `{job}` group, where versions before 2026-12 pushed them.
+
+    The Pushgateway refuses a `{job, database}` group whose series the `{job}` group holds too. The
+    `{job}` group is rebuilt without them, its other gauges (the last success time) kept. True if it
+    held any.
+    """
+    import json
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    base = url if "://" in url else f"http://{url}"
+    if not base.startswith(("http://", "https://")):
+        return False
+    with urllib.request.urlopen(f"{base.rstrip('/')}/api/v1/metrics", timeout=timeout) as resp:  # noqa: S310
+        groups = json.load(resp).get("data", [])
+    group = next((g for g in groups if g.get("labels") == {"job": job}), None)
+    if group is None:
+        return False
+    keep = CollectorRegistry()
+    moved = False
+    for name, family in group.items():
+        if not isinstance(family, dict) or family.get("type") != "GAUGE" or name.startswith("push_"):
+            continue
+        metrics = family.get("metrics", [])
+        labels = [{k: v for k, v in m["labels"].items() if k not in ("job", "instance")} for m in metrics]
+        if any("database" in lbl for lbl in labels):
+            moved = True
+            continue
+        names = sorted(labels[0]) if labels else []
+        gauge = Gauge(name, family.get("help") or name, names, registry=keep)
+        for lbl, metric in zip(labels, metrics, strict=True):
+            (gauge.labels(*(lbl[n] for n in names)) if names else gauge).set(float(metric["value"]))
+    if moved:
+        push_to_gateway(url, job=job, registry=keep, timeout=timeout)
+        get_logger().info("moved per-database series to groups of their own", pushgateway=url, job=job)
+    return moved
