@@ -140,7 +140,7 @@ class Production:
         as_server_user("basebackup", "--dsn", self.cluster.dsn(), "--dest", str(self.backups / "base"))
 
     def dump(self, *databases: str) -> None:
-        args = [a for db in databases for a in ("--database", db)]
+        args = [f"--database={db}" for db in databases]
         as_server_user("backup", "--dsn", self.cluster.dsn(), "--dest", str(self.backups / "dumps"), *args)
 
     def archive_everything(self) -> None:
@@ -325,27 +325,49 @@ def test_scenario_2_hostile_database_names(workdir: Path) -> None:
         prod.cluster.cleanup()
 
 
-def test_scenario_3_single_database(workdir: Path) -> None:
+# Quotes, a backslash, %XX, a slash, a newline, psql variables and a conninfo where a name belongs.
+HOSTILE_DB = "-q'u\"o\\te %41/x\n:'db' host=127.0.0.1 dbname=x"
+
+
+@pytest.mark.parametrize("db", ["shop", HOSTILE_DB], ids=["shop", "hostile-name"])
+def test_scenario_3_single_database(db: str, workdir: Path) -> None:
     prod = Production(15, workdir)
     try:
-        prod.insert(1, 100)
+        if db != "shop":
+            with prod.cluster.connect() as conn:
+                conn.execute(sql.SQL("ALTER DATABASE shop RENAME TO {}").format(sql.Identifier(db)))
+
+        def count(database: str, table: str) -> Any:
+            with connect(prod.cluster.dsn(), dbname=database) as conn:
+                return conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+                ).fetchone()
+
         prod.sql("postgres", "CREATE DATABASE other")
         prod.sql("other", "CREATE TABLE keep AS SELECT 1 AS x")
-        prod.dump("shop")
-        prod.sql("shop", "DELETE FROM orders WHERE id > 50")  # the bad migration
+        with connect(prod.cluster.dsn(), dbname=db) as conn:
+            conn.execute("INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 100) g")
+        prod.dump(db)
+        with connect(prod.cluster.dsn(), dbname=db) as conn:
+            conn.execute("DELETE FROM public.orders WHERE id > 50")  # the bad migration
         prod.sql("other", "INSERT INTO keep VALUES (2)")  # untouched by the restore
         env = {
             "BACKUPS": str(prod.backups),
-            "DB": "shop",
+            "DB": db,
             "PGHOST": str(prod.cluster.socket_dir),
             "PGPORT": str(prod.cluster.port),
             "PGUSER": "postgres",
             **PASSWORDS,
         }
         run_scenario(3, 15, env, workdir)
-        assert prod.sql("shop", "SELECT count(*) FROM orders") == [(100,)]
-        prod.sql("postgres", 'ALTER DATABASE "shop_broken" ALLOW_CONNECTIONS true')
-        assert prod.sql("shop_broken", "SELECT count(*) FROM orders") == [(50,)]
+        assert count(db, "orders") == (100,)
+        with prod.cluster.connect() as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(db + "_broken"))
+            )
+            names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+        assert names == {"postgres", "template0", "template1", "other", db, db + "_broken"}
+        assert count(db + "_broken", "orders") == (50,)
         assert prod.sql("other", "SELECT count(*) FROM keep") == [(2,)]
     finally:
         prod.cluster.cleanup()
