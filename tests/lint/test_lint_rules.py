@@ -102,6 +102,8 @@ FIRES = [
     # MIG029
     ("MIG029", "ALTER DOMAIN positive ADD CONSTRAINT p CHECK (VALUE > 0);"),
     ("MIG029", "ALTER DOMAIN s.email SET NOT NULL;"),
+    # MIG030
+    ("MIG030", "ALTER TYPE status ADD VALUE 'shipped'; UPDATE orders SET status = 'shipped' WHERE id = 1;"),
     # MIG028
     ("MIG028", "DO $$ BEGIN EXECUTE format('ALTER TABLE %I DROP COLUMN x', 't'); END $$;"),
     ("MIG028", "DO $$ DECLARE q text := 'x'; BEGIN EXECUTE q; END $$;"),

@@ -50,6 +50,14 @@ def lint(
             show_default=False,
         ),
     ] = None,
+    max_file_size: Annotated[
+        str | None,
+        typer.Option(
+            "--max-file-size",
+            help="Refuse files larger than this (default 8MB; e.g. 64MB).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Lint SQL migrations for operationally unsafe DDL (locks, rewrites, failed CONCURRENTLY).
 
@@ -71,6 +79,7 @@ def lint(
             config=config,
             rules=rules or [],
             exclude=exclude or [],
+            max_file_size=max_file_size,
             out=sys.stdout,
         )
 

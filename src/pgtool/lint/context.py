@@ -27,7 +27,7 @@ class Finding:
     reason: str | None = None  # set on suppressed findings
 
 
-@dataclass
+@dataclass(slots=True)
 class Statement:
     kind: str  # the parse node type: "AlterTableStmt", ...
     node: dict[str, Any]
@@ -106,14 +106,22 @@ class FileContext:
         self.lock_timeout_reported = False
         # (table, constraint) added in the current transaction of this file
         self.tx_constraints: set[tuple[str, str]] = set()
-        self.raw: list[tuple[Statement, str, str, str | None]] = []
+        # enum values added in the current transaction (value -> type) and enum types created in it
+        self.tx_enum_values: dict[str, str] = {}
+        self.tx_enum_types: set[str] = set()
+        self.raw: list[tuple[Statement, str, str, str | None, str | None]] = []
 
     def is_new(self, rv: dict[str, Any] | None) -> bool:
         """True when the RangeVar names a table created earlier in this file."""
         return bool(rv) and self.created.contains_rv(rv)  # type: ignore[arg-type]
 
-    def report(self, stmt: Statement, rule: str, message: str, lock: str | None) -> None:
-        """Record a finding of `rule` on `stmt` (filtering and ignores are applied later)."""
+    def report(
+        self, stmt: Statement, rule: str, message: str, lock: str | None, *, fix: str | None = None
+    ) -> None:
+        """Record a finding of `rule` on `stmt` (filtering and ignores are applied later).
+
+        `fix` replaces the rule's usual one-line fix when this case needs another (REINDEX SYSTEM).
+        """
         if stmt.in_do:
             message = f"in DO block: {message}"
-        self.raw.append((stmt, rule, message, lock))
+        self.raw.append((stmt, rule, message, lock, fix))

@@ -8,11 +8,10 @@ pglast itself is imported on first use, so importing this module is cheap.
 from __future__ import annotations
 
 import gc
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgtool.lint import dynamic, ignores
+from pgtool.lint import dynamic, ignores, parse
 from pgtool.lint.context import FileContext, Finding, RunState, Statement
 from pgtool.lint.rules import ALTER_CHECKS, STATEMENT_CHECKS, load
 from pgtool.lint.rules.catalog import RULES
@@ -23,6 +22,7 @@ from pgtool.lint.source import Source, first_token
 # these object types hold rows a subcommand can rewrite or lock.
 ALTERED_RELATIONS = {"OBJECT_TABLE", "OBJECT_MATVIEW", "OBJECT_INDEX"}
 SNIPPET_LINES = 3
+_NO_TREE: dict[str, Any] = {}  # a large file's statement between passes: never written to
 
 
 @dataclass
@@ -59,8 +59,7 @@ def lint_files(paths: list[str], settings: LintSettings) -> LintResult:
 
 def _lint_each(paths: list[str], settings: LintSettings, run: RunState, result: LintResult) -> None:
     for path in paths:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = parse.read_file(path, settings.max_file_size)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -70,6 +69,7 @@ def _lint_each(paths: list[str], settings: LintSettings, run: RunState, result: 
                 [],
             )
         else:
+            del data
             findings, suppressed = lint_text(path, text, settings, run)
         result.files += 1
         result.findings.extend(findings)
@@ -81,35 +81,23 @@ def lint_text(
 ) -> tuple[list[Finding], list[Finding]]:
     """Lint one file's text; returns (findings, suppressed findings)."""
     load()
-    from pglast.parser import ParseError, parse_sql_json
-
+    # Editors on Windows save a UTF-8 byte order mark; migration runners strip it (Flyway,
+    # Liquibase), and PostgreSQL would call it a syntax error. Columns then count as editors show them.
+    text = text.removeprefix("\ufeff")
     source = Source(path, text)
     run = run if run is not None else RunState()
     if "\x00" in text:  # libpg_query reads a C string: everything after a NUL would go unchecked
         return [_syntax_error(source, text.index("\x00"), "file contains a NUL byte")], []
-    try:
-        tree = json.loads(parse_sql_json(text))
-    except ParseError as exc:
-        offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
-        return [_syntax_error(source, offset, str(exc.args[0]))], []
-    except Exception as exc:  # NUL bytes, bad encoding: still one clean finding
-        return [_syntax_error(source, 0, str(exc))], []
-
+    # A large file is parsed twice, chunk by chunk, so no pass holds every statement's tree: the
+    # first pass keeps what the checks need to know about the whole file, the second checks.
+    large = len(text) > parse.SMALL
     statements: list[Statement] = []
-    size = None
-    for index, raw in enumerate(tree.get("stmts", [])):
-        stmt_node = raw.get("stmt")
-        if not stmt_node:
-            continue
-        kind, node = next(iter(stmt_node.items()))
-        start = source.char_offset(raw.get("stmt_location", 0))
-        length = raw.get("stmt_len", 0)
-        if length:
-            end = source.char_offset(raw.get("stmt_location", 0) + length)
-        else:
-            size = len(text) if size is None else size
-            end = size
-        statements.append(Statement(kind, node, first_token(text, start, end), end, index))
+    try:
+        for index, (kind, node, start, end) in enumerate(parse.statements(text)):
+            kept = node if not large or kind == "ViewStmt" else _NO_TREE
+            statements.append(Statement(kind, kept, first_token(text, start, end), end, index))
+    except parse.ParseFailure as exc:
+        return [_syntax_error(source, exc.offset, exc.message)], []
 
     ctx = FileContext(source, settings, run, len(statements))
     for stmt in statements:
@@ -117,11 +105,21 @@ def lint_text(
             ctx.has_transaction_block = True
         elif stmt.kind == "ViewStmt":
             ctx.views.add_rv(stmt.node.get("view", {}))
-    for stmt in statements:
-        _check(ctx, stmt)
-        if stmt.kind == "DoStmt":
-            _check_do(ctx, stmt)
+    if large:
+        for stmt, (_kind, node, _start, _end) in zip(statements, parse.statements(text), strict=True):
+            stmt.node = node
+            _check_statement(ctx, stmt)
+            stmt.node = _NO_TREE  # findings keep the statement's position, not its tree
+    else:
+        for stmt in statements:
+            _check_statement(ctx, stmt)
     return _finish(ctx, statements)
+
+
+def _check_statement(ctx: FileContext, stmt: Statement) -> None:
+    _check(ctx, stmt)
+    if stmt.kind == "DoStmt":
+        _check_do(ctx, stmt)
 
 
 def _syntax_error(source: Source, offset: int, message: str) -> Finding:
@@ -136,6 +134,8 @@ def _check(ctx: FileContext, stmt: Statement) -> None:
         return
     for check in STATEMENT_CHECKS.get(kind, ()):
         check(ctx, stmt)
+    for check in STATEMENT_CHECKS.get("*", ()):
+        check(ctx, stmt)
     if kind == "AlterTableStmt":
         relation = node.get("relation", {})
         for item in node.get("cmds", []):
@@ -148,8 +148,6 @@ def _check(ctx: FileContext, stmt: Statement) -> None:
 
 
 def _check_do(ctx: FileContext, stmt: Statement) -> None:
-    from pglast.parser import parse_sql_json
-
     body, language = dynamic.do_body(stmt.node)
     if body is None:
         return
@@ -170,7 +168,7 @@ def _check_do(ctx: FileContext, stmt: Statement) -> None:
             )
             continue
         try:
-            tree = json.loads(parse_sql_json(sql))
+            tree = parse.decode_tree(sql)
         except Exception as exc:
             ctx.report(stmt, "MIG028", f"SQL in DO block could not be parsed ({exc}); not checked", None)
             continue
@@ -314,6 +312,8 @@ def _track(ctx: FileContext, stmt: Statement) -> None:
         "TRANS_STMT_ROLLBACK_PREPARED",
     ):
         ctx.tx_constraints.clear()
+        ctx.tx_enum_values.clear()
+        ctx.tx_enum_types.clear()
         if ctx.lock_timeout_local:
             ctx.lock_timeout = ctx.lock_timeout_local = False
 
@@ -371,7 +371,7 @@ def _finish(ctx: FileContext, statements: list[Statement]) -> tuple[list[Finding
                         RULES[problem.rule].fix,
                     )
                 )
-    for stmt, rule, message, lock in ctx.raw:
+    for stmt, rule, message, lock, fix in ctx.raw:
         if not settings.enabled(rule):
             continue
         line, column = source.line_col(stmt.start)
@@ -384,7 +384,7 @@ def _finish(ctx: FileContext, statements: list[Statement]) -> tuple[list[Finding
             message,
             lock,
             _snippet(text, stmt.start, stmt.end),
-            RULES[rule].fix,
+            fix or RULES[rule].fix,
         )
         ignore = None
         for candidate in found_ignores:

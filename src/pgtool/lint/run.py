@@ -10,6 +10,7 @@ from typing import TextIO
 from pgtool.errors import EXIT_FAILED, EXIT_OK, UsageError
 from pgtool.lint.config import check_pg_version, load_settings, parse_rules
 from pgtool.lint.engine import lint_files
+from pgtool.lint.parse import parse_size
 from pgtool.lint.paths import expand
 from pgtool.lint.reporters import FORMATS, write
 
@@ -24,12 +25,14 @@ def run_lint(
     config: Path | None = None,
     rules: list[str] | None = None,
     exclude: list[str] | None = None,
+    max_file_size: str | None = None,
     out: TextIO,
     cwd: Path | None = None,
 ) -> int:
     """Lint `paths` and write the report to `out`; returns 0 (no error finding) or 1.
 
-    Raises UsageError (exit 2) for a bad format, version, rule id, config file or missing path.
+    Raises UsageError (exit 2) for a bad format, version, rule id, config file or missing path, and
+    for a path that is not a regular file (FIFO, device), a symlink loop or a file over the size limit.
     """
     fmt = output_format.lower()
     if fmt not in FORMATS:
@@ -37,6 +40,13 @@ def run_lint(
     settings, _found = load_settings(config, cwd=cwd)
     if pg_version is not None:
         settings.pg_version = check_pg_version(pg_version, "--pg-version")
+    if max_file_size is not None:
+        try:
+            settings.max_file_size = parse_size(max_file_size)
+        except ValueError:
+            raise UsageError(
+                f"--max-file-size must be a size such as 8MB or 500k, got {max_file_size!r}"
+            ) from None
     if rules:
         settings.only = parse_rules(rules, "--rules")
     for value in exclude or []:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pgtool.lint.parse import DEFAULT_MAX_FILE_SIZE
 from pgtool.lint.rules.catalog import RULES
 from pgtool.lint.volatility import NEWEST
 
@@ -15,6 +16,7 @@ class LintSettings:
     disabled: set[str] = field(default_factory=set)
     exclude_paths: list[str] = field(default_factory=list)  # glob patterns
     severity: dict[str, str] = field(default_factory=dict)  # rule -> "error" / "warning" overrides
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; a larger file is a usage error
 
     def enabled(self, rule: str) -> bool:
         if rule in ("MIG000", "MIG090", "MIG091", "MIG092"):

@@ -37,6 +37,7 @@ def load() -> None:
     from pgtool.lint.rules import (  # noqa: F401
         columns,
         constraints,
+        enums,
         indexes,
         partitions,
         tables,
@@ -52,3 +53,26 @@ def const_string(node: Any) -> str | None:
         if const and "sval" in const:
             return const["sval"].get("sval", "")
     return None
+
+
+def option_value(options: list[Any], name: str) -> bool:
+    """Whether the boolean option `name` is on in a parenthesized option list (VACUUM, REINDEX...).
+
+    As PostgreSQL's defGetBoolean reads it: a bare name, 1, true or on turn it on; 0, false or off
+    (any case, quoted or not) turn it off. The last mention wins.
+    """
+    value = False
+    for item in options:
+        elem = item.get("DefElem", {}) if isinstance(item, dict) else {}
+        if elem.get("defname") != name:
+            continue
+        arg = elem.get("arg")
+        if not isinstance(arg, dict):
+            value = True
+        elif "Integer" in arg:
+            value = arg["Integer"].get("ival", 0) != 0
+        elif "Boolean" in arg:
+            value = bool(arg["Boolean"].get("boolval"))
+        else:
+            value = arg.get("String", {}).get("sval", "").lower() not in ("false", "off", "0")
+    return value

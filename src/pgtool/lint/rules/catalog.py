@@ -205,6 +205,12 @@ _RULES = [
         "use table-level CHECK constraints (NOT VALID, then VALIDATE), or add it NOT VALID off-peak",
     ),
     Rule(
+        "MIG030",
+        WARNING,
+        "enum value used in the transaction that added it",
+        "add the value with ALTER TYPE ... ADD VALUE in one migration file, use it in a later one",
+    ),
+    Rule(
         "MIG090",
         WARNING,
         "ignore comment without a reason (not applied)",

@@ -76,7 +76,21 @@ def _set_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], c
         return
     table = relation.get("relname", "")
     for column in columns:
-        if (table, column) in ctx.run.not_null_checks:
+        proven = (table, column) in ctx.run.not_null_checks
+        if proven and ctx.pg_version >= 12:
+            continue
+        if proven:
+            # Only PostgreSQL 12+ lets a validated CHECK (col IS NOT NULL) stand in for the scan.
+            ctx.report(
+                stmt,
+                "MIG011",
+                f'SET NOT NULL on "{rel_name(relation)}"."{column}" scans the whole table under '
+                f"ACCESS EXCLUSIVE: PostgreSQL {ctx.pg_version} does not use the validated CHECK "
+                f"({column} IS NOT NULL) to skip the scan (12 and later do)",
+                ACCESS_EXCLUSIVE,
+                fix="before PostgreSQL 12, keep the validated CHECK instead of NOT NULL, or SET NOT NULL "
+                "off-peak with a short lock_timeout",
+            )
             continue
         ctx.report(
             stmt,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE
-from pgtool.lint.rules import on_statement
+from pgtool.lint.rules import on_statement, option_value
 
 
 @on_statement("IndexStmt")
@@ -43,15 +43,7 @@ def drop_index(ctx: FileContext, stmt: Statement) -> None:
 
 
 def _concurrently(params: list) -> bool:
-    for item in params:
-        elem = item.get("DefElem", {})
-        if elem.get("defname") == "concurrently":
-            arg = elem.get("arg")
-            # REINDEX (CONCURRENTLY false): an explicit false turns it off
-            return not (
-                isinstance(arg, dict) and arg.get("String", {}).get("sval", "").lower() in ("false", "off")
-            )
-    return False
+    return option_value(params, "concurrently")
 
 
 @on_statement("ReindexStmt")
@@ -64,6 +56,17 @@ def reindex(ctx: FileContext, stmt: Statement) -> None:
         return
     target = node.get("kind", "REINDEX_OBJECT_INDEX").removeprefix("REINDEX_OBJECT_")
     name = rel_name(relation) if relation else node.get("name", "")
+    if target == "SYSTEM":
+        # PostgreSQL refuses CONCURRENTLY for system catalogs: there is no online form to suggest.
+        ctx.report(
+            stmt,
+            "MIG016",
+            f"REINDEX SYSTEM {name} rebuilds every system catalog index under locks that block the "
+            "whole database, and cannot be done CONCURRENTLY",
+            f"{ACCESS_EXCLUSIVE} on each system catalog",
+            fix="run REINDEX SYSTEM by hand in a maintenance window, never from a migration",
+        )
+        return
     ctx.report(
         stmt,
         "MIG016",

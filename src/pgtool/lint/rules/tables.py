@@ -7,7 +7,7 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, MODE_NAMES
-from pgtool.lint.rules import on_alter, on_statement
+from pgtool.lint.rules import on_alter, on_statement, option_value
 
 
 @on_statement("LockStmt")
@@ -63,8 +63,7 @@ def vacuum_full(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
     if not node.get("is_vacuumcmd"):
         return
-    full = any(o.get("DefElem", {}).get("defname") == "full" for o in node.get("options", []))
-    if not full:
+    if not option_value(node.get("options", []), "full"):
         return
     relations = [r.get("VacuumRelation", {}).get("relation", {}) for r in node.get("rels", [])]
     if relations and all(ctx.is_new(r) for r in relations):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, alter_table_cmd_lock
-from pgtool.lint.rules import on_statement
+from pgtool.lint.rules import on_statement, option_value
 
 
 def access_exclusive_target(ctx: FileContext, stmt: Statement) -> str | None:
@@ -49,7 +49,7 @@ def access_exclusive_target(ctx: FileContext, stmt: Statement) -> str | None:
                 return rel_name(rv)
         return None
     if kind == "VacuumStmt":
-        if any(o.get("DefElem", {}).get("defname") == "full" for o in node.get("options", [])):
+        if option_value(node.get("options", []), "full"):
             for item in node.get("rels", []):
                 rv = item.get("VacuumRelation", {}).get("relation", {})
                 if not ctx.is_new(rv):

@@ -2,43 +2,79 @@
 
 Migration runners send a file as one query string, which PostgreSQL runs as one implicit
 transaction: CREATE INDEX CONCURRENTLY and its kin then fail with "cannot run inside a transaction
-block", even beside a lone SET. VACUUM has the same restriction. Inside a DO block they always fail.
+block", even beside a lone SET. VACUUM, REINDEX SCHEMA/SYSTEM/DATABASE, CREATE/DROP DATABASE,
+CREATE/DROP TABLESPACE, ALTER SYSTEM and (before PostgreSQL 12) ALTER TYPE ... ADD VALUE have the
+same restriction. Inside a DO block they always fail.
 """
 
 from __future__ import annotations
 
 from pgtool.lint.context import FileContext, Statement
-from pgtool.lint.locks import SHARE_UPDATE_EXCLUSIVE
+from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE
 from pgtool.lint.rules import on_statement
 from pgtool.lint.rules.indexes import _concurrently
 
+_ALONE = "run it alone in its own migration file (no BEGIN, no SET), outside any transaction"
+# Statements refused in a transaction block whatever their options: (what, lock they take)
+_ALWAYS = {
+    "CreatedbStmt": ("CREATE DATABASE", "SHARE on the template database"),
+    "DropdbStmt": ("DROP DATABASE", f"{ACCESS_EXCLUSIVE} on the database"),
+    "AlterSystemStmt": ("ALTER SYSTEM", "none on tables (rewrites postgresql.auto.conf)"),
+    "CreateTableSpaceStmt": ("CREATE TABLESPACE", "none on tables"),
+    "DropTableSpaceStmt": ("DROP TABLESPACE", "none on tables"),
+}
 
-def _non_transactional(stmt: Statement) -> str | None:
+
+def _non_transactional(ctx: FileContext, stmt: Statement) -> tuple[str, str, bool] | None:
+    """(what, lock, is a CONCURRENTLY form) when `stmt` cannot run in a transaction block."""
     node = stmt.node
     kind = stmt.kind
+    if kind in _ALWAYS:
+        what, lock = _ALWAYS[kind]
+        return what, lock, False
     if kind == "IndexStmt" and node.get("concurrent"):
-        return "CREATE INDEX CONCURRENTLY"
+        return "CREATE INDEX CONCURRENTLY", SHARE_UPDATE_EXCLUSIVE, True
     if kind == "DropStmt" and node.get("concurrent"):
-        return "DROP INDEX CONCURRENTLY"
-    if kind == "ReindexStmt" and _concurrently(node.get("params", [])):
-        return "REINDEX CONCURRENTLY"
+        return "DROP INDEX CONCURRENTLY", SHARE_UPDATE_EXCLUSIVE, True
+    if kind == "ReindexStmt":
+        if _concurrently(node.get("params", [])):
+            return "REINDEX CONCURRENTLY", SHARE_UPDATE_EXCLUSIVE, True
+        target = node.get("kind", "").removeprefix("REINDEX_OBJECT_")
+        if target in ("SCHEMA", "SYSTEM", "DATABASE"):
+            return f"REINDEX {target}", "SHARE on each table, in turn", False
     if kind == "AlterTableStmt":
         for item in node.get("cmds", []):
             cmd = item.get("AlterTableCmd", {})
             if cmd.get("subtype") == "AT_DetachPartition" and (cmd.get("def") or {}).get(
                 "PartitionCmd", {}
             ).get("concurrent"):
-                return "DETACH PARTITION CONCURRENTLY"
+                return "DETACH PARTITION CONCURRENTLY", SHARE_UPDATE_EXCLUSIVE, True
     if kind == "VacuumStmt" and node.get("is_vacuumcmd"):
-        return "VACUUM"
+        return "VACUUM", SHARE_UPDATE_EXCLUSIVE, False
+    if kind == "AlterEnumStmt" and not node.get("oldVal") and ctx.pg_version < 12:
+        return f"ALTER TYPE ... ADD VALUE (PostgreSQL {ctx.pg_version})", ACCESS_EXCLUSIVE, False
+    if kind == "AlterDatabaseStmt" and any(
+        o.get("DefElem", {}).get("defname") == "tablespace" for o in node.get("options", [])
+    ):
+        return "ALTER DATABASE ... SET TABLESPACE", f"{ACCESS_EXCLUSIVE} on the database", False
     return None
 
 
-@on_statement("IndexStmt", "DropStmt", "ReindexStmt", "AlterTableStmt", "VacuumStmt")
+@on_statement(
+    "IndexStmt",
+    "DropStmt",
+    "ReindexStmt",
+    "AlterTableStmt",
+    "VacuumStmt",
+    "AlterEnumStmt",
+    "AlterDatabaseStmt",
+    *_ALWAYS,
+)
 def outside_transaction(ctx: FileContext, stmt: Statement) -> None:
-    what = _non_transactional(stmt)
-    if what is None:
+    found = _non_transactional(ctx, stmt)
+    if found is None:
         return
+    what, lock, concurrently = found
     if stmt.in_do:
         why = "a DO block always runs inside a transaction"
     elif ctx.has_transaction_block:
@@ -50,4 +86,10 @@ def outside_transaction(ctx: FileContext, stmt: Statement) -> None:
         )
     else:
         return
-    ctx.report(stmt, "MIG007", f"{what} cannot run inside a transaction block: {why}", SHARE_UPDATE_EXCLUSIVE)
+    ctx.report(
+        stmt,
+        "MIG007",
+        f"{what} cannot run inside a transaction block: {why}",
+        lock,
+        fix=None if concurrently else _ALONE,
+    )
