@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import REPO
+import yaml
+from deploy_support import REPO, tool
 from psycopg import sql
 
 from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
@@ -59,6 +61,82 @@ def test_runbook_has_four_scenarios_with_commands() -> None:
     assert text.count("```bash kubernetes") >= 4  # the cluster steps are written down too
     assert "pgtool recover" in "".join(blocks[1]) and "--target-time" in "".join(blocks[4])
     assert "pg_restore" in "".join(blocks[2]) and "pg_restore" in "".join(blocks[3])
+
+
+def kubernetes_blocks() -> dict[int, list[str]]:
+    """Scenario number -> its ```bash kubernetes blocks."""
+    scenarios: dict[int, list[str]] = {}
+    current = None
+    for match in re.finditer(
+        r"^## (\d+)\. |^```bash kubernetes\n(.*?)^```$", RUNBOOK.read_text(), re.MULTILINE | re.DOTALL
+    ):
+        if match.group(1):
+            current = int(match.group(1))
+            scenarios[current] = []
+        elif current is not None:
+            scenarios[current].append(match.group(2))
+    return scenarios
+
+
+RECORDING_KUBECTL = """#!/bin/bash
+{ printf '%q ' "$@"; echo; } >> "$KUBECTL_LOG"
+"""
+
+
+def test_scenario_1_never_starts_the_primary_on_the_fresh_volume(tmp_path: Path) -> None:
+    """Issue 22 item 9. There is no Kubernetes cluster here, so scenario 1's first kubernetes block runs
+    against a kubectl that records each call; every `apply -k` is rendered by the real kustomize. Replayed
+    in order: once the data claim has been deleted and recreated, the primary Deployment never has a
+    replica before `pgtool recover` (the next plain block) has filled the volume."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "kubectl").write_text(RECORDING_KUBECTL)
+    (bindir / "kubectl").chmod(0o755)
+    log = tmp_path / "kubectl.log"
+    block = kubernetes_blocks()[1][0]
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "KUBECTL_LOG": str(log)}
+    subprocess.run(["/bin/bash", "-euo", "pipefail", "-c", block], env=env, cwd=REPO, check=True)
+    replicas, claim, shell = 1, "old", False
+    for line in log.read_text().splitlines():
+        argv = shlex.split(line)
+        if argv[:2] == ["-n", "db-prod"]:
+            argv = argv[2:]
+        if argv[:2] == ["scale", "deploy/postgres"]:
+            replicas = int(argv[2].removeprefix("--replicas="))
+        elif argv[:3] == ["delete", "pvc", "postgres-data"]:
+            claim = "deleted"
+        elif argv[:2] == ["apply", "-k"]:
+            rendered = subprocess.run(
+                [tool("kubectl"), "kustomize", argv[2]], cwd=REPO, capture_output=True, text=True, check=True
+            )
+            for doc in yaml.safe_load_all(rendered.stdout):
+                kind, name = doc["kind"], doc["metadata"]["name"]
+                if (kind, name) == ("Deployment", "postgres"):
+                    replicas = doc["spec"].get("replicas", 1)
+                elif (kind, name) == ("PersistentVolumeClaim", "postgres-data") and claim == "deleted":
+                    claim = "fresh"
+        elif argv[:2] == ["apply", "-f"] and argv[2].endswith("restore-shell.yaml"):
+            shell = True
+        assert not (claim == "fresh" and replicas > 0), f"the primary starts on the empty volume at: {line}"
+    assert (claim, replicas, shell) == ("fresh", 0, True)
+
+
+def test_held_overlay_is_prod_with_the_primary_at_zero() -> None:
+    """runbooks/kustomize/prod-primary-held differs from the prod overlay only in the primary's replicas."""
+
+    def render(path: str) -> list[dict[str, Any]]:
+        out = subprocess.run(
+            [tool("kubectl"), "kustomize", path], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+    prod = render("manifests/overlays/prod")
+    held = render("runbooks/kustomize/prod-primary-held")
+    for doc in prod:
+        if (doc["kind"], doc["metadata"]["name"]) == ("Deployment", "postgres"):
+            assert doc["spec"]["replicas"] == 1
+            doc["spec"]["replicas"] = 0
+    assert held == prod
 
 
 def run_scenario(
