@@ -6,12 +6,12 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
-from pgharness import pgtool_argv, retry, rmtree, run_pgtool, server_writable_dir
+from pgharness import pgtool_argv, rmtree, run_pgtool, server_writable_dir
 
 STEPS = 12
 
@@ -68,18 +68,35 @@ def test_demo_keep_leaves_a_running_cluster_to_connect_to():
         rmtree(keep)
 
 
-def test_demo_interrupted_cleans_up():
-    before = _demo_dirs()
+# `trap '' INT` leaves SIGINT ignored, as a shell script's `cmd &` does: pgtool must still end on it.
+IGNORING_SIGINT = ["bash", "-c", 'trap "" INT; exec "$@"', "-"]
+
+
+@pytest.mark.parametrize("lines_before", [1, 3], ids=["after-start", "during-a-child-pgtool"])
+def test_demo_interrupted_exits_130_and_cleans_up(lines_before):
+    # A TMPDIR of its own: the demo's work directory and its children's throwaway clusters land there.
+    tmp = server_writable_dir("pgtool-demo-tmp-")
+    try:
+        _interrupt_demo(tmp, lines_before)
+    finally:
+        rmtree(tmp)
+
+
+def _interrupt_demo(tmp: Path, lines_before: int) -> None:
     proc = subprocess.Popen(
-        [*pgtool_argv(), "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*IGNORING_SIGINT, *pgtool_argv(), "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
     )
     assert proc.stdout is not None
-    first = proc.stdout.readline()  # the cluster has started once its step line is out
-    assert first.startswith("ok "), first + proc.stderr.read()
-    work = retry(lambda: _demo_dirs() - before, timeout=10).pop()
+    for _ in range(lines_before):  # a step line is out once that step has finished
+        line = proc.stdout.readline()
+        assert line.startswith("ok "), line + proc.stderr.read()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert not work.exists()
-    time.sleep(0.5)
-    assert not _postgres_running_under(work)
+    assert '"error": "interrupted"' in err.splitlines()[-1]
+    assert not list(tmp.iterdir())  # the demo's work directory and any child's cluster are gone
+    assert not _postgres_running_under(tmp)

@@ -92,8 +92,20 @@ def test_refreshes_on_a_terminal_until_ctrl_c(database):
     _slow_and_fast(database)
     leader, follower = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("PGTOOL_DSN", "DATABASE_URL")}
+    # `trap '' INT` leaves SIGINT ignored, as a shell script's `cmd &` does: Ctrl-C must still end top.
+    ignoring_sigint = ["bash", "-c", 'trap "" INT; exec "$@"', "-"]
     proc = subprocess.Popen(
-        [*pgtool_argv(), "top", "--dsn", database.dsn, "--database", database.name, "--interval", "0.2"],
+        [
+            *ignoring_sigint,
+            *pgtool_argv(),
+            "top",
+            "--dsn",
+            database.dsn,
+            "--database",
+            database.name,
+            "--interval",
+            "0.2",
+        ],
         stdin=follower,
         stdout=follower,
         stderr=subprocess.DEVNULL,
@@ -108,7 +120,7 @@ def test_refreshes_on_a_terminal_until_ctrl_c(database):
             assert ready, seen[-500:]
             seen += os.read(leader, 65536)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 130  # interrupted, like every command
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -67,7 +67,9 @@ def top(
             if not live:
                 sys.stdout.write(render_text(snapshot, width=shutil.get_terminal_size((160, 40)).columns))
                 return 0
-            try:  # Ctrl-C is how a refreshing view ends: a clean exit, wherever it lands
+            # Ctrl-C is how a refreshing view ends: wherever it lands (a query is cancelled), the
+            # runner turns it into exit 130, as for every interrupted command.
+            try:
                 while True:
                     width = shutil.get_terminal_size((160, 40)).columns
                     sys.stdout.write(CLEAR + render_text(snapshot, width=width))
@@ -77,6 +79,7 @@ def top(
                     snapshot = take_snapshot(conn, order, limit, database)
             except KeyboardInterrupt:
                 sys.stdout.write("\n")
-                return 0
+                sys.stdout.flush()
+                raise
 
     run_command("top", body)

@@ -13,7 +13,9 @@ import json
 import shutil
 import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -246,20 +248,26 @@ def _last_stdout(proc: Any) -> str:
 
 
 def run_demo(*, pg_bindir: str | None, keep_dir: Path | None, out: TextIO) -> list[StepResult]:
-    """Run every demo step, print one line per step and a summary; clean up unless `keep_dir`."""
+    """Run every demo step, print one line per step and a summary; clean up unless `keep_dir`.
+
+    Ctrl-C or SIGTERM at any moment ends it with everything removed: the runner turns the first signal
+    into KeyboardInterrupt (children get it and are waited for), and the work directory is created
+    and cleaned up with signals held, so a signal never lands half-way through either.
+    """
     bins = pick_binaries(pg_bindir)
     if keep_dir is not None:
         keep_dir.mkdir(parents=True, exist_ok=True)
         if any(keep_dir.iterdir()):
             raise OperationError(f"--keep directory {keep_dir} is not empty")
-        work = keep_dir.resolve()
-    else:
-        work = Path(tempfile.mkdtemp(prefix="pgtool-demo-"))
-    work.chmod(0o755)
-    demo = Demo(work, bins, out)
     runner = StepRunner(out)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    demo: Demo | None = None
     try:
+        with signals_held():  # a signal held here raises after `demo` is set: the finally removes it
+            work = (
+                keep_dir.resolve() if keep_dir is not None else Path(tempfile.mkdtemp(prefix="pgtool-demo-"))
+            )
+            work.chmod(0o755)
+            demo = Demo(work, bins, out)
         for name, fn in [
             ("start PostgreSQL", demo.start),
             ("bootstrap-extensions", demo.bootstrap),
@@ -277,18 +285,45 @@ def run_demo(*, pg_bindir: str | None, keep_dir: Path | None, out: TextIO) -> li
             runner.step(name, fn)
         print("\n" + runner.summary(), file=out)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if keep_dir is None:
-            demo.cleanup()
-            shutil.rmtree(work, ignore_errors=True)
-        elif demo.cluster is not None:
-            stop = [demo.cluster.binaries.path("pg_ctl"), "-D", str(demo.cluster.data_dir), "stop"]
-            stop = command.run_as_prefix(demo.cluster.run_as) + stop
-            print(f"kept in {work}", file=out)
-            print(f"  connect: psql {quote_setting(demo.cluster.dsn('shop'))}", file=out)
-            print(f"  stop:    {' '.join(stop)}", file=out)
+        with signals_held():
+            if demo is not None:
+                _finish(demo, keep_dir, out)
     return runner.results
 
 
-def _raise_interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
+def _finish(demo: Demo, keep_dir: Path | None, out: TextIO) -> None:
+    work = demo.work
+    if keep_dir is None:
+        demo.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    elif demo.cluster is not None:
+        stop = [demo.cluster.binaries.path("pg_ctl"), "-D", str(demo.cluster.data_dir), "stop"]
+        stop = command.run_as_prefix(demo.cluster.run_as) + stop
+        print(f"kept in {work}", file=out)
+        print(f"  connect: psql {quote_setting(demo.cluster.dsn('shop'))}", file=out)
+        print(f"  stop:    {' '.join(stop)}", file=out)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the block runs, then raise KeyboardInterrupt if one arrived.
+
+    For set-up and clean-up that must not stop half-way. A child run inside the block still gets the
+    signal (pgtool.pg.command forwards it) and hands it back here once it has ended.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if received:
+        raise KeyboardInterrupt

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -11,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from pgtool.errors import OperationError
-from pgtool.pg import binaries
+from pgtool.pg import binaries, command
 
 
 @dataclass
@@ -99,18 +97,26 @@ def run_pgtool(
     ok_codes: Sequence[int] = (0,),
     env: dict[str, str] | None = None,
     timeout: float = 300,
-) -> subprocess.CompletedProcess[str]:
-    """Run a real `pgtool` command as the user would; raise OperationError with its last line on failure."""
-    full_env = dict(os.environ)
-    full_env["PGTOOL_LOG_FORMAT"] = "json"
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [binaries.pgtool_executable(), *args], capture_output=True, text=True, env=full_env, timeout=timeout
+) -> command.CommandResult:
+    """Run a real `pgtool` command as the user would; raise OperationError with its last line on failure.
+
+    Through `pgtool.pg.command`, so a Ctrl-C reaches the child and is waited for: its own throwaway
+    cluster (verify --base) is gone before the demo cleans up.
+    """
+    result = command.run(
+        [binaries.pgtool_executable(), *args],
+        env={"PGTOOL_LOG_FORMAT": "json", **(env or {})},
+        capture_stdout=True,
+        check=False,
+        timeout=timeout,
+        log_stderr_level="debug",
+        what=f"pgtool {args[0]}",
     )
-    if proc.returncode not in ok_codes:
-        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
-        raise OperationError(f"pgtool {args[0]} exited {proc.returncode}: {_error_of(last)}")
-    return proc
+    if result.returncode not in ok_codes:
+        stdout = (result.stdout or "").strip().splitlines()
+        last = (result.stderr_tail.strip().splitlines() or stdout or ["no output"])[-1]
+        raise OperationError(f"pgtool {args[0]} exited {result.returncode}: {_error_of(last)}")
+    return result
 
 
 def _error_of(line: str) -> str:
