@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -19,8 +20,7 @@ def captured():
     """Log lines configured into a buffer; logging is reset to unconfigured afterwards."""
     buffer = io.StringIO()
     yield buffer
-    pglog._CONFIG.threshold = None
-    pglog._CONFIG.stream = None
+    pglog.reset()
 
 
 def _events(buffer: io.StringIO) -> list[dict]:
@@ -98,3 +98,59 @@ def test_unconfigured_library_use_logs_warnings_only():
     env["PGTOOL_LOG_LEVEL"] = "info"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert [json.loads(x)["event"] for x in proc.stderr.splitlines()] == ["quiet", "loud"]
+
+
+def test_console_lines_cannot_be_forged_by_names_holding_newlines(captured):
+    pglog.configure("info", json=False, stream=captured)
+    forged = "x\n2026-01-01T00:00:00.000000Z [error    ] run failed      command=backup"
+    pglog.get_logger().info("dumped", database=forged, table="t\rx")
+    pglog.get_logger().info(f"event {forged}")
+    lines = captured.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert "\\u000a" in lines[0] or "\\n" in lines[0]
+
+
+def test_capture_logs_collects_redacted_events_and_restores_the_configuration(captured):
+    pglog.configure("warning", json=True, stream=captured)
+    with pglog.capture_logs() as logs:
+        pglog.get_logger(command="backup").debug("connecting", dsn="postgresql://u:hunter2@db/x")
+    assert logs == [
+        {"command": "backup", "dsn": "postgresql://u:***@db/x", "event": "connecting", "level": "debug"}
+    ]
+    pglog.get_logger().info("dropped")  # below the restored threshold
+    pglog.get_logger().warning("written")
+    assert [e["event"] for e in _events(captured)] == ["written"]
+
+
+def test_standard_logging_records_become_pgtool_events_redacted():
+    with pglog.capture_logs("info") as logs:
+        logging.getLogger("psycopg.pool").warning("cannot reach %s", "host=db password=hunter2")
+        logging.getLogger("urllib3").debug("below the threshold")
+        try:
+            raise OSError("reset by peer")
+        except OSError:
+            logging.getLogger("kubernetes.client").exception("request failed")
+    events = [(e["logger"], e["level"], e["event"]) for e in logs]
+    assert events[:2] == [
+        ("psycopg.pool", "warning", "cannot reach host=db password=***"),
+        ("kubernetes.client", "error", "request failed"),
+    ]
+    assert logs[1]["error"] == "OSError: reset by peer" and "exception" not in logs[1]
+
+
+def test_library_records_are_json_lines_in_a_run():
+    script = (
+        "import logging\n"
+        "from pgtool.cli.runner import run_command\n"
+        "def body(report):\n"
+        "    logging.getLogger('urllib3.connectionpool').warning('Retrying %s', 'postgresql://u:pw9@h/d')\n"
+        "    import warnings; warnings.warn('old API', UserWarning)\n"
+        "run_command('unit', body)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is JSON
+    assert events[0]["logger"] == "urllib3.connectionpool" and events[0]["level"] == "warning"
+    assert "pw9" not in proc.stderr
+    assert events[1]["logger"] == "py.warnings" and "old API" in events[1]["event"]
+    assert events[-1]["event"] == "run finished"

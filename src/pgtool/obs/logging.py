@@ -1,19 +1,24 @@
 """Structured logging: one event per line on stderr, JSON unless stderr is a TTY.
 
 The practices are structlog's (bound context, key=value events, JSON for machines, one summary event
-per run); the implementation is ours because `import structlog` pulls in rich and cost ~90 ms of
-every command's start-up, a third of it, on a tool that CronJobs start thousands of times. The line
+per run); the implementation is ours because `import structlog` pulls in rich and cost 77 ms of
+every command's start-up (18 ms for this module; docs/developing.md), on a tool that CronJobs start thousands of times. The line
 format lives in `pgtool.obs.logline`, shared with the per-WAL-segment fast path.
 
 Every string an event carries passes through `redact_dsn`, so a DSN that slips into an event (an
 error from libpq, a command line) never shows its password. Configure once per process with
-`configure()`; capabilities just call `get_logger()`.
+`configure()`; capabilities just call `get_logger()`. `configure()` also bridges Python's standard
+`logging` (psycopg, kubernetes, urllib3) and `warnings` into the same lines, redacted, with the
+library's logger name in `logger`: otherwise they would print as bare text and break the JSON-lines
+contract. Tests read events through `capture_logs()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from pgtool.config import redact_dsn
@@ -27,10 +32,12 @@ class _Config:
     as_json = True
     color = False
     stream: Any = None
+    captured: list[dict[str, Any]] | None = None  # capture_logs(): events kept instead of written
 
 
 _CONFIG = _Config()
-_WRITE_LOCK = threading.Lock()
+# Re-entrant: a signal handler that logs may interrupt a write in the same thread.
+_WRITE_LOCK = threading.RLock()
 
 
 def configure(level: str = "info", *, json: bool | None = None, stream: Any = None) -> None:
@@ -44,6 +51,14 @@ def configure(level: str = "info", *, json: bool | None = None, stream: Any = No
     _CONFIG.as_json = (not logline.isatty(target)) if json is None else json
     _CONFIG.color = not _CONFIG.as_json and logline.isatty(target)
     _CONFIG.stream = stream
+    _bridge_stdlib_logging(_CONFIG.threshold)
+
+
+def reset() -> None:
+    """Forget the configuration: the next event configures from the environment (tests, scripts)."""
+    _CONFIG.threshold = None
+    _CONFIG.stream = None
+    _CONFIG.captured = None
 
 
 def is_configured() -> bool:
@@ -90,7 +105,11 @@ class Logger:
         for key, value in record.items():
             if isinstance(value, str):
                 record[key] = redact_dsn(value)
-        line = logline.render(redact_dsn(event), level, record, as_json=_CONFIG.as_json, color=_CONFIG.color)
+        event = redact_dsn(event)
+        if _CONFIG.captured is not None:
+            _CONFIG.captured.append({**record, "event": event, "level": level})
+            return
+        line = logline.render(event, level, record, as_json=_CONFIG.as_json, color=_CONFIG.color)
         with _WRITE_LOCK:
             logline.write(line, _CONFIG.stream)
 
@@ -112,3 +131,63 @@ def get_logger(**initial: Any) -> Logger:
     or what PGTOOL_LOG_LEVEL says, in the format PGTOOL_LOG_FORMAT says.
     """
     return Logger(dict(initial))
+
+
+@contextlib.contextmanager
+def capture_logs(level: str = "debug") -> Iterator[list[dict[str, Any]]]:
+    """Collect the events logged inside the block (at `level` and above) instead of writing them.
+
+    Each event is a dict of its fields plus `event` and `level`, redacted as a written line would be;
+    records from the standard `logging` module are included. Configuration is restored afterwards.
+    """
+    saved = (_CONFIG.threshold, _CONFIG.as_json, _CONFIG.color, _CONFIG.stream, _CONFIG.captured)
+    events: list[dict[str, Any]] = []
+    configure(level, json=True)
+    _CONFIG.captured = events
+    try:
+        yield events
+    finally:
+        _CONFIG.threshold, _CONFIG.as_json, _CONFIG.color, _CONFIG.stream, _CONFIG.captured = saved
+        if saved[0] is not None:
+            _bridge_stdlib_logging(saved[0])
+
+
+def _bridge_stdlib_logging(threshold: int) -> None:
+    """Route the standard `logging` module (and `warnings`) into pgtool's lines, once per process."""
+    import logging
+
+    root = logging.getLogger()
+    bridge = _bridge_type()
+    if not any(isinstance(h, bridge) for h in root.handlers):
+        root.addHandler(bridge())
+        logging.captureWarnings(True)
+    root.setLevel(threshold)  # pgtool's levels are logging's numbers
+
+
+_BRIDGE: list[type] = []  # built on first use: importing this module must not import `logging`
+
+
+def _bridge_type() -> type:
+    if _BRIDGE:
+        return _BRIDGE[0]
+    import logging
+
+    class Bridge(logging.Handler):
+        """A logging.Handler that re-emits each record as a pgtool event."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                level = "debug" if record.levelno < 20 else "info" if record.levelno < 30 else None
+                level = level or ("warning" if record.levelno < 40 else "error")
+                fields: dict[str, Any] = {"logger": record.name}
+                if record.exc_info and record.exc_info[1] is not None:
+                    exc = record.exc_info[1]
+                    fields["error"] = f"{type(exc).__name__}: {exc}"
+                    if (_CONFIG.threshold or 0) <= 10:  # a traceback only at debug level
+                        fields["exception"] = logging.Formatter().formatException(record.exc_info)
+                Logger({})._log(level, record.getMessage(), fields)
+            except Exception:  # a log record must never break the run
+                self.handleError(record)
+
+    _BRIDGE.append(Bridge)
+    return Bridge

@@ -55,21 +55,30 @@ def render(event: str, level: str, fields: dict[str, object], *, as_json: bool, 
     if as_json:
         record = {**fields, "event": event, "level": level, "timestamp": stamp}
         return "{" + ", ".join(f"{json_str(k)}: {json_value(v)}" for k, v in record.items()) + "}"
-    pairs = " ".join(f"{k}={_console_value(v)}" for k, v in fields.items())
+    pairs = " ".join(f"{_escape(str(k))}={_console_value(k, v)}" for k, v in fields.items())
     tag = f"[{level:<9}]"
     if color:
         tag = f"{_COLORS.get(level, '')}{tag}{_RESET}"
-    return f"{stamp} {tag} {event:<15} {pairs}".rstrip()
+    return f"{stamp} {tag} {_escape(event):<15} {pairs}".rstrip()
 
 
-def _console_value(value: object) -> str:
+def _console_value(key: object, value: object) -> str:
     text = str(value)
-    # Multi-line values (tracebacks) stay readable; others stay one logfmt token, quoted if need be.
-    if "\n" in text:
-        return "\n" + text
-    if not text or any(c in text for c in ' ="'):
+    # A traceback stays readable, each of its lines indented so that none can pass for a log line.
+    # Anything else is one logfmt token: a name holding a newline or a carriage return must not
+    # forge a line of its own.
+    if key == "exception" and "\n" in text:
+        return "".join("\n    " + _escape(line) for line in text.splitlines())
+    if not text or any(c in text for c in ' ="\\') or _escape(text) != text:
         return json_str(text)
     return text
+
+
+def _escape(text: str) -> str:
+    """`text` with control characters (newline, carriage return, escape, ...) written as escapes."""
+    if not any(ch < " " or ch == "\x7f" for ch in text):
+        return text
+    return "".join(repr(ch)[1:-1] if ch < " " or ch == "\x7f" else ch for ch in text)
 
 
 def json_str(text: str) -> str:
