@@ -134,3 +134,21 @@ def test_the_console_script_exit_runs_exit_handlers_and_flushes_output(tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == "buffered exit handler ran\n"
     assert "does not exist" in proc.stderr
+
+
+def test_the_console_script_exits_the_ordinary_way_so_finalizers_run(tmp_path):
+    """No os._exit after a private atexit call: objects finalized at interpreter teardown still are."""
+    marker = tmp_path / "finalized"
+    script = (
+        "import sys\n"
+        "class Finalized:\n"
+        f"    def __del__(self): open({str(marker)!r}, 'w').write('yes')\n"
+        "kept = Finalized()\n"
+        "sys.argv = ['pgtool', '--version']\n"
+        "from pgtool.cli.entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("pgtool ")
+    assert marker.read_text() == "yes"

@@ -1,9 +1,9 @@
 """Structured logging: one event per line on stderr, JSON unless stderr is a TTY.
 
 The practices are structlog's (bound context, key=value events, JSON for machines, one summary event
-per run); the implementation is ours because `import structlog` pulls in rich and cost 77 ms of
-every command's start-up (18 ms for this module; docs/developing.md), on a tool that CronJobs start thousands of times. The line
-format lives in `pgtool.obs.logline`, shared with the per-WAL-segment fast path.
+per run); the implementation is ours because `import structlog` pulls in rich and costs 77 ms of
+every command's start-up (18 ms for this module; docs/developing.md), on a tool that CronJobs start
+thousands of times. The line format lives in `pgtool.obs.logline`, shared with the per-WAL-segment fast path.
 
 Every string an event carries passes through `redact_dsn`, so a DSN that slips into an event (an
 error from libpq, a command line) never shows its password. Configure once per process with
