@@ -140,9 +140,11 @@ def test_the_console_script_exits_the_ordinary_way_so_finalizers_run(tmp_path):
     """No os._exit after a private atexit call: objects finalized at interpreter teardown still are."""
     marker = tmp_path / "finalized"
     script = (
-        "import sys\n"
+        "import os, sys\n"
+        f"fd = os.open({str(marker)!r}, os.O_WRONLY | os.O_CREAT, 0o600)\n"
         "class Finalized:\n"
-        f"    def __del__(self): open({str(marker)!r}, 'w').write('yes')\n"
+        "    def __del__(self, write=os.write, fd=fd):  # bound now: module globals are gone by then\n"
+        "        write(fd, b'yes')\n"
         "kept = Finalized()\n"
         "sys.argv = ['pgtool', '--version']\n"
         "from pgtool.cli.entry import main\n"
