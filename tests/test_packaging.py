@@ -33,3 +33,11 @@ def test_dockerfile_runs_pgtool_as_non_root():
 def test_top_level_folders_exist():
     for name in ("src/pgtool", "tests", "manifests", "runbooks", "dashboards", "alerts"):
         assert (ROOT / name).is_dir(), name
+
+
+def test_setup_installs_kubectl_with_kustomize_v5_into_the_venv():
+    """The deploy tests use this kubectl, never one a machine image happens to carry."""
+    kubectl = Path(sys.executable).parent / "kubectl"
+    assert kubectl.is_file(), "bash scripts/setup.sh installs kubectl (scripts/install_kubectl.py)"
+    out = subprocess.run([str(kubectl), "version", "--client"], capture_output=True, text=True).stdout
+    assert "Client Version: v1.33.9" in out and "Kustomize Version: v5." in out, out

