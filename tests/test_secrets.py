@@ -74,9 +74,12 @@ def test_a_signal_during_a_hung_connect_ends_the_run_at_once_and_leaves_no_secre
     }
     env.pop("DATABASE_URL", None)
     argv = [a.format(dest=tmp_path / "dumps") for a in args]
-    proc = subprocess.Popen([*pgtool_argv(), *argv], env=env, stderr=subprocess.PIPE, text=True)
+    # A session of its own: the signal goes to the whole process group, as Ctrl-C on a terminal does.
+    proc = subprocess.Popen(
+        [*pgtool_argv(), *argv], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     assert accepted.wait(60), "pgtool never connected"
-    proc.send_signal(signum)
+    os.killpg(proc.pid, signum)
     try:
         _, stderr = proc.communicate(timeout=60)
     finally:
