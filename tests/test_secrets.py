@@ -179,12 +179,9 @@ def test_sslpassword_reaches_neither_argv_nor_the_debug_log():
     from pgtool.obs.logging import capture_logs
 
     echo = "import sys; print(sys.argv[1:])"
-    with capture_logs("debug") as logs:
-        with command.libpq_args("host=db user=app sslpassword=k3y password=p4ss sslkey=/k") as (
-            conninfo,
-            env,
-        ):
-            result = command.run([sys.executable, "-c", echo, conninfo], env=env, capture_stdout=True)
+    dsn = "host=db user=app sslpassword=k3y password=p4ss sslkey=/k"
+    with capture_logs("debug") as logs, command.libpq_args(dsn) as (conninfo, env):
+        result = command.run([sys.executable, "-c", echo, conninfo], env=env, capture_stdout=True)
     assert result.stdout is not None and "sslkey=/k" in result.stdout
     assert "k3y" not in result.stdout and "p4ss" not in result.stdout
     assert logs and not [e for e in logs if "k3y" in json.dumps(e) or "p4ss" in json.dumps(e)]
