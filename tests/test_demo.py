@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
+import pgtool
 from pgharness import pgtool_argv, rmtree, run_pgtool, server_writable_dir
 
 STEPS = 12
-
-
-def _demo_dirs() -> set[Path]:
-    return set(Path("/tmp").glob("pgtool-demo-*"))
 
 
 def _postgres_running_under(path: Path) -> bool:
@@ -33,19 +34,72 @@ def _postgres_running_under(path: Path) -> bool:
     return False
 
 
-def test_demo_walks_the_whole_lifecycle_and_leaves_nothing():
-    before = _demo_dirs()
-    proc = run_pgtool("demo", timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ok_lines = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
-    assert len(ok_lines) == STEPS, proc.stdout
-    assert f"{STEPS}/{STEPS} steps passed" in proc.stdout
-    pitr = next(line for line in ok_lines if "point-in-time recovery" in line)
-    assert "'before the mistake' is there" in pitr and "'after the mistake' is not" in pitr
-    lint = next(line for line in ok_lines if "lint" in line)
-    assert "MIG002" in lint
-    new_dirs = _demo_dirs() - before
-    assert not new_dirs, new_dirs
+def _link_tree(src: Path, dst: Path) -> None:
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=link, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _private_install(root: Path) -> Path:
+    """This installation again under `root` (mode 0700, as /root is), like README command 1 makes it in
+    a checkout there: a venv from the same base interpreter, our site-packages (hard links) with the
+    editable hook pointed at a copy of pgtool's sources inside `root`. Returns its `pgtool`."""
+    root.mkdir(mode=0o700)
+    venv = root / "venv"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    ours = Path(sysconfig.get_paths()["purelib"])
+    theirs = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    for entry in ours.iterdir():
+        if entry.name.startswith(("_editable_impl_pgtool", "__editable__", "pgtool-")):
+            continue
+        if entry.is_dir():
+            _link_tree(entry, theirs / entry.name)
+        else:
+            shutil.copy2(entry, theirs / entry.name)
+    _link_tree(Path(pgtool.__file__).parent, root / "src" / "pgtool")
+    (theirs / "pgtool-private.pth").write_text(f"{root / 'src'}\n")
+    script = venv / "bin" / "pgtool"
+    script.write_text(
+        f"#!{venv}/bin/python\nimport sys\nfrom pgtool.cli.entry import main\nsys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_demo_walks_the_whole_lifecycle_from_a_private_checkout_and_leaves_nothing(tmp_path):
+    """The README's first command where a newcomer runs it: as root, in a checkout under /root (0700).
+    The server user can reach neither the venv's pgtool nor its embedded PostgreSQL, yet the demo's
+    WAL is archived and restored through pgtool (its WAL bundle), and PITR and the drills pass."""
+    pgtool_script = _private_install(tmp_path / "home")
+    tmp = server_writable_dir("pgtool-demo-tmp-")  # the demo's work directory, to check it is gone
+    cache = Path(tempfile.mkdtemp(prefix="pgtool-cache-", dir="/tmp"))  # ours, readable by all
+    cache.chmod(0o755)
+    try:
+        env = {**os.environ, "TMPDIR": str(tmp), "PGTOOL_CACHE_DIR": str(cache)}
+        env.pop("PGTOOL_DSN", None)
+        proc = subprocess.run(
+            [str(pgtool_script), "demo"], capture_output=True, text=True, env=env, timeout=600, cwd="/"
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        ok_lines = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
+        assert len(ok_lines) == STEPS, proc.stdout
+        assert f"{STEPS}/{STEPS} steps passed" in proc.stdout
+        pitr = next(line for line in ok_lines if "point-in-time recovery" in line)
+        assert "'before the mistake' is there" in pitr and "'after the mistake' is not" in pitr
+        lint = next(line for line in ok_lines if "lint" in line)
+        assert "MIG002" in lint
+        assert not list(tmp.iterdir())
+        assert not _postgres_running_under(tmp)
+        if os.geteuid() == 0:  # the server ran as another user: through the bundle and the mirror
+            assert list((cache / "wal").glob("pgtool-wal-*.pyz")), proc.stderr
+            assert list((cache / "pg").glob("postgresql-18*")), proc.stderr
+    finally:
+        rmtree(tmp)
+        rmtree(cache)
 
 
 def test_demo_keep_leaves_a_running_cluster_to_connect_to():
