@@ -142,7 +142,7 @@ def run(
     return result
 
 
-class Child(subprocess.Popen):  # type: ignore[type-arg]
+class Child(subprocess.Popen[Any]):
     """A started child: registered while it runs, unregistered once reaped (wait/poll saw it end)."""
 
     def poll(self) -> int | None:

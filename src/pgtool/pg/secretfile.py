@@ -4,12 +4,12 @@ A DSN's `password` and `sslpassword` leave the conninfo and go to a libpq servic
 (`PGSERVICEFILE`, section `[pgtool]`, named by `service=pgtool` in the conninfo): a service file can
 hold any connection parameter, while libpq has no environment variable for `sslpassword`, and its
 values take the DSN's place in libpq's precedence (after the conninfo, before PG* variables).
-When the DSN names a service of its own (libpq allows one), the password goes to a passfile
+When the DSN (or PGSERVICE) names a service of its own (libpq allows one), the password goes to a passfile
 (`PGPASSFILE`) instead, and an `sslpassword` belongs in that service file.
 
 The file lives in a private 0700 directory (`pgtool-secrets-*` under $TMPDIR) that is removed when the
-child is done, at exit, and when a signal ends the run (`remove_all()`, called by
-`pgtool.pg.command`'s signal handler): plaintext secrets never outlive the run, short of SIGKILL.
+child is done, at exit, and when a signal ends the run (`remove_all()`, called by the handler of
+`pgtool.backup.terminate`): plaintext secrets never outlive the run, short of SIGKILL.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def for_client(
         yield {}, {}
         return
     with _private_dir() as directory:
-        if "service" in params:
+        if "service" in params or os.environ.get("PGSERVICE"):  # a service of the user's own
             if "sslpassword" in secrets:
                 raise UsageError(
-                    "sslpassword cannot be combined with service= in the DSN",
+                    "sslpassword cannot be combined with service= in the DSN or PGSERVICE",
                     hint="put sslpassword in that service's entry of the service file",
                 )
             yield {}, {"PGPASSFILE": _write(directory, "pgpass", _passfile_text(secrets["password"]))}
