@@ -43,11 +43,23 @@ def binaries_for(major: int) -> binaries.PgBinaries:
     return binaries.find_major(major)
 
 
+class HarnessCluster(LocalCluster):
+    """A LocalCluster whose in-process sessions keep the server's search_path.
+
+    Tests build their own (trusted) tables with unqualified SQL; pgtool's own sessions, run through
+    `run_pgtool`, still pin search_path to '' (pgtool.pg.conn.connect's default).
+    """
+
+    def connect(self, dbname: str = "postgres", **kwargs: Any) -> Any:
+        kwargs.setdefault("pin", "off")
+        return super().connect(dbname, **kwargs)
+
+
 def start_cluster(major: int, **kwargs: Any) -> LocalCluster:
     """A started throwaway cluster of `major` with the test settings (plus kwargs["settings"])."""
     settings = dict(TEST_SETTINGS)
     settings.update(kwargs.pop("settings", {}) or {})
-    cluster = LocalCluster(binaries_for(major), settings=settings, **kwargs)
+    cluster = HarnessCluster(binaries_for(major), settings=settings, **kwargs)
     try:
         cluster.init().start()
     except BaseException:
@@ -79,6 +91,7 @@ class DockerCluster:
         return f"postgresql://{user or 'postgres'}:postgres@{host}:{self.port}/{dbname}"
 
     def connect(self, dbname: str = "postgres", **kwargs: Any) -> Any:
+        kwargs.setdefault("pin", "off")  # as HarnessCluster
         return connect(self.dsn(dbname), **kwargs)
 
     def cleanup(self) -> None:

@@ -24,7 +24,7 @@ EVENTS_DDL = (
 DDL_LOG = """
 CREATE TABLE ddl_log (tag text, at timestamptz DEFAULT clock_timestamp());
 CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
-$$ BEGIN INSERT INTO ddl_log (tag) VALUES (tg_tag); END $$;
+$$ BEGIN INSERT INTO public.ddl_log (tag) VALUES (tg_tag); END $$;
 CREATE EVENT TRIGGER log_ddl ON ddl_command_start EXECUTE FUNCTION log_ddl();
 """
 

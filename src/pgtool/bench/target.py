@@ -41,7 +41,13 @@ class Target:
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         if self.pooled:
             kwargs["prepare_threshold"] = None
-            return connect(self.dsn, application_name=APPLICATION_NAME, **kwargs)
+            # Only ever the throwaway cluster pgtool created, whose database default search_path is
+            # the bench schema (local_cluster): no other role owns anything there. A session pin would
+            # leak to the pooled server connection and break the other clients' unqualified names.
+            return connect(self.dsn, application_name=APPLICATION_NAME, pin="off", **kwargs)
+        # Pinned to '' at connect (pgtool.pg.conn), then to the bench schema alone, which pgtool has
+        # just created: with pg_catalog searched first and nothing but pgtool's own objects after it,
+        # the database owner's schemas (public) are never searched.
         conn = connect(self.dsn, application_name=APPLICATION_NAME, **kwargs)
         try:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))

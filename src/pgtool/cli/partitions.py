@@ -63,15 +63,20 @@ def partitions(
         from pgtool.obs.metrics import RunReport
         from pgtool.pg.conn import connect
         from pgtool.schema.locks import check_lock_timeout
-        from pgtool.schema.partitions import maintain_partitions, parse_month
+        from pgtool.schema.partitions import maintain_partitions, parse_month, plan_window
 
         if detach and drop:
             raise UsageError("--detach and --drop exclude each other")
         if (detach or drop) and retention_months is None:
             raise UsageError("--detach/--drop need --retention-months N")
         first = parse_month(since) if since else None
+        # Absurd --ahead / --retention-months / --since fail here, before connecting (exit 2).
+        plan_window(ahead=ahead, since=first, retention_months=retention_months)
         timeout = check_lock_timeout(lock_timeout)
-        with connect(cfg.dsn) as conn:
+        # pin="transaction": partitions works through PgBouncer in transaction pooling mode, so the
+        # search_path is pinned inside each of its transactions (schema.partitions._begin), never for the
+        # session (which would leak to the pooled server connection's next client).
+        with connect(cfg.dsn, pin="transaction") as conn:
             result = maintain_partitions(
                 conn,
                 table,

@@ -54,7 +54,10 @@ def refresh_mv(
         if bool(views) == all_views:
             raise UsageError("name the views to refresh, or pass --all (not both)")
         timeout = check_lock_timeout(lock_timeout)
-        with connect(cfg.dsn) as conn:
+        # pin="transaction": refresh-mv works through PgBouncer in transaction pooling mode, where a
+        # session-level search_path would stay on the pooled server connection for its next client;
+        # schema.matviews pins it inside each of its transactions instead.
+        with connect(cfg.dsn, pin="transaction") as conn:
             targets = (
                 matviews.list_views(conn) if all_views else matviews.resolve_views(conn, list(views or []))
             )

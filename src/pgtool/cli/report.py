@@ -31,6 +31,9 @@ def report(
         int,
         typer.Option("--limit", help="top-customers: ranks shown (ties share one); turnover: categories."),
     ] = 10,
+    schema: Annotated[
+        str, typer.Option("--schema", help="Schema holding the sample schema's materialized views.")
+    ] = "public",
     dsn: Dsn = None,
 ) -> None:
     """Reports from the materialized views: sales, turnover, top-customers.
@@ -61,7 +64,7 @@ def report(
             raise UsageError(f"unknown report {name!r}", hint=f"one of: {', '.join(reporting.REPORTS)}")
         conn, source = reporting.reporting_connection(cfg.dsn, replica_dsn)
         with conn:
-            columns, rows = reporting.run_report(conn, name, days=days, limit=limit)
+            columns, rows = reporting.run_report(conn, name, days=days, limit=limit, schema=schema)
         render = {"table": reporting.to_table, "json": reporting.to_json, "csv": reporting.to_csv}[fmt]
         text = render(columns, rows)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

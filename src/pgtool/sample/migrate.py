@@ -56,6 +56,20 @@ def migration_files() -> list[Path]:
     return [m.path for m in migrations()]
 
 
+def use_schema(conn: psycopg.Connection[Any]) -> str:
+    """The schema the sample lives in: the connection's current schema, or `public` (made the session's
+    search_path) when there is none - pgtool's connections pin search_path to '' (pgtool.pg.conn).
+
+    The sample's SQL names its objects without a schema, so it is for databases pgtool or the tests
+    set up (bench: its own schema; demo and tests: public), not for a database another role owns.
+    """
+    row = conn.execute("SELECT pg_catalog.current_schema()").fetchone()
+    if row and row[0]:
+        return str(row[0])
+    conn.execute("SELECT pg_catalog.set_config('search_path', 'public', false)")
+    return "public"
+
+
 def apply_schema(conn_or_dsn: psycopg.Connection[Any] | str) -> list[str]:
     """Create the sample schema in the connection's database (its current schema, normally `public`).
 
@@ -76,6 +90,7 @@ def apply_schema(conn_or_dsn: psycopg.Connection[Any] | str) -> list[str]:
             "apply_schema needs a connection in autocommit mode",
             hint="open it with autocommit=True (CREATE INDEX CONCURRENTLY cannot run in a transaction)",
         )
+    use_schema(conn)
     conn.execute(_LEDGER_DDL)
     done = {row[0] for row in conn.execute(f"SELECT version FROM {LEDGER_TABLE}")}
     applied: list[str] = []

@@ -293,6 +293,9 @@ def seed_connection(
     partitions: bool,
     refresh: bool,
 ) -> SeedResult:
+    from pgtool.sample.migrate import use_schema
+
+    use_schema(conn)
     rows = generate(scale=scale, seed=seed, until=until, days=days)
     result = SeedResult(counts={table: len(r) for table, r in rows.items()})
     order_times = [r[-1] for r in rows["orders"]]

@@ -330,10 +330,21 @@ def ensure_database(conn: psycopg.Connection[Any], db: str, result: BootstrapRes
         if row:
             result.in_place.append((db, "extension pg_stat_statements"))
         else:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            # The session's search_path is pinned to '' (pgtool.pg.conn), so the schema is named: public,
+            # where monitoring queries (Grafana, postgres_exporter) look for the view.
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public")
             result.changed.append((db, "extension pg_stat_statements created"))
 
-        row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'pgbouncer'").fetchone()
+        row = conn.execute(
+            "SELECT r.rolsuper, r.rolname FROM pg_catalog.pg_namespace n "
+            "JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'pgbouncer'"
+        ).fetchone()
+        if row and not row[0]:
+            # Its owner could drop and re-create what PgBouncer's auth_query calls.
+            raise OperationError(
+                f"schema pgbouncer in database {db} is owned by {row[1]}, not a superuser",
+                hint="drop it or ALTER SCHEMA pgbouncer OWNER TO a superuser, then run again",
+            )
         if row:
             result.in_place.append((db, "schema pgbouncer"))
         else:
@@ -341,11 +352,18 @@ def ensure_database(conn: psycopg.Connection[Any], db: str, result: BootstrapRes
             result.changed.append((db, "schema pgbouncer created"))
 
         row = conn.execute(
-            "SELECT p.prosrc, p.prosecdef, p.proconfig FROM pg_proc p "
-            "JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "SELECT p.prosrc, p.prosecdef, p.proconfig, r.rolsuper, r.rolname FROM pg_catalog.pg_proc p "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+            "JOIN pg_catalog.pg_roles r ON r.oid = p.proowner "
             "WHERE n.nspname = 'pgbouncer' AND p.proname = 'get_auth' "
-            "AND p.proargtypes = '25'::oidvector"
+            "AND p.proargtypes = '25'::pg_catalog.oidvector"
         ).fetchone()
+        if row and not row[3]:
+            # CREATE OR REPLACE keeps a function's owner: SECURITY DEFINER would run as that role.
+            raise OperationError(
+                f"function pgbouncer.get_auth(text) in database {db} is owned by {row[4]}, not a superuser",
+                hint="drop it (DROP FUNCTION pgbouncer.get_auth(text) CASCADE), then run again",
+            )
         if row and row[0] == GET_AUTH_BODY and row[1] and row[2] == ["search_path=pg_catalog, pg_temp"]:
             result.in_place.append((db, "function pgbouncer.get_auth(text)"))
         else:
@@ -354,7 +372,7 @@ def ensure_database(conn: psycopg.Connection[Any], db: str, result: BootstrapRes
                 (db, "function pgbouncer.get_auth(text) " + ("replaced" if row else "created"))
             )
 
-        if conn.execute("SELECT to_regclass('pgbouncer.userlist')").fetchone() != (None,):
+        if conn.execute("SELECT pg_catalog.to_regclass('pgbouncer.userlist')").fetchone() != (None,):
             result.in_place.append((db, "view pgbouncer.userlist"))
         else:
             conn.execute(USERLIST_SQL)

@@ -20,18 +20,18 @@ PARTITIONS_LOCK_CLASS = 0x70677401
 REFRESH_MV_LOCK_CLASS = 0x70677402
 
 # OIDs are uint32; shifting by 2^31 maps them one-to-one onto int4.
-_OBJECT_KEY_SQL = "(%s::oid::bigint - 2147483648)::int4"
+_OBJECT_KEY_SQL = "(%s::pg_catalog.oid::pg_catalog.int8 - 2147483648)::pg_catalog.int4"
 
 
 def xact_lock(conn: psycopg.Connection[Any], lock_class: int, oid: int) -> None:
     """Wait for the job's lock on `oid` until the current transaction ends."""
-    conn.execute(f"SELECT pg_advisory_xact_lock(%s, {_OBJECT_KEY_SQL})", (lock_class, oid))
+    conn.execute(f"SELECT pg_catalog.pg_advisory_xact_lock(%s, {_OBJECT_KEY_SQL})", (lock_class, oid))
 
 
 def try_xact_lock(conn: psycopg.Connection[Any], lock_class: int, oid: int) -> bool:
     """Take the job's lock on `oid` for the current transaction if free; False at once if not."""
     row = conn.execute(
-        f"SELECT pg_try_advisory_xact_lock(%s, {_OBJECT_KEY_SQL})", (lock_class, oid)
+        f"SELECT pg_catalog.pg_try_advisory_xact_lock(%s, {_OBJECT_KEY_SQL})", (lock_class, oid)
     ).fetchone()
     return bool(row and row[0])
 

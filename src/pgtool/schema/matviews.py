@@ -8,7 +8,9 @@ A view that was never populated gets a plain REFRESH (CONCURRENTLY refuses it; n
 anyway). A populated view without a usable unique index (plain columns, no WHERE, valid) cannot be refreshed
 concurrently: it is reported with the fix, and refreshed with a plain, reader-blocking REFRESH only when
 `allow_blocking` is set. Everything is transaction-scoped (SET LOCAL, xact advisory lock), so this works
-through PgBouncer in transaction pooling mode.
+through PgBouncer in transaction pooling mode. For the same reason the connection is opened with
+pin="transaction" and every statement runs in a transaction that first pins search_path to ''
+(`pgtool.pg.conn.pinned_transaction`): a view's owner must not get its functions run by us.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from psycopg import sql
 
 from pgtool.errors import UsageError
 from pgtool.obs.logging import get_logger
+from pgtool.pg.conn import pinned_transaction
 from pgtool.schema.locks import REFRESH_MV_LOCK_CLASS, try_xact_lock
 
 # Outcomes of one view's refresh.
@@ -66,33 +69,53 @@ class ViewOutcome:
 
 _VIEWS_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relispopulated,
-       EXISTS (SELECT 1 FROM pg_index i
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
                  AND i.indpred IS NULL AND i.indexprs IS NULL)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'm'
 """
 
 
 def list_views(conn: psycopg.Connection[Any]) -> list[View]:
     """Every materialized view outside the system schemas."""
-    rows = conn.execute(
-        _VIEWS_SQL + " AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 2, 3"
-    ).fetchall()
+    with pinned_transaction(conn):
+        rows = conn.execute(
+            _VIEWS_SQL + " AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 2, 3"
+        ).fetchall()
     return [View(*row) for row in rows]
 
 
 def resolve_views(conn: psycopg.Connection[Any], names: list[str]) -> list[View]:
-    """The views named (`name` through search_path, or `schema.name`); UsageError for unknown names."""
+    """The views named (`schema.name`, or `name` looked up in the session's search_path schemas, in
+    order); UsageError for unknown names.
+
+    A bare name is resolved here, by catalogue lookups, rather than by to_regclass under the session's
+    search_path: that path is the database owner's to set, and resolving under it would evaluate it.
+    """
+    # Schema names only (fully qualified, no operator, no user function runs).
+    path_row = conn.execute("SELECT pg_catalog.current_schemas(false)").fetchone()
+    path = list(path_row[0]) if path_row and path_row[0] else []
     views = []
-    for name in names:
-        try:
-            row = conn.execute(_VIEWS_SQL + " AND c.oid = to_regclass(%s)", (name,)).fetchone()
-        except psycopg.Error:
+    with pinned_transaction(conn):
+        for name in names:
             row = None
-        if row is None:
-            raise UsageError(f"materialized view {name!r} not found", hint="check the name, or use --all")
-        views.append(View(*row))
+            try:
+                with conn.transaction():  # a savepoint: parse_ident rejects malformed names
+                    parts = conn.execute("SELECT pg_catalog.parse_ident(%s)", (name,)).fetchone()
+            except psycopg.Error:
+                parts = None
+            parts = list(parts[0]) if parts else []
+            schemas = parts[:1] if len(parts) == 2 else (path if len(parts) == 1 else [])
+            for schema in schemas:
+                row = conn.execute(
+                    _VIEWS_SQL + " AND n.nspname = %s AND c.relname = %s", (schema, parts[-1])
+                ).fetchone()
+                if row is not None:
+                    break
+            if row is None:
+                raise UsageError(f"materialized view {name!r} not found", hint="check the name, or use --all")
+            views.append(View(*row))
     return views
 
 
@@ -129,8 +152,8 @@ def _refresh_one(
     conn: psycopg.Connection[Any], view: View, *, allow_blocking: bool, lock_timeout: str
 ) -> ViewOutcome:
     try:
-        with conn.transaction():
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+        with pinned_transaction(conn):
+            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
             if not try_xact_lock(conn, REFRESH_MV_LOCK_CLASS, view.oid):
                 return ViewOutcome(view.display, SKIPPED, detail="another run is refreshing it")
             # Re-read under the lock: another run may have populated it or an index may have appeared.

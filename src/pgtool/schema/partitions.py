@@ -33,6 +33,7 @@ from psycopg import sql
 
 from pgtool.errors import OperationError, UsageError
 from pgtool.obs.logging import get_logger
+from pgtool.pg.conn import pin_transaction
 from pgtool.schema.locks import PARTITIONS_LOCK_CLASS, xact_lock
 
 SUPPORTED_KEY_TYPES = {
@@ -42,6 +43,11 @@ SUPPORTED_KEY_TYPES = {
 }
 DEFAULT_LOCK_TIMEOUT = "10s"
 MOVE_BATCH_PAGES = 1024  # 8 MB of heap per batch
+# Bounds on the window, checked before connecting: absurd values must fail at once with one line, not
+# with an OverflowError from date arithmetic, nor by creating thousands of partitions.
+MAX_AHEAD = 120  # months: ten years of partitions ahead
+MAX_RETENTION_MONTHS = 1200
+MAX_MONTHS = 1200  # partitions one run may create (--since far in the past)
 _RANGE_BOUND = re.compile(r"^FOR VALUES FROM \((?P<lo>.+)\) TO \((?P<hi>.+)\)$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -50,7 +56,7 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 def parse_month(text: str) -> date:
     """'YYYY-MM' as the first day of that month; UsageError otherwise."""
     match = _MONTH.match(text.strip())
-    if not match or not 1 <= int(match.group(2)) <= 12:
+    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
         raise UsageError(f"invalid month {text!r}", hint="use YYYY-MM, e.g. 2025-01")
     return date(int(match.group(1)), int(match.group(2)), 1)
 
@@ -205,8 +211,12 @@ def list_children(conn: psycopg.Connection[Any], table: PartitionedTable) -> lis
 
 # -- statements ----------------------------------------------------------------------------------
 def _begin(conn: psycopg.Connection[Any], lock_timeout: str) -> None:
+    """The first statements of every transaction: the connection is opened with pin="transaction"
+    (partitions works through PgBouncer in transaction pooling mode), so search_path is pinned to ''
+    here, for this transaction, before anything else runs (see pgtool.pg.conn)."""
+    pin_transaction(conn)
     conn.execute("SET LOCAL TimeZone = 'UTC'")
-    conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
 
 
 def _check_name(table: PartitionedTable, month: date) -> str:
@@ -280,6 +290,37 @@ class PartitionsResult:
 
 
 # -- the job -------------------------------------------------------------------------------------
+def plan_window(
+    *, ahead: int, since: date | None, retention_months: int | None, now: datetime | None = None
+) -> tuple[date, date, date | None]:
+    """(first month wanted, last month wanted, retention cutoff or None); UsageError for values that
+    cannot work. Pure: the CLI calls it before connecting."""
+    if not 0 <= ahead <= MAX_AHEAD:
+        raise UsageError(f"--ahead must be between 0 and {MAX_AHEAD} months, not {ahead}")
+    if retention_months is not None and not 1 <= retention_months <= MAX_RETENTION_MONTHS:
+        raise UsageError(
+            f"--retention-months must be between 1 and {MAX_RETENTION_MONTHS}, not {retention_months}"
+        )
+    this_month = current_month(now)
+    first = (since or this_month).replace(day=1)
+    last = add_months(this_month, ahead)
+    if first > last:
+        raise UsageError(f"--since {first:%Y-%m} is after the last month wanted ({last:%Y-%m})")
+    span = (last.year - first.year) * 12 + last.month - first.month + 1
+    if span > MAX_MONTHS:
+        raise UsageError(
+            f"--since {first:%Y-%m} asks for {span} monthly partitions (at most {MAX_MONTHS} per run)",
+            hint="move --since forward",
+        )
+    cutoff = add_months(this_month, -retention_months) if retention_months else None
+    if cutoff and first < cutoff:
+        raise UsageError(
+            f"--since {first:%Y-%m} is older than the retention window (partitions before {cutoff:%Y-%m} go)",
+            hint="raise --retention-months or move --since forward",
+        )
+    return first, last, cutoff
+
+
 def maintain_partitions(
     conn: psycopg.Connection[Any],
     table: str,
@@ -301,24 +342,10 @@ def maintain_partitions(
     Raises UsageError for a table or arguments that cannot work, OperationError when DDL fails (that
     partition's transaction rolled back; partitions created before it stay).
     """
-    if ahead < 0:
-        raise UsageError("--ahead must be 0 or more")
-    if retention_months is not None and retention_months < 1:
-        raise UsageError("--retention-months must be 1 or more")
+    first, last, cutoff = plan_window(ahead=ahead, since=since, retention_months=retention_months, now=now)
     if not conn.autocommit:
         raise UsageError("maintain_partitions needs an autocommit connection (it commits per partition)")
     log = get_logger().bind(table=table)
-    this_month = current_month(now)
-    first = (since or this_month).replace(day=1)
-    last = add_months(this_month, ahead)
-    if first > last:
-        raise UsageError(f"--since {first:%Y-%m} is after the last month wanted ({last:%Y-%m})")
-    cutoff = add_months(this_month, -retention_months) if retention_months else None
-    if cutoff and first < cutoff:
-        raise UsageError(
-            f"--since {first:%Y-%m} is older than the retention window (partitions before {cutoff:%Y-%m} go)",
-            hint="raise --retention-months or move --since forward",
-        )
 
     try:
         return _maintain(

@@ -10,6 +10,10 @@ replica does not answer in time. Reports:
   days of supply left at that pace;
 - top-customers: customers ranked by total spent with DENSE_RANK(), ties sharing a rank; `limit` is the
   number of ranks, so a tie at the last rank shows every tied customer.
+
+The views are read from `schema` (default `public`, where the sample schema normally lives), named
+explicitly: pgtool's sessions pin search_path to '' (pgtool.pg.conn), so that whoever owns the database
+cannot have pgtool run their functions in place of PostgreSQL's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgtool.errors import ConnectError, OperationError, UsageError
 from pgtool.obs.logging import get_logger
@@ -29,10 +34,12 @@ from pgtool.obs.logging import get_logger
 REPORTING_APPLICATION_NAME = "pgtool-reporting"
 REPLICA_CONNECT_TIMEOUT = 5
 REPORTS = ("sales", "turnover", "top-customers")
+DEFAULT_SCHEMA = "public"
+VIEWS = ("mv_daily_revenue", "mv_product_performance", "mv_customer_summary")
 
 SALES_SQL = """
 WITH bounds AS (
-    SELECT coalesce(%(until)s::date, max(day)) AS last_day FROM mv_daily_revenue
+    SELECT coalesce(%(until)s::date, max(day)) AS last_day FROM {mv_daily_revenue}
 ),
 days AS (
     -- 29 extra days before the first shown so every shown row has a full 30-day window
@@ -41,7 +48,7 @@ days AS (
 ),
 filled AS (
     SELECT days.day, coalesce(r.orders, 0) AS orders, coalesce(r.revenue, 0) AS revenue
-    FROM days LEFT JOIN mv_daily_revenue r USING (day)
+    FROM days LEFT JOIN {mv_daily_revenue} r USING (day)
 ),
 rolling AS (
     SELECT day, orders, revenue,
@@ -61,7 +68,7 @@ SELECT category,
        sum(stock)::bigint AS stock,
        round(sum(units_sold_30d)::numeric / nullif(sum(stock), 0), 3) AS turnover_30d,
        round(sum(stock) * 30.0 / nullif(sum(units_sold_30d), 0), 1) AS days_of_supply
-FROM mv_product_performance
+FROM {mv_product_performance}
 GROUP BY category
 ORDER BY turnover_30d DESC NULLS LAST, category
 LIMIT %(limit)s
@@ -72,7 +79,7 @@ SELECT rank, user_id, email, orders, total_spent, last_order_at
 FROM (
     SELECT DENSE_RANK() OVER (ORDER BY total_spent DESC) AS rank,
            user_id, email, orders, total_spent, last_order_at
-    FROM mv_customer_summary
+    FROM {mv_customer_summary}
     WHERE orders > 0
 ) ranked
 WHERE rank <= %(limit)s
@@ -104,13 +111,25 @@ def reporting_connection(primary_dsn: str, replica_dsn: str | None) -> tuple[psy
     return connect(primary_dsn, application_name=REPORTING_APPLICATION_NAME, options=options), "primary"
 
 
+def report_query(name: str, schema: str = DEFAULT_SCHEMA) -> sql.Composed:
+    """Report `name`'s SQL with its views qualified by `schema`."""
+    return sql.SQL(QUERIES[name]).format(**{view: sql.Identifier(schema, view) for view in VIEWS})
+
+
 def run_report(
-    conn: psycopg.Connection[Any], name: str, *, days: int = 30, limit: int = 10, until: date | None = None
+    conn: psycopg.Connection[Any],
+    name: str,
+    *,
+    days: int = 30,
+    limit: int = 10,
+    until: date | None = None,
+    schema: str = DEFAULT_SCHEMA,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run report `name` and return (column names, rows).
 
     days: sales rows shown (the last `days` days up to `until`, default the newest day in the view).
     limit: top-customers ranks / turnover categories shown.
+    schema: the schema holding the sample views.
     Raises UsageError for an unknown report or bad sizes, OperationError when the views are missing or
     not populated (with the command that fixes it).
     """
@@ -120,7 +139,7 @@ def run_report(
         raise UsageError("--days and --limit must be 1 or more")
     conn.prepare_threshold = None
     try:
-        cur = conn.execute(QUERIES[name], {"days": days, "limit": limit, "until": until})
+        cur = conn.execute(report_query(name, schema), {"days": days, "limit": limit, "until": until})
     except psycopg.errors.UndefinedTable as exc:
         raise OperationError(
             f"report {name}: {' '.join(str(exc).split())}",

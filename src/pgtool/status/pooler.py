@@ -1,7 +1,8 @@
 """PgBouncer's pools, from its admin console (`SHOW POOLS` on the virtual `pgbouncer` database).
 
 The admin console speaks only the simple query protocol and has no transactions: the connection is in
-autocommit and never prepares (psycopg sends parameterless queries with the simple protocol).
+autocommit and never prepares (psycopg sends parameterless queries with the simple protocol). It runs no
+SQL either, so there is no search_path to pin (pin="off"; set_config would be refused).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def read_pools(pooler_dsn: str) -> list[dict[str, Any]]:
     """Rows of SHOW POOLS (ConnectError when PgBouncer cannot be reached)."""
     from pgtool.pg.conn import connect
 
-    with connect(pooler_dsn, dbname="pgbouncer", autocommit=True, prepare_threshold=None) as conn:
+    with connect(pooler_dsn, dbname="pgbouncer", autocommit=True, prepare_threshold=None, pin="off") as conn:
         cur = conn.execute("SHOW POOLS")
         names = [d.name for d in cur.description or []]
         rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

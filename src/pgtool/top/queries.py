@@ -28,10 +28,15 @@ def time_columns(server_version_num: int) -> dict[str, str]:
 
 
 def statements_query(
-    server_version_num: int, order: str, limit: int, database: str | None = None
+    server_version_num: int,
+    order: str,
+    limit: int,
+    database: str | None = None,
+    *,
+    schema: str = "public",
 ) -> sql.Composed:
     """The snapshot query: one row per statement, sorted by `order` (see ORDERS), `limit` rows,
-    of every database or only of `database`."""
+    of every database or only of `database`; the view is read from `schema` (the extension's)."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}")
     cols = time_columns(server_version_num)
@@ -46,13 +51,16 @@ SELECT s.queryid, d.datname AS database, r.rolname AS "user", s.calls,
        {cols["total"]} AS total_ms, {cols["mean"]} AS mean_ms, s.rows,
        s.shared_blks_hit, s.shared_blks_read, s.shared_blks_written,
        {cols["io"]} AS io_ms, s.query
-FROM pg_stat_statements s
-LEFT JOIN pg_database d ON d.oid = s.dbid
-LEFT JOIN pg_roles r ON r.oid = s.userid
+FROM {{view}} s
+LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
 WHERE s.query NOT LIKE {{marker}}{{only_db}}
 ORDER BY {sort}, s.queryid
 LIMIT {{limit}}"""
     only_db = sql.SQL(" AND d.datname = {}").format(sql.Literal(database)) if database else sql.SQL("")
     return sql.SQL(text).format(
-        marker=sql.Literal(MARKER + "%"), only_db=only_db, limit=sql.Literal(int(limit))
+        view=sql.Identifier(schema, "pg_stat_statements"),
+        marker=sql.Literal(MARKER + "%"),
+        only_db=only_db,
+        limit=sql.Literal(int(limit)),
     )

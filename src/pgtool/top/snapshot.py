@@ -67,27 +67,39 @@ class Snapshot:
     statements: list[Statement] = field(default_factory=list)
 
 
-def check_extension(conn: psycopg.Connection[Any]) -> None:
-    """OperationError saying what to run when pg_stat_statements is missing in this database."""
-    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
+def check_extension(conn: psycopg.Connection[Any]) -> str:
+    """The schema pg_stat_statements is installed in; OperationError saying what to run when it is
+    missing in this database.
+
+    The view is then read by its qualified name: the session's search_path is pinned to ''
+    (pgtool.pg.conn), so an unqualified name would not find it, and the database owner cannot put a
+    look-alike in front of it.
+    """
+    row = conn.execute(
+        "SELECT n.nspname FROM pg_catalog.pg_extension e "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'pg_stat_statements'"
+    ).fetchone()
     if row is None:
         db = conn.info.dbname
         raise OperationError(f"pg_stat_statements is not installed in database {db}", hint=CREATE_HINT)
+    return str(row[0])
 
 
 def take_snapshot(
     conn: psycopg.Connection[Any], order: str, limit: int, database: str | None = None
 ) -> Snapshot:
     """The top `limit` statements by `order`. OperationError with the fix when the extension is unusable."""
-    check_extension(conn)
+    schema = check_extension(conn)
     version_num = conn.info.server_version
-    query = statements_query(version_num, order, limit, database)
+    query = statements_query(version_num, order, limit, database, schema=schema)
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(query)
             rows = cur.fetchall()
             cur.execute(
-                "SELECT current_setting('server_version') AS v, current_setting('track_io_timing') AS io"
+                "SELECT pg_catalog.current_setting('server_version') AS v, "
+                "pg_catalog.current_setting('track_io_timing') AS io"
             )
             meta = cur.fetchone() or {}
     except psycopg.errors.ObjectNotInPrerequisiteState:
