@@ -268,3 +268,24 @@ def test_lock_timeout_fails_cleanly_and_leaves_nothing_behind(database):
         "partitions", "--dsn", database.dsn, "--table", "public.events", "--lock-timeout", "soon"
     )
     assert bad.returncode == 2 and "invalid lock timeout" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ahead", "99999999999"], "--ahead must be between 0 and 120 months"),
+        (["--ahead", "-1"], "--ahead must be between 0 and 120 months"),
+        (["--retention-months", "99999999999"], "--retention-months must be between 1 and 1200"),
+        (["--since", "0000-01"], "invalid month '0000-01'"),
+        (["--since", "1900-01"], "asks for"),
+    ],
+)
+def test_absurd_window_is_one_line_exit_2_before_connecting(database, args, message):
+    # Before: --ahead 99999999999 connected, then died in date arithmetic (OverflowError/ValueError).
+    # Exit 2 even with a server that does not exist: nothing is attempted.
+    for dsn in (database.dsn, "host=/nonexistent-pgtool-socket-dir dbname=x"):
+        result = run_pgtool("partitions", "--dsn", dsn, "--table", "public.events", *args)
+        assert result.returncode == 2, result.stderr
+        lines = [line for line in result.stderr.splitlines() if '"run failed"' in line]
+        assert len(lines) == 1 and message in lines[0], result.stderr
+        assert "Traceback" not in result.stderr
