@@ -4,10 +4,16 @@ PostgreSQL 15 and 18 primaries with a streaming standby, connecting as grafana_r
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 from deploy_support import REPO
+
+from pgharness import pgtool_argv, retry, start_cluster
+from pgtool import appnames
+from pgtool.pg.conn import connect
 
 MAJORS = (15, 18)
 
@@ -82,3 +88,54 @@ def test_table_sizes_and_transactions(exporter_runs: dict, major: int) -> None:
     assert tables["deploy_orders"] > 1_000_000
     assert "pg_oldest_transaction_age_seconds" in primary
     assert primary["pg_settings_max_connections"][0][1] > 0
+
+
+def test_oldest_transaction_rule_is_the_code_s() -> None:
+    """The exclusion in pg_oldest_transaction is src/pgtool/appnames.py's, verbatim (one source)."""
+    query = yaml.safe_load((REPO / "exporter/queries.yaml").read_text())["pg_oldest_transaction"]["query"]
+    assert appnames.LONG_TRANSACTION_EXCLUSION in query
+
+
+def test_oldest_transaction_ignores_a_running_pgtool_backup(pg_major: int, tmp_path: Path) -> None:
+    """Issue 22 item 2: a real `pgtool backup`, held mid-dump, is not what the long-running-transaction
+    alert sees. A prepared transaction holds the table's lock (it shows in no session), so while pg_dump and
+    the counting session wait on it with their snapshot open, the exporter's query, run verbatim, must not
+    report the database."""
+    query = yaml.safe_load((REPO / "exporter/queries.yaml").read_text())["pg_oldest_transaction"]["query"]
+    cluster = start_cluster(pg_major, settings={"max_prepared_transactions": "2"})
+    backup = None
+    try:
+        with cluster.connect() as conn:
+            conn.execute("CREATE DATABASE held")
+        with connect(cluster.dsn(), dbname="held") as conn:
+            conn.execute("CREATE TABLE public.t AS SELECT 1 AS x")
+            conn.execute("BEGIN")
+            conn.execute("LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE")
+            conn.execute("PREPARE TRANSACTION 'hold'")
+        backup = subprocess.Popen(
+            [*pgtool_argv(), "backup", "--dsn", cluster.dsn(), "--dest", str(tmp_path), "--database", "held"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        pgtool_sessions = (
+            "SELECT application_name, wait_event_type FROM pg_catalog.pg_stat_activity"
+            " WHERE datname = 'held' AND application_name LIKE 'pgtool%' AND xact_start IS NOT NULL"
+        )
+        with cluster.connect() as conn:
+            # pgtool's sessions are blocked on the lock inside their snapshot's transaction
+            retry(lambda: any(w == "Lock" for _, w in conn.execute(pgtool_sessions).fetchall()), timeout=60)
+            names = {name for name, _ in conn.execute(pgtool_sessions).fetchall()}
+            assert appnames.BACKUP_PG_DUMP in names
+            assert all(name.startswith(appnames.LONG_TRANSACTION_PREFIXES) for name in names), names
+            seen = {row[0] for row in conn.execute(query).fetchall()}
+            assert "held" not in seen
+        with connect(cluster.dsn(), dbname="held") as conn:
+            conn.execute("COMMIT PREPARED 'hold'")
+        _, stderr = backup.communicate(timeout=120)
+        assert backup.returncode == 0, stderr[-2000:]
+    finally:
+        if backup is not None and backup.poll() is None:
+            backup.kill()
+            backup.communicate()
+        cluster.cleanup()
