@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgtool.backup import dumps
-from pgtool.backup.verify_dumps import throwaway_name
+from pgtool.backup.verify_throwaway import new_token, throwaway_name
 
 
 def test_stamps_round_trip_in_utc():
@@ -52,11 +52,14 @@ def test_list_dumps_of_a_missing_directory_is_empty(tmp_path):
     assert dumps.list_dumps(tmp_path / "nowhere") == {}
 
 
-def test_throwaway_names_fit_postgres_identifiers():
-    stamp = "20261124T163005Z"
-    assert throwaway_name("shop", stamp) == "pgtool_verify_shop_20261124T163005Z"
+def test_throwaway_names_fit_postgres_identifiers_and_carry_the_run_token():
+    token = new_token()
+    assert throwaway_name("shop", token) == f"pgtool_verify_{token}_shop"
+    assert throwaway_name("shop", token) != throwaway_name("shop", new_token())
     long_a, long_b = "a" * 60 + "x", "a" * 60 + "y"
-    for name in (long_a, long_b, "ü" * 40):
-        assert len(throwaway_name(name, stamp).encode()) <= 63
-        assert throwaway_name(name, stamp).startswith("pgtool_verify_")
-    assert throwaway_name(long_a, stamp) != throwaway_name(long_b, stamp)
+    for name in (long_a, long_b, "ü" * 40, "x\ry", "x\ny", "caf\udce9"):
+        made = throwaway_name(name, token)
+        assert len(made.encode()) <= 63 and made.isascii() and made.isprintable(), made
+        assert made.startswith(f"pgtool_verify_{token}_")
+    assert throwaway_name(long_a, token) != throwaway_name(long_b, token)
+    assert throwaway_name("x\ry", token) != throwaway_name("x\ny", token)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -147,7 +146,7 @@ def test_dump_of_the_wrong_database_fails(cluster, dumped, tmp_path):
     first, second = dumped
     # second's newest "dump" is really first's, with a manifest claiming it is second's
     clone_dump(
-        newest_dump(tmp_path, first.name), days_ago=-1, database=second.name, into=tmp_path / second.name
+        newest_dump(tmp_path, first.name), days_ago=-0.001, database=second.name, into=tmp_path / second.name
     )
     proc = verify(cluster, tmp_path, second.name)
     assert proc.returncode == 1
@@ -249,7 +248,7 @@ def test_odd_database_name_backs_up_and_verifies(cluster, tmp_path):
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         with connect(cluster.dsn(), dbname=name) as conn:
-            conn.execute('CREATE TABLE "Tab" AS SELECT g FROM generate_series(1, 12) g')
+            conn.execute('CREATE TABLE public."Tab" AS SELECT g FROM generate_series(1, 12) g')
         assert backup(cluster, tmp_path, name).returncode == 0
         assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ['we%2Fird-Name "q"']
         proc = verify(cluster, tmp_path)
@@ -276,25 +275,6 @@ def test_usage_errors(cluster, tmp_path):
     assert proc.returncode == 1 and "does not exist" in proc.stderr
     proc = verify(cluster, tmp_path)  # exists, but holds no dumps
     assert proc.returncode == 1 and "no dumps found" in proc.stderr
-
-
-def test_backup_and_verify_run_without_loading_the_python_driver(cluster, make_db, tmp_path):
-    """Their sessions are psql, so pg_dump/pg_restore start ~0.1 s sooner; only --amcheck needs psycopg."""
-    db = make_db(rows=500)
-    script = (
-        "import sys\n"
-        "from pgtool.cli.entry import main\n"
-        "code = main(sys.argv[1:])\n"
-        "print(code, 'psycopg' in sys.modules)\n"
-    )
-    common = ["--dsn", cluster.dsn(), "-d", db.name]
-    for args, expected in (
-        (["backup", "--dest", str(tmp_path), *common], "0 False"),
-        (["verify", "--backup-dir", str(tmp_path), *common], "0 False"),
-        (["verify", "--backup-dir", str(tmp_path), "--amcheck", *common], "0 True"),
-    ):
-        proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
-        assert proc.stdout.splitlines()[-1] == expected, (args, proc.stderr)
 
 
 def test_a_counting_session_that_cannot_connect_fails_finish_instead_of_hanging():
@@ -344,7 +324,7 @@ def test_the_throwaway_restore_skips_waiting_for_wal_flushes_and_keeps_pgoptions
 
 
 def test_backup_and_verify_with_a_password_keep_it_out_of_argv_and_logs(tmp_path):
-    """A server that checks passwords (scram over TCP): the DSN's password reaches psql, pg_dump and
+    """A server that checks passwords (scram over TCP): the DSN's password reaches pg_dump and
     pg_restore only through a passfile, for a URI and a key=value DSN alike; a wrong one is exit 3."""
     from pgharness import start_cluster
 
@@ -373,7 +353,7 @@ def test_backup_and_verify_with_a_password_keep_it_out_of_argv_and_logs(tmp_path
             assert "s3cret" not in proc.stderr + proc.stdout
             # Every binary's argv is logged at debug, redacted: a password on argv would show as ***.
             argvs = [e["argv"] for e in map(json.loads, proc.stderr.splitlines()) if e["event"] == "running"]
-            assert any("psql" in a for a in argvs) and any("pg_dump" in a or "pg_restore" in a for a in argvs)
+            assert any("pg_dump" in a or "pg_restore" in a for a in argvs)
             assert not [a for a in argvs if "***" in a or "password=" in a]
 
         wrong = run_pgtool(

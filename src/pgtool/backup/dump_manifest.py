@@ -7,7 +7,14 @@ Manifest (`<database>-<stamp>.manifest.json`):
     started_at, finished_at (ISO 8601 UTC), duration_seconds
     server_version, server_version_num, pg_dump_version
     dump_size_bytes, database_size_bytes, sha256
+    database_encoding the database's encoding (verify restores into a database of the same one)
     tables            [{"schema", "name", "rows"}]: exact row counts taken in the dump's own snapshot
+
+Names are stored as read in the database's encoding; bytes that are not valid text there (SQL_ASCII)
+are JSON `\\udcXX` escapes of lone surrogates (`pgtool.backup.dump_sessions`).
+
+Verified record (`<database>-<stamp>.verified.json`, written by `pgtool verify` after a drill passed):
+    format "pgtool-dump-verified", version 1, dump_file, sha256, verified_at, tables, rows
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 from pgtool.errors import OperationError
 
 MANIFEST_FORMAT = "pgtool-dump-manifest"
+VERIFIED_FORMAT = "pgtool-dump-verified"
 MANIFEST_VERSION = 1
 _CHUNK = 1024 * 1024
 
@@ -83,8 +91,28 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
         raise OperationError(f"manifest {path.name} is not a pgtool dump manifest")
     tables = document.get("tables")
-    if not isinstance(tables, list) or not all(
-        isinstance(t, dict) and {"schema", "name", "rows"} <= set(t) for t in tables
-    ):
-        raise OperationError(f"manifest {path.name} has no valid table list")
+    if not isinstance(tables, list) or not all(map(_valid_table, tables)):
+        raise OperationError(
+            f"manifest {path.name} has no valid table list "
+            "(each entry: schema and name strings, rows a count)"
+        )
     return document
+
+
+def _valid_table(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("schema"), str)
+        and isinstance(entry.get("name"), str)
+        and type(entry.get("rows")) is int  # not a bool, a float or a string
+        and entry["rows"] >= 0
+    )
+
+
+def write_verified(path: Path, record: dict[str, Any]) -> None:
+    """The durable record that a drill restored this dump (`dumps.is_verified` reads it)."""
+    document = {"format": VERIFIED_FORMAT, "version": 1, **record}
+    write_durably(path, (json.dumps(document, indent=2) + "\n").encode())
+    from pgtool.wal.durable import fsync_path
+
+    fsync_path(path.parent, directory=True)

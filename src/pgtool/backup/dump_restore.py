@@ -4,8 +4,9 @@
 `--jobs` above 1 it adds `--verbose`: parallel pg_restore then reports "finished item <id> TABLE
 DATA <table>" once that table's data is committed, and `on_table_loaded` hears of it while the
 restore goes on with indexes and other tables. The ids are resolved through the TOC listing, whose
-lines read `<id>; <tableoid> <oid> TABLE DATA <schema> <table> <owner>`. A name the listing cannot
-show unambiguously (spaces, newlines) is simply never reported; the caller counts it afterwards.
+lines read `<id>; <tableoid> <oid> TABLE DATA <schema> <table> <owner>`, where pg_restore prints a
+carriage return or newline in a name as a space (`toc_form`). A table whose line could name another
+table too (spaces, `t\rx` beside `t x`) is simply never reported; the caller counts it afterwards.
 
 Rows change only in TABLE DATA items: what the post-data section does (indexes, constraints,
 triggers, policies) leaves a loaded table's row count as it is. pgtool's dumps never use
@@ -52,12 +53,19 @@ class Toc:
     def table_ids(self, tables: Iterable[tuple[str, str]]) -> dict[int, tuple[str, str]]:
         """Dump id -> (schema, table) for each of `tables` whose TABLE DATA line names it unambiguously."""
         by_id: dict[int, tuple[str, str]] = {}
-        wanted = list(tables)
+        forms = [(t, f"{toc_form(t[0])} {toc_form(t[1])} ") for t in tables]
         for dump_id, rest in self.table_data.items():
-            matches = [t for t in wanted if rest.startswith(f"{t[0]} {t[1]} ")]
+            matches = [t for t, form in forms if rest.startswith(form)]
             if len(matches) == 1:
                 by_id[dump_id] = matches[0]
         return by_id
+
+
+def toc_form(name: str) -> str:
+    """How `pg_restore --list` shows `name` (as pgtool reads its output): CR and LF as spaces, bytes
+    that are not UTF-8 (kept as surrogates, see `dump_sessions`) as U+FFFD."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def read_toc(pg: binaries.PgBinaries, dump: Path) -> Toc:

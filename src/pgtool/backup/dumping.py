@@ -1,12 +1,11 @@
 """`pgtool backup`: pg_dump every database (custom format) with a checksum, a manifest and retention.
 
-Per database: a psql session opens a REPEATABLE READ transaction and exports its snapshot, pg_dump
-starts on that snapshot (`--snapshot`) and, while it runs, the session counts every table's rows in
-the same snapshot, so the manifest's counts are exactly the rows in the dump and the counting costs
-no wall-clock time when a core is free. psql rather than psycopg, because it is ready in ~10 ms:
-pg_dump need not wait for the driver's ~0.1 s import (`pgtool.pg.psql`). The exporting transaction
-stays open until pg_dump has finished (pg_dump imports the snapshot at start; keeping it open longer
-costs nothing and keeps the code simple).
+Per database: a session (`pgtool.backup.dump_sessions`) opens a REPEATABLE READ transaction and
+exports its snapshot, pg_dump starts on that snapshot (`--snapshot`) and, while it runs, the session
+counts every table's rows in the same snapshot, so the manifest's counts are exactly the rows in the
+dump and the counting costs no wall-clock time when a core is free. The exporting transaction stays
+open until pg_dump has finished (pg_dump imports the snapshot at start; keeping it open longer costs
+nothing and keeps the code simple).
 
 pg_dump writes a hidden `.partial` file; only when it exits 0 is the file fsynced, its checksum and
 manifest written, and it is renamed to its final name, then the directory is fsynced. Databases run
@@ -26,26 +25,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from pgtool.backup import dumps
 from pgtool.backup.dump_manifest import checksum_line, sha256_file, write_durably, write_manifest
 from pgtool.backup.dump_retention import apply_retention
+from pgtool.backup.dump_sessions import cancel_all, session
 from pgtool.backup.locking import directory_lock
 from pgtool.backup.terminate import sigterm_raises
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
-from pgtool.pg import binaries, command, psql
+from pgtool.pg import binaries, command
 from pgtool.wal.durable import fsync_path
 
 # One row per database the role may dump (or one with a NULL name if none), each with the version.
 SERVER_INFO_SQL = """
-SELECT current_setting('server_version'), current_setting('server_version_num'), d.datname
+SELECT pg_catalog.current_setting('server_version'), pg_catalog.current_setting('server_version_num'),
+  d.datname
 FROM (SELECT 1) AS one
-LEFT JOIN pg_database AS d
-  ON NOT d.datistemplate AND d.datallowconn AND has_database_privilege(d.datname, 'CONNECT')
-ORDER BY d.datname;
+LEFT JOIN pg_catalog.pg_database AS d
+  ON NOT d.datistemplate AND d.datallowconn AND pg_catalog.has_database_privilege(d.oid, 'CONNECT')
+ORDER BY d.datname
 """
-EXPORT_SNAPSHOT_SQL = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot();"
+DATABASE_SQL = """
+SELECT pg_catalog.pg_database_size(d.oid), pg_catalog.pg_encoding_to_char(d.encoding)
+FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
+"""
 
 
 @dataclass
@@ -117,41 +123,37 @@ def dump_database(
     started_at = datetime.now(UTC)
     partial: Path | None = None
     try:
+        _require_utf8_name(database)
         db_dir = dumps.database_dir(dest, database)
         db_dir.mkdir(parents=True, exist_ok=True)
         stamp, final = _new_target(db_dir, database)
         partial = dumps.partial_path(final)
-        counts, db_size = _dump_in_snapshot(dsn, database, partial, pg, stop)
+        counts, db_size, encoding = _dump_in_snapshot(dsn, database, partial, pg, stop)
         # pg_dump runs with --no-sync: the flush to disk (I/O) overlaps the hash (CPU) instead.
-        syncing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
-        try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as syncing:
             synced = syncing.submit(fsync_path, partial)
             digest = sha256_file(partial)
             synced.result()
-        finally:
-            syncing.shutdown(wait=True)
         size = partial.stat().st_size
         duration = round(time.monotonic() - start, 3)
-        write_durably(dumps.checksum_path(final), checksum_line(digest, final.name).encode())
-        write_manifest(
-            dumps.manifest_path(final),
-            {
-                "database": database,
-                "dump_file": final.name,
-                "stamp": stamp,
-                "started_at": started_at.isoformat(),
-                "finished_at": datetime.now(UTC).isoformat(),
-                "duration_seconds": duration,
-                "server_version": server.version,
-                "server_version_num": server.version_num,
-                "pg_dump_version": pg.version,
-                "dump_format": "custom",
-                "dump_size_bytes": size,
-                "database_size_bytes": db_size,
-                "sha256": digest,
-                "tables": counts,
-            },
-        )
+        manifest = {
+            "database": database,
+            "dump_file": final.name,
+            "stamp": stamp,
+            "started_at": started_at.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "duration_seconds": duration,
+            "server_version": server.version,
+            "server_version_num": server.version_num,
+            "pg_dump_version": pg.version,
+            "dump_format": "custom",
+            "dump_size_bytes": size,
+            "database_size_bytes": db_size,
+            "database_encoding": encoding,
+            "sha256": digest,
+            "tables": counts,
+        }
+        _write_sidecars(final, digest, manifest)
         # The rename comes last: a final-named dump always has its checksum and manifest beside it.
         os.replace(partial, final)
         partial = None
@@ -171,17 +173,43 @@ def dump_database(
     return result
 
 
+def _require_utf8_name(database: str) -> None:
+    """psycopg takes connection strings as str and encodes them as UTF-8: a database name holding other
+    bytes (possible in a SQL_ASCII cluster) cannot be reached; say so rather than crash the run."""
+    try:
+        database.encode("utf-8")
+    except UnicodeEncodeError:
+        raise OperationError(
+            "the database name is not valid UTF-8; pgtool cannot connect to it",
+            hint="rename it (ALTER DATABASE ... RENAME TO) or dump it with pg_dump directly",
+        ) from None
+
+
+def _write_sidecars(final: Path, digest: str, manifest: dict[str, Any]) -> None:
+    """The `.sha256` then the manifest; if the manifest cannot be written (a full disk), the checksum
+    goes too, so no sidecar is left without its dump."""
+    checksum = dumps.checksum_path(final)
+    write_durably(checksum, checksum_line(digest, final.name).encode())
+    try:
+        write_manifest(dumps.manifest_path(final), manifest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            checksum.unlink()
+        raise
+
+
 def _dump_in_snapshot(
     dsn: str, database: str, partial: Path, pg: binaries.PgBinaries, stop: threading.Event
-) -> tuple[list[dict[str, Any]], int]:
-    """Run pg_dump on an exported snapshot and count rows in it meanwhile; (counts, database size).
+) -> tuple[list[dict[str, Any]], int, str]:
+    """Run pg_dump on an exported snapshot and count rows in it meanwhile; (counts, size, encoding).
 
-    A psql session exports the snapshot and, once pg_dump runs, counts in that same transaction.
+    One session exports the snapshot and, once pg_dump runs, counts in that same transaction.
     """
     from pgtool.backup.row_counts import count_rows, list_tables
 
-    with psql.Session(pg, dsn, dbname=database, application_name="pgtool-backup") as session:
-        (snapshot,) = session.rows(EXPORT_SNAPSHOT_SQL)[-1]
+    with session(dsn, dbname=database, application_name="pgtool-backup") as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        (snapshot,) = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()  # type: ignore[misc]
         dump_error: list[BaseException] = []
         with command.libpq_args(dsn, dbname=database, application_name="pgtool-backup-pg_dump") as (
             target,
@@ -205,27 +233,29 @@ def _dump_in_snapshot(
                 except BaseException as exc:  # handed to the waiting thread
                     dump_error.append(exc)
                     dump_failed.set()
+                    # A failed pg_dump stops the count in flight: it would only delay its error.
+                    with contextlib.suppress(Exception):
+                        conn.cancel_safe(timeout=5)
 
             worker = threading.Thread(target=run_pg_dump, name=f"pg_dump-{database}", daemon=True)
             worker.start()
             try:
                 # The counts run beside pg_dump, whose single process compressing the dump is the
                 # critical path: without parallel workers they take only the spare core, not pg_dump's.
-                session.rows("SET LOCAL max_parallel_workers_per_gather = 0;")
-                ((db_size,),) = session.rows("SELECT pg_database_size(current_database());")
-                # A failed pg_dump stops the counts: they would only delay its error.
-                counts = count_rows(session, list_tables(session), stop=_Either(stop, dump_failed))
-            except OperationError:
+                conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                db_size, encoding = conn.execute(DATABASE_SQL).fetchone()  # type: ignore[misc]
+                counts = count_rows(conn, list_tables(conn), stop=_Either(stop, dump_failed))
+            except (OperationError, psycopg.Error):
                 if not dump_failed.is_set():
                     # The count's own error. It ended the exporting transaction, so pg_dump may
                     # fail next ("invalid snapshot identifier"): this one is the cause.
                     raise
-                raise dump_error[0] from None  # appended before dump_failed was set
+                raise dump_error[0] from None
             finally:
                 worker.join()
     if dump_error:
         raise dump_error[0]
-    return counts, int(db_size)
+    return counts, int(db_size), str(encoding)
 
 
 class _Either:
@@ -238,9 +268,10 @@ class _Either:
         return any(e.is_set() for e in self._events)
 
 
-def _server_info(dsn: str, pg: binaries.PgBinaries) -> tuple[ServerInfo, list[str]]:
-    """The server's version and the databases the role may dump, through a short psql session."""
-    rows = psql.query(pg, dsn, SERVER_INFO_SQL, application_name="pgtool-backup")
+def _server_info(dsn: str) -> tuple[ServerInfo, list[str]]:
+    """The server's version and the databases the role may dump."""
+    with session(dsn, application_name="pgtool-backup") as conn:
+        rows = conn.execute(SERVER_INFO_SQL).fetchall()
     version, version_num = rows[0][0], int(rows[0][1])
     info = ServerInfo(version.split()[0], version_num, version_num // 10000)
     return info, [r[2] for r in rows if r[2]]
@@ -269,7 +300,7 @@ def run_backup(
         raise UsageError("--retention-days must be 0 (keep everything) or more")
     dest = Path(dest)
     # Connect first: an unreachable server must not leave an empty backup directory behind.
-    server, available = _server_info(dsn, binaries.find(pg_bindir))
+    server, available = _server_info(dsn)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -291,6 +322,9 @@ def run_backup(
                     executor.submit(dump_database, dsn, db, dest, pg, server, stop=stop) for db in targets
                 ]
                 results = [f.result() for f in futures]
+            except BaseException:
+                cancel_all()  # SIGTERM: counts in flight stop now, not when they are done
+                raise
             finally:
                 executor.shutdown(wait=True, cancel_futures=True)
         _warn_leftovers(dest, targets)

@@ -1,10 +1,15 @@
 """Where logical dumps live and how to list them: `DIR/<database>/<database>-<UTC stamp>.dump`.
 
 Beside each dump `X.dump` pgtool writes `X.dump.sha256` (sha256sum format) and `X.manifest.json`
-(`pgtool.backup.dump_manifest`). A dump is *complete* (and *ours*) when its name matches the exact
+(`pgtool.backup.dump_manifest`); `pgtool verify` adds `X.verified.json` once the dump passed a drill
+(retention keeps the newest such dump). A dump is *complete* (and *ours*) when its name matches the exact
 pattern and its manifest exists and names that file and database. pg_dump writes under a hidden
 temporary name (`.X.dump.partial`) that never matches the pattern, so listings and retention never
 see, count or delete a dump still being written or left behind by a killed run.
+
+A file stamped more than `FUTURE_SKEW` ahead of the clock (a clock that was wrong, a copied file) is
+left out of every listing: it would otherwise pass for the newest dump for as long as the stamp is
+ahead. `future_dump_files` names them so callers can warn.
 
 Database names may hold any character; the directory (and file prefix) encodes the few that cannot
 appear in a file name (`/`, `%`, a leading `.`, control characters) as `%XX`.
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,9 @@ DUMP_SUFFIX = ".dump"
 CHECKSUM_SUFFIX = ".dump.sha256"
 MANIFEST_SUFFIX = ".manifest.json"
 PARTIAL_SUFFIX = ".partial"
+VERIFIED_SUFFIX = ".verified.json"
 LOCK_FILE = ".pgtool-backup.lock"
+FUTURE_SKEW = timedelta(minutes=10)
 
 
 def encode_name(database: str) -> str:
@@ -73,6 +80,10 @@ def manifest_path(dump: Path) -> Path:
     return dump.with_name(dump.name[: -len(DUMP_SUFFIX)] + MANIFEST_SUFFIX)
 
 
+def verified_path(dump: Path) -> Path:
+    return dump.with_name(dump.name[: -len(DUMP_SUFFIX)] + VERIFIED_SUFFIX)
+
+
 def partial_path(dump: Path) -> Path:
     return dump.with_name("." + dump.name + PARTIAL_SUFFIX)
 
@@ -84,11 +95,23 @@ def match_dump_file(path: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def dump_files(db_dir: Path) -> list[tuple[str, Path]]:
-    """(stamp, path) of every file in `db_dir` named like one of our dumps, oldest first.
+def dump_files(db_dir: Path, *, now: datetime | None = None) -> list[tuple[str, Path]]:
+    """(stamp, path) of every file in `db_dir` named like one of our dumps, oldest first, except
+    those stamped in the future (see the module docstring).
 
     Name only: a file listed here may lack its manifest (see `list_dumps` for complete dumps).
     """
+    limit = format_stamp((now or datetime.now(UTC)) + FUTURE_SKEW)
+    return [(stamp, path) for stamp, path in _named_dumps(db_dir) if stamp <= limit]
+
+
+def future_dump_files(db_dir: Path, *, now: datetime | None = None) -> list[Path]:
+    """Files named like dumps but stamped more than FUTURE_SKEW ahead of `now`: listings ignore them."""
+    limit = format_stamp((now or datetime.now(UTC)) + FUTURE_SKEW)
+    return [path for stamp, path in _named_dumps(db_dir) if stamp > limit]
+
+
+def _named_dumps(db_dir: Path) -> list[tuple[str, Path]]:
     found = []
     try:
         entries = list(Path(db_dir).iterdir())
@@ -147,6 +170,21 @@ def complete_dump(path: Path) -> DumpInfo | None:
 def list_database_dumps(db_dir: Path) -> list[DumpInfo]:
     """Complete dumps in one database directory, oldest first."""
     return [info for _stamp, path in dump_files(db_dir) if (info := complete_dump(path)) is not None]
+
+
+def is_verified(info: DumpInfo) -> bool:
+    """`pgtool verify` restored this very dump (its record names the file and the manifest's sha256)."""
+    import json
+
+    try:
+        record = json.loads(verified_path(info.path).read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(record, dict)
+        and record.get("dump_file") == info.path.name
+        and record.get("sha256") == info.manifest.get("sha256")
+    )
 
 
 def list_dumps(backup_dir: str | Path) -> dict[str, list[DumpInfo]]:

@@ -5,111 +5,154 @@ temporary tables and tables that belong to an extension: pg_dump does not dump t
 configuration tables aside), so counting them would make every restore check fail. Partitioned
 parents are not counted: their rows are their partitions'.
 
-The counts go through psql sessions (`pgtool.pg.psql`): they start in ~10 ms and leave the Python
-driver unloaded, while backup counts beside pg_dump and verify beside pg_restore.
+Counts run on `pgtool.backup.dump_sessions` sessions: names travel as the server's exact bytes, and
+`row_security = off` turns a policy that would filter a count into an error, never a wrong number.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from pgtool.errors import OperationError
-from pgtool.pg.psql import Session, identifier
+import psycopg
+from psycopg import sql
+
+from pgtool.backup.dump_sessions import Ident, is_rls_error
+from pgtool.errors import OperationError, error_line
 
 TABLES_SQL = """
 SELECT n.nspname, c.relname
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
   AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%'
   AND n.nspname NOT LIKE 'pg\\_temp\\_%'
   AND NOT EXISTS (
-      SELECT 1 FROM pg_depend d
-      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2;
+      SELECT 1 FROM pg_catalog.pg_depend d
+      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
 """
+SIZES_SQL = """
+SELECT n.nspname, c.relname, pg_catalog.pg_relation_size(c.oid)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+"""
+_COUNT = sql.SQL("SELECT pg_catalog.count(*) FROM {}")
+_NO_FORCE = sql.SQL("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY")
+
+Table = tuple[str, str]
+Session = psycopg.Connection[Any]
 
 
-def list_tables(session: Session) -> list[tuple[str, str]]:
+def list_tables(conn: Session) -> list[Table]:
     """(schema, table) of every table whose rows a dump carries, sorted."""
-    return [(r[0], r[1]) for r in session.rows(TABLES_SQL)]
+    return [(s, n) for s, n in conn.execute(TABLES_SQL).fetchall()]
 
 
 class Stop(Protocol):
     def is_set(self) -> bool: ...
 
 
+def display(text: str) -> str:
+    """`text` safe for one line of output: control characters and undecodable bytes escaped."""
+    return "".join(
+        ch if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF else ascii(ch)[1:-1] for ch in text
+    )
+
+
+def qualified(schema: str, name: str) -> str:
+    """`schema.table` for messages (quoted where PostgreSQL would need quotes, escaped for one line)."""
+
+    def q(ident: str) -> str:
+        plain = ident.isidentifier() and ident == ident.lower() and ident.isascii()
+        return ident if plain else '"' + ident.replace('"', '""') + '"'
+
+    return display(f"{q(schema)}.{q(name)}")
+
+
+def count_table(conn: Session, table: Table, *, owned_copy: bool = False) -> int:
+    """Exact row count of `table`. Row-level security never filters it silently: the count fails
+    (row_security is off), unless `owned_copy` (a throwaway restore, whose tables the role owns) lets
+    it lift FORCE ROW LEVEL SECURITY and count again. Raises OperationError."""
+    try:
+        return int(conn.execute(_COUNT.format(Ident(*table))).fetchone()[0])  # type: ignore[index]
+    except psycopg.Error as exc:
+        if not is_rls_error(exc):
+            raise OperationError(f"counting rows of {qualified(*table)}: {error_line(exc)}") from None
+        if not owned_copy:
+            raise OperationError(
+                f"cannot count rows of {qualified(*table)}: row-level security applies to this role "
+                "(pg_dump fails the same way)",
+                hint="back up as a superuser or a role with BYPASSRLS",
+            ) from None
+    try:
+        conn.execute(_NO_FORCE.format(Ident(*table)))
+        return int(conn.execute(_COUNT.format(Ident(*table))).fetchone()[0])  # type: ignore[index]
+    except psycopg.Error as exc:
+        raise OperationError(
+            f"cannot count rows of {qualified(*table)}: row-level security applies to this role "
+            f"and it cannot lift it on the restored copy ({error_line(exc)})",
+            hint="verify as a superuser, a role with BYPASSRLS, or a role that owns what it restores",
+        ) from None
+
+
 def count_rows(
-    session: Session, tables: list[tuple[str, str]] | None = None, *, stop: Stop | None = None
+    conn: Session, tables: list[Table] | None = None, *, stop: Stop | None = None
 ) -> list[dict[str, Any]]:
     """[{"schema", "name", "rows"}] with exact counts, in the session's current snapshot.
 
     stop: checked between tables (a threading.Event, say); when set, raises OperationError.
     """
     if tables is None:
-        tables = list_tables(session)
+        tables = list_tables(conn)
     counts = []
     for schema, name in tables:
         if stop is not None and stop.is_set():
-            raise OperationError("row counting stopped: the run is being terminated")
-        ((rows,),) = session.rows(f"SELECT count(*) FROM {identifier(schema, name)};")
-        counts.append({"schema": schema, "name": name, "rows": int(rows)})
+            raise OperationError("row counting stopped")
+        counts.append({"schema": schema, "name": name, "rows": count_table(conn, (schema, name))})
     return counts
 
-
-def qualified(schema: str, name: str) -> str:
-    """`schema.table` for messages (quoted where PostgreSQL would need quotes)."""
-
-    def q(ident: str) -> str:
-        plain = ident.isidentifier() and ident == ident.lower() and ident.isascii()
-        return ident if plain else '"' + ident.replace('"', '""') + '"'
-
-    return f"{q(schema)}.{q(name)}"
-
-
-SIZES_SQL = """
-SELECT n.nspname, c.relname, pg_relation_size(c.oid)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r';
-"""
 
 _DONE = None  # queue sentinel: no more tables
 
 
 class TableCounter:
-    """Exact row counts over up to `jobs` connections, each table counted as soon as it is submitted.
+    """Exact row counts over up to `jobs` sessions of a restored copy, each table counted as soon as it
+    is submitted.
 
     For a database being restored, where no snapshot needs sharing: `submit()` a table the moment
     its data is committed and it is counted while the restore goes on with other tables and
     indexes, while its pages are still cached; `finish()` then counts whatever was not submitted,
-    biggest first, and returns every count. `abandon()` stops taking work (the caller is about to
-    drop the database, which ends counts in flight).
+    biggest first, and returns every count. `abandon()` stops taking work and cancels counts in
+    flight (the caller is about to drop the database).
 
     The first worker also reads the table list (and sizes, to order what is left): at the
     first submit of a restore every table exists (pg_restore creates them before loading any data),
     so `finish()` needs no session of its own after the restore.
     """
 
-    def __init__(self, connect: Callable[[], Session], jobs: int) -> None:
+    def __init__(self, connect: Callable[[], AbstractContextManager[Session]], jobs: int) -> None:
         self._connect = connect
         self._jobs = max(1, jobs)
-        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
-        self._submitted: set[tuple[str, str]] = set()
-        self._counted: dict[tuple[str, str], int] = {}
+        self._queue: queue.Queue[Table | None] = queue.Queue()
+        self._submitted: set[Table] = set()
+        self._counted: dict[Table, int] = {}
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
+        self._sessions: list[Session] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._catalog: list[tuple[str, str]] = []
-        self._sizes: dict[tuple[str, str], int] = {}
+        self._catalog: list[Table] = []
+        self._sizes: dict[Table, int] = {}
         self._catalog_ready = threading.Event()  # also set when a worker failed: finish() then raises
 
-    def submit(self, table: tuple[str, str]) -> None:
+    def submit(self, table: Table) -> None:
         """Count `table` now, in the background (thread-safe; a repeat is ignored)."""
         with self._lock:
             if table in self._submitted or self._stop.is_set():
@@ -118,7 +161,7 @@ class TableCounter:
             self._start_workers()
         self._queue.put(table)
 
-    def finish(self, tables: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    def finish(self, tables: list[Table] | None = None) -> list[dict[str, Any]]:
         """[{"schema", "name", "rows"}] for `tables` (None: every table, see `list_tables`), in order.
 
         Raises the first error a count raised.
@@ -141,10 +184,18 @@ class TableCounter:
         return [{"schema": s, "name": n, "rows": self._counted[(s, n)]} for s, n in wanted]
 
     def abandon(self) -> None:
-        """Take no more work; queued tables are skipped (threads end after their current count)."""
-        self._stop.set()
-        for _ in self._threads:
-            self._queue.put(_DONE)
+        """Take no more work; queued tables are skipped and running counts cancelled."""
+        with self._lock:
+            already = self._stop.is_set()
+            self._stop.set()
+            sessions = list(self._sessions)
+        if not already:
+            for _ in self._threads:
+                self._queue.put(_DONE)
+        for conn in sessions:
+            # The session may be closing already; the drop that follows ends it anyway.
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=5)
 
     def _start_workers(self) -> None:  # with self._lock held
         while len(self._threads) < self._jobs:
@@ -157,15 +208,21 @@ class TableCounter:
 
     def _work(self, reads_catalog: bool) -> None:
         try:
-            with self._connect() as session:
-                if reads_catalog:
-                    self._catalog = list_tables(session)
-                    self._sizes = {(r[0], r[1]): int(r[2]) for r in session.rows(SIZES_SQL)}
-                    self._catalog_ready.set()
-                while (table := self._queue.get()) is not _DONE:
-                    if self._stop.is_set() or self._errors:
-                        continue
-                    self._counted[table] = count_rows(session, [table])[0]["rows"]
+            with self._connect() as conn:
+                with self._lock:
+                    self._sessions.append(conn)
+                try:
+                    if reads_catalog:
+                        self._catalog = list_tables(conn)
+                        self._sizes = {(s, n): int(size) for s, n, size in conn.execute(SIZES_SQL).fetchall()}
+                        self._catalog_ready.set()
+                    while (table := self._queue.get()) is not _DONE:
+                        if self._stop.is_set() or self._errors:
+                            continue
+                        self._counted[table] = count_table(conn, table, owned_copy=True)
+                finally:
+                    with self._lock:
+                        self._sessions.remove(conn)
         except BaseException as exc:  # reported by finish(); a dropped database ends counts in flight
             self._errors.append(exc)
             self._stop.set()

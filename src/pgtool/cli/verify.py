@@ -23,7 +23,9 @@ def verify(
     amcheck: Annotated[
         bool, typer.Option("--amcheck", help="Also check every restored btree index with amcheck.")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel pg_restore jobs per database.")] = 2,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Parallel pg_restore jobs per database (1-64).")
+    ] = 2,
     base: Annotated[
         bool,
         typer.Option("--base", help="Drill the newest base backup + archived WAL instead of the dumps."),
@@ -44,9 +46,10 @@ def verify(
     """Prove backups restore: restore drills with row counts, pushed to Prometheus.
 
     For each database, the newest dump: checksum, pg_restore --list, a restore into a throwaway
-    database pgtool_verify_<db>_<stamp> on the --dsn server (always dropped), every table's row count
-    against the manifest, and with --amcheck every btree index. Exit 0 only if every database
-    passed, 1 naming each failure, 3 if the server cannot be reached.
+    database pgtool_verify_<run token>_<db> on the --dsn server (always dropped), every table's row
+    count against the manifest, and with --amcheck every btree index. A dump that passes gets a
+    .verified.json record, which backup's retention honours. Exit 0 only if every database passed,
+    1 naming each failure, 2 on bad arguments, 3 if the server cannot be reached.
 
     Example: pgtool verify --dsn postgresql://verify@scratch-db/postgres --backup-dir /backups/dumps
 
