@@ -35,7 +35,7 @@ class ArchivingPrimary:
         return str(self.cluster.dsn(dbname))
 
     def sql(self, query: str, params: Any = None, dbname: str = "postgres") -> list[tuple[Any, ...]]:
-        with self.cluster.connect(dbname) as conn:
+        with self.cluster.connect(dbname, pin="off") as conn:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 

@@ -120,7 +120,8 @@ def test_retention_and_wal_pruning_keep_exactly_what_is_needed(
 ) -> None:
     primary = zstd_primary  # a compressed archive: pruning and recovery must read NAME.zst
     archive = primary.archive_dir
-    (archive / "00000009.history").write_text("1\t0/9000000\tno recovery target specified\n")
+    # (A timeline forked from 1 at a point this primary never reaches: not a failover it missed.)
+    (archive / "00000009.history").write_text("1\tF0/9000000\tno recovery target specified\n")
     # Leftovers that retention must neither count nor delete.
     (primary.base_dir / ".incomplete-20200101T000000Z-1").mkdir(parents=True)
     (primary.base_dir / "20200101T000000Z").mkdir()
@@ -179,7 +180,7 @@ def test_retention_and_wal_pruning_keep_exactly_what_is_needed(
     try:
         copy.start()
         copy.wait_until_ready(120, primary=True)
-        with copy.connect() as conn:
+        with copy.connect(pin="off") as conn:
             assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 400
     finally:
         copy.cleanup()
@@ -187,7 +188,7 @@ def test_retention_and_wal_pruning_keep_exactly_what_is_needed(
 
 def test_a_replication_only_role_with_a_password_suffices(primary: ArchivingPrimary) -> None:
     secret = "s3cr:et pass"
-    with primary.cluster.connect() as conn:
+    with primary.cluster.connect(pin="off") as conn:
         conn.execute(
             sql.SQL("CREATE ROLE replicator WITH REPLICATION LOGIN PASSWORD {}").format(sql.Literal(secret))
         )

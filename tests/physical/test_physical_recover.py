@@ -23,7 +23,7 @@ def _utc_now_text(primary: ArchivingPrimary) -> str:
 
 
 def _rows(cluster, table: str = "t") -> list[int]:
-    with cluster.connect() as conn:
+    with cluster.connect(pin="off") as conn:
         return [r[0] for r in conn.execute(f"SELECT i FROM {table} ORDER BY i").fetchall()]
 
 
@@ -120,7 +120,7 @@ def test_standby_streams_from_the_primary_and_catches_up(primary: ArchivingPrima
             return rows == [("streaming",)]
 
         retry(streaming, timeout=60)
-        with standby.connect() as conn:
+        with standby.connect(pin="off") as conn:
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
     finally:
         standby.cleanup()

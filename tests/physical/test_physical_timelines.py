@@ -19,7 +19,7 @@ from pgtool.errors import OperationError, UsageError
 
 
 def _rows(cluster) -> list[int]:
-    with cluster.connect() as conn:
+    with cluster.connect(pin="off") as conn:
         return [r[0] for r in conn.execute("SELECT i FROM t ORDER BY i").fetchall()]
 
 
@@ -42,10 +42,10 @@ def test_recovery_follows_the_timeline_history_of_a_promoted_standby(
         promoted.start()
         retry(lambda: _rows(promoted) == list(range(1, 21)), timeout=60)
         primary.cleanup()  # the old primary is gone
-        with promoted.connect() as conn:
+        with promoted.connect(pin="off") as conn:
             conn.execute("SELECT pg_promote()")
         promoted.wait_until_ready(60, primary=True)
-        with promoted.connect() as conn:
+        with promoted.connect(pin="off") as conn:
             for first in (21, 26):  # two timeline-2 segments
                 conn.execute("INSERT INTO t SELECT generate_series(%s::int, %s::int + 4)", (first, first))
                 name = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
@@ -65,7 +65,7 @@ def test_recovery_follows_the_timeline_history_of_a_promoted_standby(
         copy.start()
         copy.wait_until_ready(120, primary=True)
         assert _rows(copy) == list(range(1, 31))
-        with copy.connect() as conn:
+        with copy.connect(pin="off") as conn:
             assert conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0] == 3
 
         # A missing timeline-2 segment is a gap, named with its timeline.
@@ -85,7 +85,7 @@ def test_recover_to_a_transaction_id_and_to_a_restore_point(
 ) -> None:
     primary.sql("CREATE TABLE t (i int PRIMARY KEY)")
     primary.basebackup()
-    with primary.cluster.connect() as conn, conn.transaction():
+    with primary.cluster.connect(pin="off") as conn, conn.transaction():
         conn.execute("INSERT INTO t VALUES (1)")
         xid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
     primary.sql("INSERT INTO t VALUES (2)")

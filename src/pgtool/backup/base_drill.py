@@ -1,11 +1,13 @@
 """The base-backup restore drill behind `pgtool verify --base`: restore, replay, start, query, delete.
 
 The newest complete base backup is unpacked into a throwaway local cluster of the backup's PostgreSQL
-major, configured like `pgtool recover` with no target (replay the archive to its end, then promote),
-started, and checked: it must leave recovery, have replayed into the newest archived segment (so the
-archive really was read, not just the WAL inside the backup), accept queries in every database, and
-with `amcheck` pass `bt_index_check` on every valid btree index. The cluster is deleted whatever
-happens. Any failure raises a `pgtool.errors` exception naming the step.
+major, configured like `pgtool recover` with no target (recovery_target_lsn = the archive's last
+complete record, so PostgreSQL refuses to promote before it), started, and checked: it must leave
+recovery, have replayed into the newest archived segment (so the archive really was read, not just the
+WAL inside the backup), accept queries in every database, and with `amcheck` pass `bt_index_check` on
+every valid btree index. While waiting for replay, the server must stay alive: if it dies (a damaged
+segment, a missing one before the target) the drill fails at once quoting its last FATAL log line.
+The cluster is deleted whatever happens. Any failure raises a `pgtool.errors` exception naming the step.
 """
 
 from __future__ import annotations
@@ -92,14 +94,23 @@ def run_base_drill(
             # Production's pg_hba.conf may demand passwords or peer names we do not have: the throwaway
             # server accepts its own unix socket only (no TCP line), without a password.
             cluster.set_hba(["local all all trust"])
-            settings = recovery_config.recovery_settings(Path(archive_dir))
+            from pgtool.backup.archive_end import end_target
+
+            end = end_target(Path(archive_dir), backup, continuity.last_segment, tools.path("pg_waldump"))
+            target = recovery_config.RecoveryTarget("lsn", end) if end else None
+            settings = recovery_config.recovery_settings(Path(archive_dir), target=target)
             recovery_config.write_recovery_config(cluster.data_dir, settings)
             cluster.settings.update(
                 recovery_config.control_minimums(tools.path("pg_controldata"), cluster.data_dir)
             )
             log.info("replaying", backup=backup.id, until=continuity.last_segment)
-            cluster.start(timeout=int(READY_TIMEOUT))
-            cluster.wait_until_ready(READY_TIMEOUT, primary=True)
+            try:
+                cluster.start(timeout=int(READY_TIMEOUT))
+            except PgtoolError:
+                if _postmaster_alive(cluster.data_dir):
+                    raise
+                _raise_stopped(cluster)  # died before accepting connections: same report
+            _wait_promoted(cluster, READY_TIMEOUT)
             duration = round(time.monotonic() - started, 3)
             replayed = _redo_done(cluster.log_file)
             _check_replayed_far_enough(replayed, continuity.last_segment, backup.wal_segment_size, cluster)
@@ -138,6 +149,66 @@ def run_base_drill(
     return result
 
 
+def _wait_promoted(cluster, timeout: float) -> None:  # noqa: ANN001 - a LocalCluster
+    """Poll until the server has left recovery; fail at once when it is no longer running."""
+    from pgtool.errors import ConnectError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if not _postmaster_alive(cluster.data_dir):
+            _raise_stopped(cluster)
+        try:
+            with cluster.connect() as conn:
+                row = conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()
+            if row is not None and not row[0]:
+                return
+        except (ConnectError, OSError):
+            pass  # still starting up, or shutting down: the next round tells
+        except Exception as exc:  # psycopg.Error while the server goes away
+            get_logger().debug("drill server not ready", error=str(exc))
+        if time.monotonic() > deadline:
+            raise OperationError(f"the drill server did not finish replay within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def _raise_stopped(cluster) -> None:  # noqa: ANN001 - a LocalCluster
+    fatal = last_fatal_line(cluster.log_file)
+    raise OperationError(
+        "the drill server stopped during WAL replay"
+        + (f": {fatal}" if fatal else " (no FATAL line in its log)"),
+        hint="a WAL file could not be restored or replayed: check the archive (pgtool status)",
+    )
+
+
+def _postmaster_alive(data_dir: Path) -> bool:
+    import os
+
+    try:
+        pid = int((Path(data_dir) / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, as the server user
+    return True
+
+
+def last_fatal_line(log_file: Path) -> str | None:
+    """The server log's last FATAL or PANIC line (stripped of its timestamp prefix), if any."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        for level in ("PANIC:", "FATAL:"):
+            if level in line:
+                return line[line.index(level) :].strip()
+    return None
+
+
 def _redo_done(log_file: Path) -> int | None:
     try:
         matches = _REDO_DONE.findall(log_file.read_text(errors="replace"))
@@ -157,6 +228,26 @@ def _check_replayed_far_enough(
             f"recovery ended at {format_lsn(replayed)}, before the newest archived segment {last_segment}",
             hint="restore-wal could not deliver a segment: check the archive and restore_command",
         )
+
+
+def _amcheck_schema(conn) -> str:  # noqa: ANN001 - a psycopg connection
+    """The schema amcheck lives in, creating it (in a schema of the drill's own) when missing.
+
+    The session's search_path is '' (pgtool.pg.conn), so the extension needs an explicit schema, and
+    its functions are called qualified. The throwaway cluster is deleted afterwards.
+    """
+    from psycopg import sql
+
+    query = (
+        "SELECT n.nspname FROM pg_catalog.pg_extension e "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'amcheck'"
+    )
+    row = conn.execute(query).fetchone()
+    if row is None:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS pgtool_drill"))
+        conn.execute(sql.SQL("CREATE EXTENSION amcheck SCHEMA pgtool_drill"))
+        row = conn.execute(query).fetchone()
+    return str(row[0])
 
 
 def _smoke(cluster: object, amcheck: bool) -> tuple[list[str], int]:
@@ -181,12 +272,13 @@ def _smoke(cluster: object, amcheck: bool) -> tuple[list[str], int]:
                 raise OperationError(f"smoke query failed in database {name}: {exc}") from None
             if amcheck:
                 try:
-                    conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS amcheck"))
+                    schema = _amcheck_schema(conn)
                 except psycopg.Error as exc:
                     raise OperationError(
                         f"cannot use amcheck in database {name}: {exc}",
                         hint="install the PostgreSQL contrib package for this major version",
                     ) from None
+                check = sql.SQL("SELECT {}.bt_index_check(%s::regclass)").format(sql.Identifier(schema))
                 rows = conn.execute(
                     "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                     "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' AND i.indisvalid "
@@ -194,7 +286,7 @@ def _smoke(cluster: object, amcheck: bool) -> tuple[list[str], int]:
                 ).fetchall()
                 for (index,) in rows:
                     try:
-                        conn.execute("SELECT bt_index_check(%s::regclass)", (index,))
+                        conn.execute(check, (index,))
                     except psycopg.Error as exc:
                         raise OperationError(
                             f"amcheck failed on index {index} in database {name}: {exc}"

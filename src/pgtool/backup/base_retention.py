@@ -10,6 +10,11 @@ is older than that backup's start WAL file are removed, like `pg_archivecleanup`
 without the timeline). Timeline `.history` files are never removed: recovery needs them to follow
 timeline switches, and they are tiny. Older kept backups stay restorable to their own end point
 (`recover --target-immediate`), since each carries the WAL it needs to become consistent.
+
+Timelines: nothing on a timeline newer than the newest backup's is ever deleted, neither backups nor
+WAL (and WAL on a timeline newer than the boundary backup's stays too). Such files exist only after a
+failover the newest backup predates, or a split brain (an old primary backing up on its old timeline,
+which `basebackup` refuses first); deleting them would delete the history recovery must follow.
 """
 
 from __future__ import annotations
@@ -52,8 +57,9 @@ def apply_retention(dest: Path, *, keep: int, archive_dir: Path | None = None) -
     log = get_logger().bind(dest=str(dest))
     complete = list_base_backups(dest)
     keep = max(1, keep)
-    doomed = complete[:-keep] if len(complete) > keep else []
-    outcome = RetentionOutcome(kept=complete[len(doomed) :])
+    newest_tli = complete[-1].timeline if complete else 0
+    doomed = [b for b in (complete[:-keep] if len(complete) > keep else []) if b.timeline <= newest_tli]
+    outcome = RetentionOutcome(kept=[b for b in complete if b.id not in {d.id for d in doomed}])
     for info in doomed:
         assert info.path is not None
         # Rename first: the backup leaves the catalogue atomically even if the delete is interrupted.
@@ -65,7 +71,9 @@ def apply_retention(dest: Path, *, keep: int, archive_dir: Path | None = None) -
     boundary = wal_boundary(outcome.kept)
     if archive_dir is not None and boundary is not None:
         outcome.wal_boundary = boundary.start_wal_file
-        outcome.wal_pruned = prune_archive(Path(archive_dir), boundary.start_wal_file)
+        outcome.wal_pruned = prune_archive(
+            Path(archive_dir), boundary.start_wal_file, max_timeline=boundary.timeline
+        )
         if outcome.wal_pruned:
             log.info(
                 "archived WAL pruned",
@@ -76,8 +84,9 @@ def apply_retention(dest: Path, *, keep: int, archive_dir: Path | None = None) -
     return outcome
 
 
-def prune_archive(archive_dir: Path, oldest_needed: str) -> list[str]:
-    """Remove archived WAL older than segment `oldest_needed`; never `.history` files or foreign files.
+def prune_archive(archive_dir: Path, oldest_needed: str, *, max_timeline: int | None = None) -> list[str]:
+    """Remove archived WAL older than segment `oldest_needed`; never `.history` files or foreign files,
+    nor WAL on a timeline newer than `max_timeline` (the kept backup's).
 
     Returns the names removed, oldest first.
     """
@@ -85,6 +94,8 @@ def prune_archive(archive_dir: Path, oldest_needed: str) -> list[str]:
     removed = []
     for item in list_archive(archive_dir):
         if item.kind == "history" or item.segment is None:
+            continue
+        if max_timeline is not None and item.timeline > max_timeline:
             continue
         if item.segment[8:] < cutoff:
             for path in stored_copies(archive_dir, item.wal_name):

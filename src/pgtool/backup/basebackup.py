@@ -59,6 +59,7 @@ class ServerFacts:
     server_version: str
     server_version_num: int
     wal_segment_size: int
+    wal_position: int = 0  # IDENTIFY_SYSTEM's xlogpos: how far this server has written
 
 
 def _size_setting(text: str) -> int:
@@ -79,20 +80,22 @@ def server_facts(dsn: str) -> ServerFacts:
 
     from pgtool.pg.conn import connect, with_params
 
-    conn = connect(with_params(dsn, replication="true") if dsn else "replication=true")
+    # A walsender runs no SQL (so nothing to pin): only replication commands, which name no function.
+    conn = connect(with_params(dsn, replication="true") if dsn else "replication=true", pin="off")
     with conn:
         cur = psycopg.ClientCursor(conn)  # the walsender speaks only the simple query protocol
         cur.execute("IDENTIFY_SYSTEM")
         row = cur.fetchone()
         assert row is not None
         sysid, tli = _text(row[0]), int(_text(row[1]))
+        xlogpos = parse_lsn(_text(row[2]))
         cur.execute("SHOW wal_segment_size")
         seg_row = cur.fetchone()
         assert seg_row is not None
         seg_size = _size_setting(_text(seg_row[0]))
         version_num = conn.info.server_version
         version = conn.info.parameter_status("server_version") or str(version_num)
-    return ServerFacts(sysid, tli, _text(version).split()[0], version_num, seg_size)
+    return ServerFacts(sysid, tli, _text(version).split()[0], version_num, seg_size, xlogpos)
 
 
 def _text(value: Any) -> str:
@@ -110,8 +113,9 @@ def server_clock(dsn: str) -> tuple[datetime, int | None, str | None]:
     try:
         with connect(dsn, connect_timeout=5) as conn:
             row = conn.execute(
-                "SELECT clock_timestamp(), pg_snapshot_xmax(pg_current_snapshot())::text::bigint, "
-                "(SELECT rolname FROM pg_roles WHERE oid = 10)"
+                "SELECT pg_catalog.clock_timestamp(), "
+                "pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint, "
+                "(SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10)"
             ).fetchone()
             assert row is not None
             return row[0].astimezone(UTC), int(row[1]), row[2]
@@ -219,6 +223,7 @@ def take_base_backup(
             f"server-side compression needs PostgreSQL 15 or newer (server: {facts.server_version})"
         )
     _check_same_system(dest, archive_dir, facts.system_identifier)
+    _check_not_behind(dest, archive_dir, facts.timeline, facts.wal_position)
     tools = binaries.for_server(major, pg_bindir)
     pg_basebackup = tools.path("pg_basebackup")
 
@@ -301,6 +306,41 @@ def _check_same_system(dest: Path, archive_dir: Path | None, sysid: str) -> None
         raise UsageError(
             f"WAL archive {archive_dir} belongs to database system {archived}, this server is {sysid}",
             hint="pass the archive this server's archive_command writes to",
+        )
+
+
+def _check_not_behind(dest: Path, archive_dir: Path | None, timeline: int, position: int) -> None:
+    """Refuse a server that is behind a failover: an older timeline than the backups' newest, or a
+    timeline the archive's history says was forked from at a point this server has passed.
+
+    After a failover the promoted standby writes `T+1.history` (`T  switchpoint`); an old primary that
+    comes back still runs on T, past the switch point. A base backup of it would become the "newest",
+    and retention and WAL pruning keyed on it would delete the new timeline's backups and WAL.
+    """
+    newer = [b for b in base_catalog.list_base_backups(dest) if b.timeline > timeline]
+    found = None
+    if newer:
+        found = f"{dest} holds base backup {newer[-1].id} on timeline {newer[-1].timeline}"
+    elif archive_dir is not None:
+        from pgtool.backup.walnames import list_archive, parse_history, read_archived_text
+
+        for item in list_archive(Path(archive_dir)):
+            if item.kind != "history" or item.timeline <= timeline:
+                continue
+            try:
+                entries = parse_history(read_archived_text(Path(archive_dir), item.wal_name))
+            except (OSError, ValueError) as exc:
+                raise OperationError(f"cannot read timeline history {item.wal_name}: {exc}") from None
+            if any(e.parent == timeline and e.switchpoint <= position for e in entries):
+                found = (
+                    f"WAL archive {archive_dir} holds timeline {item.timeline}, forked from it "
+                    f"({item.wal_name})"
+                )
+    if found:
+        raise OperationError(
+            f"this server is on timeline {timeline}, but {found}: it looks like a former primary "
+            "after a failover (split brain); no backup taken, nothing pruned",
+            hint="run basebackup against the current primary, and rebuild this server as its standby",
         )
 
 

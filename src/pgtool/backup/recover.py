@@ -32,6 +32,7 @@ class RecoverResult:
     start_command: str
     continuity: archive_continuity.Continuity | None
     notes: list[str] = field(default_factory=list)
+    end_of_archive: str | None = None  # without a target: the LSN recovery must reach before promoting
 
 
 def parse_target_time(text: str) -> datetime:
@@ -178,6 +179,8 @@ def prepare_recovery(
         )
     if not archive_dir.is_dir():
         raise UsageError(f"WAL archive {archive_dir} does not exist")
+    if not standby:
+        _check_not_empty(archive_dir)
     backups = base_catalog.list_base_backups(base_dir)
     if not backups and not base_dir.is_dir():
         raise UsageError(f"base backup directory {base_dir} does not exist")
@@ -197,6 +200,12 @@ def prepare_recovery(
                 "time: "
                 "recovery may end before reaching it (PostgreSQL then stops with an error)"
             )
+    end_lsn = None
+    if target is None and not standby:
+        # An explicit end: PostgreSQL then refuses to promote before it (a missing segment is an error).
+        end_lsn = _end_of_archive(archive_dir, backup, continuity, pg_bindir)
+        if end_lsn is not None:
+            target = RecoveryTarget("lsn", end_lsn)
     log.info("recovering", backup=backup.id, target=target.describe() if target else "end of archive")
 
     from pgtool.backup.terminate import sigterm_raises
@@ -227,7 +236,39 @@ def prepare_recovery(
         start_command=command,
         continuity=continuity,
         notes=notes,
+        end_of_archive=end_lsn,
     )
+
+
+def _check_not_empty(archive_dir: Path) -> None:
+    """An archive with no WAL, or one that cannot be listed, is a mistake (unmounted?), not 'no WAL'."""
+    from pgtool.backup.walnames import list_archive
+
+    try:
+        items = list_archive(archive_dir)
+    except OSError as exc:
+        raise OperationError(f"cannot read WAL archive {archive_dir}: {exc.strerror or exc}") from None
+    if not any(i.kind == "segment" for i in items):
+        raise OperationError(
+            f"WAL archive {archive_dir} holds no WAL segment",
+            hint="is the archive mounted, and is it the one archive_command writes to?",
+        )
+
+
+def _end_of_archive(
+    archive_dir: Path,
+    backup: BaseBackupInfo,
+    continuity: archive_continuity.Continuity | None,
+    pg_bindir: str | None,
+) -> str | None:
+    """The LSN of the archive's last complete record (None: the archive ends inside the backup)."""
+    from pgtool.backup.archive_end import end_target
+    from pgtool.pg import binaries
+
+    if continuity is None:
+        return None
+    pg_waldump = binaries.find_major(backup.major, pg_bindir).path("pg_waldump")
+    return end_target(archive_dir, backup, continuity.last_segment, pg_waldump)
 
 
 def _undo(pgdata: Path, created: bool, tablespaces: Path | None) -> None:

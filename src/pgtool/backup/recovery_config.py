@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgtool.pg import binaries
+from pgtool import wal_bundle
 from pgtool.pg.cluster import SETTINGS_MARK, quote_setting
 from pgtool.pg.privileges import give_to_server
 
@@ -61,7 +61,8 @@ def restore_command(archive_dir: Path, executable: str | None = None) -> str:
     PostgreSQL runs restore_command through the shell after replacing %f/%p, so paths are quoted for
     the shell, and a literal % must be written %% (quoting for postgresql.conf happens later).
     """
-    exe = shlex.quote(executable or binaries.pgtool_executable()).replace("%", "%%")
+    # The server user runs it: wal_bundle picks what it can reach (this pgtool, or python3 + the bundle).
+    exe = (shlex.quote(executable) if executable else wal_bundle.server_command()).replace("%", "%%")
     archive = shlex.quote(str(Path(archive_dir).resolve())).replace("%", "%%")
     return f"{exe} restore-wal %f %p --archive-dir {archive}"
 
@@ -87,6 +88,8 @@ def recovery_settings(
     else:
         if target is not None:
             settings.update(target.settings())
+            if target.kind in ("lsn", "time", "xid"):
+                settings["recovery_target_inclusive"] = "on"  # the default, said out loud
         settings["recovery_target_action"] = "promote"
     if port is not None:
         settings["port"] = str(port)

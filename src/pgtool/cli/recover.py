@@ -97,6 +97,11 @@ def recover(
                 f"WAL archive checked: {result.continuity.first_segment}..{result.continuity.last_segment} "
                 f"(timeline {result.continuity.timeline})"
             )
+        if result.end_of_archive:
+            typer.echo(
+                f"recovery target: LSN {result.end_of_archive}, the last complete record archived "
+                "(PostgreSQL stops with an error instead of promoting if WAL before it is missing)"
+            )
         for note in result.notes:
             typer.echo(f"note: {note}")
         typer.echo("start it with:")
