@@ -11,7 +11,7 @@ import gc
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgtool.lint import dynamic, ignores, parse
+from pgtool.lint import ignores, parse, state
 from pgtool.lint.context import FileContext, Finding, RunState, Statement
 from pgtool.lint.rules import ALTER_CHECKS, STATEMENT_CHECKS, load
 from pgtool.lint.rules.catalog import RULES
@@ -108,18 +108,12 @@ def lint_text(
     if large:
         for stmt, (_kind, node, _start, _end) in zip(statements, parse.statements(text), strict=True):
             stmt.node = node
-            _check_statement(ctx, stmt)
+            check(ctx, stmt)
             stmt.node = _NO_TREE  # findings keep the statement's position, not its tree
     else:
         for stmt in statements:
-            _check_statement(ctx, stmt)
+            check(ctx, stmt)
     return _finish(ctx, statements)
-
-
-def _check_statement(ctx: FileContext, stmt: Statement) -> None:
-    _check(ctx, stmt)
-    if stmt.kind == "DoStmt":
-        _check_do(ctx, stmt)
 
 
 def _syntax_error(source: Source, offset: int, message: str) -> Finding:
@@ -127,7 +121,8 @@ def _syntax_error(source: Source, offset: int, message: str) -> Finding:
     return Finding(source.path, line, column, "MIG000", "error", message, None, "", RULES["MIG000"].fix)
 
 
-def _check(ctx: FileContext, stmt: Statement) -> None:
+def check(ctx: FileContext, stmt: Statement) -> None:
+    """Run the rules on one statement (or ALTER TABLE subcommand by subcommand), then track it."""
     kind = stmt.kind
     node = stmt.node
     if kind == "AlterTableStmt" and node.get("objtype") not in ALTERED_RELATIONS:
@@ -142,199 +137,9 @@ def _check(ctx: FileContext, stmt: Statement) -> None:
             cmd = item.get("AlterTableCmd", {})
             for check in ALTER_CHECKS.get(cmd.get("subtype", ""), ()):
                 check(ctx, stmt, relation, cmd)
-            _track_cmd(ctx, relation, cmd)
+            state.track_cmd(ctx, relation, cmd)
     else:
-        _track(ctx, stmt)
-
-
-def _check_do(ctx: FileContext, stmt: Statement) -> None:
-    body, language = dynamic.do_body(stmt.node)
-    if body is None:
-        return
-    if language != "plpgsql":
-        ctx.report(stmt, "MIG028", f"DO block in language {language} runs code the linter cannot read", None)
-        return
-    try:
-        parts = dynamic.sql_in_do(body)
-    except Exception as exc:
-        ctx.report(
-            stmt, "MIG028", f"DO block body could not be parsed as PL/pgSQL ({exc}); not checked", None
-        )
-        return
-    for sql in parts:
-        if sql is dynamic.DYNAMIC:
-            ctx.report(
-                stmt, "MIG028", "EXECUTE of a non-constant string runs SQL the linter cannot see", None
-            )
-            continue
-        try:
-            tree = parse.decode_tree(sql)
-        except Exception as exc:
-            ctx.report(stmt, "MIG028", f"SQL in DO block could not be parsed ({exc}); not checked", None)
-            continue
-        for raw in tree.get("stmts", []):
-            if raw.get("stmt"):
-                kind, node = next(iter(raw["stmt"].items()))
-                inner = Statement(kind, node, stmt.start, stmt.end, stmt.index, in_do=True)
-                _check(ctx, inner)
-
-
-def _columns(expr: Any) -> set[str]:
-    """Column names an expression references."""
-    names: set[str] = set()
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, dict):
-            ref = node.get("ColumnRef")
-            if ref is not None:
-                fields = ref.get("fields", [])
-                if fields and "String" in fields[-1]:
-                    names.add(fields[-1]["String"].get("sval", ""))
-                continue
-            stack.extend(node.values())
-    return names
-
-
-def _not_null_columns(expr: Any) -> set[str]:
-    """Columns a CHECK expression proves NOT NULL: `col IS NOT NULL`, alone or AND-ed."""
-    if not isinstance(expr, dict):
-        return set()
-    test = expr.get("NullTest")
-    if test is not None:
-        if test.get("nulltesttype") == "IS_NOT_NULL" and "ColumnRef" in test.get("arg", {}):
-            return _columns(test["arg"])
-        return set()
-    boolean = expr.get("BoolExpr")
-    if boolean is not None and boolean.get("boolop") == "AND_EXPR":
-        found: set[str] = set()
-        for arg in boolean.get("args", []):
-            found |= _not_null_columns(arg)
-        return found
-    return set()
-
-
-def _record_check(run: RunState, table: str, expr: Any) -> None:
-    run.checks.setdefault(table, []).append(_columns(expr))
-    for column in _not_null_columns(expr):
-        run.not_null_checks.add((table, column))
-
-
-def _track_cmd(ctx: FileContext, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    """Update file and run state after one ALTER TABLE subcommand."""
-    subtype = cmd.get("subtype")
-    table = relation.get("relname", "")
-    if subtype == "AT_AddConstraint":
-        con = (cmd.get("def") or {}).get("Constraint", {})
-        name = con.get("conname", "")
-        if name:
-            ctx.tx_constraints.add((table, name))
-        if con.get("contype") == "CONSTR_CHECK":
-            if con.get("skip_validation"):
-                ctx.run.not_valid[(table, name)] = ("check", con.get("raw_expr"))  # type: ignore[assignment]
-            else:
-                _record_check(ctx.run, table, con.get("raw_expr"))
-    elif subtype == "AT_ValidateConstraint":
-        pending = ctx.run.not_valid.pop((table, cmd.get("name", "")), None)
-        if pending is not None:
-            _record_check(ctx.run, table, pending[1])
-    elif subtype == "AT_AttachPartition" and ctx.is_new(relation):
-        ctx.created.add_rv((cmd.get("def") or {}).get("PartitionCmd", {}).get("name", {}))
-
-
-def _track(ctx: FileContext, stmt: Statement) -> None:
-    """Update file and run state after a statement other than ALTER TABLE."""
-    kind = stmt.kind
-    node = stmt.node
-    if kind == "CreateStmt":
-        relation = node.get("relation", {})
-        ctx.created.add_rv(relation)
-        table = relation.get("relname", "")
-        for element in node.get("tableElts", []):
-            con = element.get("Constraint")
-            if con and con.get("contype") == "CONSTR_CHECK" and not con.get("skip_validation"):
-                _record_check(ctx.run, table, con.get("raw_expr"))
-        spec = node.get("partspec")
-        if spec:
-            ctx.run.partition_keys[table] = {
-                p.get("PartitionElem", {}).get("name", "") for p in spec.get("partParams", [])
-            } - {""}
-    elif kind == "CreateDomainStmt":
-        names = [n.get("String", {}).get("sval", "") for n in node.get("domainname", [])]
-        if names:
-            ctx.domains.add(names[-2] if len(names) > 1 else None, names[-1])
-    elif kind == "SelectStmt" and node.get("intoClause"):
-        ctx.created.add_rv(node["intoClause"].get("rel", {}))
-    elif kind == "CreateTableAsStmt":
-        ctx.created.add_rv(node.get("into", {}).get("rel", {}))
-    elif (
-        kind == "RenameStmt" and node.get("renameType") == "OBJECT_TABLE" and ctx.is_new(node.get("relation"))
-    ):
-        ctx.created.add(node["relation"].get("schemaname"), node.get("newname", ""))
-    elif kind == "CreateFunctionStmt":
-        volatility = "volatile"
-        for item in node.get("options", []):
-            elem = item.get("DefElem", {})
-            if elem.get("defname") == "volatility":
-                volatility = elem.get("arg", {}).get("String", {}).get("sval", "volatile")
-        names = node.get("funcname", [])
-        if names:
-            ctx.run.functions[names[-1].get("String", {}).get("sval", "")] = volatility
-    elif kind == "VariableSetStmt" and node.get("name") == "lock_timeout":
-        value = None
-        if node.get("kind") == "VAR_SET_VALUE":
-            args = node.get("args", [])
-            value = _setting_value(args[0]) if args else None
-        _set_lock_timeout(ctx, value, bool(node.get("is_local")))
-    elif kind == "SelectStmt":
-        for target in node.get("targetList", []):
-            call = target.get("ResTarget", {}).get("val", {}).get("FuncCall")
-            if not call:
-                continue
-            names = [n.get("String", {}).get("sval") for n in call.get("funcname", [])]
-            args = call.get("args", [])
-            if (
-                names
-                and names[-1] == "set_config"
-                and len(args) == 3
-                and _setting_value(args[0]) == "lock_timeout"
-            ):
-                is_local = "boolval" in args[2].get("A_Const", {}) and bool(
-                    args[2]["A_Const"]["boolval"].get("boolval")
-                )
-                _set_lock_timeout(ctx, _setting_value(args[1]), is_local)
-    elif kind == "TransactionStmt" and node.get("kind") in (
-        "TRANS_STMT_COMMIT",
-        "TRANS_STMT_ROLLBACK",
-        "TRANS_STMT_COMMIT_PREPARED",
-        "TRANS_STMT_ROLLBACK_PREPARED",
-    ):
-        ctx.tx_constraints.clear()
-        ctx.tx_enum_values.clear()
-        ctx.tx_enum_types.clear()
-        if ctx.lock_timeout_local:
-            ctx.lock_timeout = ctx.lock_timeout_local = False
-
-
-def _setting_value(node: Any) -> str | None:
-    const = node.get("A_Const") if isinstance(node, dict) else None
-    if not const:
-        return None
-    if "sval" in const:
-        return const["sval"].get("sval", "")
-    if "ival" in const:
-        return str(const["ival"].get("ival", 0))
-    if "fval" in const:
-        return const["fval"].get("fval", "0")
-    return None
-
-
-def _set_lock_timeout(ctx: FileContext, value: str | None, is_local: bool) -> None:
-    enabled = value is not None and value.strip() not in ("", "0", "0s", "0ms", "0min")
-    ctx.lock_timeout = enabled
-    ctx.lock_timeout_local = enabled and is_local
+        state.track(ctx, stmt)
 
 
 def _snippet(text: str, start: int, end: int) -> str:

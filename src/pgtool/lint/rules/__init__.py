@@ -1,44 +1,115 @@
-"""Rule registry: rule modules register checks per statement type or per ALTER TABLE subcommand.
+"""Rule registry: one decorated function per rule, carrying everything about that rule.
 
-A statement check is `check(ctx, stmt)`; an ALTER TABLE subcommand check is
-`check(ctx, stmt, relation, cmd)` with `cmd` the AlterTableCmd dict, so an ALTER TABLE with several
-subcommands is checked one subcommand at a time.
+    @rule("MIG015", "drop-index-not-concurrently", on=["DropStmt"],
+          title="DROP INDEX without CONCURRENTLY", lock=ACCESS_EXCLUSIVE,
+          fix="use DROP INDEX CONCURRENTLY, alone in its own migration file",
+          fires=["DROP INDEX i;"], passes=["DROP INDEX CONCURRENTLY i;"])
+    def drop_index(ctx, stmt): ...
+
+`on` lists the statement types the function is called for as `check(ctx, stmt)` ("*": every
+statement); `alter` lists ALTER TABLE subcommands, called as `check(ctx, stmt, relation, cmd)` with
+`cmd` the AlterTableCmd dict, so an ALTER TABLE with several subcommands is checked one at a time.
+`fires` and `passes` are the rule's own test cases (tests/lint/test_lint_rules.py runs every one): SQL
+that must report the rule, and look-alikes that must not. The recipe is the runbook section headed
+with the rule id (`Rule.anchor`). Rules reported by the engine itself (syntax errors, ignore
+comments) are registered with `declare`. `catalog.RULES` is built from these registrations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
+
+ERROR = "error"
+WARNING = "warning"
+RUNBOOK = "runbooks/safe-migrations.md"
 
 STATEMENT_CHECKS: dict[str, list[Callable[..., None]]] = {}
 ALTER_CHECKS: dict[str, list[Callable[..., None]]] = {}
 
 
-def on_statement(*kinds: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    slug: str
+    severity: str
+    title: str
+    lock: str  # the lock the hazard takes, as the recipe documents it
+    fix: str  # the recipe in one line
+    fires: tuple[str, ...] = ()
+    passes: tuple[str, ...] = ()
+
+    @property
+    def anchor(self) -> str:
+        """The recipe: the runbook section for this rule."""
+        return f"{RUNBOOK}#{self.id.lower()}"
+
+
+REGISTRY: dict[str, Rule] = {}
+
+
+def declare(
+    rule_id: str,
+    slug: str,
+    *,
+    title: str,
+    lock: str,
+    fix: str,
+    severity: str = WARNING,
+    fires: Iterable[str] = (),
+    passes: Iterable[str] = (),
+) -> Rule:
+    """Register a rule's description and cases (the rule function, if any, is registered by `rule`)."""
+    if rule_id in REGISTRY:
+        raise ValueError(f"rule {rule_id} registered twice")
+    found = Rule(rule_id, slug, severity, title, lock, fix, tuple(fires), tuple(passes))
+    REGISTRY[rule_id] = found
+    return found
+
+
+def rule(
+    rule_id: str,
+    slug: str,
+    *,
+    title: str,
+    lock: str,
+    fix: str,
+    severity: str = WARNING,
+    on: Iterable[str] = (),
+    alter: Iterable[str] = (),
+    fires: Iterable[str] = (),
+    passes: Iterable[str] = (),
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register the decorated function as rule `rule_id` (see the module docstring)."""
+    declare(rule_id, slug, title=title, lock=lock, fix=fix, severity=severity, fires=fires, passes=passes)
+
     def register(func: Callable[..., None]) -> Callable[..., None]:
-        for kind in kinds:
+        for kind in on:
             STATEMENT_CHECKS.setdefault(kind, []).append(func)
-        return func
-
-    return register
-
-
-def on_alter(*subtypes: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    def register(func: Callable[..., None]) -> Callable[..., None]:
-        for subtype in subtypes:
+        for subtype in alter:
             ALTER_CHECKS.setdefault(subtype, []).append(func)
         return func
 
     return register
 
 
+_loaded = False
+
+
 def load() -> None:
     """Import every rule module once (they register themselves)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     from pgtool.lint.rules import (  # noqa: F401
         columns,
         constraints,
+        dynamic_sql,
         enums,
         indexes,
+        meta,
         partitions,
         tables,
         timeouts,

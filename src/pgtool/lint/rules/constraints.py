@@ -1,6 +1,9 @@
 """Constraint rules: MIG004 CHECK without NOT VALID, MIG009 FOREIGN KEY without NOT VALID,
 MIG010 VALIDATE in the ADD's transaction, MIG011 SET NOT NULL without a validated CHECK,
-MIG012 UNIQUE / PRIMARY KEY / EXCLUDE not USING INDEX, MIG029 ALTER DOMAIN ADD CONSTRAINT."""
+MIG012 UNIQUE / PRIMARY KEY / EXCLUDE not USING INDEX, MIG029 ALTER DOMAIN ADD CONSTRAINT.
+
+MIG004, MIG009 and MIG012 read both ADD CONSTRAINT and the constraints an ADD COLUMN carries inline.
+"""
 
 from __future__ import annotations
 
@@ -8,52 +11,166 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE
-from pgtool.lint.rules import on_alter, on_statement
+from pgtool.lint.rules import ERROR, WARNING, rule
+from pgtool.lint.rules.columns import added_column, where
+
+_KEYS = {"CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE", "CONSTR_EXCLUSION": "EXCLUDE"}
 
 
 def _con_name(con: dict[str, Any]) -> str:
     return f'"{con["conname"]}" ' if con.get("conname") else ""
 
 
-@on_alter("AT_AddConstraint")
-def add_constraint(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    con = (cmd.get("def") or {}).get("Constraint", {})
+def _added(
+    ctx: FileContext, relation: dict[str, Any], cmd: dict[str, Any], contypes: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """(constraint, column or None) when this subcommand adds a constraint of `contypes` to an existing
+    table: ADD CONSTRAINT (column None), or inline in ADD COLUMN."""
     if ctx.is_new(relation):
+        return None
+    if cmd.get("subtype") == "AT_AddConstraint":
+        con = (cmd.get("def") or {}).get("Constraint", {})
+        return (con, None) if con.get("contype") in contypes else None
+    coldef = added_column(ctx, relation, cmd)
+    for item in (coldef or {}).get("constraints", []):
+        con = item.get("Constraint", {})
+        if con.get("contype") in contypes:
+            return con, coldef
+    return None
+
+
+@rule(
+    "MIG004",
+    "check-not-valid",
+    severity=ERROR,
+    title="CHECK constraint added without NOT VALID",
+    lock=ACCESS_EXCLUSIVE,
+    fix="ADD CONSTRAINT ... CHECK (...) NOT VALID, then VALIDATE CONSTRAINT in a later migration",
+    alter=["AT_AddConstraint", "AT_AddColumn"],
+    fires=[
+        "ALTER TABLE orders ADD CONSTRAINT c CHECK (total >= 0);",
+        "ALTER TABLE orders ADD CHECK (total >= 0);",
+        "ALTER TABLE orders ADD COLUMN q int CHECK (q > 0);",
+    ],
+    passes=[
+        "ALTER TABLE orders ADD CONSTRAINT c CHECK (total >= 0) NOT VALID;",
+        "ALTER TABLE orders VALIDATE CONSTRAINT c;",
+        "CREATE TABLE fresh (a int); ALTER TABLE fresh ADD CONSTRAINT c CHECK (a > 0);",
+    ],
+)
+def check_constraint(
+    ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]
+) -> None:
+    found = _added(ctx, relation, cmd, ("CONSTR_CHECK",))
+    if found is None:
         return
-    contype = con.get("contype")
+    con, coldef = found
+    if coldef is not None:
+        message = f"ADD COLUMN with a CHECK constraint scans the table to validate {where(relation, coldef)}"
+    elif con.get("skip_validation"):
+        return
+    else:
+        message = (
+            f'ADD CONSTRAINT {_con_name(con)}CHECK on "{rel_name(relation)}" scans the whole table while '
+            "holding ACCESS EXCLUSIVE"
+        )
+    ctx.report(stmt, "MIG004", message, ACCESS_EXCLUSIVE)
+
+
+@rule(
+    "MIG009",
+    "foreign-key-not-valid",
+    severity=WARNING,
+    title="FOREIGN KEY added without NOT VALID",
+    lock=f"{SHARE_ROW_EXCLUSIVE} on both tables",
+    fix="ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT in a later migration",
+    alter=["AT_AddConstraint", "AT_AddColumn"],
+    fires=[
+        "ALTER TABLE items ADD CONSTRAINT fk FOREIGN KEY (order_id) REFERENCES orders (id);",
+        "ALTER TABLE items ADD COLUMN order_id bigint REFERENCES orders (id);",
+    ],
+    passes=[
+        "ALTER TABLE items ADD CONSTRAINT fk FOREIGN KEY (o) REFERENCES orders (id) NOT VALID;",
+        "CREATE TABLE items (o bigint REFERENCES orders (id));",
+    ],
+)
+def foreign_key(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+    found = _added(ctx, relation, cmd, ("CONSTR_FOREIGN",))
+    if found is None:
+        return
+    con, coldef = found
     table = rel_name(relation)
-    name = _con_name(con)
-    not_valid = bool(con.get("skip_validation"))
-    if contype == "CONSTR_CHECK" and not not_valid:
-        ctx.report(
-            stmt,
-            "MIG004",
-            f'ADD CONSTRAINT {name}CHECK on "{table}" scans the whole table while holding ACCESS EXCLUSIVE',
-            ACCESS_EXCLUSIVE,
+    target = rel_name(con.get("pktable", {}))
+    if coldef is not None:
+        message = (
+            f"ADD COLUMN ... REFERENCES {target} validates {where(relation, coldef)} at once and locks "
+            "both tables"
         )
-    elif contype == "CONSTR_FOREIGN" and not not_valid:
-        ctx.report(
-            stmt,
-            "MIG009",
-            f'ADD CONSTRAINT {name}FOREIGN KEY on "{table}" validates every row at once, locking "{table}" '
-            f'and "{rel_name(con.get("pktable", {}))}"',
-            SHARE_ROW_EXCLUSIVE,
+    elif con.get("skip_validation"):
+        return
+    else:
+        message = (
+            f'ADD CONSTRAINT {_con_name(con)}FOREIGN KEY on "{table}" validates every row at once, locking '
+            f'"{table}" and "{target}"'
         )
-    elif contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION") and not con.get("indexname"):
-        what = {"CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE", "CONSTR_EXCLUSION": "EXCLUDE"}[
-            contype
-        ]
-        ctx.report(
-            stmt,
-            "MIG012",
-            f'ADD CONSTRAINT {name}{what} on "{table}" builds its index while holding ACCESS EXCLUSIVE',
-            ACCESS_EXCLUSIVE,
-        )
-    elif contype == "CONSTR_NOTNULL":
-        _set_not_null(ctx, stmt, relation, _names(con.get("keys", [])))
+    ctx.report(stmt, "MIG009", message, SHARE_ROW_EXCLUSIVE)
 
 
-@on_alter("AT_ValidateConstraint")
+@rule(
+    "MIG012",
+    "unique-not-using-index",
+    severity=ERROR,
+    title="UNIQUE / PRIMARY KEY / EXCLUDE constraint builds its index under ACCESS EXCLUSIVE",
+    lock=ACCESS_EXCLUSIVE,
+    fix="CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX",
+    alter=["AT_AddConstraint", "AT_AddColumn"],
+    fires=[
+        "ALTER TABLE orders ADD CONSTRAINT u UNIQUE (a);",
+        "ALTER TABLE orders ADD PRIMARY KEY (id);",
+        "ALTER TABLE orders ADD COLUMN code text UNIQUE;",
+        "ALTER TABLE r ADD CONSTRAINT ex EXCLUDE USING gist (during WITH &&);",
+    ],
+    passes=[
+        "ALTER TABLE orders ADD CONSTRAINT u UNIQUE USING INDEX orders_u;",
+        "ALTER TABLE orders ADD CONSTRAINT pk PRIMARY KEY USING INDEX orders_pk;",
+    ],
+)
+def unique_key(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+    found = _added(ctx, relation, cmd, tuple(_KEYS))
+    if found is None:
+        return
+    con, coldef = found
+    what = _KEYS[con["contype"]]
+    if coldef is not None:
+        message = f"ADD COLUMN ... {what} builds a unique index for {where(relation, coldef)}"
+    elif con.get("indexname"):
+        return
+    else:
+        message = (
+            f'ADD CONSTRAINT {_con_name(con)}{what} on "{rel_name(relation)}" builds its index while holding '
+            "ACCESS EXCLUSIVE"
+        )
+    ctx.report(stmt, "MIG012", message, ACCESS_EXCLUSIVE)
+
+
+@rule(
+    "MIG010",
+    "validate-in-add-transaction",
+    severity=ERROR,
+    title="VALIDATE CONSTRAINT in the same transaction as its ADD",
+    lock=f"the ADD's lock ({ACCESS_EXCLUSIVE} for a CHECK), held through the validation scan",
+    fix="move VALIDATE CONSTRAINT to a later migration file (its own transaction)",
+    alter=["AT_ValidateConstraint"],
+    fires=[
+        "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT c;",
+        "ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES o (id) NOT VALID, VALIDATE CONSTRAINT f;",
+    ],
+    passes=[
+        "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;\nCOMMIT;\n"
+        "ALTER TABLE t VALIDATE CONSTRAINT c;",
+        "ALTER TABLE t VALIDATE CONSTRAINT c;",
+    ],
+)
 def validate(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
     key = (relation.get("relname", ""), cmd.get("name", ""))
     if key in ctx.tx_constraints and not ctx.is_new(relation):
@@ -66,14 +183,33 @@ def validate(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: d
         )
 
 
-@on_alter("AT_SetNotNull")
+@rule(
+    "MIG011",
+    "set-not-null-without-check",
+    severity=ERROR,
+    title="SET NOT NULL without a validated CHECK (col IS NOT NULL)",
+    lock=ACCESS_EXCLUSIVE,
+    fix="add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL and drop the CHECK",
+    alter=["AT_SetNotNull", "AT_AddConstraint"],
+    fires=[
+        "ALTER TABLE orders ALTER COLUMN a SET NOT NULL;",
+        "ALTER TABLE t ADD CONSTRAINT c CHECK (a IS NOT NULL) NOT VALID; ALTER TABLE t ALTER a SET NOT NULL;",
+    ],
+    passes=[
+        "ALTER TABLE t ADD CONSTRAINT c CHECK (a IS NOT NULL); ALTER TABLE t ALTER a SET NOT NULL;",
+        "ALTER TABLE t ALTER COLUMN a DROP NOT NULL;",
+    ],
+)
 def set_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    _set_not_null(ctx, stmt, relation, [cmd.get("name", "")])
-
-
-def _set_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], columns: list[str]) -> None:
     if ctx.is_new(relation):
         return
+    if cmd.get("subtype") == "AT_SetNotNull":
+        columns = [cmd.get("name", "")]
+    else:  # ADD CONSTRAINT ... NOT NULL (PostgreSQL 18)
+        con = (cmd.get("def") or {}).get("Constraint", {})
+        if con.get("contype") != "CONSTR_NOTNULL":
+            return
+        columns = [i.get("String", {}).get("sval", "") for i in con.get("keys", [])]
     table = relation.get("relname", "")
     for column in columns:
         proven = (table, column) in ctx.run.not_null_checks
@@ -102,11 +238,24 @@ def _set_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], c
         )
 
 
-def _names(items: list[Any]) -> list[str]:
-    return [i.get("String", {}).get("sval", "") for i in items]
-
-
-@on_statement("AlterDomainStmt")
+@rule(
+    "MIG029",
+    "alter-domain-add-constraint",
+    severity=WARNING,
+    title="ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL checks every column of the domain at once",
+    lock=f"{SHARE} on every table using the domain",
+    fix="use table-level CHECK constraints (NOT VALID, then VALIDATE), or add it NOT VALID off-peak",
+    on=["AlterDomainStmt"],
+    fires=[
+        "ALTER DOMAIN positive ADD CONSTRAINT p CHECK (VALUE > 0);",
+        "ALTER DOMAIN s.email SET NOT NULL;",
+    ],
+    passes=[
+        "ALTER DOMAIN positive ADD CONSTRAINT p CHECK (VALUE > 0) NOT VALID;",
+        "CREATE DOMAIN positive AS int; ALTER DOMAIN positive ADD CONSTRAINT p CHECK (VALUE > 0);",
+        "ALTER DOMAIN positive DROP NOT NULL;",
+    ],
+)
 def alter_domain(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
     names = [n.get("String", {}).get("sval", "") for n in node.get("typeName", [])]

@@ -1,9 +1,9 @@
 """MIG030: an enum value used in the transaction that added it.
 
 PostgreSQL 12+ lets ALTER TYPE ... ADD VALUE run in a transaction block, but refuses to use the new
-value before that transaction commits ("unsafe use of new value"). PostgreSQL 17+ exempts a type created
-in the same transaction (15 refuses it too, checked). A migration file is one transaction unless it
-says COMMIT.
+value before that transaction commits ("unsafe use of new value"). PostgreSQL 17+ exempts a type
+created in the same transaction (15 refuses it too, checked). A migration file is one transaction
+unless it says COMMIT. The values added are tracked in `state.track`.
 """
 
 from __future__ import annotations
@@ -11,25 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgtool.lint.context import FileContext, Statement
-from pgtool.lint.rules import on_statement
-
-
-def _type_name(items: list[Any]) -> str:
-    return ".".join(i.get("String", {}).get("sval", "") for i in items)
-
-
-@on_statement("CreateEnumStmt")
-def track_new_type(ctx: FileContext, stmt: Statement) -> None:
-    ctx.tx_enum_types.add(_type_name(stmt.node.get("typeName", [])))
-
-
-@on_statement("AlterEnumStmt")
-def track_new_value(ctx: FileContext, stmt: Statement) -> None:
-    node = stmt.node
-    name = _type_name(node.get("typeName", []))
-    if node.get("oldVal") or stmt.in_do or (name in ctx.tx_enum_types and ctx.pg_version >= 17):
-        return
-    ctx.tx_enum_values[node.get("newVal", "")] = name
+from pgtool.lint.rules import ERROR, rule
 
 
 def _string_constants(node: Any) -> set[str]:
@@ -48,7 +30,27 @@ def _string_constants(node: Any) -> set[str]:
     return found
 
 
-@on_statement("*")
+@rule(
+    "MIG030",
+    "enum-value-used-in-its-transaction",
+    severity=ERROR,
+    title="enum value used in the transaction that added it",
+    lock="none: the statement fails",
+    fix="add the value with ALTER TYPE ... ADD VALUE in one migration file, use it in a later one",
+    on=["*"],
+    fires=[
+        "ALTER TYPE status ADD VALUE 'shipped'; UPDATE orders SET status = 'shipped' WHERE id = 1;",
+        "ALTER TYPE s.status ADD VALUE IF NOT EXISTS 'shipped' AFTER 'paid';\n"
+        "INSERT INTO orders (status) VALUES ('shipped'::s.status);",
+        "BEGIN; ALTER TYPE status ADD VALUE 'x'; SELECT 'x'::status; COMMIT;",
+    ],
+    passes=[
+        "ALTER TYPE status ADD VALUE 'shipped';",
+        "ALTER TYPE status ADD VALUE 'shipped'; COMMIT; UPDATE orders SET status = 'shipped' WHERE id = 1;",
+        "ALTER TYPE status ADD VALUE 'a'; ALTER TYPE status ADD VALUE 'b' AFTER 'a';",
+        "ALTER TYPE status RENAME VALUE 'a' TO 'b'; SELECT 'b'::status;",
+    ],
+)
 def new_value_used(ctx: FileContext, stmt: Statement) -> None:
     if not ctx.tx_enum_values or stmt.kind in ("AlterEnumStmt", "TransactionStmt"):
         return

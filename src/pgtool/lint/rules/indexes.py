@@ -1,14 +1,44 @@
-"""Index rules: MIG001 CREATE INDEX without CONCURRENTLY, MIG015 DROP INDEX without CONCURRENTLY,
-MIG016 REINDEX without CONCURRENTLY."""
+"""Index rules: MIG001 CREATE INDEX, MIG015 DROP INDEX and MIG016 REINDEX without CONCURRENTLY."""
 
 from __future__ import annotations
 
 from pgtool.lint.context import FileContext, Statement, rel_name
-from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE
-from pgtool.lint.rules import on_statement, option_value
+from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_UPDATE_EXCLUSIVE
+from pgtool.lint.rules import ERROR, WARNING, option_value, rule
 
 
-@on_statement("IndexStmt")
+@rule(
+    "MIG001",
+    "create-index-not-concurrently",
+    severity=ERROR,
+    title="CREATE INDEX without CONCURRENTLY on an existing table",
+    lock=SHARE,
+    fix="use CREATE INDEX CONCURRENTLY, alone in its own migration file",
+    on=["IndexStmt"],
+    fires=[
+        "CREATE INDEX i ON orders (a);",
+        "create unique index i on public.orders(a);",
+        'CREATE\n   INDEX\t"I" ON "Orders" USING gin ("Col");',
+        "SELECT 1; CREATE INDEX i ON s.orders (a); SELECT 2;",
+    ],
+    passes=[
+        # comments and string literals that look like unsafe DDL
+        "-- CREATE INDEX i ON orders (a);\nSELECT 1;",
+        "/* CREATE INDEX i ON orders (a); */ SELECT 1;",
+        "SELECT 'CREATE INDEX i ON orders (a)';",
+        "INSERT INTO notes VALUES ($$ALTER TABLE t DROP COLUMN x; CREATE INDEX i ON t (a)$$);",
+        "CREATE INDEX CONCURRENTLY i ON orders (a);",
+        "CREATE TABLE fresh (a int);\nCREATE INDEX i ON fresh (a);",
+        'CREATE TABLE "Fresh" (a int); CREATE INDEX i ON "Fresh" (a);',
+        "CREATE TABLE s.fresh (a int); CREATE INDEX i ON s.fresh (a);",
+        "SELECT * INTO copy FROM orders; CREATE INDEX i ON copy (a);",
+        "CREATE TABLE c AS SELECT * FROM orders; CREATE INDEX i ON c (a);",
+        "CREATE TABLE p (a int) PARTITION BY RANGE (a); CREATE INDEX ON p (a);",
+        "CREATE INDEX measurements_at ON ONLY measurements (at);",
+        # function bodies are not run by the migration
+        "CREATE PROCEDURE p() LANGUAGE sql AS $$ CREATE INDEX i ON t (a) $$;",
+    ],
+)
 def create_index(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
     relation = node.get("relation", {})
@@ -28,7 +58,17 @@ def create_index(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-@on_statement("DropStmt")
+@rule(
+    "MIG015",
+    "drop-index-not-concurrently",
+    severity=ERROR,
+    title="DROP INDEX without CONCURRENTLY",
+    lock=ACCESS_EXCLUSIVE,
+    fix="use DROP INDEX CONCURRENTLY, alone in its own migration file",
+    on=["DropStmt"],
+    fires=["DROP INDEX i;", "drop index if exists s.i, s.j;"],
+    passes=["DROP INDEX CONCURRENTLY i;", "DROP TABLE orders;"],
+)
 def drop_index(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
     if node.get("removeType") != "OBJECT_INDEX" or node.get("concurrent"):
@@ -42,14 +82,36 @@ def drop_index(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-def _concurrently(params: list) -> bool:
+def concurrently(params: list) -> bool:
+    """REINDEX (CONCURRENTLY [bool]) or REINDEX ... CONCURRENTLY."""
     return option_value(params, "concurrently")
 
 
-@on_statement("ReindexStmt")
+@rule(
+    "MIG016",
+    "reindex-not-concurrently",
+    severity=WARNING,
+    title="REINDEX without CONCURRENTLY",
+    lock=f"{SHARE} on the table, {ACCESS_EXCLUSIVE} on the index (CONCURRENTLY: {SHARE_UPDATE_EXCLUSIVE})",
+    fix="use REINDEX ... CONCURRENTLY, alone in its own migration file",
+    on=["ReindexStmt"],
+    fires=[
+        "REINDEX INDEX i;",
+        "REINDEX TABLE orders;",
+        "REINDEX (CONCURRENTLY 0) INDEX i;",
+        "REINDEX (CONCURRENTLY off) TABLE orders;",
+        "REINDEX SYSTEM app;",
+    ],
+    passes=[
+        "REINDEX (CONCURRENTLY) INDEX i;",
+        "REINDEX (CONCURRENTLY true) INDEX i;",
+        "REINDEX TABLE CONCURRENTLY orders;",
+        "CREATE TABLE fresh (a int); REINDEX TABLE fresh;",
+    ],
+)
 def reindex(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
-    if _concurrently(node.get("params", [])):
+    if concurrently(node.get("params", [])):
         return
     relation = node.get("relation")
     if relation and ctx.is_new(relation):

@@ -7,10 +7,20 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, MODE_NAMES
-from pgtool.lint.rules import on_alter, on_statement, option_value
+from pgtool.lint.rules import ERROR, option_value, rule
 
 
-@on_statement("LockStmt")
+@rule(
+    "MIG008",
+    "lock-table",
+    severity=ERROR,
+    title="LOCK TABLE",
+    lock="the mode named (ACCESS EXCLUSIVE by default)",
+    fix="drop the explicit lock; rely on the statement's own lock with a short lock_timeout",
+    on=["LockStmt"],
+    fires=["LOCK TABLE orders;", "lock orders in share mode;"],
+    passes=["CREATE TABLE fresh (a int); LOCK TABLE fresh;"],
+)
 def lock_table(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
     relations = [r.get("RangeVar", {}) for r in node.get("relations", [])]
@@ -27,7 +37,17 @@ def lock_table(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-@on_statement("DropStmt")
+@rule(
+    "MIG017",
+    "drop-table",
+    severity=ERROR,
+    title="DROP TABLE",
+    lock=ACCESS_EXCLUSIVE,
+    fix="stop using the table first; drop it in a later release, with a short lock_timeout",
+    on=["DropStmt"],
+    fires=["DROP TABLE orders;", "DROP TABLE IF EXISTS s.orders CASCADE;"],
+    passes=["CREATE TABLE tmp (a int); DROP TABLE tmp;", "DROP VIEW v;"],
+)
 def drop_table(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
     if node.get("removeType") != "OBJECT_TABLE":
@@ -45,7 +65,17 @@ def drop_table(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-@on_statement("TruncateStmt")
+@rule(
+    "MIG018",
+    "truncate",
+    severity=ERROR,
+    title="TRUNCATE",
+    lock=ACCESS_EXCLUSIVE,
+    fix="delete in batches, or drop the table once nothing uses it",
+    on=["TruncateStmt"],
+    fires=["TRUNCATE orders;", "TRUNCATE TABLE a, b CASCADE;"],
+    passes=["CREATE TABLE tmp (a int); TRUNCATE tmp;"],
+)
 def truncate(ctx: FileContext, stmt: Statement) -> None:
     relations = [r.get("RangeVar", {}) for r in stmt.node.get("relations", [])]
     old = [r for r in relations if not ctx.is_new(r)]
@@ -58,7 +88,24 @@ def truncate(ctx: FileContext, stmt: Statement) -> None:
     ctx.report(stmt, "MIG018", f"TRUNCATE {listed}{cascade} deletes every row", ACCESS_EXCLUSIVE)
 
 
-@on_statement("VacuumStmt")
+@rule(
+    "MIG020",
+    "vacuum-full",
+    severity=ERROR,
+    title="VACUUM FULL rewrites the table under ACCESS EXCLUSIVE",
+    lock=ACCESS_EXCLUSIVE,
+    fix="use plain VACUUM, or an online repack tool (pg_repack / pg_squeeze) off-peak",
+    on=["VacuumStmt"],
+    fires=["VACUUM FULL orders;", "VACUUM (FULL, ANALYZE) orders;", "VACUUM (FULL true) orders;"],
+    passes=[
+        "VACUUM (ANALYZE) orders;",
+        "ANALYZE orders;",
+        "VACUUM (FULL FALSE) orders;",
+        "VACUUM (FULL off) orders;",
+        "VACUUM (FULL 0) orders;",
+        "VACUUM (FULL 'false') orders;",
+    ],
+)
 def vacuum_full(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
     if not node.get("is_vacuumcmd"):
@@ -72,7 +119,17 @@ def vacuum_full(ctx: FileContext, stmt: Statement) -> None:
     ctx.report(stmt, "MIG020", f"VACUUM FULL rewrites {target} under ACCESS EXCLUSIVE", ACCESS_EXCLUSIVE)
 
 
-@on_statement("ClusterStmt")
+@rule(
+    "MIG021",
+    "cluster",
+    severity=ERROR,
+    title="CLUSTER rewrites the table under ACCESS EXCLUSIVE",
+    lock=ACCESS_EXCLUSIVE,
+    fix="use an online repack tool (pg_repack --order-by) or leave the ordering alone",
+    on=["ClusterStmt"],
+    fires=["CLUSTER orders USING orders_pkey;", "CLUSTER;"],
+    passes=["CREATE TABLE fresh (a int); CLUSTER fresh USING fresh_a;", "ALTER TABLE orders CLUSTER ON i;"],
+)
 def cluster(ctx: FileContext, stmt: Statement) -> None:
     relation = stmt.node.get("relation")
     if relation and ctx.is_new(relation):
@@ -81,7 +138,17 @@ def cluster(ctx: FileContext, stmt: Statement) -> None:
     ctx.report(stmt, "MIG021", f"CLUSTER rewrites {target} under ACCESS EXCLUSIVE", ACCESS_EXCLUSIVE)
 
 
-@on_alter("AT_SetTableSpace")
+@rule(
+    "MIG022",
+    "set-tablespace",
+    severity=ERROR,
+    title="SET TABLESPACE copies the relation under ACCESS EXCLUSIVE",
+    lock=ACCESS_EXCLUSIVE,
+    fix="create a new index CONCURRENTLY in the target tablespace, or move data with an online tool",
+    alter=["AT_SetTableSpace"],
+    fires=["ALTER TABLE orders SET TABLESPACE fast;", "ALTER INDEX orders_pkey SET TABLESPACE fast;"],
+    passes=["CREATE TABLE fresh (a int); ALTER TABLE fresh SET TABLESPACE fast;"],
+)
 def set_tablespace(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
     if ctx.is_new(relation):
         return
@@ -94,7 +161,17 @@ def set_tablespace(ctx: FileContext, stmt: Statement, relation: dict[str, Any], 
     )
 
 
-@on_alter("AT_SetLogged", "AT_SetUnLogged")
+@rule(
+    "MIG023",
+    "set-logged",
+    severity=ERROR,
+    title="SET LOGGED / SET UNLOGGED rewrites the table",
+    lock=ACCESS_EXCLUSIVE,
+    fix="create the table with the right persistence and copy data in batches",
+    alter=["AT_SetLogged", "AT_SetUnLogged"],
+    fires=["ALTER TABLE orders SET LOGGED;", "ALTER TABLE orders SET UNLOGGED;"],
+    passes=["CREATE UNLOGGED TABLE fresh (a int); ALTER TABLE fresh SET LOGGED;"],
+)
 def set_logged(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
     if ctx.is_new(relation):
         return
@@ -107,7 +184,20 @@ def set_logged(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd:
     )
 
 
-@on_statement("RefreshMatViewStmt")
+@rule(
+    "MIG026",
+    "refresh-matview-not-concurrently",
+    severity=ERROR,
+    title="REFRESH MATERIALIZED VIEW without CONCURRENTLY",
+    lock=f"{ACCESS_EXCLUSIVE} (CONCURRENTLY: EXCLUSIVE)",
+    fix="add a UNIQUE index on plain columns and use REFRESH MATERIALIZED VIEW CONCURRENTLY",
+    on=["RefreshMatViewStmt"],
+    fires=["REFRESH MATERIALIZED VIEW daily;"],
+    passes=[
+        "REFRESH MATERIALIZED VIEW CONCURRENTLY daily;",
+        "CREATE MATERIALIZED VIEW mv AS SELECT 1 AS a WITH NO DATA; REFRESH MATERIALIZED VIEW mv;",
+    ],
+)
 def refresh_matview(ctx: FileContext, stmt: Statement) -> None:
     node = stmt.node
     relation = node.get("relation", {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, alter_table_cmd_lock
-from pgtool.lint.rules import on_statement, option_value
+from pgtool.lint.rules import ERROR, option_value, rule
 
 
 def access_exclusive_target(ctx: FileContext, stmt: Statement) -> str | None:
@@ -63,16 +63,40 @@ def access_exclusive_target(ctx: FileContext, stmt: Statement) -> str | None:
     return None
 
 
-@on_statement(
-    "AlterTableStmt",
-    "RenameStmt",
-    "ClusterStmt",
-    "RefreshMatViewStmt",
-    "DropStmt",
-    "TruncateStmt",
-    "LockStmt",
-    "VacuumStmt",
-    "CreateStmt",
+@rule(
+    "MIG027",
+    "lock-timeout",
+    severity=ERROR,
+    title="no lock_timeout before a statement that takes ACCESS EXCLUSIVE",
+    lock=ACCESS_EXCLUSIVE,
+    fix="SET lock_timeout = '2s' at the top of the file, and retry the migration when it times out",
+    on=[
+        "AlterTableStmt",
+        "RenameStmt",
+        "ClusterStmt",
+        "RefreshMatViewStmt",
+        "DropStmt",
+        "TruncateStmt",
+        "LockStmt",
+        "VacuumStmt",
+        "CreateStmt",
+    ],
+    fires=[
+        "ALTER TABLE t ADD COLUMN a int;",
+        "SET lock_timeout = 0; ALTER TABLE t ADD COLUMN a int;",
+        "SET lock_timeout = '1s'; RESET lock_timeout; ALTER TABLE t ADD COLUMN a int;",
+        "BEGIN; SET LOCAL lock_timeout = '1s'; COMMIT; ALTER TABLE t ADD COLUMN a int;",
+        "CREATE TABLE p_2026 PARTITION OF p FOR VALUES FROM (1) TO (2);",
+    ],
+    passes=[
+        "SET lock_timeout = '2s'; ALTER TABLE t ADD COLUMN a int;",
+        "SET lock_timeout TO 2000; ALTER TABLE t ADD COLUMN a int;",
+        "SELECT set_config('lock_timeout', '2s', false); ALTER TABLE t ADD COLUMN a int;",
+        "CREATE INDEX CONCURRENTLY i ON t (a);",
+        "ALTER TABLE t VALIDATE CONSTRAINT c;",
+        "CREATE TABLE n (a int); ALTER TABLE n ADD COLUMN b int;",
+        "VACUUM (FULL false) orders;",
+    ],
 )
 def missing_lock_timeout(ctx: FileContext, stmt: Statement) -> None:
     if ctx.lock_timeout or ctx.lock_timeout_reported:

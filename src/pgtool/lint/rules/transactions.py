@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pgtool.lint.context import FileContext, Statement
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE
-from pgtool.lint.rules import on_statement
-from pgtool.lint.rules.indexes import _concurrently
+from pgtool.lint.rules import ERROR, rule
+from pgtool.lint.rules.indexes import concurrently
 
 _ALONE = "run it alone in its own migration file (no BEGIN, no SET), outside any transaction"
 # Statements refused in a transaction block whatever their options: (what, lock they take)
@@ -37,7 +37,7 @@ def _non_transactional(ctx: FileContext, stmt: Statement) -> tuple[str, str, boo
     if kind == "DropStmt" and node.get("concurrent"):
         return "DROP INDEX CONCURRENTLY", SHARE_UPDATE_EXCLUSIVE, True
     if kind == "ReindexStmt":
-        if _concurrently(node.get("params", [])):
+        if concurrently(node.get("params", [])):
             return "REINDEX CONCURRENTLY", SHARE_UPDATE_EXCLUSIVE, True
         target = node.get("kind", "").removeprefix("REINDEX_OBJECT_")
         if target in ("SCHEMA", "SYSTEM", "DATABASE"):
@@ -60,15 +60,45 @@ def _non_transactional(ctx: FileContext, stmt: Statement) -> tuple[str, str, boo
     return None
 
 
-@on_statement(
-    "IndexStmt",
-    "DropStmt",
-    "ReindexStmt",
-    "AlterTableStmt",
-    "VacuumStmt",
-    "AlterEnumStmt",
-    "AlterDatabaseStmt",
-    *_ALWAYS,
+@rule(
+    "MIG007",
+    "non-transactional-in-transaction",
+    severity=ERROR,
+    title="statement that cannot run in a transaction block shares its file",
+    lock=f"{SHARE_UPDATE_EXCLUSIVE} (CONCURRENTLY forms); the statement fails",
+    fix="put the CONCURRENTLY statement alone in its own migration file (no BEGIN, no SET)",
+    on=[
+        "IndexStmt",
+        "DropStmt",
+        "ReindexStmt",
+        "AlterTableStmt",
+        "VacuumStmt",
+        "AlterEnumStmt",
+        "AlterDatabaseStmt",
+        *_ALWAYS,
+    ],
+    fires=[
+        "SET lock_timeout = '1s';\nCREATE INDEX CONCURRENTLY i ON orders (a);",
+        "BEGIN; DROP INDEX CONCURRENTLY i; COMMIT;",
+        "SELECT 1; REINDEX INDEX CONCURRENTLY i;",
+        "SELECT 1; ALTER TABLE p DETACH PARTITION c CONCURRENTLY;",
+        "SELECT 1; VACUUM orders;",
+        "DO $$ BEGIN EXECUTE 'CREATE INDEX CONCURRENTLY i ON t (a)'; END $$;",
+        "SET lock_timeout = '2s'; CREATE DATABASE app2;",
+        "SELECT 1; DROP DATABASE app2;",
+        "SELECT 1; ALTER SYSTEM SET work_mem = '64MB';",
+        "SELECT 1; REINDEX DATABASE app;",
+    ],
+    passes=[
+        "CREATE INDEX CONCURRENTLY i ON orders (a);",
+        "-- only a comment\nDROP INDEX CONCURRENTLY IF EXISTS i;\n-- trailing",
+        "REINDEX INDEX CONCURRENTLY i;",
+        "SELECT 1; REFRESH MATERIALIZED VIEW CONCURRENTLY mv;",
+        "ANALYZE orders; SELECT 1;",
+        "SELECT 1; REINDEX (CONCURRENTLY 0) INDEX i;",
+        "CREATE DATABASE app2;",
+        "SELECT 1; ALTER DATABASE app SET work_mem = '64MB';",
+    ],
 )
 def outside_transaction(ctx: FileContext, stmt: Statement) -> None:
     found = _non_transactional(ctx, stmt)
