@@ -194,6 +194,31 @@ def test_partitions(hostile_db):
     assert_no_trap_fired(hostile_db)
 
 
+def test_partitions_refuses_to_move_rows_through_the_owners_trigger(hostile_db):
+    owner_dsn = hostile_db.cluster.dsn(hostile_db.name, user=OWNER)
+    with connect(owner_dsn, pin="off") as conn:
+        conn.execute("CREATE TABLE public.events_default PARTITION OF public.events DEFAULT")
+        conn.execute("INSERT INTO public.events VALUES (pg_catalog.now(), 1)")
+        conn.execute(
+            "CREATE FUNCTION public.on_delete() RETURNS trigger LANGUAGE plpgsql "
+            "SET search_path = pg_catalog AS $$ BEGIN PERFORM public.trap('trigger'); RETURN OLD; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER on_delete AFTER DELETE ON public.events "
+            "FOR EACH ROW EXECUTE FUNCTION public.on_delete()"
+        )
+    # Moving the row out of DEFAULT deletes it there: the trigger would run as the superuser.
+    result = run_pgtool("partitions", "--dsn", hostile_db.dsn, "--table", "public.events", "--ahead", "0")
+    assert result.returncode == 1, result.stderr
+    assert f"would move through code its owner {OWNER} controls (trigger on_delete" in result.stderr
+    assert_no_trap_fired(hostile_db)
+    # As the owner it runs (the trigger with the owner's own rights).
+    result = run_pgtool("partitions", "--dsn", owner_dsn, "--table", "public.events", "--ahead", "0")
+    assert result.returncode == 0, result.stderr
+    assert "(moved 1 rows from the DEFAULT partition)" in result.stdout
+    assert_no_trap_fired(hostile_db)
+
+
 def test_refresh_mv_all_and_by_bare_name(hostile_db):
     result = run_pgtool("refresh-mv", "--dsn", hostile_db.dsn, "--all")
     assert result.returncode == 0, result.stderr

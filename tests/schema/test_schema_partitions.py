@@ -289,3 +289,60 @@ def test_absurd_window_is_one_line_exit_2_before_connecting(database, args, mess
         lines = [line for line in result.stderr.splitlines() if '"run failed"' in line]
         assert len(lines) == 1 and message in lines[0], result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.all_versions
+def test_moving_rows_keeps_rows_that_reference_them(database):
+    # Moving a row out of DEFAULT deletes it there before the new partition is attached: ON DELETE CASCADE
+    # used to delete every referencing row (and NO ACTION to fail). A superuser moves in replica mode.
+    database.execute(EVENTS_DDL)
+    database.execute("CREATE TABLE events_default PARTITION OF events DEFAULT")
+    database.execute(
+        "CREATE TABLE notes (id bigint, at timestamptz, "
+        "FOREIGN KEY (id, at) REFERENCES events ON DELETE CASCADE)"
+    )
+    database.execute(
+        "CREATE TABLE audits (id bigint, at timestamptz, FOREIGN KEY (id, at) REFERENCES events)"
+    )
+    database.execute(
+        "INSERT INTO events (at, v) "
+        "SELECT '2026-03-02+00'::timestamptz + g * interval '1 h', g FROM generate_series(1, 5) g"
+    )
+    database.execute("INSERT INTO notes SELECT id, at FROM events")
+    database.execute("INSERT INTO audits SELECT id, at FROM events")
+    with database.connect() as conn:
+        result = maintain_partitions(conn, "public.events", ahead=0, since=date(2026, 3, 1), now=NOW)
+    assert result.moved_rows == {"events_p2026_03": 5}
+    assert scalar(database, "SELECT count(*) FROM notes") == 5
+    assert scalar(database, "SELECT count(*) FROM audits") == 5
+    assert scalar(database, "SELECT count(*) FROM ONLY events_p2026_03") == 5
+    # A non-superuser owner cannot switch referential triggers off: refused, nothing changed.
+    database.execute("INSERT INTO events (at, v) VALUES ('2026-04-02+00', 6)")
+    database.execute("INSERT INTO notes SELECT id, at FROM events WHERE v = 6")
+    role = f"owner_{database.name}"
+    database.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        for table in ("events", "events_default", "events_p2026_03", "notes", "audits"):
+            database.execute(f"ALTER TABLE {table} OWNER TO {role}")
+        database.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        result = run_pgtool(
+            "partitions",
+            "--dsn",
+            database.cluster.dsn(database.name, user=role),
+            "--table",
+            "public.events",
+            "--since",
+            "2026-04",
+            "--ahead",
+            "0",
+        )
+        assert result.returncode == 1, result.stderr
+        assert (
+            "foreign keys reference it (" in result.stderr
+            and "notes_id_at_fkey on public.notes" in result.stderr
+        )
+        assert scalar(database, "SELECT count(*) FROM notes") == 6
+        assert scalar(database, "SELECT count(*) FROM events_default") == 1
+    finally:
+        database.execute(f"DROP OWNED BY {role} CASCADE")
+        database.execute(f"DROP ROLE {role}")
