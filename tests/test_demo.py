@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
-import pgtool
+from installcopy import copy_installation
 from pgharness import pgtool_argv, rmtree, run_pgtool, server_writable_dir
 
 STEPS = 12
@@ -34,47 +31,11 @@ def _postgres_running_under(path: Path) -> bool:
     return False
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    def link(a: str, b: str) -> None:
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, symlinks=True, copy_function=link, ignore=shutil.ignore_patterns("__pycache__"))
-
-
-def _private_install(root: Path) -> Path:
-    """This installation again under `root` (mode 0700, as /root is), like README command 1 makes it in
-    a checkout there: a venv from the same base interpreter, our site-packages (hard links) with the
-    editable hook pointed at a copy of pgtool's sources inside `root`. Returns its `pgtool`."""
-    root.mkdir(mode=0o700)
-    venv = root / "venv"
-    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    ours = Path(sysconfig.get_paths()["purelib"])
-    theirs = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
-    for entry in ours.iterdir():
-        if entry.name.startswith(("_editable_impl_pgtool", "__editable__", "pgtool-")):
-            continue
-        if entry.is_dir():
-            _link_tree(entry, theirs / entry.name)
-        else:
-            shutil.copy2(entry, theirs / entry.name)
-    _link_tree(Path(pgtool.__file__).parent, root / "src" / "pgtool")
-    (theirs / "pgtool-private.pth").write_text(f"{root / 'src'}\n")
-    script = venv / "bin" / "pgtool"
-    script.write_text(
-        f"#!{venv}/bin/python\nimport sys\nfrom pgtool.cli.entry import main\nsys.exit(main())\n"
-    )
-    script.chmod(0o755)
-    return script
-
-
 def test_demo_walks_the_whole_lifecycle_from_a_private_checkout_and_leaves_nothing(tmp_path):
     """The README's first command where a newcomer runs it: as root, in a checkout under /root (0700).
     The server user can reach neither the venv's pgtool nor its embedded PostgreSQL, yet the demo's
     WAL is archived and restored through pgtool (its WAL bundle), and PITR and the drills pass."""
-    pgtool_script = _private_install(tmp_path / "home")
+    pgtool_script = copy_installation(tmp_path / "home", 0o700)  # as /root is
     tmp = server_writable_dir("pgtool-demo-tmp-")  # the demo's work directory, to check it is gone
     cache = Path(tempfile.mkdtemp(prefix="pgtool-cache-", dir="/tmp"))  # ours, readable by all
     cache.chmod(0o755)

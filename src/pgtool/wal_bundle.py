@@ -187,7 +187,7 @@ def write_bundle(dest: str | os.PathLike[str], data: bytes | None = None) -> Pat
 # -- throwaway clusters ---------------------------------------------------------------------------
 
 
-def _console_script_reachable(exe: str) -> bool:
+def server_can_run_console_script(exe: str) -> bool:
     """Whether the server user can run this installation's console script, interpreter and package."""
     from pgtool.pg import privileges
 
@@ -294,6 +294,6 @@ def server_command() -> str:
     from pgtool.pg import binaries
 
     exe = binaries.pgtool_executable()
-    if _console_script_reachable(exe):
+    if server_can_run_console_script(exe):
         return shlex.quote(exe)
     return f"{shlex.quote(server_python())} {shlex.quote(str(cached_bundle()))}"

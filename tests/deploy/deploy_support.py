@@ -6,10 +6,12 @@ Debian's prometheus-postgres-exporter, exporter/pgbouncer_exporter.py, PgBouncer
 
 from __future__ import annotations
 
+import atexit
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,8 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
+from installcopy import copy_installation
 from pgharness import retry
 from pgtool.pg.command import stop
+from pgtool.wal_bundle import server_can_run_console_script
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -44,6 +48,24 @@ def tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed (run bash scripts/setup.sh)")
     return path
+
+
+_SERVER_COPY: list[Path] = []
+
+
+def server_pgtool() -> str:
+    """The pgtool the server user runs (runbook steps, runs as the CronJobs make them): this venv's when
+    that user can run it, else a copy of this installation in a directory it can read, made once per
+    session (the checkout may sit under /root, mode 0700, which only root can enter)."""
+    exe = Path(sys.executable).parent / "pgtool"
+    if server_can_run_console_script(str(exe)):
+        return str(exe)
+    if not _SERVER_COPY:
+        root = Path(tempfile.mkdtemp(prefix="pgtool-server-copy-", dir="/tmp"))
+        root.chmod(0o755)
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _SERVER_COPY.append(copy_installation(root / "install", 0o755))
+    return str(_SERVER_COPY[0])
 
 
 def kustomize_build(target: str) -> list[dict[str, Any]]:
