@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO, tool
+from deploy_support import REPO, server_pgtool, tool
 from psycopg import sql
 
 from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
@@ -147,7 +147,7 @@ def run_scenario(
     script.write_text("set -euo pipefail\n" + "\n".join(scenario_blocks()[number]))
     script.chmod(0o755)
     bindir = str(binaries_for(major).bindir)
-    path = f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    path = f"{bindir}:{Path(server_pgtool()).parent}:/usr/bin:/bin"
     assignments = [f"{k}={v}" for k, v in {"PATH": path, "HOME": str(workdir), **env}.items()]
     user = server_user()
     prefix = ["runuser", "-u", user, "--"] if user else []
@@ -169,7 +169,7 @@ def as_server_user(*args: str) -> None:
     the restore steps, run as that user too, can read what it wrote (pgtool writes backups 0600)."""
     user = server_user()
     prefix = ["runuser", "-u", user, "--"] if user else []
-    pgtool = str(Path(sys.executable).parent / "pgtool")
+    pgtool = server_pgtool()  # the checkout may be out of the server user's reach
     result = subprocess.run([*prefix, pgtool, *args], capture_output=True, text=True, timeout=600, cwd="/")
     assert result.returncode == 0, f"pgtool {args[0]}: {result.stderr[-2000:]}"
 
@@ -202,7 +202,7 @@ class Production:
             "bootstrap-extensions", "--dsn", self.cluster.dsn(), "--database", "shop", env=PASSWORDS
         )
         assert boot.returncode == 0, boot.stderr[-2000:]
-        self.sql("shop", "CREATE TABLE orders (id int PRIMARY KEY, note text)")
+        self.sql("shop", "CREATE TABLE public.orders (id int PRIMARY KEY, note text)")
 
     def sql(self, db: str, statement: str) -> list[tuple[Any, ...]]:
         with self.cluster.connect(db) as conn:
@@ -211,7 +211,8 @@ class Production:
 
     def insert(self, first: int, last: int) -> None:
         self.sql(
-            "shop", f"INSERT INTO orders SELECT g, 'order ' || g FROM generate_series({first}, {last}) g"
+            "shop",
+            f"INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series({first}, {last}) g",
         )
 
     def basebackup(self) -> None:
@@ -270,7 +271,7 @@ def test_scenario_1_fresh_volume_reset(major: int, workdir: Path) -> None:
         assert "archive_mode" not in auto and "restore_command" not in auto  # overrides dropped
         recovered = adopt(major, data_dir, workdir)
         with recovered.connect("shop") as conn:
-            assert conn.execute("SELECT count(*), max(id) FROM orders").fetchone() == (200, 200)
+            assert conn.execute("SELECT count(*), max(id) FROM public.orders").fetchone() == (200, 200)
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
     finally:
         if recovered is not None:
@@ -284,7 +285,7 @@ def test_scenario_2_full_restore_from_dumps(workdir: Path) -> None:
     try:
         prod.insert(1, 300)
         prod.sql("postgres", "CREATE DATABASE reports")
-        prod.sql("reports", "CREATE TABLE daily AS SELECT g AS day FROM generate_series(1, 30) g")
+        prod.sql("reports", "CREATE TABLE public.daily AS SELECT g AS day FROM generate_series(1, 30) g")
         prod.dump()  # every database
         env = {
             "BACKUPS": str(prod.backups),
@@ -296,12 +297,12 @@ def test_scenario_2_full_restore_from_dumps(workdir: Path) -> None:
         result = run_scenario(2, 15, env, workdir)
         assert "restored shop" in result.stdout and "restored reports" in result.stdout
         with fresh.connect("shop") as conn:
-            assert conn.execute("SELECT count(*), sum(id) FROM orders").fetchone() == (300, 45150)
-            assert conn.execute("SELECT to_regprocedure('pgbouncer.get_auth(text)') IS NOT NULL").fetchone()[
-                0
-            ]
+            assert conn.execute("SELECT count(*), sum(id) FROM public.orders").fetchone() == (300, 45150)
+            assert conn.execute(
+                "SELECT pg_catalog.to_regprocedure('pgbouncer.get_auth(text)') IS NOT NULL"
+            ).fetchone()[0]
         with fresh.connect("reports") as conn:
-            assert conn.execute("SELECT count(*) FROM daily").fetchone() == (30,)
+            assert conn.execute("SELECT count(*) FROM public.daily").fetchone() == (30,)
         with fresh.connect() as conn:
             roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
         assert {"grafana_reader", "replicator", "pgbouncer_auth"} <= roles
@@ -418,17 +419,17 @@ def test_scenario_3_single_database(db: str, workdir: Path) -> None:
         def count(database: str, table: str) -> Any:
             with connect(prod.cluster.dsn(), dbname=database) as conn:
                 return conn.execute(
-                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", table))
                 ).fetchone()
 
         prod.sql("postgres", "CREATE DATABASE other")
-        prod.sql("other", "CREATE TABLE keep AS SELECT 1 AS x")
+        prod.sql("other", "CREATE TABLE public.keep AS SELECT 1 AS x")
         with connect(prod.cluster.dsn(), dbname=db) as conn:
             conn.execute("INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 100) g")
         prod.dump(db)
         with connect(prod.cluster.dsn(), dbname=db) as conn:
             conn.execute("DELETE FROM public.orders WHERE id > 50")  # the bad migration
-        prod.sql("other", "INSERT INTO keep VALUES (2)")  # untouched by the restore
+        prod.sql("other", "INSERT INTO public.keep VALUES (2)")  # untouched by the restore
         env = {
             "BACKUPS": str(prod.backups),
             "DB": db,
@@ -446,7 +447,7 @@ def test_scenario_3_single_database(db: str, workdir: Path) -> None:
             names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
         assert names == {"postgres", "template0", "template1", "other", db, db + "_broken"}
         assert count(db + "_broken", "orders") == (50,)
-        assert prod.sql("other", "SELECT count(*) FROM keep") == [(2,)]
+        assert prod.sql("other", "SELECT count(*) FROM public.keep") == [(2,)]
     finally:
         prod.cluster.cleanup()
 
@@ -462,7 +463,7 @@ def test_scenario_4_point_in_time(major: int, workdir: Path) -> None:
         time.sleep(1.1)
         target = prod.sql("postgres", "SELECT clock_timestamp()")[0][0].astimezone(UTC)
         time.sleep(1.1)
-        prod.sql("shop", "DELETE FROM orders WHERE id <= 120")  # the mistake, after the target
+        prod.sql("shop", "DELETE FROM public.orders WHERE id <= 120")  # the mistake, after the target
         prod.insert(200, 210)
         prod.archive_everything()
         pitr = workdir / "pitr"
@@ -482,9 +483,13 @@ def test_scenario_4_point_in_time(major: int, workdir: Path) -> None:
         run_scenario(4, major, env, workdir)
         recovered = adopt(major, pitr, workdir)
         with recovered.connect("shop") as conn:
-            assert conn.execute("SELECT count(*), min(id), max(id) FROM orders").fetchone() == (150, 1, 150)
+            assert conn.execute("SELECT count(*), min(id), max(id) FROM public.orders").fetchone() == (
+                150,
+                1,
+                150,
+            )
         # production was not touched and its archive got nothing from the copy
-        assert prod.sql("shop", "SELECT count(*) FROM orders") == [(41,)]
+        assert prod.sql("shop", "SELECT count(*) FROM public.orders") == [(41,)]
     finally:
         if recovered is not None:
             recovered.stop("immediate")
