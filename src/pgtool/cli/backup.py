@@ -28,8 +28,8 @@ def backup(
         int,
         typer.Option(
             "--retention-days",
-            help="Delete dumps older than this many days (the newest of each database is always kept; "
-            "0 keeps everything).",
+            help="Delete dumps older than this many days (the newest of each database, and the newest "
+            "one verify restored, are always kept; 0 keeps everything).",
         ),
     ] = 7,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Databases dumped at the same time.")] = 1,
