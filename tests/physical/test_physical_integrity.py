@@ -186,3 +186,45 @@ def test_status_claims_a_window_only_over_wal_it_read_and_verified(primary: Arch
     assert section.data["damaged_segments"] == [between[0]]
     assert section.data["window"]["from_backup"] == second.id
     assert any(between[0] in p.message and "damaged" in p.message for p in section.problems)
+
+
+def _server_now(primary: ArchivingPrimary) -> str:
+    return primary.sql(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+    )[0][0]
+
+
+def test_a_time_target_before_a_gap_recovers_and_one_after_it_is_refused_clearly(
+    primary: ArchivingPrimary, work_dir: Path
+) -> None:
+    primary.sql("CREATE TABLE t (i int PRIMARY KEY)")
+    primary.sql("INSERT INTO t SELECT generate_series(1, 10)")
+    primary.basebackup()
+    primary.sql("INSERT INTO t SELECT generate_series(11, 20)")
+    before_gap = _server_now(primary)
+    primary.sql("INSERT INTO t SELECT generate_series(21, 25)")  # same segment, after the target
+    primary.switch_wal()
+    primary.sql("INSERT INTO t SELECT generate_series(26, 30)")
+    lost = primary.switch_wal()
+    primary.sql("INSERT INTO t SELECT generate_series(31, 35)")
+    primary.switch_wal()
+    after_gap = _server_now(primary)
+    _drop(primary.archive_dir, lost)
+
+    pgdata = work_dir / "pitr"
+    result = recover(primary, pgdata, "--target-time", before_gap)
+    assert result.returncode == 0, result.stderr
+    assert f"gap at {lost}" in result.stdout
+    copy = adopt(primary.major, pgdata)
+    try:
+        copy.start()
+        copy.wait_until_ready(120, primary=True)
+        assert _rows(copy) == list(range(1, 21))
+    finally:
+        copy.cleanup()
+
+    refused = recover(primary, work_dir / "pitr2", "--target-time", after_gap)
+    assert refused.returncode != 0
+    error = json.loads(refused.stderr.strip().splitlines()[-1])["error"]
+    assert f"lies after a gap in WAL archive {primary.archive_dir}: segment {lost} is missing" in error
+    assert "recover to a time before" in error

@@ -51,6 +51,7 @@ class Continuity:
     last_segment: str
     last_segment_mtime: float | None
     segments: int
+    gap: str | None = None  # with allow_gap: the first missing segment, where the checked range ends
 
 
 def _history_files(items: list[ArchivedFile]) -> dict[int, str]:
@@ -111,12 +112,19 @@ def _check_system(archive_dir: Path, backup: BaseBackupInfo) -> None:
 
 
 def check_continuity(
-    archive_dir: Path, backup: BaseBackupInfo, *, until_lsn: int | None = None, purpose: str = ""
+    archive_dir: Path,
+    backup: BaseBackupInfo,
+    *,
+    until_lsn: int | None = None,
+    purpose: str = "",
+    allow_gap: bool = False,
 ) -> Continuity:
     """Check the archive holds every segment from `backup`'s start to `until_lsn` (None: its end).
 
     Raises OperationError naming the first missing segment, or saying the target lies beyond the
-    end of the archive.
+    end of the archive. With allow_gap (targets that cannot be placed by name: a time, an xid), a
+    missing segment after the backup's own WAL ends the checked range instead: the result's `gap`
+    names it and `last_segment` is the one before it.
     """
     archive_dir = Path(archive_dir)
     if not archive_dir.is_dir():
@@ -148,9 +156,13 @@ def check_continuity(
     else:
         last = end_of_archive
     what = purpose or f"to recover base backup {backup.id}"
+    gap = None
     for segno in range(first, last + 1):
         name = segment_name(_owner(path, segno, seg_size), segno, seg_size)
         if name not in present and segno not in carried:
+            if allow_gap and segno > carried[-1]:
+                gap, last = name, segno - 1
+                break
             raise OperationError(
                 f"WAL archive {archive_dir} has a gap: segment {name} is missing ({what}, "
                 f"from {backup.start_wal_file} to "
@@ -168,4 +180,5 @@ def check_continuity(
         last_segment=last_name,
         last_segment_mtime=mtime,
         segments=last - first + 1,
+        gap=gap,
     )

@@ -16,6 +16,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from pgtool.backup.base_catalog import BaseBackupInfo
 from pgtool.errors import OperationError
 from pgtool.wal.errors import WalCommandError
 from pgtool.wal.names import parse_lsn
@@ -23,7 +24,9 @@ from pgtool.wal.names import parse_lsn
 _LSN = re.compile(r"\blsn: ([0-9A-F]+/[0-9A-F]+),")
 
 
-def last_record_lsn(archive_dir: Path, segment: str, pg_waldump: str) -> int:
+def last_record_lsn(
+    archive_dir: Path, segment: str, pg_waldump: str, *, allow_unverified: bool = False
+) -> int:
     """The LSN of the last complete WAL record in archived `segment` (OperationError if none)."""
     from pgtool.pg import command
     from pgtool.wal.restoring import restore_wal
@@ -31,7 +34,7 @@ def last_record_lsn(archive_dir: Path, segment: str, pg_waldump: str) -> int:
     with tempfile.TemporaryDirectory(prefix="pgtool-walend-") as tmp:
         copy = Path(tmp) / segment
         try:
-            restore_wal(segment, str(copy), str(archive_dir))
+            restore_wal(segment, str(copy), str(archive_dir), allow_unverified=allow_unverified)
         except WalCommandError as exc:
             raise OperationError(f"cannot read the archive's last segment: {exc.one_line()}") from None
         # pg_waldump stops with an error at the end of the readable WAL: that is expected here.
@@ -53,7 +56,14 @@ def last_record_lsn(archive_dir: Path, segment: str, pg_waldump: str) -> int:
     return parse_lsn(found.group(1))
 
 
-def end_target(archive_dir: Path, backup, last_segment: str, pg_waldump: str) -> str | None:  # noqa: ANN001
+def end_target(
+    archive_dir: Path,
+    backup: BaseBackupInfo,
+    last_segment: str,
+    pg_waldump: str,
+    *,
+    allow_unverified: bool = False,
+) -> str | None:
     """The LSN (text) recovery of `backup` must reach: the archive's last complete record.
 
     None when the archive's last segment is not archived (the archive ends inside the backup's own
@@ -63,7 +73,7 @@ def end_target(archive_dir: Path, backup, last_segment: str, pg_waldump: str) ->
 
     if not stored_copies(archive_dir, last_segment):
         return None
-    end = last_record_lsn(archive_dir, last_segment, pg_waldump)
+    end = last_record_lsn(archive_dir, last_segment, pg_waldump, allow_unverified=allow_unverified)
     if end < parse_lsn(backup.stop_lsn):
         return None
     return format_lsn(end)

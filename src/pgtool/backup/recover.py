@@ -161,6 +161,7 @@ def prepare_recovery(
     port: int | None = None,
     backup_id: str | None = None,
     pg_bindir: str | None = None,
+    allow_unverified_wal: bool = False,
 ) -> RecoverResult:
     """Prepare `pgdata` for recovery (see the module docstring); nothing is written before all checks pass."""
     log = get_logger()
@@ -192,6 +193,8 @@ def prepare_recovery(
         backup = choose_backup(backups, target, backup_id)
         continuity = _check_archive(archive_dir, backup, target, standby)
     notes: list[str] = []
+    if continuity is not None and continuity.gap:
+        notes.append(_gap_note(continuity, target))
     if target is not None and target.kind == "time" and continuity and continuity.last_segment_mtime:
         when = datetime.fromisoformat(target.value).timestamp()
         if when > continuity.last_segment_mtime:
@@ -203,7 +206,7 @@ def prepare_recovery(
     end_lsn = None
     if target is None and not standby:
         # An explicit end: PostgreSQL then refuses to promote before it (a missing segment is an error).
-        end_lsn = _end_of_archive(archive_dir, backup, continuity, pg_bindir)
+        end_lsn = _end_of_archive(archive_dir, backup, continuity, pg_bindir, allow_unverified_wal)
         if end_lsn is not None:
             target = RecoveryTarget("lsn", end_lsn)
     log.info("recovering", backup=backup.id, target=target.describe() if target else "end of archive")
@@ -217,7 +220,12 @@ def prepare_recovery(
         with sigterm_raises():
             unpacked = base_unpack.unpack_base_backup(backup, pgdata)
             settings = recovery_config.recovery_settings(
-                archive_dir, target=target, standby=standby, primary_conninfo=primary_conninfo, port=port
+                archive_dir,
+                target=target,
+                standby=standby,
+                primary_conninfo=primary_conninfo,
+                port=port,
+                allow_unverified=allow_unverified_wal,
             )
             recovery_config.write_recovery_config(pgdata, settings, standby=standby)
     except BaseException:
@@ -260,6 +268,7 @@ def _end_of_archive(
     backup: BaseBackupInfo,
     continuity: archive_continuity.Continuity | None,
     pg_bindir: str | None,
+    allow_unverified: bool = False,
 ) -> str | None:
     """The LSN of the archive's last complete record (None: the archive ends inside the backup)."""
     from pgtool.backup.archive_end import end_target
@@ -268,7 +277,9 @@ def _end_of_archive(
     if continuity is None:
         return None
     pg_waldump = binaries.find_major(backup.major, pg_bindir).path("pg_waldump")
-    return end_target(archive_dir, backup, continuity.last_segment, pg_waldump)
+    return end_target(
+        archive_dir, backup, continuity.last_segment, pg_waldump, allow_unverified=allow_unverified
+    )
 
 
 def _undo(pgdata: Path, created: bool, tablespaces: Path | None) -> None:
@@ -299,8 +310,35 @@ def _check_archive(
     else:
         until = None  # time/xid cannot be placed by name: the archive must be whole to its end
     desc = target.describe() if target else ("standby start" if standby else "the end of the archive")
-    return archive_continuity.check_continuity(
-        archive_dir, backup, until_lsn=until, purpose=f"to recover base backup {backup.id} to {desc}"
+    # A time or xid cannot be placed by file name: a gap after the backup ends the checked range, and
+    # PostgreSQL stops with an error (never promotes) if the target lies beyond it.
+    placeable = target is not None and target.kind in ("time", "xid")
+    continuity = archive_continuity.check_continuity(
+        archive_dir,
+        backup,
+        until_lsn=until,
+        purpose=f"to recover base backup {backup.id} to {desc}",
+        allow_gap=placeable,
+    )
+    if continuity.gap and target is not None and target.kind == "time" and continuity.last_segment_mtime:
+        when = datetime.fromisoformat(target.value).timestamp()
+        if when > continuity.last_segment_mtime:
+            archived = datetime.fromtimestamp(continuity.last_segment_mtime).astimezone().isoformat()
+            raise OperationError(
+                f"recovery target {target.describe()} lies after a gap in WAL archive {archive_dir}: "
+                f"segment {continuity.gap} is missing, and {continuity.last_segment} before it was "
+                f"archived at {archived}",
+                hint=f"recover to a time before {archived}, or from a base backup taken after the gap",
+            )
+    return continuity
+
+
+def _gap_note(continuity: archive_continuity.Continuity, target: RecoveryTarget | None) -> str:
+    what = target.describe() if target else "the target"
+    return (
+        f"the WAL archive has a gap at {continuity.gap}: recovery can reach {what} only if it lies "
+        f"before it (WAL checked up to {continuity.last_segment}); otherwise PostgreSQL stops with "
+        "an error instead of promoting"
     )
 
 

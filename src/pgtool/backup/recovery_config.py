@@ -55,7 +55,9 @@ class RecoveryTarget:
         )
 
 
-def restore_command(archive_dir: Path, executable: str | None = None) -> str:
+def restore_command(
+    archive_dir: Path, executable: str | None = None, *, allow_unverified: bool = False
+) -> str:
     """`<pgtool> restore-wal %f %p --archive-dir DIR`, shell-quoted, with `%` in paths doubled.
 
     PostgreSQL runs restore_command through the shell after replacing %f/%p, so paths are quoted for
@@ -64,7 +66,8 @@ def restore_command(archive_dir: Path, executable: str | None = None) -> str:
     # The server user runs it: wal_bundle picks what it can reach (this pgtool, or python3 + the bundle).
     exe = (shlex.quote(executable) if executable else wal_bundle.server_command()).replace("%", "%%")
     archive = shlex.quote(str(Path(archive_dir).resolve())).replace("%", "%%")
-    return f"{exe} restore-wal %f %p --archive-dir {archive}"
+    extra = " --allow-unverified" if allow_unverified else ""
+    return f"{exe} restore-wal %f %p --archive-dir {archive}{extra}"
 
 
 def recovery_settings(
@@ -74,10 +77,15 @@ def recovery_settings(
     standby: bool = False,
     primary_conninfo: str | None = None,
     port: int | None = None,
+    allow_unverified: bool = False,
 ) -> dict[str, str]:
-    """The settings a recovered copy needs (see the module docstring)."""
+    """The settings a recovered copy needs (see the module docstring).
+
+    allow_unverified: restore-wal replays archived files without a checksum record (archived by a
+    pgtool that did not record them), with a warning each; see docs/wal.md.
+    """
     settings = {
-        "restore_command": restore_command(archive_dir),
+        "restore_command": restore_command(archive_dir, allow_unverified=allow_unverified),
         # Never archive from the copy: its WAL must not land in (or collide with) production's archive.
         "archive_mode": "off",
         "recovery_target_timeline": "latest",

@@ -54,6 +54,14 @@ def recover(
         str | None,
         typer.Option("--backup", help="Use this base backup (its timestamp name) instead of choosing."),
     ] = None,
+    allow_unverified_wal: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unverified-wal",
+            help="Replay archived WAL files that have no checksum record (archived by a pgtool that did "
+            "not record them), with a warning each. Without it restore-wal refuses them.",
+        ),
+    ] = False,
     pg_bindir: PgBindir = None,
 ) -> None:
     """Prepare a data directory for point-in-time recovery or as a standby; print the start command.
@@ -85,6 +93,7 @@ def recover(
             port=port,
             backup_id=backup,
             pg_bindir=pg_bindir,
+            allow_unverified_wal=allow_unverified_wal,
         )
         what = (
             "standby"
