@@ -74,7 +74,7 @@ def partitions(
         plan_window(ahead=ahead, since=first, retention_months=retention_months)
         timeout = check_lock_timeout(lock_timeout)
         # pin="transaction": partitions works through PgBouncer in transaction pooling mode, so the
-        # search_path is pinned inside each of its transactions (schema.partitions._begin), never for the
+        # search_path is pinned inside each of its transactions (schema.partitions._Run.begin), never for the
         # session (which would leak to the pooled server connection's next client).
         with connect(cfg.dsn, pin="transaction") as conn:
             result = maintain_partitions(
