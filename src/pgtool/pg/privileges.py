@@ -128,7 +128,13 @@ def shared_cache_dir(name: str) -> Path:
     root = Path(os.environ.get("PGTOOL_CACHE_DIR") or "/var/cache/pgtool")
     path = root / name
     for d in (root, path):
-        d.mkdir(mode=0o755, parents=True, exist_ok=True)
+        try:
+            d.mkdir(mode=0o755, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OperationError(
+                f"cannot create {d}: {exc.strerror}",
+                hint="point PGTOOL_CACHE_DIR at a directory root can write (a read-only root filesystem?)",
+            ) from None
         st = d.lstat()
         if st.st_uid != os.geteuid() or st.st_mode & 0o022 or not Path(d).is_dir() or d.is_symlink():
             raise OperationError(
