@@ -2,7 +2,7 @@
 
 PostgreSQL runs these once per WAL segment, so this path imports neither Typer nor psycopg:
 `pgtool.cli.entry` hands argv here before anything else is imported. It logs exactly one line to
-stderr, rendered by `pgtool.obs.logline` like every other command's summary event (event, command,
+stderr, rendered by `pgtool.wal.logline` like every other command's summary event (event, command,
 outcome, exit_code, duration_s, level, timestamp), JSON unless stderr is a TTY
 (PGTOOL_LOG_FORMAT=json|console|auto), filtered by PGTOOL_LOG_LEVEL like the rest of pgtool.
 """
@@ -247,7 +247,7 @@ def _log(
     level: str | None = None,
 ) -> None:
     """Write the one summary line, shaped like every pgtool command's "run finished"/"run failed"."""
-    from pgtool.obs import logline
+    from pgtool.wal import logline
 
     duration = round(time.monotonic() - start, 3)
     if level == "warning":
