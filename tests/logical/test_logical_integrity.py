@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 from logical_helpers import backup, clone_dump, newest_dump, rewrite_manifest, throwaway_databases, verify
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -61,6 +62,7 @@ def test_carriage_returns_and_newlines_in_names_lose_nothing(pg_major, tmp_path)
         server.cleanup()
 
 
+@pytest.mark.all_versions
 def test_a_sql_ascii_database_with_8_bit_names_backs_up_and_verifies(cluster, tmp_path):
     """Its names are bytes no encoding validates: they reach the manifest and the restored copy exactly."""
     name = f"lg_sa_{uuid.uuid4().hex[:8]}"
@@ -213,6 +215,13 @@ def test_a_malformed_row_count_fails_only_its_own_database(cluster, make_db, tmp
     assert proc.returncode == 1
     assert f"{first.name}: manifest" in _error(proc) and "no valid table list" in _error(proc)
     assert f"ok      {second.name}" in proc.stdout
+
+
+def test_absurd_retention_is_refused_before_any_dump(cluster, make_db, tmp_path):
+    db = make_db(rows=1)
+    proc = backup(cluster, tmp_path, db.name, extra=("--retention-days", "10000000000"))
+    assert proc.returncode == 2 and "--retention-days" in _error(proc)
+    assert not (tmp_path / db.name).exists()
 
 
 def test_verify_jobs_are_capped(cluster, make_db, tmp_path):

@@ -48,6 +48,7 @@ LEFT JOIN pg_catalog.pg_database AS d
   ON NOT d.datistemplate AND d.datallowconn AND pg_catalog.has_database_privilege(d.oid, 'CONNECT')
 ORDER BY d.datname
 """
+MAX_RETENTION_DAYS = 36_500  # a century
 DATABASE_SQL = """
 SELECT pg_catalog.pg_database_size(d.oid), pg_catalog.pg_encoding_to_char(d.encoding)
 FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
@@ -296,8 +297,9 @@ def run_backup(
     """
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    if retention_days < 0:
-        raise UsageError("--retention-days must be 0 (keep everything) or more")
+    if not 0 <= retention_days <= MAX_RETENTION_DAYS:
+        # Checked before any work: a date that far back would only overflow after the dumps were taken.
+        raise UsageError(f"--retention-days must be between 0 (keep everything) and {MAX_RETENTION_DAYS}")
     dest = Path(dest)
     # Connect first: an unreachable server must not leave an empty backup directory behind.
     server, available = _server_info(dsn)
