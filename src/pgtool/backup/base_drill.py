@@ -47,6 +47,7 @@ class BaseDrillResult:
         return (
             f"base backup {self.backup_id} (PostgreSQL {self.server_version}) restored and replayed "
             f"{self.archive_first_segment}..{self.archive_last_segment} to {self.replayed_to_lsn or '?'} "
+            "(every WAL file checked by restore-wal: SHA-256 record and page header) "
             f"in {self.replay_duration_seconds:.1f}s; {len(self.databases_checked)} databases answer queries"
             f"{amcheck}"
         )
