@@ -345,7 +345,10 @@ def hostile_names(port: int) -> list[str]:
         "%41",  # pgtool backup stores it as %2541: it must come back as %41
         "a/b",
         "new\nline",
-        "tab\tand\x7fdel",  # (a carriage return: finding 4's backup fix, tested there)
+        "new\rline",  # beside new\nline: neither may be taken for the other
+        "tab\tand\x7fdel",
+        ".leading-dot",
+        "trailing newline\n",
         "x'; CREATE ROLE pwned_e; --",
         f"\\! touch {PWNED}",  # a psql meta-command
         ":'db' :\"db\" :db",  # psql variable references
