@@ -12,7 +12,7 @@ Cluster-wide (one transaction):
     replicator      REPLICATION LOGIN and nothing else (NOINHERIT, no memberships);
     pgbouncer_auth  LOGIN; only EXECUTE on pgbouncer.get_auth and SELECT on pgbouncer.userlist.
   Passwords come from the environment (PASSWORD_ENV) or files, and are sent as SCRAM-SHA-256 verifiers
-  computed here (`pgtool.schema.scram`), so no plaintext reaches the server or its log. A role without a
+  made by libpq (`pgtool.schema.scram`), so no plaintext reaches the server or its log. A role without a
   password is created NOLOGIN, or left as it is if it exists, with a warning.
 
 Per database (each connectable non-template database, or those named; one transaction each):

@@ -80,7 +80,7 @@ def _ensure_role(
         wanted["rolcanlogin"] = password is not None
         options = [sql.SQL(_KEYWORDS[k][0 if v else 1]) for k, v in wanted.items()]
         if password is not None:
-            options += [sql.SQL("PASSWORD {}").format(sql.Literal(scram.verifier(password)))]
+            options += [sql.SQL("PASSWORD {}").format(sql.Literal(scram.verifier(conn, role, password)))]
         conn.execute(sql.SQL("CREATE ROLE {} {}").format(ident, sql.SQL(" ").join(options)))
         result.changed.append(("cluster", f"role {role} created" + ("" if password else " NOLOGIN")))
         if password is None:
@@ -124,7 +124,9 @@ def _ensure_role(
         result.in_place.append(("cluster", f"role {role} password"))
     else:
         conn.execute(
-            sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, sql.Literal(scram.verifier(password)))
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                ident, sql.Literal(scram.verifier(conn, role, password))
+            )
         )
         result.changed.append(("cluster", f"role {role} password set"))
 

@@ -1,14 +1,13 @@
-"""SCRAM-SHA-256 password verifiers, computed client-side (RFC 5802 / RFC 7677, PostgreSQL's format).
+"""SCRAM-SHA-256 password verifiers: made by libpq, checked here.
 
 `ALTER ROLE ... PASSWORD` cannot take a bind parameter, so the password would be spelled out in the
 statement - and in the server log whenever statements are logged. Sending the verifier instead keeps the
 plaintext on this machine: PostgreSQL stores a string that already looks like a SCRAM verifier as is.
-`matches()` re-derives a stored verifier from a password with the stored salt and iteration count, which
-is how a second bootstrap run knows the password is already in place without changing it.
-
-Passwords are normalised with NFKC, the part of SASLprep that matters in practice (PostgreSQL applies
-SASLprep and falls back to the raw bytes when the password is not valid UTF-8 or contains prohibited
-characters; ASCII passwords are unaffected either way).
+`verifier()` asks libpq for it (PQencryptPasswordConn, with its SASLprep, salt and the server's iteration
+count). `matches()` is what no library offers: it re-derives a stored verifier from a password with the
+stored salt and iteration count (RFC 5802 / RFC 7677), which is how a second bootstrap run knows the
+password is already in place without changing it. Passwords are normalised with NFKC there, the part of
+SASLprep that matters in practice (ASCII passwords are unaffected either way).
 """
 
 from __future__ import annotations
@@ -16,13 +15,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import unicodedata
+from typing import Any
 
-ITERATIONS = 4096  # PostgreSQL's default scram_iterations
-SALT_BYTES = 16
+import psycopg
+
 _VERIFIER = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$")
+
+
+def verifier(conn: psycopg.Connection[Any], role: str, password: str) -> str:
+    """The `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` string for `password`, from libpq."""
+    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
 def _normalise(password: str) -> bytes:
@@ -37,14 +41,6 @@ def _keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
     return stored_key, server_key
-
-
-def verifier(password: str, *, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
-    """The `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` string for `password`."""
-    salt = salt if salt is not None else os.urandom(SALT_BYTES)
-    stored_key, server_key = _keys(password, salt, iterations)
-    salt_b64, stored_b64, server_b64 = (base64.b64encode(b).decode() for b in (salt, stored_key, server_key))
-    return f"SCRAM-SHA-256${iterations}:{salt_b64}${stored_b64}:{server_b64}"
 
 
 def matches(stored: str | None, password: str) -> bool:
