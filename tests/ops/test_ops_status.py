@@ -174,7 +174,7 @@ def test_archiving_off_needs_attention(cluster):
 
 
 def test_unreachable_server_is_exit_3_one_line():
-    proc = run_pgtool("status", "--dsn", "postgresql://u:s3cret@127.0.0.1:1/x", "--k8s", "off")
+    proc = run_pgtool("status", "--k8s", "off", env={"PGTOOL_DSN": "postgresql://u:s3cret@127.0.0.1:1/x"})
     assert proc.returncode == 3
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "s3cret" not in proc.stderr
