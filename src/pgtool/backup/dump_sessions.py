@@ -86,6 +86,16 @@ def session(
                 _OPEN.discard(conn)
 
 
+def one_row(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> tuple[Any, ...]:
+    """The single row `query` returns (OperationError if it returns none)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        from pgtool.errors import OperationError
+
+        raise OperationError("a query that returns one row returned none")
+    return tuple(row)
+
+
 def cancel_all() -> None:
     """Cancel whatever statement each open session is running (the run is being terminated)."""
     with _OPEN_LOCK:

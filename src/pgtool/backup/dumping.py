@@ -30,7 +30,7 @@ import psycopg
 from pgtool.backup import dumps
 from pgtool.backup.dump_manifest import checksum_line, sha256_file, write_durably, write_manifest
 from pgtool.backup.dump_retention import apply_retention
-from pgtool.backup.dump_sessions import cancel_all, session
+from pgtool.backup.dump_sessions import cancel_all, one_row, session
 from pgtool.backup.locking import directory_lock
 from pgtool.backup.terminate import sigterm_raises
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
@@ -210,7 +210,7 @@ def _dump_in_snapshot(
 
     with session(dsn, dbname=database, application_name="pgtool-backup") as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        (snapshot,) = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()  # type: ignore[misc]
+        (snapshot,) = one_row(conn, "SELECT pg_catalog.pg_export_snapshot()")
         dump_error: list[BaseException] = []
         with command.libpq_args(dsn, dbname=database, application_name="pgtool-backup-pg_dump") as (
             target,
@@ -244,7 +244,7 @@ def _dump_in_snapshot(
                 # The counts run beside pg_dump, whose single process compressing the dump is the
                 # critical path: without parallel workers they take only the spare core, not pg_dump's.
                 conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-                db_size, encoding = conn.execute(DATABASE_SQL).fetchone()  # type: ignore[misc]
+                db_size, encoding = one_row(conn, DATABASE_SQL)
                 counts = count_rows(conn, list_tables(conn), stop=_Either(stop, dump_failed))
             except (OperationError, psycopg.Error):
                 if not dump_failed.is_set():

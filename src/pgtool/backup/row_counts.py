@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 
-from pgtool.backup.dump_sessions import Ident, is_rls_error
+from pgtool.backup.dump_sessions import Ident, is_rls_error, one_row
 from pgtool.errors import OperationError, error_line
 
 TABLES_SQL = """
@@ -81,7 +81,7 @@ def count_table(conn: Session, table: Table, *, owned_copy: bool = False) -> int
     (row_security is off), unless `owned_copy` (a throwaway restore, whose tables the role owns) lets
     it lift FORCE ROW LEVEL SECURITY and count again. Raises OperationError."""
     try:
-        return int(conn.execute(_COUNT.format(Ident(*table))).fetchone()[0])  # type: ignore[index]
+        return int(one_row(conn, _COUNT.format(Ident(*table)))[0])
     except psycopg.Error as exc:
         if not is_rls_error(exc):
             raise OperationError(f"counting rows of {qualified(*table)}: {error_line(exc)}") from None
@@ -93,7 +93,7 @@ def count_table(conn: Session, table: Table, *, owned_copy: bool = False) -> int
             ) from None
     try:
         conn.execute(_NO_FORCE.format(Ident(*table)))
-        return int(conn.execute(_COUNT.format(Ident(*table))).fetchone()[0])  # type: ignore[index]
+        return int(one_row(conn, _COUNT.format(Ident(*table)))[0])
     except psycopg.Error as exc:
         raise OperationError(
             f"cannot count rows of {qualified(*table)}: row-level security applies to this role "
