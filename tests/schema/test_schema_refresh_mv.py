@@ -130,3 +130,28 @@ def test_usage_errors(database):
     assert missing.returncode == 2 and "not found" in missing.stderr
     bad = run_pgtool("refresh-mv", "--dsn", database.dsn, "--all", "--lock-timeout", "0")
     assert bad.returncode == 2 and "invalid lock timeout" in bad.stderr
+
+
+def test_view_names_resolve_like_sql_names_without_the_sessions_search_path_running_anything(database):
+    from pgtool.errors import UsageError
+    from pgtool.pg.conn import connect
+    from pgtool.schema.matviews import resolve_views
+
+    database.execute('CREATE SCHEMA "Odd"')
+    database.execute('CREATE MATERIALIZED VIEW "Odd"."Mixed Case" AS SELECT 1 AS id')
+    database.execute("CREATE MATERIALIZED VIEW public.plain AS SELECT 1 AS id")
+    database.execute('CREATE MATERIALIZED VIEW "Odd".plain AS SELECT 2 AS id')
+    with connect(database.dsn, pin="transaction") as conn:
+        got = resolve_views(conn, ["plain", "PLAIN", '"Odd".plain', '"Odd"."Mixed Case"', 'public."plain"'])
+        assert [v.display for v in got] == [
+            "public.plain",
+            "public.plain",
+            "Odd.plain",
+            "Odd.Mixed Case",
+            "public.plain",
+        ]
+        conn.execute('SET search_path = "Odd", public')  # a bare name follows the session's path
+        assert [v.display for v in resolve_views(conn, ["plain"])] == ["Odd.plain"]
+        for bad in ("a.b.c.d", '"unterminated', "", "Mixed Case", "nosuch"):
+            with pytest.raises(UsageError, match="not found"):
+                resolve_views(conn, [bad])

@@ -90,23 +90,17 @@ def resolve_views(conn: psycopg.Connection[Any], names: list[str]) -> list[View]
     """The views named (`schema.name`, or `name` looked up in the session's search_path schemas, in
     order); UsageError for unknown names.
 
-    A bare name is resolved here, by catalogue lookups, rather than by to_regclass under the session's
-    search_path: that path is the database owner's to set, and resolving under it would evaluate it.
+    Only the schema names of the session's search_path (the database owner may have set it) are read,
+    with a fully qualified call that runs nothing else; the lookups themselves run pinned.
     """
-    # Schema names only (fully qualified, no operator, no user function runs).
     path_row = conn.execute("SELECT pg_catalog.current_schemas(false)").fetchone()
-    path = list(path_row[0]) if path_row and path_row[0] else []
+    path = [str(s) for s in path_row[0]] if path_row and path_row[0] else []
     views = []
     with pinned_transaction(conn):
         for name in names:
-            row = None
-            try:
-                with conn.transaction():  # a savepoint: parse_ident rejects malformed names
-                    parts = conn.execute("SELECT pg_catalog.parse_ident(%s)", (name,)).fetchone()
-            except psycopg.Error:
-                parts = None
-            parts = list(parts[0]) if parts else []
+            parts = _name_parts(conn, name)
             schemas = parts[:1] if len(parts) == 2 else (path if len(parts) == 1 else [])
+            row = None
             for schema in schemas:
                 row = conn.execute(
                     _VIEWS_SQL + " AND n.nspname = %s AND c.relname = %s", (schema, parts[-1])
@@ -117,6 +111,16 @@ def resolve_views(conn: psycopg.Connection[Any], names: list[str]) -> list[View]
                 raise UsageError(f"materialized view {name!r} not found", hint="check the name, or use --all")
             views.append(View(*row))
     return views
+
+
+def _name_parts(conn: psycopg.Connection[Any], name: str) -> list[str]:
+    """`name` split as SQL would (quotes kept, case folded), or [] when it is not a valid name."""
+    try:
+        with conn.transaction():  # a savepoint: parse_ident raises on a malformed name
+            row = conn.execute("SELECT pg_catalog.parse_ident(%s)", (name,)).fetchone()
+    except psycopg.Error:
+        return []
+    return [str(p) for p in row[0]] if row and row[0] else []
 
 
 def refresh(
