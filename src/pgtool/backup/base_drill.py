@@ -283,7 +283,7 @@ def _smoke(cluster: object, amcheck: bool) -> tuple[list[str], int]:
                 rows = conn.execute(
                     "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                     "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' AND i.indisvalid "
-                    "AND i.indisready AND c.relpersistence <> 't'"
+                    "AND i.indisready AND c.relpersistence <> 't' AND c.relkind = 'i'"  # not partitioned (I)
                 ).fetchall()
                 for (index,) in rows:
                     try:
