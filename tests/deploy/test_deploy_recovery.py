@@ -361,13 +361,14 @@ def hostile_names(port: int) -> list[str]:
 PWNED = "/tmp/pgtool-recovery-pwned"
 
 
-def test_scenario_2_hostile_database_names(workdir: Path) -> None:
+@pytest.mark.parametrize("major", [15, 18])
+def test_scenario_2_hostile_database_names(major: int, workdir: Path) -> None:
     """Finding 2 of issue 14: no name runs SQL or shell, sends a connection elsewhere, or comes back
     under another name; an existing database (here the first name) is restored into, not recreated."""
     listener = Listener()
     names = hostile_names(listener.port)
-    prod = Production(15, workdir)
-    fresh = start_cluster(15, settings=BOTH_LIBRARIES)
+    prod = Production(major, workdir)
+    fresh = start_cluster(major, settings=BOTH_LIBRARIES)
     Path(PWNED).unlink(missing_ok=True)
     try:
         for i, name in enumerate(names):
@@ -388,7 +389,7 @@ def test_scenario_2_hostile_database_names(workdir: Path) -> None:
             "PGPASSWORD": "superuser-secret",  # exported in the restore shell: must reach no other host
             **PASSWORDS,
         }
-        run_scenario(2, 15, env, workdir)
+        run_scenario(2, major, env, workdir)
         with fresh.connect() as conn:
             databases = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
             roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
