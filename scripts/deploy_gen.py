@@ -3,7 +3,8 @@
 - dashboards/postgres-overview.json: the Grafana dashboard, built here from plain Python (one function per
   row) so its PromQL and SQL are reviewed as code;
 - manifests/base/files/{queries.yaml,pgbouncer_exporter.py,promtail.yaml}: copies of exporter/ and logging/
-  files for kustomize's configMapGenerator (kustomize loads nothing outside the kustomization's directory).
+  files for kustomize's configMapGenerator (kustomize loads nothing outside the kustomization's directory);
+- manifests/base/files/pgbouncer.ini's max_db_connections, from scripts/deploy_sizing.py.
 
 Usage: python scripts/deploy_gen.py          (write)
        python scripts/deploy_gen.py --check  (exit 1 if anything is out of date)
@@ -13,11 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import deploy_sizing  # beside this file (also when tests load deploy_gen by path)
+
 REPO = Path(__file__).resolve().parents[1]
+PGBOUNCER_INI = REPO / "manifests/base/files/pgbouncer.ini"
 DASHBOARD = REPO / "dashboards/postgres-overview.json"
 COPIES = {
     "exporter/queries.yaml": "manifests/base/files/queries.yaml",
@@ -511,6 +517,13 @@ def expected_files() -> dict[Path, str]:
     files = {DASHBOARD: json.dumps(build_dashboard(), indent=2, sort_keys=False) + "\n"}
     for source, copy in COPIES.items():
         files[REPO / copy] = (REPO / source).read_text()
+    files[PGBOUNCER_INI] = re.sub(
+        r"^max_db_connections = .*$",
+        f"max_db_connections = {deploy_sizing.MAX_DB_CONNECTIONS}",
+        PGBOUNCER_INI.read_text(),
+        count=1,
+        flags=re.MULTILINE,
+    )
     return files
 
 

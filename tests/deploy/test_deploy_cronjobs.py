@@ -1,11 +1,23 @@
-"""Every CronJob and the bootstrap Job of the manifests, run for real: the container's args (and command)
-and its environment from the rendered manifests (ConfigMap pgtool-env plus the container's env), with only
-the cluster address, the volume paths and the Pushgateway pointed at the test's; run as the server user as
-the pods run them (uid 999), against a PostgreSQL 15 that carries the sample e-commerce schema. Each must
-exit 0, and each pgtool command must push a successful run to a real Pushgateway."""
+"""Every CronJob and hook Job of the manifests, run for real as close to the image as this machine allows.
+
+No container engine here, so the next best thing to the image: pgtool's wheel (`pip wheel --no-deps`,
+as the Dockerfile's build stage makes it) installed into a fresh venv with nothing else of this checkout,
+and each container's exact args (and command) from the rendered manifests, with its environment
+(ConfigMap pgtool-env plus the container's env, plus the image's ENV), run:
+- as the server's uid and gid (the pods all run as 999) with no passwd entry for it (the pgtool image
+  has none for 999): /etc/passwd without that entry in a private mount namespace;
+- with no HOME, from a read-only working directory;
+- with PostgreSQL 18's client and server tools (the image ships postgresql-client-18; the PostgreSQL image,
+  where verify --base runs, the server), against a real PostgreSQL 18 that archives through the
+  manifests' own archive_command, run by the same installed pgtool.
+Only the cluster address, the volume paths and the Pushgateway are pointed at the test's. Each must exit 0,
+and each pgtool command must push a successful run to a real Pushgateway."""
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import find, parse_exposition
+from deploy_support import REPO, find, parse_exposition
 
 from pgharness import binaries_for, rmtree, server_writable_dir, start_cluster
-from pgtool.pg.privileges import server_user
+from pgtool.pg.privileges import server_uid_gid
 
 PASSWORDS = {  # what the Secrets hold; the test cluster trusts local connections, roles must LOGIN
     "postgres-superuser": "superuser-secret",
@@ -24,22 +36,81 @@ PASSWORDS = {  # what the Secrets hold; the test cluster trusts local connection
     "pgbouncer-auth": "auth-secret",
     "grafana-reader": "reader-secret",
 }
-# In run order: bootstrap first (roles), backup before verify and basebackup.
+# In run order: the install hooks first (roles, then 18 months of partitions), backup before verify,
+# basebackup before the base drill.
 JOBS = [
     ("Job", "pgtool-bootstrap-extensions"),
+    ("Job", "pgtool-partitions-provision"),
     ("CronJob", "pgtool-backup"),
     ("CronJob", "pgtool-verify"),
     ("CronJob", "pgtool-basebackup"),
+    ("CronJob", "pgtool-verify-base"),
     ("CronJob", "pgtool-partitions"),
     ("CronJob", "pgtool-refresh-mv"),
     ("CronJob", "pgtool-auto-explain-canary"),
 ]
+IMAGE_BINDIR = "/usr/lib/postgresql/18/bin"  # both images' PostgreSQL 18 binaries
 
 
 def container_of(obj: dict[str, Any]) -> dict[str, Any]:
     spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
     (container,) = spec["template"]["spec"]["containers"]
     return container
+
+
+def image_env() -> dict[str, str]:
+    """The ENV lines of the pgtool image's Dockerfile."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(item.split("=", 1) for item in shlex.split(line[4:]))
+    return env
+
+
+def install_wheel(workdir: Path) -> Path:
+    """pgtool's wheel in a fresh venv (dependencies pinned to this venv's versions); its bin directory."""
+    wheels, venv = workdir / "wheel", workdir / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    freeze = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    constraints = workdir / "constraints.txt"
+    constraints.write_text("\n".join(line for line in freeze.splitlines() if "==" in line) + "\n")
+    base_python = getattr(sys, "_base_executable", None) or "python3"
+    subprocess.run([base_python, "-m", "venv", str(venv)], check=True, capture_output=True)
+    (wheel,) = wheels.glob("pgtool-*.whl")
+    result = subprocess.run(
+        [str(venv / "bin/pip"), "install", "-q", "-c", str(constraints), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # nothing of this checkout leaks in: the installed package is the wheel's
+    probe = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import pgtool; print(pgtool.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=True,
+    )
+    assert probe.stdout.startswith(str(venv)), probe.stdout
+    for root, dirs, files in os.walk(workdir):  # readable by the job's uid and the server
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+    return venv / "bin"
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +120,29 @@ def environment(rendered, pushgateway_server) -> Iterator[dict[str, Any]]:
 
     pushgateway_server.wipe()
     workdir = server_writable_dir("pgtool-cronjobs-")
+    workdir.chmod(0o755)
+    bindir = install_wheel(workdir)
     for name in ("backups", "wal-archive"):
         (workdir / name).mkdir()
         (workdir / name).chmod(0o777)
-    cluster = start_cluster(15, settings={"shared_preload_libraries": "pg_stat_statements,auto_explain"})
+    readonly = workdir / "cwd"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    # The server runs the manifests' archive_command, with the installed pgtool and the test's archive.
+    conf = find(rendered["overlays/prod"], "ConfigMap", "postgres-config")["data"]["postgresql.conf"]
+    archive_command = re.search(r"^archive_command = '(.*)'$", conf, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    archive_command = archive_command.replace("pgtool ", f"{bindir}/pgtool ", 1).replace(
+        "/wal-archive", str(workdir / "wal-archive")
+    )
+    cluster = start_cluster(
+        18,
+        settings={
+            "shared_preload_libraries": "pg_stat_statements,auto_explain",
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": archive_command,
+        },
+    )
     try:
         with cluster.connect() as conn:
             conn.execute("CREATE DATABASE shop")
@@ -63,6 +153,8 @@ def environment(rendered, pushgateway_server) -> Iterator[dict[str, Any]]:
             "rendered": rendered,
             "cluster": cluster,
             "workdir": workdir,
+            "bindir": bindir,
+            "cwd": readonly,
             "pushgateway": pushgateway_server,
         }
     finally:
@@ -71,24 +163,55 @@ def environment(rendered, pushgateway_server) -> Iterator[dict[str, Any]]:
         pushgateway_server.wipe()
 
 
+def identity(workdir: Path) -> list[str]:
+    """Run as the server's uid and gid, as the pods do (999 for both images, fsGroup 999), but with no
+    passwd entry for it, as in the pgtool image: a private mount namespace whose /etc/passwd lacks the
+    server user. Nothing when the tests do not run as root (then they run as an ordinary user already)."""
+    ids = server_uid_gid()
+    if ids is None:
+        return []
+    uid, gid = ids
+    passwd = workdir / "passwd"
+    if not passwd.exists():
+        lines = Path("/etc/passwd").read_text().splitlines()
+        passwd.write_text("".join(f"{line}\n" for line in lines if line.split(":")[2] != str(uid)))
+        passwd.chmod(0o644)
+    hide = 'mount --bind "$0" /etc/passwd && exec setpriv --reuid="$1" --regid="$2" --clear-groups "${@:3}"'
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/bash",
+        "-c",
+        hide,
+        str(passwd),
+        str(uid),
+        str(gid),
+    ]
+
+
 def run_job(environment: dict[str, Any], kind: str, name: str) -> subprocess.CompletedProcess[str]:
     rendered, cluster, workdir = environment["rendered"], environment["cluster"], environment["workdir"]
+    pg18 = str(binaries_for(18).bindir)
     obj = find(rendered["overlays/prod"], kind, name)
     container = container_of(obj)
-    env = dict(find(rendered["overlays/prod"], "ConfigMap", "pgtool-env")["data"])
+    env = image_env()
+    env.update(find(rendered["overlays/prod"], "ConfigMap", "pgtool-env")["data"])
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = item["value"]
         else:
             env[item["name"]] = PASSWORDS[item["valueFrom"]["secretKeyRef"]["name"]]
+    assert env["PGTOOL_PG_BINDIR"] == IMAGE_BINDIR, name
     env.update(
         PGHOST=str(cluster.socket_dir),
         PGPORT=str(cluster.port),
         PGTOOL_PUSHGATEWAY_URL=environment["pushgateway"].url,
-        PGTOOL_PG_BINDIR=str(binaries_for(15).bindir),
-        PATH=f"{binaries_for(15).bindir}:{Path(sys.executable).parent}:/usr/bin:/bin",
-        HOME=str(workdir),
+        PGTOOL_PG_BINDIR=pg18,
+        PATH=f"{environment['bindir']}:{pg18}:/usr/bin:/bin",
     )
+    assert "HOME" not in env
     mounts = {"/backups": str(workdir / "backups"), "/wal-archive": str(workdir / "wal-archive")}
 
     def local(arg: str) -> str:
@@ -98,15 +221,13 @@ def run_job(environment: dict[str, Any], kind: str, name: str) -> subprocess.Com
         return arg
 
     argv = [*(container.get("command") or ["pgtool"]), *(local(a) for a in container["args"])]
-    user = server_user()
-    prefix = ["runuser", "-u", user, "--"] if user else []
     assignments = [f"{k}={v}" for k, v in env.items()]
     return subprocess.run(
-        [*prefix, "/usr/bin/env", "-i", *assignments, *argv],
+        [*identity(workdir), "/usr/bin/env", "-i", *assignments, *argv],
         capture_output=True,
         text=True,
         timeout=600,
-        cwd="/",
+        cwd=environment["cwd"],
     )
 
 
@@ -119,27 +240,63 @@ def test_every_job_is_covered(rendered) -> None:
     assert jobs == set(JOBS)
 
 
+def test_the_job_identity_is_the_images(environment) -> None:
+    """The conditions the jobs run under, checked once: no passwd entry, no HOME, a cwd it cannot write,
+    the wheel's pgtool and PostgreSQL 18's psql first on PATH."""
+    probe = (
+        'id -u; getent passwd "$(id -u)" || echo no-passwd; echo "home=${HOME:-}"; '
+        "touch x 2>/dev/null && echo writable || echo read-only; command -v pgtool; psql --version"
+    )
+    prefix = identity(environment["workdir"])
+    result = subprocess.run(
+        [
+            *prefix,
+            "/usr/bin/env",
+            "-i",
+            f"PATH={environment['bindir']}:{binaries_for(18).bindir}:/usr/bin:/bin",
+            "/bin/sh",
+            "-c",
+            probe,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=environment["cwd"],
+    )
+    lines = result.stdout.split("\n")
+    if prefix:
+        assert lines[0] == str(server_uid_gid()[0]) and lines[1] == "no-passwd"  # type: ignore[index]
+    assert "home=" in lines and "read-only" in lines
+    assert f"{environment['bindir']}/pgtool" in lines
+    assert "psql (PostgreSQL) 18." in result.stdout
+
+
 @pytest.mark.parametrize(("kind", "name"), JOBS, ids=[name for _, name in JOBS])
 def test_job_runs(environment: dict[str, Any], kind: str, name: str) -> None:
     result = run_job(environment, kind, name)
     assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     args = container_of(find(environment["rendered"]["overlays/prod"], kind, name))["args"]
-    if kind == "CronJob" and name != "pgtool-auto-explain-canary":
-        pushed = parse_exposition(environment["pushgateway"].metrics_text())
-        runs = {lab["job"]: v for lab, v in pushed["pgtool_last_run_success"]}
-        assert runs[f"pgtool-{args[0]}"] == 1.0
+    if args[0] in ("--no-psqlrc", "bootstrap-extensions"):
+        return
+    job = "pgtool-verify-base" if "--base" in args else f"pgtool-{args[0]}"
+    pushed = parse_exposition(environment["pushgateway"].metrics_text())
+    runs = {lab["job"]: v for lab, v in pushed["pgtool_last_run_success"]}
+    assert runs[job] == 1.0
 
 
 def test_jobs_did_their_work(environment: dict[str, Any]) -> None:
-    """After the runs above: dumps, a base backup, partitions ahead, a plan logged by the canary."""
+    """After the runs above: compressed WAL archived, dumps, a base backup, 18 months of partitions, a
+    plan logged by the canary."""
     workdir, cluster = environment["workdir"], environment["cluster"]
+    archived = [p.name for p in (workdir / "wal-archive").iterdir()]
+    assert any(name.endswith(".zst") for name in archived)
+    assert not [n for n in archived if re.fullmatch(r"[0-9A-F]{24}", n)]  # nothing stored uncompressed
     assert list((workdir / "backups/dumps/shop").glob("shop-*.dump"))
     assert [p for p in (workdir / "backups/base").iterdir() if p.is_dir()]
     with cluster.connect("shop") as conn:
         partitions = conn.execute(
             "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.orders'::regclass"
         ).fetchone()[0]
-        assert partitions >= 4  # the current month, three ahead, and the DEFAULT
+        assert partitions >= 19  # the current month, 17 ahead, and the DEFAULT
     with cluster.connect() as conn:
         canary = conn.execute(
             "SELECT calls FROM pg_stat_statements WHERE query LIKE '%auto_explain canary%'"

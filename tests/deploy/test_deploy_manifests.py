@@ -141,7 +141,7 @@ def test_postgres_deployment_contract(rendered: dict[str, list[dict[str, Any]]])
         name: find(objs, "PersistentVolumeClaim", name)["spec"]["resources"]["requests"]["storage"]
         for name in ("postgres-data", "postgres-backups", "postgres-wal-archive")
     }
-    assert sizes["postgres-wal-archive"] == "10Gi"
+    assert sizes["postgres-wal-archive"] == "120Gi"  # docs/deployment.md, Sizing
     assert len(set(sizes)) == 3  # backups on a claim of their own, apart from data
     assert find(objs, "Service", "postgres")["spec"]["ports"][0]["port"] == 5432
 
@@ -155,7 +155,9 @@ def test_postgres_settings_in_the_config_map(rendered: dict[str, list[dict[str, 
     assert settings["auto_explain.log_timing"] == "off"
     assert settings["auto_explain.log_format"] == "'json'"
     assert settings["archive_mode"] == "on"
-    assert settings["archive_command"] == "'pgtool archive-wal %p %f --archive-dir /wal-archive'"
+    assert settings["archive_command"] == (
+        "'pgtool archive-wal %p %f --archive-dir /wal-archive --compress zstd'"  # docs/deployment.md, Sizing
+    )
     assert settings["archive_timeout"] == "300"
     replica = find(rendered["base"], "ConfigMap", "postgres-config")["data"]["replica.conf"]
     assert "user=replicator" in replica and "pgtool restore-wal %f %p --archive-dir /wal-archive" in replica
@@ -191,7 +193,10 @@ EXPECTED_SCHEDULES = {
     "pgtool-partitions": ("30 0 * * *", "partitions"),
     "pgtool-refresh-mv": ("*/15 * * * *", "refresh-mv"),
     "pgtool-auto-explain-canary": ("7 * * * *", None),
+    "pgtool-verify-base": ("0 10 * * 0", "verify"),
 }
+# verify --base starts a throwaway server: it runs in the PostgreSQL image (server binaries plus pgtool).
+SERVER_IMAGE_JOBS = {"pgtool-verify-base"}
 
 
 def test_cronjobs(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -204,8 +209,12 @@ def test_cronjobs(rendered: dict[str, list[dict[str, Any]]]) -> None:
         assert spec["concurrencyPolicy"] == "Forbid"
         assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
         container = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-        assert container["image"].startswith("ghcr.io/example/pgtool:")
-        if command is not None:
+        if name in SERVER_IMAGE_JOBS:
+            assert container["image"].startswith("ghcr.io/example/pgtool-postgres:")
+            assert container["command"] == ["pgtool"]  # that image's ENTRYPOINT starts PostgreSQL
+            assert container["args"][0] == command and command in commands
+        elif command is not None:
+            assert container["image"].startswith("ghcr.io/example/pgtool:")
             assert "command" not in container  # the image's ENTRYPOINT is pgtool
             assert container["args"][0] == command and command in commands
         assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
@@ -231,6 +240,20 @@ def test_bootstrap_job_is_an_install_hook(rendered: dict[str, list[dict[str, Any
     assert "post-install" in annotations["helm.sh/hook"]
     assert annotations["argocd.argoproj.io/hook"] == "PostSync"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["bootstrap-extensions"]
+
+
+def test_partitions_are_provisioned_18_months_by_an_install_hook(rendered) -> None:
+    """The current month and 17 after it, on install and every upgrade, after the bootstrap Job."""
+    job = find(rendered["base"], "Job", "pgtool-partitions-provision")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert int(annotations["helm.sh/hook-weight"]) > 0  # bootstrap (weight 0) first
+    assert annotations["argocd.argoproj.io/hook"] == "PostSync"
+    assert int(annotations["argocd.argoproj.io/sync-wave"]) > 0
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:3] == ["partitions", "--table", "public.orders"]
+    assert int(args[args.index("--ahead") + 1]) == 17
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"  # until migrations made the table
 
 
 def test_backup_jobs_run_as_the_server_user(rendered: dict[str, list[dict[str, Any]]]) -> None:

@@ -22,7 +22,7 @@ from pgtool.pg.privileges import give_to_server, server_user
 
 REPLICATOR_PASSWORD = "replicator-secret"
 # lines of manifests/base/files/*.conf that name pod paths or Service names
-ARCHIVE_COMMAND = "archive_command = 'pgtool archive-wal %p %f --archive-dir /wal-archive'"
+ARCHIVE_COMMAND = "archive_command = 'pgtool archive-wal %p %f --archive-dir /wal-archive --compress zstd'"
 RESTORE_COMMAND = "restore_command = 'pgtool restore-wal %f %p --archive-dir /wal-archive'"
 PRIMARY_CONNINFO = (
     "primary_conninfo = 'host=postgres port=5432 user=replicator application_name=postgres-replica "
@@ -112,7 +112,7 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
                     "hba_file = '/etc/postgresql/pg_hba.conf'": f"hba_file = '{directory}/pg_hba.conf'",
                     "shared_buffers = '1GB'": "shared_buffers = '128MB'",
                     "log_directory = '/var/log/postgresql'": f"log_directory = '{logs}'",
-                    ARCHIVE_COMMAND: f"archive_command = '{pgtool} archive-wal %p %f --archive-dir {archive}'",  # noqa: E501
+                    ARCHIVE_COMMAND: f"archive_command = '{pgtool} archive-wal %p %f --archive-dir {archive} --compress zstd'",  # noqa: E501
                 },
             )
         )
@@ -196,6 +196,22 @@ def test_archive_command_archives_through_pgtool(servers) -> None:
     segment = primary.psql("SELECT pg_walfile_name(pg_switch_wal())")
     retry(lambda: list(servers["archive"].glob(segment + "*")), timeout=60)
     assert primary.psql("SELECT failed_count FROM pg_stat_archiver") == "0"
+
+
+def test_idle_forced_segments_archive_compressed_and_small(servers) -> None:
+    """The arithmetic of docs/deployment.md (WAL archive sizing): archive_timeout switches a nearly empty
+    segment every 5 minutes; compressed, each costs at most IDLE_SEGMENT_BYTES, not 16 MiB."""
+    from deploy_support import load_generator
+
+    primary, archive = servers["primary"], servers["archive"]
+    names = []
+    for _ in range(3):
+        primary.psql("SELECT pg_catalog.txid_current()")  # one record, as an idle database's checkpoints
+        names.append(primary.psql("SELECT pg_walfile_name(pg_switch_wal())"))
+    for name in names:
+        retry(lambda name=name: (archive / f"{name}.zst").exists(), timeout=60)
+        assert not (archive / name).exists()  # stored compressed only
+        assert (archive / f"{name}.zst").stat().st_size <= load_generator().deploy_sizing.IDLE_SEGMENT_BYTES
 
 
 def test_hba_allows_replication_only_to_the_replicator(servers) -> None:
