@@ -57,6 +57,9 @@ def test_carriage_returns_and_newlines_in_names_lose_nothing(pg_major, tmp_path)
         )
         assert proc.returncode == 0, proc.stderr
         assert "3 tables  15 rows" in proc.stdout and "1 tables  2 rows" in proc.stdout
+        # The console names them escaped: a CR or LF in a name cannot forge an output line.
+        assert "ok      x\\ry  " in proc.stdout and "ok      x\\ny  " in proc.stdout
+        assert "\r" not in proc.stdout and len(proc.stdout.splitlines()) == 2
         assert throwaway_databases(server) == []
     finally:
         server.cleanup()

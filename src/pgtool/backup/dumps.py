@@ -54,6 +54,14 @@ def decode_name(encoded: str) -> str:
     return unquote(encoded)
 
 
+def display(text: str) -> str:
+    """`text` safe for one line of output: control characters and undecodable bytes (kept as lone
+    surrogates, see `pgtool.backup.dump_sessions`) written as Python escapes (`x\\ry`, `\\udce9`)."""
+    return "".join(
+        ch if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF else ascii(ch)[1:-1] for ch in text
+    )
+
+
 def format_stamp(when: datetime) -> str:
     """`20261124T163000Z` for a UTC time."""
     return when.astimezone(UTC).strftime(STAMP_FORMAT)

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from pgtool.backup.dump_sessions import Ident, is_rls_error, one_row
+from pgtool.backup.dumps import display
 from pgtool.errors import OperationError, error_line
 
 TABLES_SQL = """
@@ -57,13 +58,6 @@ def list_tables(conn: Session) -> list[Table]:
 
 class Stop(Protocol):
     def is_set(self) -> bool: ...
-
-
-def display(text: str) -> str:
-    """`text` safe for one line of output: control characters and undecodable bytes escaped."""
-    return "".join(
-        ch if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF else ascii(ch)[1:-1] for ch in text
-    )
 
 
 def qualified(schema: str, name: str) -> str:

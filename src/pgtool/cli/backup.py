@@ -58,6 +58,7 @@ def backup(
 
         prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
         from pgtool.backup.dumping import run_backup
+        from pgtool.backup.dumps import display
         from pgtool.errors import OperationError
 
         outcome = run_backup(
@@ -74,16 +75,16 @@ def backup(
         for r in outcome.results:
             if r.ok:
                 typer.echo(
-                    f"ok      {r.database}  {r.path}  {r.size_bytes} bytes  {r.tables} tables  "
-                    f"{r.rows} rows  {r.duration_seconds:.1f}s"
+                    f"ok      {display(r.database)}  {display(str(r.path))}  {r.size_bytes} bytes  "
+                    f"{r.tables} tables  {r.rows} rows  {r.duration_seconds:.1f}s"
                 )
             else:
-                typer.echo(f"FAILED  {r.database}  {r.error}")
+                typer.echo(f"FAILED  {display(r.database)}  {display(r.error or '')}")
         for path in outcome.removed:
             typer.echo(f"removed {path} (retention)")
         failed = outcome.failed
         if failed:
-            names = ", ".join(f"{r.database} ({r.error})" for r in failed)
+            names = ", ".join(f"{display(r.database)} ({r.error})" for r in failed)
             raise OperationError(
                 f"backup failed for {len(failed)} of {len(outcome.results)} databases: {names}"
             )

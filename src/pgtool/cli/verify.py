@@ -90,6 +90,7 @@ def verify(
         from pgtool.pg.binaries import prefetch
 
         prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
+        from pgtool.backup.dumps import display
         from pgtool.backup.verify_dumps import run_verify
         from pgtool.errors import FindingsError, UsageError
 
@@ -110,14 +111,14 @@ def verify(
             if r.ok:
                 checked = f"  {r.indexes_checked} indexes amchecked" if amcheck else ""
                 typer.echo(
-                    f"ok      {r.database}  {r.dump}  {r.tables} tables  {r.rows} rows  "
-                    f"restored in {r.restore_seconds:.1f}s{checked}"
+                    f"ok      {display(r.database)}  {display(str(r.dump))}  {r.tables} tables  "
+                    f"{r.rows} rows  restored in {r.restore_seconds:.1f}s{checked}"
                 )
             else:
-                typer.echo(f"FAILED  {r.database}  {r.error}")
+                typer.echo(f"FAILED  {display(r.database)}  {display(r.error or '')}")
         failed = [r for r in results if not r.ok]
         if failed:
-            names = "; ".join(f"{r.database}: {r.error}" for r in failed)
+            names = "; ".join(f"{display(r.database)}: {r.error}" for r in failed)
             raise FindingsError(f"verification failed for {len(failed)} of {len(results)} databases: {names}")
 
     run_command("verify", body, pushgateway=cfg.pushgateway)
