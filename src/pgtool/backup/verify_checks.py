@@ -7,7 +7,8 @@ core, and overlapping it with pg_restore keeps it off the drill's wall clock.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,16 @@ class Checksum:
 
     def __init__(self, dump: Path, expected: str, manifest_sha: str | None) -> None:
         self.dump, self.expected, self.manifest_sha = dump, expected, manifest_sha
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-        self._job: Future[str] = self._pool.submit(sha256_file, dump)
-        self._pool.shutdown(wait=False)
+        # A daemon thread, not an executor's: on SIGTERM the process must not wait for a hash of
+        # gigabytes to finish before it exits (executor threads are joined at interpreter exit).
+        self._job: Future[str] = Future()
+        threading.Thread(target=self._hash, name="sha256", daemon=True).start()
+
+    def _hash(self) -> None:
+        try:
+            self._job.set_result(sha256_file(self.dump))
+        except BaseException as exc:
+            self._job.set_exception(exc)
 
     def check(self) -> str:
         """The digest, once it matches; VerifyFailure otherwise."""
