@@ -115,7 +115,7 @@ def test_syntax_error_exits_1_with_mig000(tmp_path: Path) -> None:
 
 def test_warnings_alone_exit_0(tmp_path: Path) -> None:
     path = tmp_path / "w.sql"
-    path.write_text("SET lock_timeout = '1s'; REINDEX INDEX i;\n")
+    path.write_text("SET lock_timeout = '1s'; REINDEX INDEX i;\n")  # MIG016: a warning
     code, out = lint(path)
     assert code == 0
     assert "MIG016" in out and "0 error(s), 1 warning(s)" in out
@@ -169,7 +169,7 @@ def test_github_format(migrations: Path) -> None:
     assert any(line.startswith("::error ") and "title=MIG015" in line for line in lines)
     # a finding is one line: newlines inside the message are escaped
     annotations = [line for line in lines if line.startswith(("::error", "::warning"))]
-    assert len(annotations) == 5
+    assert len(annotations) == 6
     assert all("%0Afix: " in line for line in annotations)
 
 

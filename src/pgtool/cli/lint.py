@@ -58,6 +58,14 @@ def lint(
             show_default=False,
         ),
     ] = None,
+    assume_in_transaction: Annotated[
+        bool | None,
+        typer.Option(
+            "--assume-in-transaction/--no-assume-in-transaction",
+            help="The migration runner wraps each file in a transaction (default: config, else no).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Lint SQL migrations for operationally unsafe DDL (locks, rewrites, failed CONCURRENTLY).
 
@@ -80,6 +88,7 @@ def lint(
             rules=rules or [],
             exclude=exclude or [],
             max_file_size=max_file_size,
+            assume_in_transaction=assume_in_transaction,
             out=sys.stdout,
         )
 

@@ -5,6 +5,8 @@
     rules = ["MIG001", "MIG002"]    # run only these (default: all)
     disable = ["MIG027"]            # never report these
     exclude = ["migrations/legacy/*"]  # path globs not to lint
+    assume-in-transaction = true    # the runner wraps each file in BEGIN/COMMIT
+    max-file-size = "8MB"           # refuse larger files
     [tool.pgtool.lint.severity]
     MIG009 = "error"                # promote (or demote) a rule
 
@@ -18,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from pgtool.errors import UsageError
+from pgtool.lint.parse import parse_size
 from pgtool.lint.rules.catalog import RULES
 from pgtool.lint.settings import LintSettings
 from pgtool.lint.volatility import SUPPORTED_MAJORS
 
-KEYS = {"pg-version", "rules", "disable", "exclude", "severity"}
+KEYS = {"pg-version", "rules", "disable", "exclude", "severity", "assume-in-transaction", "max-file-size"}
 
 
 def find_config(start: Path) -> Path | None:
@@ -111,6 +114,18 @@ def load_settings(config: Path | None, *, cwd: Path | None = None) -> tuple[Lint
         settings.disabled = parse_rules(_strings(table["disable"], where, "disable"), where)
     if "exclude" in table:
         settings.exclude_paths = _strings(table["exclude"], where, "exclude")
+    if "assume-in-transaction" in table:
+        value = table["assume-in-transaction"]
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: assume-in-transaction must be true or false, got {value!r}")
+        settings.assume_in_transaction = value
+    if "max-file-size" in table:
+        try:
+            settings.max_file_size = parse_size(str(table["max-file-size"]))
+        except ValueError:
+            raise UsageError(
+                f"{where}: max-file-size must be a size such as 8MB, got {table['max-file-size']!r}"
+            ) from None
     severity = table.get("severity", {})
     if not isinstance(severity, dict):
         raise UsageError(f'{where}: severity must be a table of RULE = "error" | "warning"')

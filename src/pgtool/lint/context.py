@@ -101,15 +101,21 @@ class FileContext:
         self.created = TableSet()  # tables / views created earlier in this file
         self.domains = TableSet()  # domains created earlier in this file
         self.views = TableSet()  # views created anywhere in this file (a renamed table's stand-in)
-        self.lock_timeout = False
-        self.lock_timeout_local = False
-        self.lock_timeout_reported = False
+        self.timeouts: set[str] = set()  # lock_timeout / statement_timeout set (non-zero) so far
+        self.timeouts_local: set[str] = set()  # ... with SET LOCAL: gone at the end of the transaction
+        self.reported_once: set[str] = set()  # rules reported at most once per file
+        self.several_transactions = False  # a COMMIT/ROLLBACK before the last statement
+        self.unclosed_begin: int | None = None  # index of a BEGIN never committed or rolled back
         # (table, constraint) added in the current transaction of this file
         self.tx_constraints: set[tuple[str, str]] = set()
         # enum values added in the current transaction (value -> type) and enum types created in it
         self.tx_enum_values: dict[str, str] = {}
         self.tx_enum_types: set[str] = set()
         self.raw: list[tuple[Statement, str, str, str | None, str | None]] = []
+
+    @property
+    def lock_timeout(self) -> bool:
+        return "lock_timeout" in self.timeouts
 
     def is_new(self, rv: dict[str, Any] | None) -> bool:
         """True when the RangeVar names a table created earlier in this file."""

@@ -100,11 +100,7 @@ def lint_text(
         return [_syntax_error(source, exc.offset, exc.message)], []
 
     ctx = FileContext(source, settings, run, len(statements))
-    for stmt in statements:
-        if stmt.kind == "TransactionStmt":
-            ctx.has_transaction_block = True
-        elif stmt.kind == "ViewStmt":
-            ctx.views.add_rv(stmt.node.get("view", {}))
+    state.survey(ctx, statements)
     if large:
         for stmt, (_kind, node, _start, _end) in zip(statements, parse.statements(text), strict=True):
             stmt.node = node
@@ -122,23 +118,26 @@ def _syntax_error(source: Source, offset: int, message: str) -> Finding:
 
 
 def check(ctx: FileContext, stmt: Statement) -> None:
-    """Run the rules on one statement (or ALTER TABLE subcommand by subcommand), then track it."""
+    """Run the rules on one statement (ALTER TABLE subcommand by subcommand), then track it.
+
+    Rules registered for every statement ("*") run last, so they can read the statement's findings.
+    """
     kind = stmt.kind
     node = stmt.node
     if kind == "AlterTableStmt" and node.get("objtype") not in ALTERED_RELATIONS:
         return
-    for check in STATEMENT_CHECKS.get(kind, ()):
-        check(ctx, stmt)
-    for check in STATEMENT_CHECKS.get("*", ()):
-        check(ctx, stmt)
+    for rule_check in STATEMENT_CHECKS.get(kind, ()):
+        rule_check(ctx, stmt)
     if kind == "AlterTableStmt":
         relation = node.get("relation", {})
         for item in node.get("cmds", []):
             cmd = item.get("AlterTableCmd", {})
-            for check in ALTER_CHECKS.get(cmd.get("subtype", ""), ()):
-                check(ctx, stmt, relation, cmd)
+            for rule_check in ALTER_CHECKS.get(cmd.get("subtype", ""), ()):
+                rule_check(ctx, stmt, relation, cmd)
             state.track_cmd(ctx, relation, cmd)
-    else:
+    for rule_check in STATEMENT_CHECKS.get("*", ()):
+        rule_check(ctx, stmt)
+    if kind != "AlterTableStmt":
         state.track(ctx, stmt)
 
 

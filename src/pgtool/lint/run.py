@@ -26,6 +26,7 @@ def run_lint(
     rules: list[str] | None = None,
     exclude: list[str] | None = None,
     max_file_size: str | None = None,
+    assume_in_transaction: bool | None = None,
     out: TextIO,
     cwd: Path | None = None,
 ) -> int:
@@ -47,6 +48,8 @@ def run_lint(
             raise UsageError(
                 f"--max-file-size must be a size such as 8MB or 500k, got {max_file_size!r}"
             ) from None
+    if assume_in_transaction is not None:
+        settings.assume_in_transaction = assume_in_transaction
     if rules:
         settings.only = parse_rules(rules, "--rules")
     for value in exclude or []:

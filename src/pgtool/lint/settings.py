@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pgtool.lint.parse import DEFAULT_MAX_FILE_SIZE
-from pgtool.lint.rules.catalog import RULES
+from pgtool.lint.rules.catalog import IGNORE_RULES, RULES
 from pgtool.lint.volatility import NEWEST
 
 
@@ -17,9 +17,11 @@ class LintSettings:
     exclude_paths: list[str] = field(default_factory=list)  # glob patterns
     severity: dict[str, str] = field(default_factory=dict)  # rule -> "error" / "warning" overrides
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; a larger file is a usage error
+    # the migration runner wraps each file in BEGIN/COMMIT itself (Flyway, Django, Alembic, ...)
+    assume_in_transaction: bool = False
 
     def enabled(self, rule: str) -> bool:
-        if rule in ("MIG000", "MIG090", "MIG091", "MIG092"):
+        if rule in ("MIG000", *IGNORE_RULES):
             return rule not in self.disabled or rule == "MIG000"
         if self.only is not None and rule not in self.only:
             return False

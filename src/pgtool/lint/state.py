@@ -12,12 +12,32 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, RunState, Statement
 
+TIMEOUTS = ("lock_timeout", "statement_timeout")
 _ENDS_TRANSACTION = (
     "TRANS_STMT_COMMIT",
     "TRANS_STMT_ROLLBACK",
     "TRANS_STMT_COMMIT_PREPARED",
     "TRANS_STMT_ROLLBACK_PREPARED",
 )
+
+
+def survey(ctx: FileContext, statements: list[Statement]) -> None:
+    """Facts about the whole file that rules need before its first statement: whether it controls its
+    own transactions, where a BEGIN is left open, the views it creates (a renamed table's stand-in)."""
+    open_begin: int | None = None
+    for stmt in statements:
+        if stmt.kind == "TransactionStmt":
+            ctx.has_transaction_block = True
+            kind = stmt.node.get("kind")
+            if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
+                open_begin = stmt.index if open_begin is None else open_begin
+            elif kind in _ENDS_TRANSACTION or kind == "TRANS_STMT_PREPARE":
+                open_begin = None
+                if stmt is not statements[-1]:
+                    ctx.several_transactions = True
+        elif stmt.kind == "ViewStmt":
+            ctx.views.add_rv(stmt.node.get("view", {}))
+    ctx.unclosed_begin = open_begin
 
 
 def _columns(expr: Any) -> set[str]:
@@ -123,12 +143,12 @@ def track(ctx: FileContext, stmt: Statement) -> None:
         names = node.get("funcname", [])
         if names:
             ctx.run.functions[names[-1].get("String", {}).get("sval", "")] = volatility
-    elif kind == "VariableSetStmt" and node.get("name") == "lock_timeout":
+    elif kind == "VariableSetStmt" and node.get("name") in TIMEOUTS:
         value = None
         if node.get("kind") == "VAR_SET_VALUE":
             args = node.get("args", [])
             value = _setting_value(args[0]) if args else None
-        _set_lock_timeout(ctx, value, bool(node.get("is_local")))
+        _set_timeout(ctx, node["name"], value, bool(node.get("is_local")))
     elif kind == "SelectStmt":
         for target in node.get("targetList", []):
             call = target.get("ResTarget", {}).get("val", {}).get("FuncCall")
@@ -136,16 +156,11 @@ def track(ctx: FileContext, stmt: Statement) -> None:
                 continue
             names = [n.get("String", {}).get("sval") for n in call.get("funcname", [])]
             args = call.get("args", [])
-            if (
-                names
-                and names[-1] == "set_config"
-                and len(args) == 3
-                and _setting_value(args[0]) == "lock_timeout"
-            ):
+            if names and names[-1] == "set_config" and len(args) == 3 and _setting_value(args[0]) in TIMEOUTS:
                 is_local = "boolval" in args[2].get("A_Const", {}) and bool(
                     args[2]["A_Const"]["boolval"].get("boolval")
                 )
-                _set_lock_timeout(ctx, _setting_value(args[1]), is_local)
+                _set_timeout(ctx, str(_setting_value(args[0])), _setting_value(args[1]), is_local)
     elif kind == "CreateEnumStmt":
         ctx.tx_enum_types.add(type_name(node.get("typeName", [])))
     elif kind == "AlterEnumStmt" and not node.get("oldVal") and not stmt.in_do:
@@ -157,8 +172,9 @@ def track(ctx: FileContext, stmt: Statement) -> None:
         ctx.tx_constraints.clear()
         ctx.tx_enum_values.clear()
         ctx.tx_enum_types.clear()
-        if ctx.lock_timeout_local:
-            ctx.lock_timeout = ctx.lock_timeout_local = False
+        for name in list(ctx.timeouts_local):
+            ctx.timeouts.discard(name)
+        ctx.timeouts_local.clear()
 
 
 def type_name(items: list[Any]) -> str:
@@ -179,7 +195,12 @@ def _setting_value(node: Any) -> str | None:
     return None
 
 
-def _set_lock_timeout(ctx: FileContext, value: str | None, is_local: bool) -> None:
+def _set_timeout(ctx: FileContext, name: str, value: str | None, is_local: bool) -> None:
+    """SET [LOCAL] name = value / RESET name: 0 (or RESET, DEFAULT) turns the timeout off."""
     enabled = value is not None and value.strip() not in ("", "0", "0s", "0ms", "0min")
-    ctx.lock_timeout = enabled
-    ctx.lock_timeout_local = enabled and is_local
+    ctx.timeouts.discard(name)
+    ctx.timeouts_local.discard(name)
+    if enabled:
+        ctx.timeouts.add(name)
+        if is_local:
+            ctx.timeouts_local.add(name)

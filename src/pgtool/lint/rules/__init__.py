@@ -108,12 +108,14 @@ def load() -> None:
         constraints,
         dynamic_sql,
         enums,
+        hygiene,
         indexes,
         meta,
         partitions,
         tables,
         timeouts,
         transactions,
+        types,
     )
 
 

@@ -107,6 +107,8 @@ def outside_transaction(ctx: FileContext, stmt: Statement) -> None:
     what, lock, concurrently = found
     if stmt.in_do:
         why = "a DO block always runs inside a transaction"
+    elif ctx.settings.assume_in_transaction:
+        why = "the migration runner wraps every file in a transaction (assume-in-transaction)"
     elif ctx.has_transaction_block:
         why = "the file opens a transaction block"
     elif ctx.statement_count > 1:
@@ -123,3 +125,53 @@ def outside_transaction(ctx: FileContext, stmt: Statement) -> None:
         lock,
         fix=None if concurrently else _ALONE,
     )
+
+
+_BEGINS = ("TRANS_STMT_BEGIN", "TRANS_STMT_START")
+_ENDS = ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE")
+
+
+@rule(
+    "MIG033",
+    "transaction-control",
+    severity=ERROR,
+    title="BEGIN without COMMIT, or transaction control in a file the runner wraps in a transaction",
+    lock="every lock taken so far, held until the connection ends",
+    fix="end every BEGIN with COMMIT in the same file; with a wrapping runner, write no BEGIN/COMMIT at all",
+    on=["TransactionStmt"],
+    fires=[
+        "BEGIN; ALTER TABLE t ADD COLUMN a int;",
+        "START TRANSACTION; SELECT 1; COMMIT; BEGIN; SELECT 2;",
+    ],
+    passes=[
+        "BEGIN; SELECT 1; COMMIT;",
+        "BEGIN; SELECT 1; ROLLBACK;",
+        "SELECT 1; COMMIT;",
+        "BEGIN; SAVEPOINT s; SELECT 1; RELEASE SAVEPOINT s; COMMIT;",
+    ],
+)
+def transaction_control(ctx: FileContext, stmt: Statement) -> None:
+    kind = stmt.node.get("kind", "")
+    if ctx.settings.assume_in_transaction and (kind in _BEGINS or kind in _ENDS):
+        word = "BEGIN" if kind in _BEGINS else "COMMIT / ROLLBACK"
+        effect = (
+            "only warns that a transaction is already in progress"
+            if kind in _BEGINS
+            else "ends the runner's transaction early: what follows runs outside it, and the runner's own "
+            "COMMIT finds no transaction"
+        )
+        ctx.report(
+            stmt,
+            "MIG033",
+            f"{word} in a file the migration runner already wraps in a transaction (assume-in-transaction) "
+            f"{effect}",
+            "none",
+        )
+    elif stmt.index == ctx.unclosed_begin:
+        ctx.report(
+            stmt,
+            "MIG033",
+            "BEGIN is never committed in this file: the transaction stays open after the migration, holding "
+            "every lock it took, and is rolled back when the connection closes",
+            "every lock taken after it, until the connection ends",
+        )

@@ -1,0 +1,254 @@
+"""Rules about how a migration behaves when it is re-run, read or run against data: MIG035 statements that
+cannot be re-run after a partial failure, MIG036 identifiers PostgreSQL truncates, MIG037 DROP NOT NULL,
+MIG040 DROP DATABASE, MIG043 UPDATE / DELETE with no bound on the rows it touches."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pgtool.lint.context import FileContext, Statement, rel_name
+from pgtool.lint.locks import ACCESS_EXCLUSIVE, ROW_EXCLUSIVE
+from pgtool.lint.rules import ERROR, rule
+from pgtool.lint.rules.indexes import concurrently
+
+MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1
+
+
+def _not_atomic(ctx: FileContext, stmt: Statement) -> str | None:
+    """Why a failure part-way through this file leaves earlier work committed, if it does."""
+    node = stmt.node
+    if (stmt.kind in ("IndexStmt", "DropStmt") and node.get("concurrent")) or (
+        stmt.kind == "ReindexStmt" and concurrently(node.get("params", []))
+    ):
+        return (
+            "a CONCURRENTLY statement commits as it goes, and a failure leaves its half-built object behind"
+        )
+    if ctx.several_transactions:
+        return "the file commits part-way, so a failure after a COMMIT leaves what came before in place"
+    return None
+
+
+def _not_rerunnable(stmt: Statement) -> str | None:
+    node = stmt.node
+    kind = stmt.kind
+    if kind == "IndexStmt" and not node.get("if_not_exists") and node.get("idxname"):
+        return "CREATE INDEX without IF NOT EXISTS"
+    if kind in ("CreateStmt", "CreateSeqStmt") and not node.get("if_not_exists"):
+        return f"CREATE {'TABLE' if kind == 'CreateStmt' else 'SEQUENCE'} without IF NOT EXISTS"
+    if kind == "CreateSchemaStmt" and not node.get("if_not_exists"):
+        return "CREATE SCHEMA without IF NOT EXISTS"
+    if kind == "DropStmt" and not node.get("missing_ok"):
+        return "DROP without IF EXISTS"
+    if kind == "AlterTableStmt":
+        for item in node.get("cmds", []):
+            cmd = item.get("AlterTableCmd", {})
+            if cmd.get("subtype") == "AT_AddColumn" and not cmd.get("missing_ok"):
+                return "ADD COLUMN without IF NOT EXISTS"
+            if cmd.get("subtype") in ("AT_DropColumn", "AT_DropConstraint") and not cmd.get("missing_ok"):
+                return "DROP COLUMN / CONSTRAINT without IF EXISTS"
+    return None
+
+
+@rule(
+    "MIG035",
+    "not-rerunnable",
+    title="statement that cannot be re-run after a partial failure",
+    lock="none (the re-run fails with 'already exists' / 'does not exist')",
+    fix="use IF NOT EXISTS / IF EXISTS; after a failed CREATE INDEX CONCURRENTLY, drop its INVALID index",
+    on=["IndexStmt", "CreateStmt", "CreateSeqStmt", "CreateSchemaStmt", "DropStmt", "AlterTableStmt"],
+    fires=[
+        "CREATE INDEX CONCURRENTLY orders_total ON orders (total);",
+        "DROP INDEX CONCURRENTLY orders_total;",
+        "CREATE TABLE a (id bigint); COMMIT; CREATE TABLE b (id bigint);",
+        "SET lock_timeout = '2s'; ALTER TABLE t ADD COLUMN a int; COMMIT; SELECT 1;",
+    ],
+    passes=[
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_total ON orders (total);",
+        "DROP INDEX CONCURRENTLY IF EXISTS orders_total;",
+        "CREATE TABLE a (id bigint); CREATE INDEX a_id ON a (id);",
+        "BEGIN; CREATE TABLE a (id bigint); COMMIT;",
+        "CREATE TABLE IF NOT EXISTS a (id bigint); COMMIT; CREATE TABLE IF NOT EXISTS b (id bigint);",
+    ],
+)
+def not_rerunnable(ctx: FileContext, stmt: Statement) -> None:
+    what = _not_rerunnable(stmt)
+    why = _not_atomic(ctx, stmt) if what else None
+    if what and why:
+        ctx.report(
+            stmt,
+            "MIG035",
+            f"{what} cannot be re-run after a partial failure: {why}; the retry then stops on this statement",
+            "none",
+        )
+
+
+_LONG_WORD = re.compile(r'[^\s(),;.:\'"=<>+*/-]{22,}|"[^"]{22,}"')
+
+
+@rule(
+    "MIG036",
+    "identifier-too-long",
+    title="identifier longer than 63 bytes, which PostgreSQL silently truncates",
+    lock="none",
+    fix="shorten the name to 63 bytes or fewer (PostgreSQL keeps only the first 63)",
+    on=["*"],
+    fires=[
+        f"CREATE TABLE t (a int); CREATE INDEX {'x' * 64} ON t (a);",
+        f'ALTER TABLE orders ADD CONSTRAINT "{"é" * 32}" CHECK (a > 0) NOT VALID;',
+    ],
+    passes=[
+        f"CREATE TABLE {'x' * 63} (a int);",
+        f"INSERT INTO t VALUES ('{'x' * 100}');",
+        f"-- {'x' * 100}\nSELECT 1;",
+    ],
+)
+def identifier_too_long(ctx: FileContext, stmt: Statement) -> None:
+    if stmt.in_do:
+        return
+    text = ctx.source.text[stmt.start : stmt.end]
+    if not _LONG_WORD.search(text):  # nothing long enough: skip the scanner
+        return
+    from pglast.parser import scan
+
+    try:
+        tokens = scan(text)
+    except Exception:
+        return
+    for token in tokens:
+        if token.name != "IDENT":
+            continue
+        name = text[token.start : token.end + 1]  # the scanner's positions are characters, end inclusive
+        if name.startswith('"'):
+            name = name[1:-1].replace('""', '"')
+        size = len(name.encode("utf-8"))
+        if size > MAX_IDENTIFIER_BYTES:
+            ctx.report(
+                stmt,
+                "MIG036",
+                f'identifier "{name[:20]}..." is {size} bytes: PostgreSQL keeps only the first 63, so '
+                "the object gets another name than the one written (and two such names can collide)",
+                "none",
+            )
+            return
+
+
+@rule(
+    "MIG037",
+    "drop-not-null",
+    title="DROP NOT NULL",
+    lock=ACCESS_EXCLUSIVE,
+    fix="make every reader handle NULL first, then drop the constraint in a later release",
+    alter=["AT_DropNotNull"],
+    fires=["ALTER TABLE orders ALTER COLUMN customer_id DROP NOT NULL;"],
+    passes=[
+        "CREATE TABLE t (a int NOT NULL); ALTER TABLE t ALTER COLUMN a DROP NOT NULL;",
+        "ALTER TABLE orders ALTER COLUMN a SET NOT NULL;",
+    ],
+)
+def drop_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+    if ctx.is_new(relation):
+        return
+    ctx.report(
+        stmt,
+        "MIG037",
+        f'DROP NOT NULL on "{rel_name(relation)}"."{cmd.get("name", "?")}": running code that assumes a '
+        "value is always there starts reading NULLs as soon as one is written",
+        ACCESS_EXCLUSIVE,
+    )
+
+
+@rule(
+    "MIG040",
+    "drop-database",
+    severity=ERROR,
+    title="DROP DATABASE",
+    lock=f"{ACCESS_EXCLUSIVE} on the database",
+    fix="never drop a database from a migration: archive it, then drop it by hand once nothing uses it",
+    on=["DropdbStmt"],
+    fires=["DROP DATABASE app_old;", "DROP DATABASE IF EXISTS app_old WITH (FORCE);"],
+    passes=["DROP TABLE IF EXISTS t;", "CREATE DATABASE app_new;"],
+)
+def drop_database(ctx: FileContext, stmt: Statement) -> None:
+    ctx.report(
+        stmt,
+        "MIG040",
+        f'DROP DATABASE "{stmt.node.get("dbname", "?")}" destroys every table in it for good',
+        f"{ACCESS_EXCLUSIVE} on the database",
+    )
+
+
+def _bounded(where: Any) -> bool:
+    """Whether a WHERE clause bounds the rows: a LIMIT-ed subquery, BETWEEN, both a lower and an upper
+    bound, or equality / IN with constants (a keyed change)."""
+    if not isinstance(where, dict):
+        return False
+    lower = upper = False
+    stack: list[Any] = [where]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        select = node.get("SelectStmt")
+        if select is not None and select.get("limitCount"):
+            return True
+        expr = node.get("A_Expr")
+        if expr is not None:
+            kind = expr.get("kind")
+            op = (expr.get("name") or [{}])[0].get("String", {}).get("sval", "")
+            if kind in ("AEXPR_BETWEEN", "AEXPR_BETWEEN_SYM", "AEXPR_IN"):
+                return True
+            if (
+                kind == "AEXPR_OP"
+                and op == "="
+                and ("A_Const" in expr.get("rexpr", {}) or "ParamRef" in expr.get("rexpr", {}))
+            ):
+                return True
+            if kind == "AEXPR_OP":
+                lower |= op in (">", ">=")
+                upper |= op in ("<", "<=")
+        if node.get("BoolExpr", {}).get("boolop") == "OR_EXPR":
+            continue  # one side of an OR bounds nothing
+        stack.extend(node.values())
+    return lower and upper
+
+
+@rule(
+    "MIG043",
+    "unbatched-backfill",
+    title="UPDATE or DELETE with no bound on the rows it touches",
+    lock=f"{ROW_EXCLUSIVE}, plus a row lock on every row touched until the migration commits",
+    fix="backfill in batches: UPDATE ... WHERE id IN (SELECT id ... LIMIT 10000), one transaction per batch",
+    on=["UpdateStmt", "DeleteStmt"],
+    fires=[
+        "UPDATE orders SET status = 'new';",
+        "UPDATE orders SET status = 'new' WHERE status IS NULL;",
+        "DELETE FROM events WHERE created_at < now() - interval '1 year';",
+        "UPDATE orders SET a = 1 WHERE id = 5 OR status IS NULL;",
+    ],
+    passes=[
+        "UPDATE orders SET status = 'new'\n"
+        "WHERE id IN (SELECT id FROM orders WHERE status IS NULL LIMIT 5000);",
+        "UPDATE orders SET status = 'new' WHERE id BETWEEN 1 AND 10000;",
+        "DELETE FROM orders WHERE id >= 1 AND id < 10000;",
+        "UPDATE settings SET value = 'x' WHERE key = 'mode';",
+        "CREATE TABLE t (a int); UPDATE t SET a = 1;",
+    ],
+)
+def unbatched(ctx: FileContext, stmt: Statement) -> None:
+    node = stmt.node
+    relation = node.get("relation", {})
+    if ctx.is_new(relation) or _bounded(node.get("whereClause")):
+        return
+    verb = "UPDATE" if stmt.kind == "UpdateStmt" else "DELETE"
+    scope = "every row" if not node.get("whereClause") else "every row that matches, however many"
+    ctx.report(
+        stmt,
+        "MIG043",
+        f'{verb} on "{rel_name(relation)}" touches {scope} in one transaction: row locks block concurrent '
+        "writers until the migration commits, and the dead rows and WAL arrive all at once",
+        f"{ROW_EXCLUSIVE}; row locks on every row touched",
+    )
