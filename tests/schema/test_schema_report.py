@@ -132,3 +132,19 @@ def test_unpopulated_views_and_bad_arguments(database):
     assert "pgtool refresh-mv --all" in result.stderr
     bad = run_pgtool("report", "nonsense", "--dsn", database.dsn)
     assert bad.returncode == 2 and "unknown report" in bad.stderr
+
+
+def test_views_in_another_schema_with_schema_option(database):
+    # pgtool's session has search_path '' pinned: the views are found by --schema, never through a path.
+    database.execute("CREATE SCHEMA shop")
+    with database.connect() as conn:
+        conn.execute("SET search_path = shop")
+        sample.apply_schema(conn)
+        sample.seed(conn, scale=0.02, seed=5, days=30)
+    missing = run_pgtool("report", "turnover", "--dsn", database.dsn, "--format", "json")
+    assert (
+        missing.returncode == 1
+        and 'relation \\"public.mv_product_performance\\" does not exist' in missing.stderr
+    )
+    rows = json.loads(report(database, "turnover", "--schema", "shop", "--format", "json").stdout)
+    assert rows and all(r["category"] for r in rows)
