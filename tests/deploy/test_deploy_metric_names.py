@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import REPO, alert_rules, dashboard_prom_exprs, metric_names, scrape
+from deploy_support import REPO, alert_rules, dashboard_prom_exprs, metric_names, parse_exposition, scrape
 
 # https://kubernetes.io/docs/reference/instrumentation/metrics/ (kubelet, stable since 1.x)
 KUBELET_METRICS = {"kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes"}
@@ -36,10 +36,38 @@ def promtail_metrics() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def produced(exporter_runs, pushed_samples, pgbouncer_setup) -> dict[str, set[str]]:
+def schema_job_pushes(pushgateway_server) -> set[str]:
+    """What real `pgtool partitions` and `refresh-mv` runs push (the sample schema: partitioned orders,
+    reporting materialized views); the shared pushed_samples covers backup, verify and basebackup."""
+    from pgharness import rmtree, run_pgtool, server_writable_dir, start_cluster
+    from pgtool import sample
+    from pgtool.pg.conn import connect
+
+    pushgateway_server.wipe()
+    workdir = server_writable_dir("pgtool-schema-push-")
+    cluster = start_cluster(15)
+    try:
+        with cluster.connect() as conn:
+            conn.execute("CREATE DATABASE shop")
+        with connect(cluster.dsn("shop")) as conn:
+            sample.apply_schema(conn)
+            sample.seed(conn, scale=0.01, seed=7)
+        push = ("--pushgateway", pushgateway_server.url, "--dsn", cluster.dsn("shop"))
+        for argv in (("partitions", "--table", "public.orders", "--ahead", "3"), ("refresh-mv", "--all")):
+            result = run_pgtool(*argv, *push)
+            assert result.returncode == 0, f"pgtool {argv[0]}: {result.stderr[-2000:]}"
+        return set(parse_exposition(pushgateway_server.metrics_text()))
+    finally:
+        cluster.cleanup()
+        rmtree(workdir)
+        pushgateway_server.wipe()
+
+
+@pytest.fixture(scope="module")
+def produced(exporter_runs, pushed_samples, schema_job_pushes, pgbouncer_setup) -> dict[str, set[str]]:
     return {
         "postgres_exporter": set().union(*(run.names() for run in exporter_runs.values())),
-        "pgtool push": {name for name in pushed_samples if name.startswith("pgtool_")},
+        "pgtool push": {name for name in (*pushed_samples, *schema_job_pushes) if name.startswith("pgtool_")},
         "pgbouncer exporter": set(scrape(pgbouncer_setup.exporter_url)),
         "promtail": promtail_metrics(),
         "kubelet (documented)": KUBELET_METRICS,
