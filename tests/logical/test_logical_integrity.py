@@ -92,7 +92,17 @@ def test_a_sql_ascii_database_with_8_bit_names_backs_up_and_verifies(cluster, tm
         assert proc.returncode == 0, proc.stderr
         assert "2 tables  5 rows" in proc.stdout and "1 indexes amchecked" in proc.stdout
         assert throwaway_databases(cluster) == []
+
+        # A database whose own name is not UTF-8 (created from this one) cannot be reached through
+        # psycopg: it fails by name, and the run goes on with the others.
+        with psycopg.connect(cluster.dsn(name), autocommit=True) as conn:
+            conn.execute(b'CREATE DATABASE "' + name.encode() + b'\xe9"')
+        proc = backup(cluster, tmp_path, name + "\udce9", name)
+        assert proc.returncode == 1
+        assert "not valid UTF-8" in _error(proc) and f"ok      {name}  " in proc.stdout
     finally:
+        with psycopg.connect(cluster.dsn(name), autocommit=True) as conn:
+            conn.execute(b'DROP DATABASE IF EXISTS "' + name.encode() + b'\xe9" WITH (FORCE)')
         with cluster.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
