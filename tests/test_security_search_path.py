@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 import pgharness
 from pgharness import run_pgtool
-from pgtool.pg.conn import connect
+from pgtool.pg.conn import connect, pinned_transaction
 
 OWNER = "tenant_owner"
 
@@ -269,4 +270,20 @@ def test_bench(hostile_db):
         "json",
     )
     assert result.returncode == 0, result.stderr
+    assert_no_trap_fired(hostile_db)
+
+
+def test_connect_pins_before_returning_and_a_rollback_keeps_the_pin(hostile_db):
+    with connect(hostile_db.dsn, autocommit=False) as conn:
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # the pin is committed
+        conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SHOW search_path").fetchone()[0] == ""
+    with connect(hostile_db.dsn, pin="transaction") as conn:
+        assert conn.execute("SHOW search_path").fetchone()[0] == "public, pg_catalog"
+        with pinned_transaction(conn):
+            assert conn.execute("SHOW search_path").fetchone()[0] == ""
+        assert conn.execute("SHOW search_path").fetchone()[0] == "public, pg_catalog"
+    with pytest.raises(ValueError, match="pin must be"):
+        connect(hostile_db.dsn, pin="sometimes")  # type: ignore[arg-type]
     assert_no_trap_fired(hostile_db)
