@@ -138,3 +138,29 @@ def test_plan_counter_is_what_the_alert_reads() -> None:
     assert counter["type"] == "Counter" and counter["config"]["action"] == "inc"
     rules = (REPO / "alerts/rules.yaml").read_text()
     assert "promtail_custom_postgres_auto_explain_plans_total" in rules
+
+
+def test_primary_and_replica_each_ship_their_logs(rendered) -> None:
+    """Both PostgreSQL pods carry the same Promtail (config, args, the pod's logs volume); the role label
+    tells their plans apart, so the replica's reporting plans are shipped and keyed like the primary's."""
+    config = yaml.safe_load((REPO / "logging/promtail.yaml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["static_configs"][0]["labels"]["role"] == "${POSTGRES_ROLE}"
+    shipped = {}
+    for name in ("postgres", "postgres-replica"):
+        spec = find(rendered["overlays/prod"], "Deployment", name)["spec"]["template"]["spec"]
+        containers = {c["name"]: c for c in spec["containers"]}
+        promtail = containers["promtail"]
+        assert "-config.expand-env=true" in promtail["args"]
+        mounts = {m["name"]: m for m in promtail["volumeMounts"]}
+        server_mounts = {m["name"]: m["mountPath"] for m in containers["postgres"]["volumeMounts"]}
+        assert mounts["logs"]["mountPath"] == server_mounts["logs"] == "/var/log/postgresql"
+        assert mounts["logs"]["readOnly"] is True
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["promtail-config"]["configMap"]["name"].startswith("promtail-config")
+        env = {e["name"]: e.get("value") for e in promtail["env"]}
+        shipped[name] = (promtail["image"], env["POSTGRES_ROLE"])
+        service = find(rendered["overlays/prod"], "Service", name)
+        assert 9080 in [p["port"] for p in service["spec"]["ports"]]  # promtail_custom_* scraped
+    assert shipped["postgres"][0] == shipped["postgres-replica"][0]
+    assert {role for _, role in shipped.values()} == {"primary", "replica"}

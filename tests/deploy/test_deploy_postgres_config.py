@@ -103,6 +103,8 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
     def write_conf(directory: Path, port: int) -> None:
         directory.mkdir()
         give_to_server(directory)
+        (logs / directory.name).mkdir()
+        give_to_server(logs / directory.name)
         (directory / "postgresql.conf").write_text(
             rewrite(
                 files["postgresql.conf"],
@@ -111,7 +113,8 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
                     "port = 5432": f"port = {port}",
                     "hba_file = '/etc/postgresql/pg_hba.conf'": f"hba_file = '{directory}/pg_hba.conf'",
                     "shared_buffers = '1GB'": "shared_buffers = '128MB'",
-                    "log_directory = '/var/log/postgresql'": f"log_directory = '{logs}'",
+                    # each server its own, as each pod has its own logs volume
+                    "log_directory = '/var/log/postgresql'": f"log_directory = '{logs / directory.name}'",
                     ARCHIVE_COMMAND: f"archive_command = '{pgtool} archive-wal %p %f --archive-dir {archive} --compress zstd'",  # noqa: E501
                 },
             )
@@ -176,7 +179,13 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
         assert seeded.returncode == 0, seeded.stderr
         standby.start()
         started.append(standby)
-        yield {"primary": primary, "standby": standby, "archive": archive, "bindir": bindir}
+        yield {
+            "primary": primary,
+            "standby": standby,
+            "archive": archive,
+            "bindir": bindir,
+            "standby_logs": logs / "standby-etc",
+        }
     finally:
         for server in reversed(started):
             server.stop()
@@ -233,3 +242,40 @@ def test_standby_streams_with_replica_conf(servers) -> None:
     assert primary.psql("SELECT application_name FROM pg_stat_replication") == "postgres-replica"
     primary.psql("CREATE TABLE replicated AS SELECT 1 AS x")
     retry(lambda: standby.psql("SELECT count(*) FROM replicated") == "1", timeout=60)
+
+
+def test_standby_logs_plans_keyed_like_the_primarys(servers, rendered) -> None:
+    """The reporting queries run on the replica: its auto_explain plans go to its own JSON log, where the
+    replica's Promtail (the same logging/promtail.yaml) matches them, with the query_id that the
+    replica's pg_stat_statements reports (the dashboard's replica panels link by it)."""
+    import json
+    import re
+
+    import yaml
+    from deploy_support import REPO
+
+    standby = servers["standby"]
+    canary = find(rendered["base"], "CronJob", "pgtool-auto-explain-canary")
+    args = canary["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    sql = args[args.index("--command") + 1].replace("canary", "canary on the replica")
+    standby.psql(sql)
+    queryid = standby.psql(
+        "SELECT queryid FROM pg_stat_statements WHERE query LIKE '%canary on the replica%' "
+        "AND query NOT LIKE '%pg_stat_statements%'"
+    )
+    config = yaml.safe_load((REPO / "logging/promtail.yaml").read_text())
+    (job,) = config["scrape_configs"]
+    match = next(stage["match"] for stage in job["pipeline_stages"] if "match" in stage)
+    line_filter = json.loads(re.search(r'\|~ ("(?:[^"\\]|\\.)*")', match["selector"]).group(1))
+
+    def plans() -> list[dict]:
+        lines = [
+            line for path in servers["standby_logs"].glob("*.json") for line in path.read_text().splitlines()
+        ]
+        return [
+            json.loads(line) for line in lines if re.search(line_filter, line) and "on the replica" in line
+        ]
+
+    (plan,) = retry(plans, timeout=30)
+    assert str(plan["query_id"]) == queryid
+    assert plan["backend_type"] == "client backend"
