@@ -172,7 +172,7 @@ def transaction_control(ctx: FileContext, stmt: Statement) -> None:
             stmt,
             "MIG033",
             "BEGIN is never committed in this file: the transaction stays open after the migration, holding "
-            "every lock it took, until the connection closes (PostgreSQL then rolls it back) or whatever runs "
-            "next commits it",
+            "every lock it took, until the connection closes (PostgreSQL then rolls it back) or whatever "
+            "runs next commits it",
             "every lock taken after it, until the connection ends",
         )
