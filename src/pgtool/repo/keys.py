@@ -1,0 +1,136 @@
+"""The repository record (`pgtool.repo.json`) and the repository key.
+
+The record is the one object readable without the key. It says the format version and, for an
+encrypted repository, how the key is derived from the key file (KDF, salt, cost) plus a key check: a
+keyed BLAKE2b of those parameters under the derived key. The check holds no data; it turns a missing
+or wrong key into one clear error before any object is touched, and it binds the parameters, so a
+record edited to a cheaper KDF fails the check instead of weakening new objects.
+
+KDF: Argon2id (libsodium's interactive cost, ~0.2 s here) for a passphrase. A key file of 32 or more
+bytes that is not text (`head -c 32 /dev/urandom`) already holds a full-strength key and goes through
+keyed BLAKE2b instead, which costs nothing: `archive-wal` runs once per WAL segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nacl import pwhash
+
+from pgtool.repo.errors import IntegrityError, RepoKeyError, RepoUsageError
+
+RECORD_NAME = "pgtool.repo.json"
+FORMAT = "pgtool-repository"
+FORMAT_VERSION = 1
+CIPHER = "xchacha20poly1305-secretstream"
+_PERSON = b"pgtool-repo-key1"
+_CHECK_DOMAIN = b"pgtool repository key check v1\x00"
+
+
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """The secret in a key file: its content, less one trailing newline (editors and `echo` add one)."""
+    try:
+        secret = Path(path).read_bytes()
+    except OSError as exc:
+        raise RepoUsageError(f"cannot read the repository key file {path}: {exc.strerror}") from None
+    for ending in (b"\r\n", b"\n"):
+        if secret.endswith(ending):
+            secret = secret[: -len(ending)]
+            break
+    if len(secret) < 8:
+        raise RepoUsageError(
+            f"the repository key file {path} holds {len(secret)} bytes; at least 8 are needed",
+            hint="e.g. head -c 32 /dev/urandom > KEYFILE",
+        )
+    return secret
+
+
+def _is_text(secret: bytes) -> bool:
+    try:
+        text = secret.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return text.isprintable()
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def new_encryption(secret: bytes) -> dict:
+    """Encryption parameters for a new repository keyed by `secret` (key check included)."""
+    params: dict = {"cipher": CIPHER, "salt": os.urandom(16).hex()}
+    if len(secret) >= 32 and not _is_text(secret):
+        params["kdf"] = "blake2b"
+    else:
+        params.update(
+            kdf="argon2id",
+            opslimit=pwhash.argon2id.OPSLIMIT_INTERACTIVE,
+            memlimit=pwhash.argon2id.MEMLIMIT_INTERACTIVE,
+        )
+    params["key_check"] = _key_check(params, derive_key(params, secret))
+    return params
+
+
+def derive_key(params: dict, secret: bytes) -> bytes:
+    salt = bytes.fromhex(params["salt"])
+    if params["kdf"] == "blake2b":
+        return hashlib.blake2b(secret, digest_size=32, salt=salt, person=_PERSON).digest()
+    if params["kdf"] == "argon2id":
+        # Floors so a planted record cannot lower the cost below libsodium's interactive level.
+        ops = max(int(params["opslimit"]), pwhash.argon2id.OPSLIMIT_INTERACTIVE)
+        mem = max(int(params["memlimit"]), pwhash.argon2id.MEMLIMIT_INTERACTIVE)
+        return pwhash.argon2id.kdf(32, secret, salt, opslimit=ops, memlimit=mem)
+    raise IntegrityError(f"{RECORD_NAME}: unknown key derivation {params['kdf']!r}")
+
+
+def _key_check(params: dict, key: bytes) -> str:
+    bound = {k: v for k, v in params.items() if k != "key_check"}
+    return hashlib.blake2b(_CHECK_DOMAIN + _canonical(bound), key=key, digest_size=32).hexdigest()
+
+
+def unlock(params: dict, secret: bytes, where: str) -> bytes:
+    """The data key of an encrypted repository, or RepoKeyError when `secret` is not its key."""
+    key = derive_key(params, secret)
+    if not hmac.compare_digest(_key_check(params, key), str(params.get("key_check", ""))):
+        raise RepoKeyError(
+            f"wrong key for the encrypted repository {where}",
+            hint="--repo-key-file / PGTOOL_REPO_KEY_FILE must hold the key the repository was created with",
+        )
+    return key
+
+
+def new_record(encryption: dict | None) -> bytes:
+    body = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "encryption": encryption,
+    }
+    body["checksum"] = hashlib.sha256(_canonical(body)).hexdigest()
+    return json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def parse_record(data: bytes, where: str) -> dict:
+    """The repository record, checked for damage and for a format this pgtool reads."""
+    try:
+        body = json.loads(data)
+        checksum = body.pop("checksum")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise IntegrityError(f"{where} is not a pgtool repository record") from None
+    if not hmac.compare_digest(hashlib.sha256(_canonical(body)).hexdigest(), str(checksum)):
+        raise IntegrityError(
+            f"{where} failed its checksum", hint="the repository record was altered or damaged"
+        )
+    if body.get("format") != FORMAT:
+        raise IntegrityError(f"{where} is not a pgtool repository record")
+    if body.get("version") != FORMAT_VERSION:
+        raise IntegrityError(
+            f"{where} has repository format {body.get('version')}; this pgtool reads {FORMAT_VERSION}"
+        )
+    return body
