@@ -1,5 +1,5 @@
-"""The lint engine: parse each file once with libpg_query (pglast's JSON parse tree), walk the
-statements in order, run the registered rules, then apply ignore comments.
+"""The lint engine: read each file (`parse`), walk its statements in order, run the registered rules
+(`rules`) on each, let `state` record what the statement changed, then apply ignore comments.
 
 The tree stays plain dicts: building pglast's node objects costs several times more than the parse.
 pglast itself is imported on first use, so importing this module is cheap.

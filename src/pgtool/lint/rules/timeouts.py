@@ -179,7 +179,11 @@ LONG_UNDER_LOCK = {
 def missing_statement_timeout(ctx: FileContext, stmt: Statement) -> None:
     if "statement_timeout" in ctx.timeouts or "MIG032" in ctx.reported_once:
         return
-    rules = {rule_id for found, rule_id, *_ in ctx.raw if found is stmt}
+    rules = set()
+    for found, rule_id, *_ in reversed(ctx.raw):  # this statement's findings are the latest ones
+        if found is not stmt:
+            break
+        rules.add(rule_id)
     long_rules = sorted(rules & LONG_UNDER_LOCK)
     if not long_rules:
         return
