@@ -108,3 +108,13 @@ def test_premises_on_postgresql(database) -> None:
         conn.rollback()
     with database.connect(autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('committed_early') IS NOT NULL").fetchone() == (True,)
+
+
+def test_error_by_default_and_demoted_per_rule(tmp_path: Path) -> None:
+    """ACCESS EXCLUSIVE on an existing table fails the build unless the project says otherwise."""
+    path = tmp_path / "m.sql"
+    path.write_text("SET lock_timeout = '2s';\nDROP INDEX orders_total;\n")
+    assert run_pgtool("lint", str(path), timeout=60).returncode == 1
+    (tmp_path / "pgtool.toml").write_text('[lint.severity]\nMIG015 = "warning"\n')
+    demoted = run_pgtool("lint", "--config", str(tmp_path / "pgtool.toml"), str(path), timeout=60)
+    assert demoted.returncode == 0 and "0 error(s), 1 warning(s)" in demoted.stdout
