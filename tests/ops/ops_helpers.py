@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pgharness import retry, rmtree, server_writable_dir, start_cluster
+from pgharness import pgtool_argv, retry, rmtree, server_writable_dir, start_cluster
 from pgtool.backup.base_catalog import METADATA_FILE, BaseBackupInfo
 from pgtool.backup.dump_manifest import checksum_line, sha256_file, write_manifest
 from pgtool.backup.dumps import checksum_path, database_dir, dump_name, format_stamp, manifest_path
@@ -134,7 +134,10 @@ def fresh_dumps(backup_dir: Path, databases: list[str]) -> None:
 
 
 def archiving_setup() -> Iterator[ArchivingSetup]:
-    """A PostgreSQL 15 cluster archiving with cp, one real base backup, WAL archived after it."""
+    """A PostgreSQL 15 cluster archiving with pgtool archive-wal, one real base backup, WAL after it.
+
+    (archive-wal, not cp: status claims a window only over WAL whose checksum records it verified.)
+    """
     root = server_writable_dir("pgtool-ops-")
     archive_dir = root / "wal"
     archive_dir.mkdir()
@@ -144,7 +147,7 @@ def archiving_setup() -> Iterator[ArchivingSetup]:
         15,
         settings={
             "archive_mode": "on",
-            "archive_command": f"test ! -f {archive_dir}/%f && cp %p {archive_dir}/%f",
+            "archive_command": f"{pgtool_argv()[0]} archive-wal %p %f --archive-dir {archive_dir}",
         },
     )
     try:

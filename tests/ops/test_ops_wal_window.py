@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from pgtool.backup.archive_continuity import check_continuity
+from pgtool.backup.base_catalog import MANIFEST_FILE, METADATA_FILE, BaseBackupInfo, list_base_backups
 from pgtool.backup.walnames import segment_name
+from pgtool.errors import OperationError
 from pgtool.status.model import Thresholds
 from pgtool.status.wal_window import base_backups_section
 
@@ -65,3 +70,42 @@ def test_empty_archive_and_missing_directories(tmp_path):
     messages = [p.message for p in empty.problems]
     assert any("does not exist" in m for m in messages)
     assert any("holds no segments" in m for m in messages)
+
+
+def _fake_backup(base_dir: Path, stamp: str, timeline: int, segno: int) -> BaseBackupInfo:
+    """A recorded base backup starting and ending inside segment `segno` (metadata only)."""
+    lsn = f"0/{segno:X}000028"
+    info = BaseBackupInfo(
+        id=stamp, start_time="2026-01-01T00:00:00+00:00", stop_time="2026-01-01T00:01:00+00:00",
+        start_lsn=lsn, stop_lsn=lsn, start_wal_file=segment_name(timeline, segno),
+        stop_wal_file=segment_name(timeline, segno), timeline=timeline, system_identifier="1",
+        server_version="15.0", server_version_num=150000, wal_segment_size=16 * 1024 * 1024,
+        compression="none", wal_method="stream", size_bytes=0,
+    )  # fmt: skip
+    directory = base_dir / stamp
+    directory.mkdir(parents=True)
+    (directory / METADATA_FILE).write_text(info.to_json())
+    (directory / MANIFEST_FILE).write_text("{}")
+    assert list_base_backups(base_dir)[-1].id == stamp
+    return info
+
+
+def test_status_and_recover_answer_alike_across_a_timeline_switch_and_a_gap(tmp_path):
+    # Timeline 2 began in segment 5, timeline 3 in segment 7 (just promoted: none of its WAL archived
+    # yet, while timeline 2's segment 7 holds WAL written past the fork). Segment 4 is lost.
+    archive = _archive(tmp_path, [(1, 3), (2, 5), (2, 6), (2, 7)])
+    (archive / "00000003.history").write_text(HISTORY_TL2 + "2\t0/7000000\tno recovery target specified\n")
+    base = tmp_path / "base"
+    before_gap = _fake_backup(base, "20260101T000000Z", 1, 3)
+    after_gap = _fake_backup(base, "20260101T010000Z", 2, 5)
+
+    section = base_backups_section(base, archive, Thresholds())
+    with pytest.raises(OperationError, match="has a gap") as gap:
+        check_continuity(archive, before_gap)
+    continuity = check_continuity(archive, after_gap)
+
+    # One model: the same recovery timeline, the same end of the archive, the same missing segment.
+    assert section.data["timeline"] == continuity.timeline == 3
+    assert section.data["newest_wal"] == continuity.last_segment == segment_name(2, 6)
+    assert section.data["missing_segments"] == [segment_name(1, 4)]
+    assert f"segment {segment_name(1, 4)} is missing" in str(gap.value)

@@ -6,14 +6,16 @@ segment ends recovery there. The recoverable window runs from the consistent poi
 oldest base backup whose WAL chain reaches the newest archived segment without a gap, to the time that
 segment was archived.
 
-Timelines: after a promotion the archive holds segments of several timelines. Like PostgreSQL's own
-recovery (XLogFileReadAnyTLI), the segment expected at a position is the one of the newest timeline in
-the history of the archive's newest timeline that had begun by then.
+Timelines: after a promotion the archive holds segments of several timelines. Which one recovery reads
+at each position comes from `pgtool.wal.chain`, the archive model `recover` uses too: the timeline path
+from the oldest backup's timeline through consecutive `.history` files, as PostgreSQL's
+`recovery_target_timeline = 'latest'` follows it. So status and recover give the same answer.
 
 A window is claimed only when its WAL has been read: every segment from the window's first to the
 newest (and the timeline history files on the way) is read in full, its SHA-256 record and page header
 checked (`pgtool.wal.checksum`), exactly as restore-wal would before handing it to PostgreSQL. A
-damaged segment counts as a gap. The output says what was read. This costs one read of the window's
+segment that fails (damaged, or without a checksum record: archived by something other than
+archive-wal) counts as a gap. The output says what was read. This costs one read of the window's
 WAL per status run.
 
 Layouts and names come from `pgtool.backup.base_catalog` (backup directories and their JSON metadata)
@@ -23,76 +25,27 @@ and `pgtool.backup.walnames` (archived names, compression suffixes, history file
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
-from pgtool.backup.walnames import (
-    DEFAULT_SEGMENT_SIZE,
-    list_archive,
-    parse_history,
-    parse_segment_name,
-    read_archived_text,
-    segment_name,
-    segno_of_lsn,
-)
+from pgtool.backup.walnames import DEFAULT_SEGMENT_SIZE, parse_lsn, parse_segment_name
 from pgtool.status.durations import format_duration
 from pgtool.status.model import Section, Thresholds
+from pgtool.wal.chain import ArchiveIndex, ChainError, Span, first_needed
 
 SELF_CONTAINED_WAL_METHODS = ("stream", "fetch")
 MAX_GAP_LINES = 3
 
 
-@dataclass
-class ArchiveIndex:
-    """What the WAL archive holds, by (timeline, segment number)."""
-
-    segments: dict[tuple[int, int], Path] = field(default_factory=dict)
-    histories: dict[int, Path] = field(default_factory=dict)
-
-    @property
-    def newest_timeline(self) -> int | None:
-        return max((tli for tli, _ in self.segments), default=None)
-
-
-def index_archive(archive_dir: Path, segment_size: int) -> ArchiveIndex:
-    index = ArchiveIndex()
-    for item in list_archive(archive_dir):
-        path = archive_dir / item.name
-        if item.kind == "segment" and item.segment:
-            index.segments[parse_segment_name(item.segment, segment_size)] = path
-        elif item.kind == "history":
-            index.histories[item.timeline] = path
-    return index
-
-
-def timeline_begins(index: ArchiveIndex, target: int, segment_size: int) -> tuple[dict[int, int], str | None]:
-    """{timeline: first segment number} for `target` and its ancestors, or a problem text."""
-    if target == 1:
-        return {1: 0}, None
-    history = index.histories.get(target)
-    if history is None:
-        return {target: 0}, f"timeline history file {target:08X}.history is missing from the archive"
-    entries = parse_history(read_archived_text(history))
-    begins = {}
-    start = 0
-    for entry in entries:
-        begins[entry.parent] = start
-        start = segno_of_lsn(entry.switchpoint, segment_size)
-    begins[target] = start
-    return begins, None
-
-
-def expected_timeline(begins: dict[int, int], segno: int) -> int:
-    """The timeline whose copy of segment `segno` recovery reads: the newest one begun by then."""
-    return max((tli for tli, first in begins.items() if first <= segno), default=min(begins))
-
-
 def _first_needed(backup: BaseBackupInfo, segment_size: int) -> int:
-    name = backup.stop_wal_file if backup.wal_method in SELF_CONTAINED_WAL_METHODS else backup.start_wal_file
-    return parse_segment_name(name, segment_size)[1]
+    return first_needed(
+        parse_lsn(backup.start_lsn),
+        parse_lsn(backup.stop_lsn),
+        segment_size,
+        carried=backup.wal_method in SELF_CONTAINED_WAL_METHODS,
+    )
 
 
 def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
@@ -147,7 +100,11 @@ def base_backups_section(
         shown_as="WAL archive",
     ):
         return section
-    index = index_archive(archive_dir, segment_size)
+    try:
+        index = ArchiveIndex.load(str(archive_dir), segment_size)
+    except OSError as exc:
+        section.problem(f"cannot read WAL archive {archive_dir}: {exc.strerror or exc}", "check the mount")
+        return section
     _check_archive(section, archive_dir, index, backups, segment_size, last_archived_wal, now)
     return section
 
@@ -206,8 +163,7 @@ def _check_archive(
     last_archived_wal: str | None,
     now: float,
 ) -> None:
-    target = index.newest_timeline
-    if target is None:
+    if not index.segments:
         section.lines.append("WAL archive holds no segments")
         section.data["window"] = None
         section.problem(
@@ -215,32 +171,40 @@ def _check_archive(
             "check archive_mode and archive_command (pgtool archive-wal) and the Archiver section",
         )
         return
-    begins, history_problem = timeline_begins(index, target, segment_size)
-    if history_problem:
+    path, backups = _recovery_path(section, index, backups)
+    if path is None:
+        section.data["window"] = None
+        return
+    target = path[-1].tli
+    for tli in index.unreachable_timelines(path):
+        if tli not in index.histories:
+            section.problem(
+                f"timeline history file {tli:08X}.history is missing from the archive",
+                "copy it from the server's pg_wal into the archive; recovery needs it",
+            )
+    on_chain = index.on_path(path)
+    if not on_chain:
         section.problem(
-            history_problem, "copy it from the server's pg_wal into the archive; recovery needs it"
+            f"no archived segment lies on the recovery path (timelines {[s.tli for s in path]})",
+            "check that --archive-dir is where archive_command writes",
         )
-    on_chain = {segno: path for (tli, segno), path in index.segments.items() if tli in begins}
-    newest_segno = max(on_chain)
-    first_present = min(on_chain)
-    newest_name = segment_name(expected_timeline(begins, newest_segno), newest_segno, segment_size)
-    newest_path = (
-        index.segments.get((expected_timeline(begins, newest_segno), newest_segno)) or on_chain[newest_segno]
-    )
-    newest_time = newest_path.stat().st_mtime
+        section.data["window"] = None
+        return
+    newest_segno = on_chain[-1]
+    first_present = on_chain[0]
+    newest_name = index.name(path, newest_segno)
+    newest_file = index.segment(path, newest_segno)
+    assert newest_file is not None
+    newest_time = Path(newest_file.path).stat().st_mtime
     start = min([_first_needed(b, segment_size) for b in backups], default=first_present)
     start = min(start, newest_segno)
-    missing = [
-        segno
-        for segno in range(start, newest_segno + 1)
-        if (expected_timeline(begins, segno), segno) not in index.segments
-    ]
+    missing = index.missing(path, start, newest_segno)
     section.data.update(
         timeline=target,
         newest_wal=newest_name,
         newest_wal_archived_at=_iso(newest_time),
         segments=len(index.segments),
-        missing_segments=[segment_name(expected_timeline(begins, n), n, segment_size) for n in missing],
+        missing_segments=[index.name(path, n) for n in missing],
     )
     section.lines.append(
         f"WAL archive: {len(index.segments)} segments, newest {newest_name} archived "
@@ -259,7 +223,7 @@ def _check_archive(
                 "check that --archive-dir is where archive_command writes",
             )
     for first, last in _ranges(missing)[:MAX_GAP_LINES]:
-        first_name = segment_name(expected_timeline(begins, first), first, segment_size)
+        first_name = index.name(path, first)
         count = last - first + 1
         affected = [b.id for b in backups if _first_needed(b, segment_size) <= last]
         section.problem(
@@ -274,25 +238,23 @@ def _check_archive(
             f"{len(_ranges(missing)) - MAX_GAP_LINES} more gaps in the WAL archive",
             "see --format json (missing_segments) for the full list",
         )
-    damaged = _verify_window(section, archive_dir, begins, backups, missing, segment_size, newest_segno)
+    damaged = _verify_window(section, index, path, backups, missing, segment_size, newest_segno)
     for segno, problem in damaged:
-        name = segment_name(expected_timeline(begins, segno), segno, segment_size)
+        name = index.name(path, segno)
         affected = [b.id for b in backups if _first_needed(b, segment_size) <= segno]
         section.problem(
-            f"WAL segment {name} is damaged ({problem})"
+            f"WAL segment {name} failed verification ({problem})"
             + (f": recovery from base backup {', '.join(affected)} stops there" if affected else ""),
             "take a new base backup now (pgtool basebackup) and restore the segment from another copy",
         )
-    section.data["damaged_segments"] = [
-        segment_name(expected_timeline(begins, n), n, segment_size) for n, _ in damaged
-    ]
+    section.data["damaged_segments"] = [index.name(path, n) for n, _ in damaged]
     _window(section, backups, sorted(missing + [n for n, _ in damaged]), segment_size, newest_time)
 
 
 def _verify_window(
     section: Section,
-    archive_dir: Path,
-    begins: dict[int, int],
+    index: ArchiveIndex,
+    path: list[Span],
     backups: list[BaseBackupInfo],
     missing: list[int],
     segment_size: int,
@@ -302,7 +264,6 @@ def _verify_window(
 
     The scan stops at the first damaged segment: nothing older can be part of the window.
     """
-    from pgtool.wal.archive import find_archived
     from pgtool.wal.checksum import verify_archived
 
     section.data["verified"] = None
@@ -313,24 +274,23 @@ def _verify_window(
         section.lines.append("WAL not verified: no base backup's WAL chain to read")
         return []
     problems: list[tuple[int, str]] = []
-    for tli in sorted(t for t in begins if t > 1):
-        archived = find_archived(str(archive_dir), f"{tli:08X}.history")
-        problem = verify_archived(str(archive_dir), archived) if archived else None
+    for span in path[1:]:
+        history = index.histories.get(span.tli)
+        problem = verify_archived(index.archive_dir, history) if history else None
         if problem:
-            problems.append((begins[tli], f"its timeline history: {problem}"))
+            problems.append((span.begin // segment_size, f"its timeline history: {problem}"))
     checked = 0
     for segno in range(newest_segno, oldest - 1, -1):
-        name = segment_name(expected_timeline(begins, segno), segno, segment_size)
-        archived = find_archived(str(archive_dir), name)
+        archived = index.segment(path, segno)
         if archived is None:
             continue  # already reported missing
         checked += 1
-        problem = verify_archived(str(archive_dir), archived)
+        problem = verify_archived(index.archive_dir, archived)
         if problem:
             problems.append((segno, problem))
             break
-    first_read = segment_name(expected_timeline(begins, segno), segno, segment_size)
-    newest = segment_name(expected_timeline(begins, newest_segno), newest_segno, segment_size)
+    first_read = index.name(path, segno)
+    newest = index.name(path, newest_segno)
     section.data["verified"] = {
         "segments": checked,
         "from": first_read,
@@ -342,6 +302,35 @@ def _verify_window(
         "headers)" + (f", {len(problems)} damaged" if problems else "")
     )
     return problems
+
+
+def _recovery_path(
+    section: Section, index: ArchiveIndex, backups: list[BaseBackupInfo]
+) -> tuple[list[Span] | None, list[BaseBackupInfo]]:
+    """The path recovery follows (the same as recover's), and the backups on it.
+
+    From the oldest backup whose timeline and start lie on the archive's history (newer ones then lie
+    on it too); a backup off the history (an abandoned timeline) is reported and left out. Without
+    backups, from the oldest timeline holding segments.
+    """
+    for i, backup in enumerate(backups):
+        try:
+            path = index.path(backup.timeline, parse_lsn(backup.start_lsn))
+        except ChainError as exc:
+            section.problem(
+                f"base backup {backup.id} cannot be recovered with this archive: {exc}",
+                "take a new base backup on the current timeline",
+            )
+            continue
+        except (OSError, ValueError) as exc:
+            section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
+            return None, backups
+        return path, backups[i:]
+    try:
+        return index.path(min(index.segment_timelines)), []
+    except (OSError, ValueError) as exc:
+        section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
+        return None, []
 
 
 def _window(
