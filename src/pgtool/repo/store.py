@@ -153,9 +153,14 @@ class Store:
         text = " ".join(str(exc).split())
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        text = re.sub(r"\?[^\s\"']*", "?…", text)  # request URLs: SAS signatures live in the query
+        text = re.sub(r"(https?://[^\s?]*)\?[^\s\"']*", r"\1?…", text)  # SAS signatures live in URL queries
         text = re.sub(r"(?i)(signature|sig|credential)=[^\s,&\"']+", r"\1=***", text)
         return text[:300]
+
+    @property
+    def backend(self) -> object:
+        """The underlying obstore store (the tests use it to damage objects behind pgtool's back)."""
+        return self._store
 
     def where(self, name: str) -> str:
         base = self.url.display().rstrip("/")

@@ -1,0 +1,156 @@
+"""Real storage servers for the repository tests: moto's S3 server and Azurite (Azure Blob).
+
+Both are installed by scripts/setup-storage.sh (moto in .tools/moto-venv, Azurite in .tools/node_modules);
+a missing one fails the test with that hint rather than skipping it. Buckets and containers are created
+with real signed requests (S3: moto accepts path-style bucket creation; Azure: a SharedKey request).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ROOT / ".tools"
+MOTO = TOOLS / "moto-venv" / "bin" / "moto_server"
+AZURITE = TOOLS / "node_modules" / ".bin" / "azurite-blob"
+HINT = "run: bash scripts/setup-storage.sh (installs moto's S3 server and Azurite into .tools/)"
+# Azurite's published development account (documented by Microsoft; not a secret).
+AZ_ACCOUNT = "devstoreaccount1"
+AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"storage server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"storage server did not listen on {port}: {log.read_text()[-2000:]}")
+
+
+@dataclass
+class Server:
+    """One running storage server; `stop()` kills it (a store lost mid-operation), `start()` again."""
+
+    kind: str
+    argv: list[str]
+    port: int
+    log: Path
+    proc: subprocess.Popen | None = None
+    buckets: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.log.parent
+            )
+        _wait_port(self.port, self.proc, self.log)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    @property
+    def endpoint(self) -> str:
+        if self.kind == "azure":
+            return f"http://127.0.0.1:{self.port}/{AZ_ACCOUNT}"
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """The standard variables a deployment would set for this store (plus `overrides`)."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_"))}
+        if self.kind == "s3":
+            base.update(
+                AWS_ACCESS_KEY_ID="testing",
+                AWS_SECRET_ACCESS_KEY="testing-secret-key",
+                AWS_REGION="us-east-1",
+                AWS_ENDPOINT_URL=self.endpoint,
+                AWS_ALLOW_HTTP="true",
+            )
+        else:
+            base.update(
+                AZURE_STORAGE_ACCOUNT_NAME=AZ_ACCOUNT,
+                AZURE_STORAGE_ACCOUNT_KEY=AZ_KEY,
+                AZURE_STORAGE_ENDPOINT=self.endpoint,
+            )
+        base.update(overrides)
+        return base
+
+    def make_bucket(self, name: str) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if self.kind == "s3":
+            conn.request("PUT", f"/{name}", body=b"", headers={"Content-Length": "0"})
+        else:
+            path = f"/{AZ_ACCOUNT}/{name}?restype=container"
+            conn.request(
+                "PUT", path, body=b"", headers=_azure_shared_key("PUT", name, {"restype": "container"})
+            )
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status in (200, 201), (resp.status, body[:500])
+        self.buckets.append(name)
+
+
+def _azure_shared_key(verb: str, container: str, query: dict[str, str]) -> dict[str, str]:
+    """Headers of a SharedKey-signed Blob request with no body (Azure's documented signing scheme)."""
+    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-08-06", "Content-Length": "0"}
+    canon_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()) if k.startswith("x-ms-"))
+    canon_resource = f"/{AZ_ACCOUNT}/{AZ_ACCOUNT}/{container}" + "".join(
+        f"\n{k}:{v}" for k, v in sorted(query.items())
+    )
+    to_sign = f"{verb}\n\n\n\n\n\n\n\n\n\n\n\n{canon_headers}{canon_resource}"
+    sig = base64.b64encode(
+        hmac.new(base64.b64decode(AZ_KEY), to_sign.encode(), hashlib.sha256).digest()
+    ).decode()
+    return {**headers, "Authorization": f"SharedKey {AZ_ACCOUNT}:{sig}"}
+
+
+def start_server(kind: str, workdir: Path) -> Server:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if kind == "s3":
+        if not MOTO.exists():
+            pytest.fail(f"moto's S3 server is not installed at {MOTO}: {HINT}")
+        argv = [str(MOTO), "-H", "127.0.0.1", "-p", str(port)]
+    else:
+        if not AZURITE.exists() or shutil.which("node") is None:
+            pytest.fail(f"Azurite (or node) is not installed at {AZURITE}: {HINT}")
+        argv = [
+            str(AZURITE),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(workdir / "azurite"),
+            "--skipApiVersionCheck",
+            "--silent",
+        ]
+    server = Server(kind=kind, argv=argv, port=port, log=workdir / f"{kind}.log")
+    server.start()
+    return server
