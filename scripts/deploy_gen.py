@@ -32,12 +32,17 @@ COPIES = {
 }
 
 PROM = {"type": "prometheus", "uid": "${prometheus}"}
-PG = {"type": "grafana-postgresql-datasource", "uid": "${postgres}"}
+# Two PostgreSQL data sources, both as grafana_reader: the primary's pg_stat_statements holds the OLTP
+# statements, the replica's the reporting queries moved there. Each SQL panel names the one it reads.
+PG_PRIMARY = {"type": "grafana-postgresql-datasource", "uid": "${postgres_primary}"}
+PG_REPLICA = {"type": "grafana-postgresql-datasource", "uid": "${postgres_replica}"}
+# postgres_exporter's constant label (manifests: --constantLabels=role=...), Promtail's static label.
+ROLES = {"primary": ("Primary (OLTP)", PG_PRIMARY), "replica": ("Replica (reporting)", PG_REPLICA)}
 LOKI = {"type": "loki", "uid": "${loki}"}
 WIDTH = 24
 
-# Statements from pg_stat_statements read through the PostgreSQL data source (grafana_reader, a member of
-# pg_monitor, on the replica). to_jsonb(s) reads whichever column the server version has (PG13 renamed
+# Statements from pg_stat_statements read through a PostgreSQL data source (grafana_reader, a member of
+# pg_monitor). to_jsonb(s) reads whichever column the server version has (PG13 renamed
 # total_time, PG17 blk_read_time), like exporter/queries.yaml.
 SQL_TOP_BY_MEAN = """SELECT d.datname AS database, s.queryid::text AS queryid,
        sum(s.calls) AS calls,
@@ -66,12 +71,17 @@ SQL_TOP_BY_IO = """SELECT d.datname AS database, s.queryid::text AS queryid,
  ORDER BY sum(s.shared_blks_read + s.shared_blks_written + s.temp_blks_read + s.temp_blks_written) DESC
  LIMIT 20"""
 
-# A slow statement leads to its plans: Loki's auto_explain records carry the same query id.
-PLAN_LINK = {
-    "title": "auto_explain plans of this query (Loki)",
-    "url": '/explore?left={"datasource":"${loki}","queries":[{"refId":"A","expr":'
-    '"{job=\\"postgresql\\", plan=\\"auto_explain\\"} | query_id=\\"${__data.fields.queryid}\\""}]}',
-}
+
+# A slow statement leads to its plans: Loki's auto_explain records carry the same query id, and the role
+# of the server that logged them (each PostgreSQL pod has its own Promtail).
+def plan_link(role: str) -> dict[str, str]:
+    return {
+        "title": f"auto_explain plans of this query on the {role} (Loki)",
+        "url": '/explore?left={"datasource":"${loki}","queries":[{"refId":"A","expr":'
+        '"{job=\\"postgresql\\", plan=\\"auto_explain\\", role=\\"'
+        + role
+        + '\\"} | query_id=\\"${__data.fields.queryid}\\""}]}',
+    }
 
 
 class Builder:
@@ -184,10 +194,10 @@ def table(
     }
 
 
-def sql_target(sql: str, ref: str = "A") -> dict[str, Any]:
+def sql_target(sql: str, datasource: dict[str, str], ref: str = "A") -> dict[str, Any]:
     return {
         "refId": ref,
-        "datasource": PG,
+        "datasource": datasource,
         "rawQuery": True,
         "editorMode": "code",
         "format": "table",
@@ -386,6 +396,8 @@ def tables_and_queries(b: Builder) -> None:
             {
                 "type": "bargauge",
                 "title": "Largest tables (with indexes and TOAST)",
+                "description": "Every database's tables (postgres_exporter discovers the databases); the "
+                "replica's copies are the same tables, so each is shown once.",
                 "datasource": PROM,
                 "targets": [
                     prom_target(
@@ -400,60 +412,8 @@ def tables_and_queries(b: Builder) -> None:
         ],
         height=9,
     )
-    info = (
-        "* on (datname, queryid) group_left (query)"
-        " max by (datname, queryid, query) (pg_statements_query_info)"
-    )
-    b.row("Top statements (Prometheus: pg_stat_statements via postgres_exporter)")
-    b.line(
-        [
-            table(
-                "Slowest by mean time (last 15 min)",
-                [
-                    prom_target(
-                        "topk(20, sum by (datname, queryid) (rate(pg_statements_top_exec_seconds_total[15m]))"
-                        " / (sum by (datname, queryid) (rate(pg_statements_top_calls_total[15m])) > 0) "
-                        + info
-                        + ")",
-                        instant=True,
-                    )
-                ],
-                PROM,
-                "Mean seconds per call; click a queryid for its auto_explain plans.",
-                PLAN_LINK,
-            ),
-            table(
-                "Most I/O (blocks per second, last 15 min)",
-                [
-                    prom_target(
-                        "topk(20, sum by (datname, queryid)"
-                        " (rate(pg_statements_top_shared_blks_read_total[15m])"
-                        " + rate(pg_statements_top_shared_blks_written_total[15m])"
-                        " + rate(pg_statements_top_temp_blks_total[15m])) " + info + ")",
-                        instant=True,
-                    )
-                ],
-                PROM,
-                "Shared blocks read and written plus temp blocks.",
-                PLAN_LINK,
-            ),
-        ],
-        height=10,
-    )
-    b.row("Top statements (PostgreSQL data source: pg_stat_statements as grafana_reader)")
-    b.line(
-        [
-            table(
-                "Slowest by mean time (since reset)",
-                [sql_target(SQL_TOP_BY_MEAN)],
-                PG,
-                "Averages since pg_stat_statements was last reset.",
-                PLAN_LINK,
-            ),
-            table("Most I/O (since reset)", [sql_target(SQL_TOP_BY_IO)], PG, "", PLAN_LINK),
-        ],
-        height=10,
-    )
+    for role, (label, datasource) in ROLES.items():
+        top_statements(b, role, label, datasource)
     b.row("Plans and logs")
     b.line(
         [
@@ -470,12 +430,81 @@ def tables_and_queries(b: Builder) -> None:
             {
                 "type": "logs",
                 "title": "auto_explain plans",
+                "description": "From the primary and the replica: the role label says which.",
                 "datasource": LOKI,
                 "targets": [
                     {"refId": "A", "datasource": LOKI, "expr": '{job="postgresql", plan="auto_explain"}'}
                 ],
                 "options": {"showTime": True, "wrapLogMessage": True, "sortOrder": "Descending"},
             },
+        ],
+        height=10,
+    )
+
+
+def top_statements(b: Builder, role: str, label: str, datasource: dict[str, str]) -> None:
+    """One server's statements: Prometheus panels filtered by the exporter's role label, SQL panels on
+    that server's data source, plan links to that server's plans."""
+    sel = f'{{role="{role}"}}'
+    info = (
+        "* on (datname, queryid) group_left (query)"
+        f" max by (datname, queryid, query) (pg_statements_query_info{sel})"
+    )
+    link = plan_link(role)
+    b.row(f"{label}: top statements (Prometheus: pg_stat_statements via postgres_exporter)")
+    b.line(
+        [
+            table(
+                f"{label}: slowest by mean time (last 15 min)",
+                [
+                    prom_target(
+                        "topk(20, sum by (datname, queryid)"
+                        f" (rate(pg_statements_top_exec_seconds_total{sel}[15m]))"
+                        f" / (sum by (datname, queryid) (rate(pg_statements_top_calls_total{sel}[15m])) > 0) "
+                        + info
+                        + ")",
+                        instant=True,
+                    )
+                ],
+                PROM,
+                f"Mean seconds per call on the {role}; click a queryid for its auto_explain plans.",
+                link,
+            ),
+            table(
+                f"{label}: most I/O (blocks per second, last 15 min)",
+                [
+                    prom_target(
+                        "topk(20, sum by (datname, queryid)"
+                        f" (rate(pg_statements_top_shared_blks_read_total{sel}[15m])"
+                        f" + rate(pg_statements_top_shared_blks_written_total{sel}[15m])"
+                        f" + rate(pg_statements_top_temp_blks_total{sel}[15m])) " + info + ")",
+                        instant=True,
+                    )
+                ],
+                PROM,
+                f"Shared blocks read and written plus temp blocks, on the {role}.",
+                link,
+            ),
+        ],
+        height=10,
+    )
+    b.row(f"{label}: top statements (PostgreSQL data source on the {role}, as grafana_reader)")
+    b.line(
+        [
+            table(
+                f"{label}: slowest by mean time (since reset)",
+                [sql_target(SQL_TOP_BY_MEAN, datasource)],
+                datasource,
+                f"The {role}'s pg_stat_statements, averages since it was last reset.",
+                link,
+            ),
+            table(
+                f"{label}: most I/O (since reset)",
+                [sql_target(SQL_TOP_BY_IO, datasource)],
+                datasource,
+                f"The {role}'s pg_stat_statements.",
+                link,
+            ),
         ],
         height=10,
     )
@@ -489,7 +518,8 @@ def build_dashboard() -> dict[str, Any]:
         {"name": name, "label": label, "type": "datasource", "query": kind, "hide": 0, "current": {}}
         for name, label, kind in (
             ("prometheus", "Prometheus", "prometheus"),
-            ("postgres", "PostgreSQL (grafana_reader, replica)", "grafana-postgresql-datasource"),
+            ("postgres_primary", "PostgreSQL primary (grafana_reader)", "grafana-postgresql-datasource"),
+            ("postgres_replica", "PostgreSQL replica (grafana_reader)", "grafana-postgresql-datasource"),
             ("loki", "Loki", "loki"),
         )
     ]

@@ -4,6 +4,7 @@ its PromQL parses (promtool), and its SQL panels run as grafana_reader on real P
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,14 +37,20 @@ def test_importable_shape(dashboard: dict) -> None:
     variables = {v["name"]: v["query"] for v in dashboard["templating"]["list"] if v["type"] == "datasource"}
     assert variables == {
         "prometheus": "prometheus",
-        "postgres": "grafana-postgresql-datasource",
+        "postgres_primary": "grafana-postgresql-datasource",
+        "postgres_replica": "grafana-postgresql-datasource",
         "loki": "loki",
     }
     for panel in dashboard["panels"]:
         if panel["type"] == "row":
             continue
         assert panel["targets"], panel["title"]
-        assert panel["datasource"]["uid"] in ("${prometheus}", "${postgres}", "${loki}"), panel["title"]
+        assert panel["datasource"]["uid"] in (
+            "${prometheus}",
+            "${postgres_primary}",
+            "${postgres_replica}",
+            "${loki}",
+        ), panel["title"]
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
 
@@ -98,10 +105,14 @@ def test_promql_parses(tmp_path: Path) -> None:
 @pytest.mark.parametrize("major", [15, 18])
 def test_sql_panels_run_as_grafana_reader(exporter_runs: dict, major: int) -> None:
     results = exporter_runs[major].sql
-    assert set(results) == {"Slowest by mean time (since reset)", "Most I/O (since reset)"}
-    slow = results["Slowest by mean time (since reset)"]
+    assert set(results) == {
+        f"{label}: {kind} (since reset)"
+        for label in ("Primary (OLTP)", "Replica (reporting)")
+        for kind in ("slowest by mean time", "most I/O")
+    }
+    slow = results["Primary (OLTP): slowest by mean time (since reset)"]
     assert slow and any("pg_sleep" in row[-1] for row in slow)  # query text visible to grafana_reader
-    io = results["Most I/O (since reset)"]
+    io = results["Primary (OLTP): most I/O (since reset)"]
     assert any("deploy_orders" in row[-1] for row in io)
 
 
@@ -127,3 +138,34 @@ def test_expressions_evaluate_in_a_real_prometheus(exporter_runs: dict, major: i
     ]
     for expr in expected_data:
         assert series(expr), expr
+
+
+def test_each_statement_panel_reads_the_server_it_names(dashboard: dict) -> None:
+    """Issue 22: the SQL panels read the replica while claiming the OLTP statements. Every statements
+    panel names its server in the title, reads that server's data source (SQL) or role (PromQL), and
+    links to that server's plans."""
+    statements = [p for p in dashboard["panels"] if p["type"] == "table" and "queryid" in json.dumps(p)]
+    statements = [p for p in statements if "Dumps" not in p["title"]]
+    assert len(statements) == 8  # 2 servers x (slowest, I/O) x (Prometheus, SQL)
+    for panel in statements:
+        role = "primary" if panel["title"].startswith("Primary (OLTP): ") else "replica"
+        assert panel["title"].startswith(("Primary (OLTP): ", "Replica (reporting): ")), panel["title"]
+        for target in panel["targets"]:
+            if "rawSql" in target:
+                assert target["datasource"]["uid"] == panel["datasource"]["uid"] == f"${{postgres_{role}}}"
+            else:
+                exprs = re.findall(r"pg_statements_\w+(\{[^}]*\})?", target["expr"])
+                assert exprs and all(sel == f'{{role="{role}"}}' for sel in exprs), target["expr"]
+        url = panel["fieldConfig"]["overrides"][0]["properties"][0]["value"][0]["url"]
+        assert f'role=\\"{role}\\"' in url
+
+
+def test_exporters_carry_the_role_the_panels_select(rendered) -> None:
+    from deploy_support import find
+
+    for deployment, role in (("postgres", "primary"), ("postgres-replica", "replica")):
+        spec = find(rendered["overlays/prod"], "Deployment", deployment)["spec"]["template"]["spec"]
+        exporter = next(c for c in spec["containers"] if c["name"] == "postgres-exporter")
+        assert f"--constantLabels=role={role}" in exporter["args"]
+        promtail = next(c for c in spec["containers"] if c["name"] == "promtail")
+        assert {"name": "POSTGRES_ROLE", "value": role} in promtail["env"]
