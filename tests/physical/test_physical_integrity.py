@@ -228,3 +228,22 @@ def test_a_time_target_before_a_gap_recovers_and_one_after_it_is_refused_clearly
     error = json.loads(refused.stderr.strip().splitlines()[-1])["error"]
     assert f"lies after a gap in WAL archive {primary.archive_dir}: segment {lost} is missing" in error
     assert "recover to a time before" in error
+
+
+def test_retention_never_deletes_backups_or_wal_of_a_newer_timeline(tmp_path: Path) -> None:
+    from physical_support import fake_backup
+
+    from pgtool.backup.base_retention import apply_retention
+    from pgtool.wal.names import segment_name
+
+    base, archive = tmp_path / "base", tmp_path / "wal"
+    archive.mkdir()
+    fake_backup(base, "20260101T000000Z", 2, 6)  # after the failover, on timeline 2
+    fake_backup(base, "20260102T000000Z", 1, 9)  # later, from the stale primary still on timeline 1
+    names = [segment_name(1, n) for n in range(5, 10)] + [segment_name(2, n) for n in (6, 7)]
+    for name in [*names, "00000002.history"]:
+        (archive / name).write_bytes(b"")
+    outcome = apply_retention(base, keep=1, archive_dir=archive)
+    assert outcome.deleted == []
+    assert [b.id for b in list_base_backups(base)] == ["20260101T000000Z", "20260102T000000Z"]
+    assert all((archive / segment_name(2, n)).exists() for n in (6, 7))

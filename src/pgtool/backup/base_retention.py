@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
-from pgtool.backup.walnames import list_archive, stored_copies
+from pgtool.backup.walnames import DEFAULT_SEGMENT_SIZE, stored_copies
 from pgtool.obs.logging import get_logger
 from pgtool.wal.durable import fsync_path
 
@@ -88,22 +88,30 @@ def prune_archive(archive_dir: Path, oldest_needed: str, *, max_timeline: int | 
     """Remove archived WAL older than segment `oldest_needed`; never `.history` files or foreign files,
     nor WAL on a timeline newer than `max_timeline` (the kept backup's).
 
-    Returns the names removed, oldest first.
+    Reads the archive through `pgtool.wal.chain` (the archive model recover and status use). Returns
+    the names removed (each file and its checksum record), oldest first.
     """
-    cutoff = oldest_needed[8:]  # log and segment number; the timeline does not matter (as pg_archivecleanup)
+    from pgtool.wal.chain import ArchiveIndex
+    from pgtool.wal.names import parse_wal_name
+
+    boundary = parse_wal_name(oldest_needed)
+    # Any segment size gives the same order of (log, seg) pairs, which is all the cutoff compares.
+    index = ArchiveIndex.load(str(archive_dir), DEFAULT_SEGMENT_SIZE)
+    candidates = sorted([*index.segments.values(), *index.others], key=lambda f: (f.wal, f.name))
     removed = []
-    for item in list_archive(archive_dir):
-        if item.kind == "history" or item.segment is None:
+    for item in candidates:
+        # log and segment number; the timeline does not matter (as pg_archivecleanup), except that
+        # nothing on a newer timeline than the kept backup's goes.
+        if (item.wal.log, item.wal.seg) >= (boundary.log, boundary.seg):
             continue
-        if max_timeline is not None and item.timeline > max_timeline:
+        if max_timeline is not None and item.wal.timeline > max_timeline:
             continue
-        if item.segment[8:] < cutoff:
-            for path in stored_copies(archive_dir, item.wal_name):
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    continue
-                removed.append(path.name)
+        for path in stored_copies(archive_dir, item.name):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path.name)
     if removed:
         fsync_path(archive_dir, directory=True)
     return removed

@@ -2,7 +2,8 @@
 
 A thin layer over `pgtool.wal` (names, archive layout, decompression), which owns the archive format
 that `pgtool archive-wal` writes: this module adds what retention, recovery and the base drill need on
-top (segment numbers per timeline, history parsing, every stored copy of a name for pruning).
+top (segment numbers per timeline, every stored copy of a name for pruning). History parsing is
+`pgtool.wal.timelines`, the timeline and gap model `pgtool.wal.chain`; both are re-exported or used here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pgtool.wal.names import (
     segment_name,
     segno_of_lsn,
 )
+from pgtool.wal.timelines import HistoryEntry, parse_history
 
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
@@ -104,25 +106,3 @@ def read_archived_text(archive_dir: Path, wal_name: str | None = None) -> str:
     else:
         content = wal_archive.read_archived(str(archive_dir), wal_name)
     return content.decode("utf-8", "replace")
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One line of a timeline history file: `parent` timeline ended (switched) at `switchpoint`."""
-
-    parent: int
-    switchpoint: int
-
-
-def parse_history(text: str) -> list[HistoryEntry]:
-    """Parse a `.history` file: lines `parentTLI<TAB>switchpoint<TAB>reason`, `#` comments."""
-    entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        if len(fields) < 2:
-            raise ValueError(f"malformed timeline history line: {line!r}")
-        entries.append(HistoryEntry(parent=int(fields[0]), switchpoint=parse_lsn(fields[1])))
-    return entries
