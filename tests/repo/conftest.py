@@ -62,12 +62,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend(request.param, request, tmp_path)
 
 
-@pytest.fixture(params=["local", "s3", "azure"])
+@pytest.fixture(params=["s3", "azure"])
 def isolated_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """A backend whose server belongs to this test alone, so the test may stop it."""
-    if request.param == "local":
-        yield make_backend("local", request, tmp_path)
-        return
+    """A cloud backend whose server belongs to this test alone, so the test may stop it."""
     server = repo_servers.start_server(request.param, tmp_path / "server")
     bucket = "pgtool-isolated"
     server.make_bucket(bucket)

@@ -62,18 +62,25 @@ class Server:
     log: Path
     proc: subprocess.Popen | None = None
     buckets: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.log.parent
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.log.parent,
+                env={**os.environ, **self.extra_env},
             )
         _wait_port(self.port, self.proc, self.log)
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the server; SIGTERM lets Azurite save its metadata (it keeps data across restarts)."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=60)
 
     @property
     def endpoint(self) -> str:
@@ -115,6 +122,21 @@ class Server:
         assert resp.status in (200, 201), (resp.status, body[:500])
         self.buckets.append(name)
 
+    def upload_in_progress(self, bucket: str, key: str) -> bool:
+        """Whether the store holds parts of an uncommitted upload of `key` (S3 multipart uploads,
+        Azure uncommitted blocks): proof that a test interrupted a real partial upload."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if self.kind == "s3":
+            conn.request("GET", f"/{bucket}?uploads")
+        else:
+            query = {"restype": "container", "comp": "list", "include": "uncommittedblobs"}
+            path = f"/{AZ_ACCOUNT}/{bucket}?" + "&".join(f"{k}={v}" for k, v in query.items())
+            conn.request("GET", path, headers=_azure_shared_key("GET", bucket, query))
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        assert resp.status == 200, (resp.status, body[:500])
+        return f"<Key>{key}</Key>" in body if self.kind == "s3" else f"<Name>{key}</Name>" in body
+
 
 def _azure_shared_key(verb: str, container: str, query: dict[str, str]) -> dict[str, str]:
     """Headers of a SharedKey-signed Blob request with no body (Azure's documented signing scheme)."""
@@ -130,7 +152,7 @@ def _azure_shared_key(verb: str, container: str, query: dict[str, str]) -> dict[
     return {**headers, "Authorization": f"SharedKey {AZ_ACCOUNT}:{sig}"}
 
 
-def start_server(kind: str, workdir: Path) -> Server:
+def start_server(kind: str, workdir: Path, extra_env: dict[str, str] | None = None) -> Server:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "s3":
@@ -151,6 +173,6 @@ def start_server(kind: str, workdir: Path) -> Server:
             "--skipApiVersionCheck",
             "--silent",
         ]
-    server = Server(kind=kind, argv=argv, port=port, log=workdir / f"{kind}.log")
+    server = Server(kind=kind, argv=argv, port=port, log=workdir / f"{kind}.log", extra_env=extra_env or {})
     server.start()
     return server

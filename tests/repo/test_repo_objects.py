@@ -138,7 +138,10 @@ def test_killed_multipart_upload_leaves_nothing_visible(backend, tmp_path):
             assert proc.poll() is None, "the writer died before sending its parts"
             assert time.monotonic() < deadline, "the writer never sent its parts"
             time.sleep(0.05)
-        time.sleep(1)  # let the in-flight parts land: the point is a partly uploaded object
+        # Wait until the store holds parts of the upload: the point is a partly uploaded object.
+        while not _upload_in_progress(backend, "base/20261206T020000Z/base.tar"):
+            assert proc.poll() is None and time.monotonic() < deadline, "no partial upload seen"
+            time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -146,6 +149,13 @@ def test_killed_multipart_upload_leaves_nothing_visible(backend, tmp_path):
     assert repo.list("base") == []
     with pytest.raises(ObjectAbsent):
         repo.read_bytes("base/20261206T020000Z/base.tar")
+
+
+def _upload_in_progress(backend, name: str) -> bool:
+    if backend.server is None:
+        return any(Path(backend.url).glob(f"{name}#*"))  # object_store's local staging file
+    bucket, _, prefix = backend.url.split("://", 1)[1].partition("/")
+    return backend.server.upload_in_progress(bucket, f"{prefix}/{name}")
 
 
 def _flip(repo, name: str, offset: int) -> None:

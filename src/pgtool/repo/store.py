@@ -150,7 +150,7 @@ class Store:
     # -- error mapping -------------------------------------------------------------------------------
 
     def _scrub(self, exc: BaseException) -> str:
-        text = " ".join(str(exc).split())
+        text = " ".join(str(exc).split("Debug source:")[0].split())  # the debug dump repeats it at length
         for secret in self._secrets:
             text = text.replace(secret, "***")
         text = re.sub(r"(https?://[^\s?]*)\?[^\s\"']*", r"\1?…", text)  # SAS signatures live in URL queries
@@ -170,7 +170,7 @@ class Store:
         reason = self._scrub(exc)
         where = self.where(name)
         if isinstance(exc, (obx.NotFoundError, FileNotFoundError)):
-            if any(marker.lower() in reason.lower() for marker in _MISSING_CONTAINER):
+            if any(marker.lower() in str(exc).lower() for marker in _MISSING_CONTAINER):
                 return StoreUnavailable(
                     f"cannot {action} {where}: the bucket or container does not exist",
                     hint="create it, or check --repo",

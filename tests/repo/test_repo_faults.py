@@ -1,0 +1,151 @@
+"""Faults a repository must turn into one clear error, with nothing half-visible: wrong credentials,
+a missing bucket, a missing or wrong key, a damaged record, and the store dying mid-upload. And the
+distinction restore-wal needs: "absent" (exit 1) only when the name truly holds nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import obstore
+import pytest
+import repo_servers
+
+from pgtool.repo import (
+    IntegrityError,
+    ObjectAbsent,
+    RepoError,
+    RepoKeyError,
+    RepoUsageError,
+    StoreUnavailable,
+    open_repository,
+    wal_name,
+)
+
+SEGMENT = wal_name("00000002000000000000000A")
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_wrong_credentials_is_a_clear_error_without_the_secret(kind, request, tmp_path):
+    if kind == "s3":
+        # moto checks signatures only when IAM enforcement is on; the bucket creation is the one
+        # unauthenticated action allowed, after which the test's keys are unknown to it.
+        server = repo_servers.start_server("s3", tmp_path / "s3", {"INITIAL_NO_AUTH_ACTION_COUNT": "1"})
+        request.addfinalizer(server.stop)
+        server.make_bucket("locked")
+        env, secret = server.env(AWS_SECRET_ACCESS_KEY="wrong-secret-1234"), "wrong-secret-1234"
+        url = "s3://locked/p"
+    else:
+        server = request.getfixturevalue("azure_server")
+        server.make_bucket("locked")
+        secret = repo_servers.AZ_KEY.replace("Eby8", "AAAA")
+        env, url = server.env(AZURE_STORAGE_ACCOUNT_KEY=secret), "azure://locked/p"
+    with pytest.raises(StoreUnavailable) as info:
+        open_repository(url, environ=env, create=True, max_retries=0)
+    line = info.value.one_line()
+    assert "pgtool.repo.json" in line and url in line and "denied" in line
+    assert secret not in line and "\n" not in line
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_missing_bucket_is_an_error_not_absent(kind, request):
+    server = request.getfixturevalue(f"{kind}_server")
+    url = f"{kind}://no-such-bucket-{os.getpid()}/p"
+    for create in (False, True):
+        with pytest.raises(StoreUnavailable, match="does not exist") as info:
+            open_repository(url, environ=server.env(), create=create, max_retries=0)
+        assert not isinstance(info.value, ObjectAbsent)
+
+
+def test_absent_only_when_the_repository_exists(backend):
+    with pytest.raises(RepoError, match="no pgtool repository") as info:
+        backend.open(create=False)
+    assert not isinstance(info.value, ObjectAbsent)
+    repo = backend.open()
+    with pytest.raises(ObjectAbsent, match="00000002000000000000000A"):
+        repo.read_bytes(SEGMENT)
+
+
+def test_missing_wrong_and_unexpected_keys(backend, passphrase_file, random_key_file, tmp_path):
+    backend.open(key_file=passphrase_file).put_if_absent(SEGMENT, b"wal bytes" * 1000)
+    with pytest.raises(RepoKeyError, match="encrypted and no key was given"):
+        backend.open(create=False)
+    with pytest.raises(RepoKeyError, match="wrong key"):
+        backend.open(key_file=random_key_file, create=False)
+    # The environment variable names the key file as --repo-key-file does.
+    repo = open_repository(backend.url, environ={**backend.env, "PGTOOL_REPO_KEY_FILE": str(passphrase_file)})
+    assert repo.read_bytes(SEGMENT) == b"wal bytes" * 1000
+    empty = tmp_path / "empty.key"
+    empty.write_bytes(b"\n")
+    with pytest.raises(RepoUsageError, match="at least 8"):
+        backend.open(key_file=empty)
+    with pytest.raises(RepoUsageError, match="cannot read"):
+        backend.open(key_file=tmp_path / "missing.key")
+
+
+def test_key_for_a_plain_repository_is_refused(backend, random_key_file):
+    backend.open()
+    with pytest.raises(RepoKeyError, match="not encrypted but a key file was given"):
+        backend.open(key_file=random_key_file)
+
+
+def test_planted_cleartext_object_in_an_encrypted_repository(backend, random_key_file):
+    plain = backend.open()
+    plain.put_if_absent(SEGMENT, b"planted")
+    planted = bytes(obstore.get(plain.store.backend, SEGMENT).bytes())
+    obstore.delete(plain.store.backend, "pgtool.repo.json")
+    obstore.delete(plain.store.backend, SEGMENT)
+    repo = backend.open(key_file=random_key_file)
+    obstore.put(repo.store.backend, SEGMENT, planted)
+    with pytest.raises(IntegrityError, match="not encrypted but the repository is"):
+        repo.read_bytes(SEGMENT)
+
+
+def test_damaged_or_downgraded_record(backend, passphrase_file):
+    repo = backend.open(key_file=passphrase_file)
+    record = bytes(obstore.get(repo.store.backend, "pgtool.repo.json").bytes())
+    obstore.put(repo.store.backend, "pgtool.repo.json", record.replace(b'"argon2id"', b'"blake2b"'))
+    with pytest.raises(IntegrityError, match=r"pgtool\.repo\.json in .* failed its checksum"):
+        backend.open(key_file=passphrase_file, create=False)
+    # A rewrite with a valid checksum (a cheaper KDF for the passphrase) still fails the key check,
+    # which binds the parameters: pgtool never encrypts under a key derived by a planted rule.
+    body = json.loads(record)
+    del body["checksum"]
+    body["encryption"]["kdf"] = "blake2b"
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    body["checksum"] = hashlib.sha256(canonical).hexdigest()
+    obstore.put(repo.store.backend, "pgtool.repo.json", json.dumps(body).encode())
+    with pytest.raises(RepoKeyError, match="wrong key"):
+        backend.open(key_file=passphrase_file, create=False)
+
+
+def _stopping_stream(server: repo_servers.Server):
+    for i in range(40):
+        if i == 12:
+            server.stop(signal.SIGTERM)
+        yield os.urandom(1024 * 1024)
+
+
+def test_store_stopped_mid_upload(isolated_backend, tmp_path: Path):
+    backend = isolated_backend
+    repo = backend.open(max_retries=1, retry_timeout=3)
+    name = "base/20261206T040000Z/base.tar"
+    with pytest.raises(StoreUnavailable) as info:
+        repo.put_stream(name, _stopping_stream(backend.server), compress=False)
+    assert name in info.value.one_line() and backend.url in info.value.one_line()
+    # While the store is down, a read is an error, never "absent": restore-wal must not end recovery.
+    with pytest.raises(StoreUnavailable) as down:
+        repo.read_bytes(SEGMENT)
+    assert not isinstance(down.value, ObjectAbsent)
+    with pytest.raises(StoreUnavailable):
+        repo.put_if_absent(SEGMENT, b"x")
+    with pytest.raises(StoreUnavailable):
+        open_repository(backend.url, environ=backend.env, max_retries=0)
+    backend.server.start()
+    if backend.kind == "azure":  # Azurite keeps its data across restarts; moto starts empty
+        again = backend.open(create=False, max_retries=1, retry_timeout=3)
+        assert not again.exists(name)
+        assert again.list("base") == []
