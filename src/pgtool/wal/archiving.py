@@ -263,6 +263,8 @@ def _write_new(
         finally:
             os.close(fd)
         # The record first: whenever the WAL file is visible under its name, its checksum is too.
+        # (Two archivers racing on one name with different bytes could leave the loser's record
+        # beside the winner's file; restore-wal then refuses it loudly. PostgreSQL runs one archiver.)
         checksum.write_checksum(archive_dir, wal_name, digest.hexdigest())
         if os.environ.get("PGTOOL_TEST_ARCHIVE_PAUSE_BEFORE_RENAME"):
             # Test hook: lets the crash test SIGKILL this process between write and rename.
