@@ -35,11 +35,13 @@ PASSWORDS = {  # what the Secrets hold; the test cluster trusts local connection
     "postgres-replicator": "replicator-secret",
     "pgbouncer-auth": "auth-secret",
     "grafana-reader": "reader-secret",
+    "postgres-superuser-qa": "superuser-secret",  # QA's primary is the test's one cluster too
 }
 # In run order: the install hooks first (roles, then 18 months of partitions), backup before verify,
 # basebackup before the base drill.
 JOBS = [
     ("Job", "pgtool-bootstrap-extensions"),
+    ("Job", "pgtool-bootstrap-qa-pooler"),
     ("Job", "pgtool-partitions-provision"),
     ("CronJob", "pgtool-backup"),
     ("CronJob", "pgtool-verify"),
@@ -275,7 +277,7 @@ def test_job_runs(environment: dict[str, Any], kind: str, name: str) -> None:
     result = run_job(environment, kind, name)
     assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     args = container_of(find(environment["rendered"]["overlays/prod"], kind, name))["args"]
-    if args[0] in ("--no-psqlrc", "bootstrap-extensions"):
+    if args[0] in ("--no-psqlrc", "bootstrap-extensions"):  # a psql canary; bootstrap pushes nothing
         return
     job = "pgtool-verify-base" if "--base" in args else f"pgtool-{args[0]}"
     pushed = parse_exposition(environment["pushgateway"].metrics_text())
