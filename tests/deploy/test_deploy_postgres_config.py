@@ -7,14 +7,13 @@ listen_addresses are rewritten (and shared_buffers made small)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from deploy_support import find, rewrite
+from deploy_support import find, rewrite, server_pgtool
 
 from pgharness import binaries_for, retry, rmtree, server_writable_dir
 from pgtool.pg.cluster import free_port
@@ -92,7 +91,7 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
     replica = find(rendered["overlays/prod"], "Deployment", "postgres-replica")
     seed_script = replica["spec"]["template"]["spec"]["initContainers"][0]["args"][0]
     bindir = binaries_for(15).bindir
-    pgtool = Path(sys.executable).parent / "pgtool"
+    pgtool = Path(server_pgtool())  # run by the server user, who may not reach this checkout
     work = server_writable_dir("pgtool-pgconf-")
     archive, logs, auth = work / "wal-archive", work / "log", work / "auth"
     for path in (archive, logs, auth):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from pgharness import binaries_for, retry, rmtree, server_writable_dir
 from pgtool.pg.cluster import LocalCluster
 from pgtool.wal.archive import SYSTEM_ID_FILE, TEMP_PREFIX, list_archive
+from pgtool.wal_bundle import server_command
 
 PGTOOL = Path(sys.executable).parent / "pgtool"
 
@@ -67,7 +69,7 @@ def test_server_archives_through_pgtool_and_counts_failures(major, compress):
                     "-u",
                     "postgres",
                     "--",
-                    str(PGTOOL),
+                    *shlex.split(server_command()),  # what the server user can run
                     "restore-wal",
                     name,
                     str(dest / name),
