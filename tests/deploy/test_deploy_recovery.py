@@ -25,6 +25,7 @@ from deploy_support import REPO, server_pgtool, tool
 from psycopg import sql
 
 from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
+from pgtool.pg.binaries import reachable_by_server
 from pgtool.pg.cluster import LocalCluster, free_port
 from pgtool.pg.conn import connect
 from pgtool.pg.privileges import server_user
@@ -146,7 +147,7 @@ def run_scenario(
     script = workdir / f"scenario{number}.sh"
     script.write_text("set -euo pipefail\n" + "\n".join(scenario_blocks()[number]))
     script.chmod(0o755)
-    bindir = str(binaries_for(major).bindir)
+    bindir = str(reachable_by_server(binaries_for(major)).bindir)  # the venv's 18 may be out of reach
     path = f"{bindir}:{Path(server_pgtool()).parent}:/usr/bin:/bin"
     assignments = [f"{k}={v}" for k, v in {"PATH": path, "HOME": str(workdir), **env}.items()]
     user = server_user()
