@@ -28,6 +28,7 @@ import pytest
 from deploy_support import REPO, find, parse_exposition
 
 from pgharness import binaries_for, rmtree, server_writable_dir, start_cluster
+from pgtool.pg.binaries import reachable_by_server
 from pgtool.pg.privileges import server_uid_gid
 
 PASSWORDS = {  # what the Secrets hold; the test cluster trusts local connections, roles must LOGIN
@@ -195,7 +196,7 @@ def identity(workdir: Path) -> list[str]:
 
 def run_job(environment: dict[str, Any], kind: str, name: str) -> subprocess.CompletedProcess[str]:
     rendered, cluster, workdir = environment["rendered"], environment["cluster"], environment["workdir"]
-    pg18 = str(binaries_for(18).bindir)
+    pg18 = str(reachable_by_server(binaries_for(18)).bindir)
     obj = find(rendered["overlays/prod"], kind, name)
     container = container_of(obj)
     env = image_env()
@@ -255,7 +256,7 @@ def test_the_job_identity_is_the_images(environment) -> None:
             *prefix,
             "/usr/bin/env",
             "-i",
-            f"PATH={environment['bindir']}:{binaries_for(18).bindir}:/usr/bin:/bin",
+            f"PATH={environment['bindir']}:{reachable_by_server(binaries_for(18)).bindir}:/usr/bin:/bin",
             "/bin/sh",
             "-c",
             probe,
