@@ -66,12 +66,22 @@ def lint(
             show_default=False,
         ),
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="GIT_REF",
+            help="Report only files changed since this git revision (REF...HEAD, plus uncommitted and "
+            "untracked files); older files are still read for the facts they establish.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Lint SQL migrations for operationally unsafe DDL (locks, rewrites, failed CONCURRENTLY).
 
     Exit 0: no error-level finding; 1: findings or a file that does not parse; 2: usage error.
 
-    Example: pgtool lint migrations/ --format github --pg-version 15
+    Example: pgtool lint migrations/ --format github --pg-version 15 --since origin/main
     """
     from pgtool.cli.runner import run_command
 
@@ -89,6 +99,7 @@ def lint(
             exclude=exclude or [],
             max_file_size=max_file_size,
             assume_in_transaction=assume_in_transaction,
+            since=since,
             out=sys.stdout,
         )
 

@@ -28,6 +28,7 @@ _NO_TREE: dict[str, Any] = {}  # a large file's statement between passes: never 
 @dataclass
 class LintResult:
     files: int = 0
+    context_files: int = 0  # read only for the facts later files rely on (--since)
     findings: list[Finding] = field(default_factory=list)
     suppressed: list[Finding] = field(default_factory=list)
 
@@ -40,8 +41,12 @@ class LintResult:
         return sum(1 for f in self.findings if f.severity == "warning")
 
 
-def lint_files(paths: list[str], settings: LintSettings) -> LintResult:
-    """Lint `paths` (files, in order) sharing one run state. Unreadable files raise OSError."""
+def lint_files(paths: list[str], settings: LintSettings, report: set[str] | None = None) -> LintResult:
+    """Lint `paths` (files, in order) sharing one run state. Unreadable files raise OSError.
+
+    With `report`, only those paths' findings are kept; the others are still read, in order, so
+    the facts they establish (functions, validated constraints, partition keys) reach later files.
+    """
     load()
     run = RunState()
     result = LintResult()
@@ -50,16 +55,24 @@ def lint_files(paths: list[str], settings: LintSettings) -> LintResult:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _lint_each(paths, settings, run, result)
+        _lint_each(paths, settings, run, result, report)
     finally:
         if gc_was_enabled:
             gc.enable()
     return result
 
 
-def _lint_each(paths: list[str], settings: LintSettings, run: RunState, result: LintResult) -> None:
+def _lint_each(
+    paths: list[str], settings: LintSettings, run: RunState, result: LintResult, report: set[str] | None
+) -> None:
     for path in paths:
         data = parse.read_file(path, settings.max_file_size)
+        if report is not None and path not in report:
+            text = data.decode("utf-8", errors="replace")
+            del data
+            lint_text(path, text, settings, run, facts_only=True)
+            result.context_files += 1
+            continue
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -77,9 +90,13 @@ def _lint_each(paths: list[str], settings: LintSettings, run: RunState, result: 
 
 
 def lint_text(
-    path: str, text: str, settings: LintSettings, run: RunState | None = None
+    path: str, text: str, settings: LintSettings, run: RunState | None = None, *, facts_only: bool = False
 ) -> tuple[list[Finding], list[Finding]]:
-    """Lint one file's text; returns (findings, suppressed findings)."""
+    """Lint one file's text; returns (findings, suppressed findings).
+
+    `facts_only`: run the statements through the rules and state tracking (a DO block's statements
+    are found by its rule) but report nothing: the file is context for the files after it.
+    """
     load()
     # Editors on Windows save a UTF-8 byte order mark; migration runners strip it (Flyway,
     # Liquibase), and PostgreSQL would call it a syntax error. Columns then count as editors show them.
@@ -109,6 +126,8 @@ def lint_text(
     else:
         for stmt in statements:
             check(ctx, stmt)
+    if facts_only:
+        return [], []
     return _finish(ctx, statements)
 
 

@@ -27,6 +27,7 @@ def run_lint(
     exclude: list[str] | None = None,
     max_file_size: str | None = None,
     assume_in_transaction: bool | None = None,
+    since: str | None = None,
     out: TextIO,
     cwd: Path | None = None,
 ) -> int:
@@ -34,6 +35,8 @@ def run_lint(
 
     Raises UsageError (exit 2) for a bad format, version, rule id, config file or missing path, and
     for a path that is not a regular file (FIFO, device), a symlink loop or a file over the size limit.
+    `since`: report only files changed since that git revision (`pgtool.lint.since`); an unknown
+    revision or a directory outside git is a UsageError.
     """
     fmt = output_format.lower()
     if fmt not in FORMATS:
@@ -66,8 +69,13 @@ def run_lint(
             f"no migration files found in {', '.join(paths)}",
             hint="directories are searched for *.sql files except *.down.sql",
         )
+    report = None
+    if since is not None:
+        from pgtool.lint.since import changed_files, select
+
+        report = select(files, changed_files(since, cwd))
     try:
-        result = lint_files(files, settings)
+        result = lint_files(files, settings, report)
     except OSError as exc:
         raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
     color = fmt == "text" and hasattr(out, "isatty") and out.isatty() and "NO_COLOR" not in os.environ
