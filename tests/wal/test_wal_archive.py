@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pgharness import pgtool_argv, retry, run_pgtool
 from pgtool.wal.archive import SYSTEM_ID_FILE, TEMP_PREFIX, list_archive, read_archived
 from pgtool.wal.header import read_long_header
 from pgtool.wal.names import format_lsn, parse_wal_name
+from pgtool.wal_bundle import server_command
 
 
 def archive(src, name, archive_dir, *extra, env=None):
@@ -186,7 +188,7 @@ def test_unwritable_archive_dir_fails_clearly(segment, work_dir):
             "-u",
             "postgres",
             "--",
-            *pgtool_argv(),
+            *shlex.split(server_command()),  # what the server user can run
             "archive-wal",
             str(src),
             name,
