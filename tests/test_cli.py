@@ -52,6 +52,39 @@ def test_bad_log_level_is_usage_error():
     assert "log-level" in proc.stderr
 
 
+def _complete(words: str) -> list[str]:
+    """What bash completion offers for the last word of `words` (Typer's completion protocol)."""
+    env = {
+        "_PGTOOL_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }
+    proc = run_pgtool(env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_choices_are_completed_listed_in_help_and_refused_before_the_run():
+    assert _complete("pgtool status --format ") == ["text", "json"]
+    assert _complete("pgtool lint --format ") == ["text", "json", "github", "sarif"]
+    assert _complete("pgtool basebackup --compress server-") == ["server-lz4", "server-zstd"]
+    assert _complete("pgtool --log-level w") == ["warning"]
+    assert "<table|json|csv" in run_pgtool("report", "--help", env={"COLUMNS": "200"}).stdout.replace(
+        "auto|", ""
+    )
+    for argv in (
+        ["status", "--k8s", "maybe"],
+        ["bench", "--format", "xml"],
+        ["--log-format", "xml", "lint", "x"],
+    ):
+        proc = run_pgtool(*argv, env={"COLUMNS": "200"})
+        assert proc.returncode == 2, argv
+        assert "is not one of" in proc.stderr, argv
+        assert '"run failed"' not in proc.stderr  # refused by the parser: the command never started
+    # Case is ignored, as before.
+    assert run_pgtool("--log-level", "DEBUG", "--log-format", "JSON", "lint", "--help").returncode == 0
+
+
 def test_unreachable_server_is_one_clear_line_without_traceback(tmp_path):
     proc = run_pgtool(
         "backup",

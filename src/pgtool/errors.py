@@ -7,7 +7,7 @@ passwords: build them from redacted DSNs (`pgtool.config.redact_dsn`).
 Exit codes (documented in the README):
     0  success
     1  the operation failed, or findings were reported (lint, verify, status)
-    2  usage error: bad arguments, invalid configuration, command not implemented yet
+    2  usage error: bad arguments, invalid configuration
     3  cannot connect to PostgreSQL (unreachable, authentication failed, database missing)
 `archive-wal` and `restore-wal` have PostgreSQL-imposed codes of their own (see `pgtool.wal`).
 """
@@ -42,16 +42,6 @@ class UsageError(PgtoolError):
     """Bad arguments or configuration: nothing was attempted."""
 
     exit_code = EXIT_USAGE
-
-
-class NotImplementedYet(UsageError):
-    """A command whose issue has not landed yet. Never a fake success."""
-
-    def __init__(self, command: str) -> None:
-        super().__init__(
-            f"'pgtool {command}' is not implemented yet",
-            hint="see the project's open issues",
-        )
 
 
 class ConnectError(PgtoolError):

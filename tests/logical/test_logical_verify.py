@@ -92,6 +92,9 @@ def test_flipped_byte_fails_the_checksum(cluster, dumped, tmp_path):
     assert f"{first.name}: checksum mismatch" in _error(proc)
     assert second.name not in _error(proc)  # the good one passed
     assert f"ok      {second.name}" in proc.stdout
+    # A failed drill is a finding, like lint's and status's, not an error of pgtool itself.
+    last = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert (last["event"], last["outcome"], last["exit_code"]) == ("run finished", "findings", 1)
 
 
 def test_truncated_file_fails(cluster, dumped, tmp_path):
@@ -212,9 +215,7 @@ def test_pushgateway_holds_one_then_zero_and_keeps_the_last_success(cluster, dum
     assert pushgateway.samples("pgtool_last_success_timestamp_seconds", **job) == [last_success]
 
 
-def test_verify_base_is_dispatched_or_not_implemented(pushgateway, tmp_path):
-    import importlib.util
-
+def test_verify_base_is_dispatched(pushgateway, tmp_path):
     from pgharness import run_pgtool
 
     proc = run_pgtool(
@@ -228,12 +229,8 @@ def test_verify_base_is_dispatched_or_not_implemented(pushgateway, tmp_path):
         pushgateway.url,
     )
     assert "Traceback" not in proc.stderr
-    if importlib.util.find_spec("pgtool.backup.base_drill") is None:
-        assert proc.returncode == 2
-        assert "not implemented yet" in proc.stderr
-    else:
-        assert proc.returncode == 1  # an empty base directory is no backup to drill
-        assert json.loads(proc.stderr.strip().splitlines()[-1])["event"] == "run failed"
+    assert proc.returncode == 1  # an empty base directory is no backup to drill
+    assert json.loads(proc.stderr.strip().splitlines()[-1])["event"] == "run failed"
     assert pushgateway.samples("pgtool_last_run_success", job="pgtool-verify-base") == [0.0]
     assert pushgateway.samples("pgtool_last_run_success", job="pgtool-verify") == []
 

@@ -14,7 +14,7 @@ from pgharness import retry, run_pgtool
 from pgtool.backup.base_catalog import list_base_backups
 from pgtool.backup.base_drill import run_base_drill
 from pgtool.backup.walnames import list_archive
-from pgtool.errors import OperationError
+from pgtool.errors import FindingsError
 from pgtool.obs.metrics import RunReport
 
 
@@ -93,7 +93,7 @@ def test_base_drill_fails_at_once_with_the_fatal_line_when_the_server_dies(
     damaged.write_bytes(damaged.read_bytes()[: 1024 * 1024])  # truncated, its record unchanged
     scratch = work_dir / "drills"
     scratch.mkdir()
-    with pytest.raises(OperationError, match=r"stopped during WAL replay: FATAL: .*could not restore file"):
+    with pytest.raises(FindingsError, match=r"stopped during WAL replay: FATAL: .*could not restore file"):
         run_base_drill(
             primary.base_dir,
             primary.archive_dir,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pgtool.backup import archive_continuity, base_catalog, base_unpack, recovery_config
 from pgtool.backup.walnames import format_lsn, parse_lsn, parse_segment_name
-from pgtool.errors import OperationError, PgtoolError
+from pgtool.errors import FindingsError, OperationError, PgtoolError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
 
@@ -67,8 +67,9 @@ def run_base_drill(
     pg_bindir: where the server binaries of the backup's major are (default: search as usual).
     work_dir: parent for the throwaway cluster (default: the system temp dir; needs room for the
     unpacked backup). Adds `pgtool_verify_base_replay_duration_seconds` to `report`.
-    Raises OperationError (e.g. a WAL segment missing from the archive, recovery ending early, the
-    server not starting) or BinaryNotFoundError.
+    Raises FindingsError when the drill ran and failed (recovery ending early, the server not
+    starting or stopping during replay, a smoke query or amcheck failing), OperationError when there
+    is nothing to drill or the archive has a gap, BinaryNotFoundError.
     """
     from pgtool.backup.terminate import sigterm_raises
     from pgtool.pg import binaries
@@ -120,7 +121,9 @@ def run_base_drill(
             tail = cluster.log_tail(5)
             if not tail or cluster.log_tail(1) in exc.message:  # start() already quoted the log
                 tail = ""
-            raise OperationError(
+            # The drill ran and the backup did not come back: a finding (like a dump that fails
+            # verify), reported as outcome=findings, not as an error of pgtool itself.
+            raise FindingsError(
                 f"base drill of {backup.id} failed: {exc.message}"
                 + (f" (server log: {tail})" if tail else ""),
                 hint=exc.hint,

@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pgtool.bench.machine import describe
 from pgtool.bench.runner import ScenarioResult
 from pgtool.bench.stats import Summary
 from pgtool.errors import UsageError
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 DEFAULT_ITERATIONS = 300
 DEFAULT_WARMUP = 30
@@ -83,8 +86,12 @@ def prepare_data(conn: Any, scale: float, seed: int) -> None:
     sample.seed(conn, scale=scale, seed=seed)
 
 
-def run_bench(options: BenchOptions, *, progress_stream: TextIO | None = None) -> BenchResult:
+def run_bench(
+    options: BenchOptions, *, report: RunReport | None = None, progress_stream: TextIO | None = None
+) -> BenchResult:
     """Run the selected scenarios and return their measurements.
+
+    report: gets the round trip and each scenario's speedup as gauges (docs/metrics.md).
 
     Raises UsageError for bad options, ConnectError when the DSN cannot be reached, OperationError when
     the target cannot be prepared or a scenario's variants disagree.
@@ -135,6 +142,15 @@ def run_bench(options: BenchOptions, *, progress_stream: TextIO | None = None) -
         if target.pooled:
             where += " via PgBouncer (transaction mode, prepare_threshold=None)"
     machine["load_average_end"] = describe()["load_average"]
+    if report is not None:
+        report.gauge("pgtool_bench_rtt_seconds", "Round trip of SELECT 1 (p50)", rtt.p50_ms / 1000)
+        for r in results:
+            report.gauge(
+                "pgtool_bench_speedup",
+                "p50 of baseline / p50 of best optimized variant",
+                r.speedup,
+                scenario=r.name,
+            )
     return BenchResult(
         server_version=server_version,
         target=where,

@@ -15,6 +15,7 @@ import typer
 
 from pgtool import __version__
 from pgtool.cli import commands
+from pgtool.cli.options import LogFormat, LogLevel
 from pgtool.cli.state import STATE
 
 app = typer.Typer(
@@ -39,40 +40,27 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     log_level: Annotated[
-        str,
-        typer.Option(
-            "--log-level",
-            metavar="LEVEL",
-            envvar="PGTOOL_LOG_LEVEL",
-            help="debug, info, warning or error.",
-            case_sensitive=False,
-        ),
-    ] = "info",
+        LogLevel,
+        typer.Option("--log-level", envvar="PGTOOL_LOG_LEVEL", help="Log level.", case_sensitive=False),
+    ] = LogLevel.info,
     log_format: Annotated[
-        str,
+        LogFormat,
         typer.Option(
             "--log-format",
-            metavar="FORMAT",
             envvar="PGTOOL_LOG_FORMAT",
-            help="auto (console on a TTY, JSON otherwise), json or console.",
+            help="auto: console on a TTY, JSON otherwise.",
             case_sensitive=False,
         ),
-    ] = "auto",
+    ] = LogFormat.auto,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
     ] = False,
 ) -> None:
     """Logs go to stderr; results to stdout."""
-    level = log_level.lower()
-    if level not in ("debug", "info", "warning", "error"):
-        raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
-    fmt = log_format.lower()
-    if fmt not in ("auto", "json", "console"):
-        raise typer.BadParameter("must be auto, json or console", param_hint="--log-format")
     STATE.command = ctx.invoked_subcommand
-    STATE.log_level = level
-    STATE.log_json = {"auto": None, "json": True, "console": False}[fmt]
+    STATE.log_level = log_level.value
+    STATE.log_json = {LogFormat.auto: None, LogFormat.json: True, LogFormat.console: False}[log_format]
 
 
 # Top-level options that take a value: the token after them is not a command name.

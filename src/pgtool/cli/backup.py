@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pgtool.cli.options import Dsn, PgBindir, Pushgateway
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 
 def backup(
@@ -53,7 +56,7 @@ def backup(
 
     cfg = settings(dsn, pushgateway, pg_bindir)
 
-    def body(report: object) -> None:
+    def body(report: RunReport) -> None:
         from pgtool.pg.binaries import prefetch
 
         prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
@@ -70,7 +73,7 @@ def backup(
             jobs=jobs,
             wait=wait,
             pg_bindir=cfg.pg_bindir,
-            report=report,  # type: ignore[arg-type]
+            report=report,
         )
         for r in outcome.results:
             if r.ok:

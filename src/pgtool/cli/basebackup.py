@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn, PgBindir, Pushgateway
+from pgtool.cli.options import BaseCompress, Dsn, PgBindir, Pushgateway
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 
 def basebackup(
@@ -28,12 +31,13 @@ def basebackup(
         ),
     ] = None,
     compress: Annotated[
-        str,
+        BaseCompress,
         typer.Option(
             "--compress",
-            help="auto (server-side lz4, else zstd, else none), server-lz4, server-zstd, gzip (client), none",
+            help="auto: server-side lz4, else zstd, else none; gzip compresses on the client.",
+            case_sensitive=False,
         ),
-    ] = "auto",
+    ] = BaseCompress.auto,
     pushgateway: Pushgateway = None,
     pg_bindir: PgBindir = None,
 ) -> None:
@@ -51,7 +55,7 @@ def basebackup(
 
     cfg = settings(dsn, pushgateway, pg_bindir)
 
-    def body(report: object) -> None:
+    def body(report: RunReport) -> None:
         from pgtool.pg.binaries import prefetch
 
         prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
@@ -62,9 +66,9 @@ def basebackup(
             dest,
             keep=keep,
             archive_dir=archive_dir,
-            compress=compress.lower(),
+            compress=compress.value,
             pg_bindir=cfg.pg_bindir,
-            report=report,  # type: ignore[arg-type]
+            report=report,
         )
         info = result.backup
         typer.echo(

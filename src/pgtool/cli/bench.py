@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn, PgBindir, Pushgateway
+from pgtool.cli.options import FORMAT, Dsn, PgBindir, Pushgateway, TextFormat
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 
 def bench(
@@ -37,7 +40,7 @@ def bench(
             show_default=False,
         ),
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="text or json (on stdout).")] = "text",
+    output_format: Annotated[TextFormat, FORMAT] = TextFormat.text,
     via_pgbouncer: Annotated[
         bool,
         typer.Option(
@@ -58,18 +61,14 @@ def bench(
     """
     from pgtool.cli.runner import run_command
 
-    def body(report: Any) -> None:
+    def body(report: RunReport) -> None:
         import json
         import sys
 
         from pgtool.bench.report import text_report, to_json, write_output_dir
         from pgtool.bench.run import BenchOptions, run_bench
         from pgtool.cli.options import settings
-        from pgtool.errors import UsageError
 
-        fmt = output_format.lower()
-        if fmt not in ("text", "json"):
-            raise UsageError(f"--format must be text or json, got {output_format!r}")
         options = BenchOptions(
             dsn=settings(dsn).dsn,
             scenarios=list(scenario or []),
@@ -81,20 +80,12 @@ def bench(
             via_pgbouncer=via_pgbouncer,
         )
         options.validate()
-        result = run_bench(options)
+        result = run_bench(options, report=report)
         if output_dir is not None:
             write_output_dir(result, output_dir)
-        if fmt == "json":
+        if output_format is TextFormat.json:
             sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
         else:
             sys.stdout.write(text_report(result))
-        report.gauge("pgtool_bench_rtt_seconds", "Round trip of SELECT 1 (p50)", result.rtt.p50_ms / 1000)
-        for r in result.scenarios:
-            report.gauge(
-                "pgtool_bench_speedup",
-                "p50 of baseline / p50 of best optimized variant",
-                r.speedup,
-                scenario=r.name,
-            )
 
     run_command("bench", body, pushgateway=pushgateway)

@@ -1,8 +1,7 @@
 """The command list: name, module, one-line help. `pgtool --help` shows them in this order.
 
 A command's module under pgtool.cli defines a function named like the command (dashes become
-underscores). A command that is planned but not built yet should exit 2 with `NotImplementedYet`
-(pgtool.errors) - never a fake success.
+underscores).
 """
 
 from __future__ import annotations
@@ -45,9 +44,14 @@ def register(app: typer.Typer, only: str | None = None) -> None:
         if only is not None and name != only:
             continue
         module = importlib.import_module(f"pgtool.cli.{module_name}")
-        func = getattr(module, name.replace("-", "_"))
-        extra = {}
-        if hasattr(func, "context_settings"):
-            extra["context_settings"] = func.context_settings
-            extra["add_help_option"] = False
-        app.command(name=name, help=(func.__doc__ or help_text), short_help=help_text, **extra)(func)
+        func_name = name.replace("-", "_")
+        func = getattr(module, func_name)
+        # A module may hand a command's arguments through unparsed (archive-wal, restore-wal).
+        context_settings = getattr(module, "CONTEXT_SETTINGS", {}).get(func_name)
+        app.command(
+            name=name,
+            help=(func.__doc__ or help_text),
+            short_help=help_text,
+            context_settings=context_settings,
+            add_help_option=context_settings is None,
+        )(func)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from pgtool.cli.options import FORMAT, LintFormat
+
 
 def lint(
     paths: Annotated[
@@ -17,9 +19,7 @@ def lint(
             show_default=False,
         ),
     ],
-    output_format: Annotated[
-        str, typer.Option("--format", "-f", help="text, json, github or sarif.", case_sensitive=False)
-    ] = "text",
+    output_format: Annotated[LintFormat, FORMAT] = LintFormat.text,
     pg_version: Annotated[
         int | None,
         typer.Option(
@@ -92,7 +92,7 @@ def lint(
 
         return run_lint(
             paths,
-            output_format=output_format,
+            output_format=output_format.value,
             pg_version=pg_version,
             config=config,
             rules=rules or [],

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pgtool.cli.options import Dsn, Pushgateway
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 
 def partitions(
@@ -56,11 +59,10 @@ def partitions(
 
     cfg = settings(dsn, pushgateway)
 
-    def body(report: object) -> int:
+    def body(report: RunReport) -> int:
         import sys
 
         from pgtool.errors import UsageError
-        from pgtool.obs.metrics import RunReport
         from pgtool.pg.conn import connect
         from pgtool.schema.locks import check_lock_timeout
         from pgtool.schema.partitions import maintain_partitions, parse_month, plan_window
@@ -86,6 +88,7 @@ def partitions(
                 drop=drop,
                 dry_run=dry_run,
                 lock_timeout=timeout,
+                report=report,
             )
         out = sys.stdout
         if dry_run:
@@ -94,13 +97,6 @@ def partitions(
             if not result.ddl:
                 print(f"-- {result.table}: nothing to do", file=out)
             return 0
-        assert isinstance(report, RunReport)
-        report.gauge(
-            "pgtool_partitions_created",
-            "Partitions created by the last run",
-            len(result.created),
-            table=result.table,
-        )
         if result.default_created:
             print(f"created  {result.default_created} (DEFAULT)", file=out)
         for name in result.created:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn
+from pgtool.cli.options import FORMAT, Dsn, ReportFormat
 
 
 def report(
@@ -23,9 +23,8 @@ def report(
             show_default=False,
         ),
     ] = None,
-    output_format: Annotated[
-        str, typer.Option("--format", help="table, json or csv (default: table on a terminal, else json).")
-    ] = "auto",
+    # auto: table on a terminal, else json.
+    output_format: Annotated[ReportFormat, FORMAT] = ReportFormat.auto,
     days: Annotated[int, typer.Option("--days", help="sales: days shown, ending at the newest day.")] = 30,
     limit: Annotated[
         int,
@@ -55,17 +54,19 @@ def report(
         from pgtool.errors import UsageError
         from pgtool.schema import reporting
 
-        fmt = output_format.lower()
-        if fmt == "auto":
-            fmt = "table" if sys.stdout.isatty() else "json"
-        if fmt not in ("table", "json", "csv"):
-            raise UsageError(f"unknown --format {output_format!r}", hint="table, json or csv")
+        fmt = output_format
+        if fmt is ReportFormat.auto:
+            fmt = ReportFormat.table if sys.stdout.isatty() else ReportFormat.json
         if name not in reporting.REPORTS:
             raise UsageError(f"unknown report {name!r}", hint=f"one of: {', '.join(reporting.REPORTS)}")
         conn, source = reporting.reporting_connection(cfg.dsn, replica_dsn)
         with conn:
             columns, rows = reporting.run_report(conn, name, days=days, limit=limit, schema=schema)
-        render = {"table": reporting.to_table, "json": reporting.to_json, "csv": reporting.to_csv}[fmt]
+        render = {
+            ReportFormat.table: reporting.to_table,
+            ReportFormat.json: reporting.to_json,
+            ReportFormat.csv: reporting.to_csv,
+        }[fmt]
         text = render(columns, rows)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         from pgtool.obs.logging import get_logger

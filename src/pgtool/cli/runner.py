@@ -12,9 +12,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from pgtool.errors import EXIT_FAILED, EXIT_OK, PgtoolError
+from pgtool.errors import EXIT_FAILED, EXIT_OK, FindingsError, PgtoolError
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 EXIT_INTERRUPTED = 130
 
@@ -40,7 +43,7 @@ def usage_failure(exc: PgtoolError) -> NoReturn:
 
 def run_command(
     command: str,
-    body: Callable[..., int | None],
+    body: Callable[[RunReport], int | None],
     *,
     pushgateway: str | None = None,
     metrics_job: str | None = None,
@@ -48,6 +51,9 @@ def run_command(
     """Run `body(report)` and exit.
 
     body receives a `RunReport` to add gauges to and returns None/0 for success or an exit code.
+    Outcomes: success; findings (a non-zero return, or FindingsError: lint findings, an unhealthy
+    status, a dump or base backup that failed its drill; its message in `error`); error (any other
+    exception: "run failed").
     metrics_job overrides the Pushgateway job suffix (e.g. "verify-base"); default `command`.
     """
     setup_logging()
@@ -60,12 +66,16 @@ def run_command(
     start = time.monotonic()
     code = EXIT_FAILED
     error: str | None = None
+    findings: str | None = None
     try:
         # SIGTERM (a pod stop) unwinds like Ctrl-C, for every command: children are signalled,
         # secret files removed, finally-blocks run, and the run still logs and pushes its outcome.
         with sigterm_raises():
             result = body(report)
         code = EXIT_OK if result is None else int(result)
+    except FindingsError as exc:  # the command ran and found problems (a failed drill): not an error
+        code = exc.exit_code
+        findings = exc.one_line()
     except PgtoolError as exc:
         code = exc.exit_code
         error = exc.one_line()
@@ -85,7 +95,9 @@ def run_command(
             duration_seconds=duration,
             report=report,
         )
-    if error is None:
+    if findings is not None:
+        log.warning("run finished", outcome="findings", exit_code=code, duration_s=duration, error=findings)
+    elif error is None:
         outcome = "success" if code == EXIT_OK else "findings"
         log.info("run finished", outcome=outcome, exit_code=code, duration_s=duration)
     else:

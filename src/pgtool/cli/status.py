@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn
+from pgtool.cli.options import FORMAT, Dsn, K8sMode, TextFormat
 
 
 def status(
@@ -44,7 +44,7 @@ def status(
             show_default=False,
         ),
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    output_format: Annotated[TextFormat, FORMAT] = TextFormat.text,
     exclude_database: Annotated[
         list[str] | None,
         typer.Option(
@@ -75,12 +75,13 @@ def status(
         str, typer.Option("--max-pool-wait", help="PgBouncer clients waiting longer for a server: a problem.")
     ] = "5s",
     k8s: Annotated[
-        str,
+        K8sMode,
         typer.Option(
             "--k8s",
             help="Read pgtool's CronJobs: auto (with the k8s extra and a cluster or kubeconfig), on, off.",
+            case_sensitive=False,
         ),
-    ] = "auto",
+    ] = K8sMode.auto,
     k8s_namespace: Annotated[
         str | None,
         typer.Option(
@@ -114,12 +115,6 @@ def status(
         from pgtool.status.model import Thresholds
         from pgtool.status.render import render_json, render_text
 
-        fmt = output_format.lower()
-        if fmt not in ("text", "json"):
-            raise UsageError(f"--format must be text or json, not {output_format!r}")
-        mode = k8s.lower()
-        if mode not in ("auto", "on", "off"):
-            raise UsageError(f"--k8s must be auto, on or off, not {k8s!r}")
         limits = {}
         for flag, value in (
             ("max_dump_age", max_dump_age),
@@ -143,12 +138,12 @@ def status(
             pooler_dsn=pooler_dsn,
             pushgateway=pushgateway,
             exclude_databases=list(exclude_database or []),
-            k8s=mode,
+            k8s=k8s.value,
             k8s_namespace=k8s_namespace,
             thresholds=Thresholds(**limits),
         )
         report = collect_status(request)
-        if fmt == "json":
+        if output_format is TextFormat.json:
             sys.stdout.write(render_json(report))
         else:
             sys.stdout.write(render_text(report, target=cfg.safe_dsn))

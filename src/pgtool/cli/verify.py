@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pgtool.cli.options import Dsn, PgBindir, Pushgateway
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 
 def verify(
@@ -62,7 +65,7 @@ def verify(
 
     if base:
 
-        def base_body(report: object) -> None:
+        def base_body(report: RunReport) -> None:
             from pgtool.errors import UsageError
 
             if backup_dir is not None or database:
@@ -78,15 +81,13 @@ def verify(
                 archive_dir,
                 pg_bindir=cfg.pg_bindir,
                 amcheck=amcheck,
-                report=report,  # type: ignore[arg-type]
+                report=report,
             )
-            summary = getattr(result, "summary", None)
-            if callable(summary):
-                typer.echo(summary())
+            typer.echo(result.summary())
 
         run_command("verify", base_body, pushgateway=cfg.pushgateway, metrics_job="verify-base")
 
-    def body(report: object) -> None:
+    def body(report: RunReport) -> None:
         from pgtool.pg.binaries import prefetch
 
         prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
@@ -105,7 +106,7 @@ def verify(
             amcheck=amcheck,
             jobs=jobs,
             pg_bindir=cfg.pg_bindir,
-            report=report,  # type: ignore[arg-type]
+            report=report,
         )
         for r in results:
             if r.ok:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import typer
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+# Read by pgtool.cli.commands.register: every argument, --help included, goes to fastcli unparsed.
+CONTEXT_SETTINGS: dict[str, dict[str, object]] = {"archive_wal": _PASS_THROUGH, "restore_wal": _PASS_THROUGH}
 
 
 def archive_wal(ctx: typer.Context) -> None:
@@ -29,7 +31,3 @@ def restore_wal(ctx: typer.Context) -> None:
     from pgtool.wal.fastcli import main
 
     raise SystemExit(main(["restore-wal", *ctx.args]))
-
-
-archive_wal.context_settings = _PASS_THROUGH  # type: ignore[attr-defined]
-restore_wal.context_settings = _PASS_THROUGH  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -38,6 +38,9 @@ from pgtool.errors import OperationError, UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.pg.conn import pin_transaction
 from pgtool.schema.locks import PARTITIONS_LOCK_CLASS, xact_lock
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 from pgtool.schema.partition_catalog import (
     Child,
     PartitionedTable,
@@ -136,6 +139,7 @@ def maintain_partitions(
     now: datetime | None = None,
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
     batch_pages: int = MOVE_BATCH_PAGES,
+    report: RunReport | None = None,
 ) -> PartitionsResult:
     """Make sure the monthly partitions of `table` exist (and apply retention). See the module docstring.
 
@@ -143,7 +147,8 @@ def maintain_partitions(
     default the current UTC month). now: the clock (tests). lock_timeout: per transaction, a PostgreSQL
     interval; a run that cannot get its locks in time fails (exit 1) rather than queueing writers behind it.
     Raises UsageError for a table or arguments that cannot work, OperationError when DDL fails (that
-    partition's transaction rolled back; partitions created before it stay).
+    partition's transaction rolled back; partitions created before it stay). report: gets
+    pgtool_partitions_created (not on a dry run).
     """
     first, last, cutoff = plan_window(ahead=ahead, since=since, retention_months=retention_months, now=now)
     if not conn.autocommit:
@@ -151,7 +156,7 @@ def maintain_partitions(
     log = get_logger().bind(table=table)
 
     try:
-        return _Run(conn, table, lock_timeout, dry_run, batch_pages, log).run(first, last, cutoff, drop)
+        result = _Run(conn, table, lock_timeout, dry_run, batch_pages, log).run(first, last, cutoff, drop)
     except psycopg.errors.LockNotAvailable:
         raise OperationError(
             f"could not lock {table} (or one of its partitions) within lock_timeout {lock_timeout}",
@@ -160,6 +165,14 @@ def maintain_partitions(
     except psycopg.Error as exc:
         detail = " ".join(str(exc).split())
         raise OperationError(f"partition maintenance of {table} failed: {detail}") from None
+    if report is not None and not dry_run:
+        report.gauge(
+            "pgtool_partitions_created",
+            "Partitions created by the last run",
+            len(result.created),
+            table=result.table,
+        )
+    return result
 
 
 class _Run:
