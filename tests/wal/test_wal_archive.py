@@ -15,7 +15,7 @@ import pytest
 import zstandard
 from walsegments import complete_segment
 
-from pgharness import pgtool_argv, retry, run_pgtool
+from pgharness import pgtool_argv, run_pgtool
 from pgtool.wal.archive import SYSTEM_ID_FILE, TEMP_PREFIX, list_archive, read_archived
 from pgtool.wal.header import read_long_header
 from pgtool.wal.names import format_lsn, parse_wal_name
@@ -225,21 +225,21 @@ def test_disk_full_fails_clearly_and_leaves_nothing(segment, work_dir):
 
 def test_killed_between_write_and_rename_leaves_no_half_file(segment, archive_dir):
     src, name = segment
-    env = dict(os.environ, PGTOOL_TEST_ARCHIVE_PAUSE_BEFORE_RENAME="60")
-    proc = subprocess.Popen(
-        [*pgtool_argv(), "archive-wal", str(src), name, "--archive-dir", str(archive_dir)],
-        env=env,
-        stderr=subprocess.PIPE,
+    # The fault is injected from outside, into the unchanged program: strace kills archive-wal with
+    # SIGKILL at the one system call that would give the fsynced temporary its final name (link, or
+    # rename where hard links are missing), and makes that call fail so it never takes effect.
+    publish = "link,linkat,rename,renameat,renameat2"
+    strace = ["strace", "-f", "-qq", "-o", os.devnull, "-P", str(archive_dir / name)]
+    strace += ["-e", f"trace={publish}", "-e", f"inject={publish}:error=EIO:signal=SIGKILL"]
+    proc = subprocess.run(
+        [*strace, *pgtool_argv(), "archive-wal", str(src), name, "--archive-dir", str(archive_dir)],
+        capture_output=True,
+        timeout=120,
     )
-    try:
-        # The temporary is complete (fsynced) before the pause; the final name must not exist.
-        retry(lambda: [n for n in temporaries(archive_dir) if n.startswith(TEMP_PREFIX + name)], timeout=60)
-        temp = archive_dir / temporaries(archive_dir)[0]
-        retry(lambda: temp.stat().st_size == src.stat().st_size, timeout=60)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, proc.stderr  # strace ends as its tracee did
+    temp = archive_dir / temporaries(archive_dir)[0]
+    assert temp.name.startswith(TEMP_PREFIX + name)
+    assert temp.stat().st_size == src.stat().st_size  # complete, only its name was missing
     assert not (archive_dir / name).exists()
     assert [f.name for f in list_archive(str(archive_dir))] == []  # never mistaken for a segment
     assert temporaries(archive_dir)

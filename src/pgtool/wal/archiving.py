@@ -266,11 +266,6 @@ def _write_new(
         # (Two archivers racing on one name with different bytes could leave the loser's record
         # beside the winner's file; restore-wal then refuses it loudly. PostgreSQL runs one archiver.)
         checksum.write_checksum(archive_dir, wal_name, digest.hexdigest())
-        if os.environ.get("PGTOOL_TEST_ARCHIVE_PAUSE_BEFORE_RENAME"):
-            # Test hook: lets the crash test SIGKILL this process between write and rename.
-            import time
-
-            time.sleep(float(os.environ["PGTOOL_TEST_ARCHIVE_PAUSE_BEFORE_RENAME"]))
         durable.publish(tmp, final)
     except FileExistsError:
         _unlink_quietly(tmp)
