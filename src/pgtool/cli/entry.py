@@ -10,6 +10,7 @@ atexit call) also skipped every finalizer that is not an atexit hook.
 from __future__ import annotations
 
 import sys
+from typing import Any, Protocol, cast
 
 FAST_COMMANDS = ("archive-wal", "restore-wal")
 
@@ -29,7 +30,10 @@ def _main(args: list[str]) -> int:
     from pgtool.cli.app import build
 
     try:
-        build(args)(args=args, prog_name="pgtool")
+        # Not standalone (except `pgtool` alone, which shows the help): a bad option or choice comes
+        # back here, to be reported as the one "run failed" line of every other pgtool error (JSON
+        # when not on a terminal) instead of click's usage box, which broke the JSON-lines contract.
+        code = build(args)(args=args, prog_name="pgtool", standalone_mode=not args)
     except SystemExit as exc:
         code = exc.code
         if code is None:
@@ -38,4 +42,42 @@ def _main(args: list[str]) -> int:
             return code
         print(code, file=sys.stderr)
         return 1
-    return 0
+    except Exception as exc:
+        # click's exceptions, matched by name: Typer 0.28 vendors click as typer._click, older
+        # Typers use click itself, and neither exports UsageError.
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "UsageError" in kinds:
+            return _usage_error(cast(_ClickError, exc))
+        if "ClickException" in kinds:
+            cast(_ClickError, exc).show()
+            return cast(_ClickError, exc).exit_code
+        if "Abort" in kinds:
+            print("Aborted!", file=sys.stderr)
+            return 1
+        raise
+    # The exit code of --help, --version or typer.Exit; a command that returned normally gives None.
+    return code if isinstance(code, int) else 0
+
+
+class _ClickError(Protocol):
+    """What pgtool uses of click's ClickException and UsageError."""
+
+    exit_code: int
+    ctx: Any
+
+    def show(self) -> None: ...
+
+    def format_message(self) -> str: ...
+
+
+def _usage_error(exc: _ClickError) -> int:
+    """Report a command-line usage error as one "run failed" line; its exit code (2)."""
+    from pgtool.cli.runner import usage_failure
+    from pgtool.errors import UsageError
+
+    where = exc.ctx.command_path if exc.ctx is not None else "pgtool"
+    try:
+        usage_failure(UsageError(exc.format_message(), hint=f"see {where} --help"))
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 2
