@@ -76,14 +76,33 @@ def lint(
             show_default=False,
         ),
     ] = None,
+    rehearse: Annotated[
+        str | None,
+        typer.Option(
+            "--rehearse",
+            metavar="DSN",
+            help="Also apply the files to a throwaway copy of DSN's database (CREATE DATABASE ... "
+            "TEMPLATE: no other session may be connected to it) and report each statement's locks, "
+            "rewrite, duration, WAL and blocked probe queries against the prediction. Pass the "
+            "password through PGPASSWORD or ~/.pgpass.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Lint SQL migrations for operationally unsafe DDL (locks, rewrites, failed CONCURRENTLY).
 
-    Exit 0: no error-level finding; 1: findings or a file that does not parse; 2: usage error.
+    Exit 0: no error-level finding; 1: findings, a file that does not parse, or (--rehearse) a
+    mismatch or a failed statement; 2: usage error; 3: cannot connect.
 
     Example: pgtool lint migrations/ --format github --pg-version 15 --since origin/main
     """
     from pgtool.cli.runner import run_command
+
+    rehearse_dsn = None
+    if rehearse is not None:
+        from pgtool.cli.options import settings
+
+        rehearse_dsn = settings(dsn=rehearse).dsn  # warns of a password on argv, checks the DSN
 
     def body(_report: object) -> int:
         import sys
@@ -100,6 +119,7 @@ def lint(
             max_file_size=max_file_size,
             assume_in_transaction=assume_in_transaction,
             since=since,
+            rehearse=rehearse_dsn,
             out=sys.stdout,
         )
 

@@ -9,10 +9,11 @@ from typing import TextIO
 
 from pgtool.errors import EXIT_FAILED, EXIT_OK, UsageError
 from pgtool.lint.config import check_pg_version, load_settings, parse_rules
-from pgtool.lint.engine import lint_files
+from pgtool.lint.engine import LintResult, lint_files
 from pgtool.lint.parse import parse_size
 from pgtool.lint.paths import expand
 from pgtool.lint.reporters import FORMATS, write
+from pgtool.lint.settings import LintSettings
 
 _RULE_ID = re.compile(r"^MIG\d{3}(,MIG\d{3})*$", re.IGNORECASE)  # matches a flag value, not SQL
 
@@ -28,6 +29,7 @@ def run_lint(
     max_file_size: str | None = None,
     assume_in_transaction: bool | None = None,
     since: str | None = None,
+    rehearse: str | None = None,
     out: TextIO,
     cwd: Path | None = None,
 ) -> int:
@@ -37,10 +39,14 @@ def run_lint(
     for a path that is not a regular file (FIFO, device), a symlink loop or a file over the size limit.
     `since`: report only files changed since that git revision (`pgtool.lint.since`); an unknown
     revision or a directory outside git is a UsageError.
+    `rehearse`: a DSN; the files (those `since` selects) are then applied to a throwaway copy of its
+    database and measured (`pgtool.lint.rehearse`); a mismatch or a failed statement also exits 1.
     """
     fmt = output_format.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    if rehearse is not None and fmt not in ("text", "json"):
+        raise UsageError(f"--rehearse writes text or json, not {fmt}")
     settings, _found = load_settings(config, cwd=cwd)
     if pg_version is not None:
         settings.pg_version = check_pg_version(pg_version, "--pg-version")
@@ -79,5 +85,29 @@ def run_lint(
     except OSError as exc:
         raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
     color = fmt == "text" and hasattr(out, "isatty") and out.isatty() and "NO_COLOR" not in os.environ
+    if rehearse is not None:
+        return _rehearse(
+            rehearse, [f for f in files if report is None or f in report], result, settings, fmt, out, color
+        )
     write(result, fmt, out, color=color)
     return EXIT_FAILED if result.errors else EXIT_OK
+
+
+def _rehearse(
+    dsn: str, files: list[str], result: LintResult, settings: LintSettings, fmt: str, out: TextIO, color: bool
+) -> int:
+    from pgtool.lint import parse
+    from pgtool.lint.rehearse import rehearse
+    from pgtool.lint.reporters import rehearsal as rehearsal_report
+
+    texts: dict[str, str] = {}
+    for path in files:
+        try:
+            texts[path] = parse.read_file(path, settings.max_file_size).decode("utf-8")
+        except UnicodeDecodeError:
+            texts[path] = ""  # reported as MIG000 by the lint; nothing to apply
+    if result.findings and any(f.rule == "MIG000" for f in result.findings):
+        raise UsageError("--rehearse: a file does not parse (MIG000); fix it before rehearsing")
+    done = rehearse(dsn, files, texts, [*result.findings, *result.suppressed], settings)
+    rehearsal_report.write(result, done, fmt, out, color=color)
+    return EXIT_FAILED if result.errors or done.mismatches or done.failed else EXIT_OK
