@@ -58,8 +58,10 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _table(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
     if path.name == "pyproject.toml":
-        return data.get("tool", {}).get("pgtool", {}).get("lint")
-    return data.get("lint", {})
+        table: dict[str, Any] | None = data.get("tool", {}).get("pgtool", {}).get("lint")
+        return table
+    lint: dict[str, Any] = data.get("lint", {})
+    return lint
 
 
 def parse_rules(values: list[str], where: str) -> set[str]:

@@ -84,7 +84,7 @@ class RunState:
     # table -> column sets of validated CHECK constraints (for ATTACH PARTITION)
     checks: dict[str, list[set[str]]] = field(default_factory=dict)
     # (table, constraint) -> (kind, columns) for constraints added NOT VALID, awaiting VALIDATE
-    not_valid: dict[tuple[str, str], tuple[str, set[str]]] = field(default_factory=dict)
+    not_valid: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)
     partition_keys: dict[str, set[str]] = field(default_factory=dict)
 
 

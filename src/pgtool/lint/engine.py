@@ -77,10 +77,8 @@ def _lint_each(
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             good = Source(path, data[: exc.start].decode("utf-8"))
-            findings, suppressed = (
-                [_syntax_error(good, len(good.text), f"file is not valid UTF-8: {exc.reason}")],
-                [],
-            )
+            findings = [_syntax_error(good, len(good.text), f"file is not valid UTF-8: {exc.reason}")]
+            suppressed: list[Finding] = []
         else:
             del data
             findings, suppressed = lint_text(path, text, settings, run)

@@ -12,7 +12,7 @@ that cannot be read or names an unknown rule (MIG092).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 MARKER = "migration-lint:"
@@ -44,7 +44,7 @@ def _comment_body(text: str) -> str:
     return body.strip().lstrip("*").strip()
 
 
-def parse_comment(text: str, offset: int, known: dict) -> tuple[Ignore | None, list[Problem]]:
+def parse_comment(text: str, offset: int, known: Mapping[str, object]) -> tuple[Ignore | None, list[Problem]]:
     """Read one comment; (None, []) when it is not a migration-lint comment.
 
     At most one MIG092 (malformed) and one MIG090 (no reason) problem per comment.
@@ -57,7 +57,7 @@ def parse_comment(text: str, offset: int, known: dict) -> tuple[Ignore | None, l
     return ignore, merged
 
 
-def _parse(text: str, offset: int, known: dict) -> tuple[Ignore | None, list[Problem]]:
+def _parse(text: str, offset: int, known: Mapping[str, object]) -> tuple[Ignore | None, list[Problem]]:
     body = _comment_body(text)
     if not body.startswith(MARKER):
         return None, []
@@ -111,7 +111,7 @@ def _parse(text: str, offset: int, known: dict) -> tuple[Ignore | None, list[Pro
 
 
 def collect(
-    text: str, spans: list[tuple[int, int]], line_of: Callable[[int], int], known: dict
+    text: str, spans: list[tuple[int, int]], line_of: Callable[[int], int], known: Mapping[str, object]
 ) -> tuple[list[Ignore], list[Problem]]:
     """Find every migration-lint comment in `text` and attach it to a statement.
 

@@ -7,6 +7,8 @@ most take ACCESS EXCLUSIVE; the few listed here take less.
 
 from __future__ import annotations
 
+from typing import Any
+
 ACCESS_SHARE = "ACCESS SHARE"
 ROW_SHARE = "ROW SHARE"
 ROW_EXCLUSIVE = "ROW EXCLUSIVE"
@@ -64,7 +66,7 @@ _ALTER_TABLE_LEVELS = {
 }
 
 
-def alter_table_cmd_lock(cmd: dict) -> str:
+def alter_table_cmd_lock(cmd: dict[str, Any]) -> str:
     """The lock one AlterTableCmd (JSON dict) takes on its table."""
     subtype = cmd.get("subtype", "")
     if subtype == "AT_AddConstraint":

@@ -105,7 +105,8 @@ def decode_tree(text: str) -> dict[str, Any]:
     if limit < RECURSION_LIMIT:
         sys.setrecursionlimit(RECURSION_LIMIT)
     try:
-        return json.loads(raw)
+        tree: dict[str, Any] = json.loads(raw)
+        return tree
     finally:
         if limit < RECURSION_LIMIT:
             sys.setrecursionlimit(limit)

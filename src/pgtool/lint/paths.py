@@ -48,7 +48,7 @@ def expand(paths: list[str], exclude: list[str]) -> list[str]:
         path = Path(given)
         _check_exists(given)
         if path.is_dir():
-            found = []
+            found: list[str] = []
             for root, dirs, names in os.walk(path):
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
                 found.extend(os.path.join(root, n) for n in names if is_migration(n))

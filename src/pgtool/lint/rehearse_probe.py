@@ -94,7 +94,7 @@ class Probe(threading.Thread):
         self.ready = threading.Event()  # set after the first attempt (or a failure to connect)
         self.stopping = threading.Event()
         if kind == "read":
-            self.query: sql.Composable = sql.SQL("SELECT 1 FROM ONLY {} LIMIT 1").format(table)
+            self.query: sql.Composed = sql.SQL("SELECT 1 FROM ONLY {} LIMIT 1").format(table)
         elif column is not None:
             col = sql.Identifier(column)
             self.query = sql.SQL(

@@ -94,7 +94,7 @@ def track_cmd(ctx: FileContext, relation: dict[str, Any], cmd: dict[str, Any]) -
             ctx.tx_constraints.add((table, name))
         if con.get("contype") == "CONSTR_CHECK":
             if con.get("skip_validation"):
-                ctx.run.not_valid[(table, name)] = ("check", con.get("raw_expr"))  # type: ignore[assignment]
+                ctx.run.not_valid[(table, name)] = ("check", con.get("raw_expr"))
             else:
                 _record_check(ctx.run, table, con.get("raw_expr"))
     elif subtype == "AT_ValidateConstraint":
@@ -187,11 +187,11 @@ def _setting_value(node: Any) -> str | None:
     if not const:
         return None
     if "sval" in const:
-        return const["sval"].get("sval", "")
+        return str(const["sval"].get("sval", ""))
     if "ival" in const:
         return str(const["ival"].get("ival", 0))
     if "fval" in const:
-        return const["fval"].get("fval", "0")
+        return str(const["fval"].get("fval", "0"))
     return None
 
 

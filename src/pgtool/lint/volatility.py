@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 DATA_DIR = Path(__file__).parent / "data"
 CATALOGUE_MAJORS = (15, 18)
@@ -43,7 +44,7 @@ def catalogue(pg_version: int) -> dict[str, str]:
     return names
 
 
-def _func_name(call: dict) -> tuple[str | None, str]:
+def _func_name(call: dict[str, Any]) -> tuple[str | None, str]:
     parts = [p.get("String", {}).get("sval", "") for p in call.get("funcname", [])]
     if len(parts) >= 2:
         return parts[-2], parts[-1]

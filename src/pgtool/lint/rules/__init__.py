@@ -124,7 +124,7 @@ def const_string(node: Any) -> str | None:
     if isinstance(node, dict):
         const = node.get("A_Const")
         if const and "sval" in const:
-            return const["sval"].get("sval", "")
+            return str(const["sval"].get("sval", ""))
     return None
 
 

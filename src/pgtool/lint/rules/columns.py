@@ -38,7 +38,8 @@ def added_column(ctx: FileContext, relation: dict[str, Any], cmd: dict[str, Any]
     """The ColumnDef an ADD COLUMN adds to an existing table (None for a table new in this file)."""
     if ctx.is_new(relation):
         return None
-    return (cmd.get("def") or {}).get("ColumnDef", {})
+    column: dict[str, Any] = (cmd.get("def") or {}).get("ColumnDef", {})
+    return column
 
 
 def constraints_of(coldef: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -56,7 +57,7 @@ def where(relation: dict[str, Any], coldef: dict[str, Any]) -> str:
 
 def _is_null(expr: dict[str, Any]) -> bool:
     const = expr.get("A_Const")
-    return bool(const) and bool(const.get("isnull"))
+    return isinstance(const, dict) and bool(const.get("isnull"))
 
 
 @rule(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_UPDATE_EXCLUSIVE
 from pgtool.lint.rules import ERROR, WARNING, option_value, rule
@@ -82,7 +84,7 @@ def drop_index(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-def concurrently(params: list) -> bool:
+def concurrently(params: list[Any]) -> bool:
     """REINDEX (CONCURRENTLY [bool]) or REINDEX ... CONCURRENTLY."""
     return option_value(params, "concurrently")
 

@@ -8,13 +8,15 @@ the first such statement. `state.track` follows SET / RESET / set_config of both
 
 from __future__ import annotations
 
+from typing import Any
+
 from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, alter_table_cmd_lock
 from pgtool.lint.rules import ERROR, WARNING, option_value, rule
 from pgtool.lint.rules.indexes import concurrently
 
 
-def _relations_target(ctx: FileContext, rvs: list[dict]) -> str | None:
+def _relations_target(ctx: FileContext, rvs: list[dict[str, Any]]) -> str | None:
     for rv in rvs:
         if not ctx.is_new(rv):
             return rel_name(rv)
