@@ -68,9 +68,15 @@ class Demo:
         self.target_time = ""
 
     @property
+    def primary(self) -> LocalCluster:
+        """The demo's cluster (every step after "start PostgreSQL" has one)."""
+        if self.cluster is None:
+            raise OperationError("the demo's PostgreSQL was not started")
+        return self.cluster
+
+    @property
     def dsn(self) -> str:
-        assert self.cluster is not None
-        return self.cluster.uri("shop")
+        return self.primary.uri("shop")
 
     def start(self) -> str:
         from pgtool.wal_bundle import server_command
@@ -97,7 +103,7 @@ class Demo:
         from pgtool import sample
 
         # The demo's own throwaway cluster: its sample SQL is unqualified and trusted (pin off).
-        with self.cluster.connect("shop", pin="off") as conn:  # type: ignore[union-attr]
+        with self.primary.connect("shop", pin="off") as conn:
             sample.apply_schema(conn)
             sample.seed(conn, scale=1, seed=42)
             orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
@@ -107,7 +113,7 @@ class Demo:
         since = datetime.now(UTC).replace(day=1)
         since_text = f"{since.year - 1}-{since.month:02d}"
         run_pgtool(["partitions", "--dsn", self.dsn, "--table", "public.orders", "--since", since_text])
-        with self.cluster.connect("shop") as conn:  # type: ignore[union-attr]
+        with self.primary.connect("shop") as conn:
             count = conn.execute(
                 "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.orders'::regclass"
             ).fetchone()[0]
@@ -118,7 +124,7 @@ class Demo:
         return "materialized views refreshed concurrently"
 
     def backup(self) -> str:
-        run_pgtool(["backup", "--dsn", self.cluster.uri(), "--dest", str(self.dumps)])  # type: ignore[union-attr]
+        run_pgtool(["backup", "--dsn", self.primary.uri(), "--dest", str(self.dumps)])
         dumps = sorted(p.name for p in self.dumps.glob("*/*.dump"))
         return f"{len(dumps)} database dumps with checksums and row counts"
 
@@ -127,29 +133,28 @@ class Demo:
             [
                 "basebackup",
                 "--dsn",
-                self.cluster.uri(),
+                self.primary.uri(),
                 "--dest",
                 str(self.base),
                 "--archive-dir",
                 str(self.archive),
-            ]  # type: ignore[union-attr]
+            ]
         )
         return "base backup taken and checked"
 
     def verify_dumps(self) -> str:
-        run_pgtool(["verify", "--dsn", self.cluster.uri(), "--backup-dir", str(self.dumps)])  # type: ignore[union-attr]
+        run_pgtool(["verify", "--dsn", self.primary.uri(), "--backup-dir", str(self.dumps)])
         return "every dump restored into a throwaway database, row counts match"
 
     def verify_base(self) -> str:
-        with self.cluster.connect() as conn:  # type: ignore[union-attr]
+        with self.primary.connect() as conn:
             conn.execute("SELECT pg_switch_wal()")
-        _wait_archived(self.cluster)  # type: ignore[arg-type]
+        _wait_archived(self.primary)
         run_pgtool(["verify", "--base", "--base-dir", str(self.base), "--archive-dir", str(self.archive)])
         return "base backup + WAL replayed in a throwaway cluster, smoke query ok"
 
     def pitr(self) -> str:
-        assert self.cluster is not None
-        with self.cluster.connect("shop", pin="off") as conn:
+        with self.primary.connect("shop", pin="off") as conn:
             conn.execute("CREATE TABLE demo_pitr (note text, at timestamptz DEFAULT clock_timestamp())")
             conn.execute("INSERT INTO demo_pitr (note) VALUES ('before the mistake')")
             time.sleep(1.1)
@@ -157,7 +162,7 @@ class Demo:
             time.sleep(1.1)
             conn.execute("INSERT INTO demo_pitr (note) VALUES ('after the mistake')")
             conn.execute("SELECT pg_switch_wal()")
-        _wait_archived(self.cluster)
+        _wait_archived(self.primary)
         proc = run_pgtool(
             [
                 "recover",
@@ -195,7 +200,7 @@ class Demo:
         unsafe = migrations / "9999_unsafe.sql"
         unsafe.write_text(UNSAFE_MIGRATION)
         proc = run_pgtool(["lint", "--format", "json", str(unsafe)], ok_codes=(1,))
-        rules = sorted({f["rule"] for f in json.loads(proc.stdout)["findings"]})
+        rules = sorted({f["rule"] for f in json.loads(proc.stdout or "")["findings"]})
         return f"sample migrations clean; the unsafe one flagged {', '.join(rules)}"
 
     def bench(self) -> str:
@@ -203,9 +208,9 @@ class Demo:
             [
                 "bench",
                 "--dsn",
-                self.cluster.uri("shop"),
+                self.primary.uri("shop"),
                 "--scenario",
-                "order_create_20",  # type: ignore[union-attr]
+                "order_create_20",
                 "--iterations",
                 "30",
                 "--warmup",
@@ -214,7 +219,7 @@ class Demo:
                 "json",
             ]
         )
-        result = json.loads(proc.stdout)
+        result = json.loads(proc.stdout or "")
         row = result["scenarios"][0]
         before, after = row["baseline_p50_ms"], row["optimized_p50_ms"]
         return f"{row['name']}: {before:.2f} ms -> {after:.2f} ms ({row['speedup']:.1f}x)"
