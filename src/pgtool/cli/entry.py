@@ -10,7 +10,23 @@ atexit call) also skipped every finalizer that is not an atexit hook.
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol, cast
+
+# Not typing.TYPE_CHECKING: this module starts archive-wal too, where importing typing costs ~7 ms.
+# Mypy reads any constant of this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class _ClickError(Protocol):
+        """What pgtool uses of click's ClickException and UsageError."""
+
+        exit_code: int
+        ctx: Any
+
+        def show(self) -> None: ...
+
+        def format_message(self) -> str: ...
+
 
 FAST_COMMANDS = ("archive-wal", "restore-wal")
 
@@ -45,29 +61,20 @@ def _main(args: list[str]) -> int:
     except Exception as exc:
         # click's exceptions, matched by name: Typer 0.28 vendors click as typer._click, older
         # Typers use click itself, and neither exports UsageError.
+        from typing import cast
+
         kinds = {cls.__name__ for cls in type(exc).__mro__}
         if "UsageError" in kinds:
-            return _usage_error(cast(_ClickError, exc))
+            return _usage_error(cast("_ClickError", exc))
         if "ClickException" in kinds:
-            cast(_ClickError, exc).show()
-            return cast(_ClickError, exc).exit_code
+            cast("_ClickError", exc).show()
+            return cast("_ClickError", exc).exit_code
         if "Abort" in kinds:
             print("Aborted!", file=sys.stderr)
             return 1
         raise
     # The exit code of --help, --version or typer.Exit; a command that returned normally gives None.
     return code if isinstance(code, int) else 0
-
-
-class _ClickError(Protocol):
-    """What pgtool uses of click's ClickException and UsageError."""
-
-    exit_code: int
-    ctx: Any
-
-    def show(self) -> None: ...
-
-    def format_message(self) -> str: ...
 
 
 def _usage_error(exc: _ClickError) -> int:

@@ -45,6 +45,11 @@ class WalName:
     """
 
     __slots__ = ("kind", "log", "offset", "seg", "timeline")
+    kind: str
+    log: int
+    offset: int
+    seg: int
+    timeline: int
 
     def __init__(self, timeline: int, log: int, seg: int, kind: str, offset: int = 0) -> None:
         object.__setattr__(self, "timeline", timeline)
