@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Benchmark `pgtool lint` against Squawk on the same migration files, side by side.
 
-Usage: python benchmarks/lint.py [--files 1000] [--runs 5] [--corpus DIR] [--keep DIR]
+Usage: python benchmarks/lint.py [--sizes 1000,10000] [--runs 5] [--generator auto|shared|own]
+                                 [--corpus DIR] [--force]
 
-Generates FILES migration files of ten statements each (fixed seed; a statement mix like real
+For each size, writes that many migration files of ten statements each (fixed seed): with the team's
+shared generator (`../shared/bench/make_lint_corpus.py`, found beside the repository) when it exists
+(`--generator auto`, the default), else with this script's own (a statement mix like real
 migrations: tables, indexes with and without CONCURRENTLY, column changes, constraints, data fixes,
-functions, views, partitions), then times the two complete command-line runs alternately, RUNS times
-each, and prints the medians and the ratio pgtool / squawk (goal: at most 1.5). Wall time includes
-interpreter start-up, which is most of pgtool's budget. `--corpus DIR` times an existing folder
-instead (e.g. one written by another generator). Needs `squawk` (pip install squawk-cli) on PATH or
-beside this Python.
+functions, views, partitions). Then times the two complete command-line runs alternately, RUNS times
+each, and prints the medians and the ratio pgtool / squawk (goal: at most 1.0). Wall time includes
+interpreter start-up. `--corpus DIR` times an existing folder instead. Refuses to measure when the
+1-minute load average is 1.5 or more (other work would decide the figures) unless `--force`.
+Needs `squawk` (pip install squawk-cli) on PATH or beside this Python.
 """
 
 from __future__ import annotations
@@ -92,52 +95,94 @@ def timed(argv: list[str]) -> float:
     return elapsed
 
 
+SHARED = [
+    Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_lint_corpus.py",
+    Path("/work/shared/bench/make_lint_corpus.py"),
+]
+GOAL = 1.0
+MAX_LOAD = 1.5
+
+
+def shared_generator() -> Path | None:
+    return next((p for p in SHARED if p.is_file()), None)
+
+
+def make_corpus(folder: Path, files: int, generator: str) -> str:
+    """Write `files` migrations into `folder`; returns the generator's name."""
+    shared = shared_generator() if generator in ("auto", "shared") else None
+    if generator == "shared" and shared is None:
+        sys.exit("the shared generator (../shared/bench/make_lint_corpus.py) is not there")
+    if shared is not None:
+        subprocess.run([sys.executable, str(shared), str(files), str(folder)], check=True)
+        return "shared make_lint_corpus.py"
+    generate(folder, files)
+    return "benchmarks/lint.py generator"
+
+
+def measure(folder: Path, runs: int) -> dict[str, float | int]:
+    files = sorted(str(p) for p in folder.glob("*.sql") if not p.name.endswith(".down.sql"))
+    pgtool = [tool("pgtool"), "lint", str(folder)]
+    squawk = [tool("squawk"), *files]
+    statements = sum(len(Path(f).read_text().split(";")) - 1 for f in files)
+    timed(pgtool), timed(squawk)  # warm the page cache and both binaries
+    CPU.clear()
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(timed(pgtool))
+        theirs.append(timed(squawk))
+    return {
+        "files": len(files),
+        "statements": statements,
+        "pgtool": statistics.median(ours),
+        "squawk": statistics.median(theirs),
+        "pgtool_cpu": statistics.median(CPU[pgtool[0]]),
+        "squawk_cpu": statistics.median(CPU[squawk[0]]),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated file counts")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--corpus", type=Path, help="time this folder instead of generating one")
-    parser.add_argument("--keep", type=Path, help="generate into this folder and keep it")
+    parser.add_argument("--generator", choices=("auto", "shared", "own"), default="auto")
+    parser.add_argument("--corpus", type=Path, help="time this folder instead of generating")
+    parser.add_argument("--force", action="store_true", help="measure even on a busy machine")
     args = parser.parse_args()
 
-    tmp = None
+    load = os.getloadavg()[0]
+    if load >= MAX_LOAD and not args.force:
+        print(f"load average {load:.2f} >= {MAX_LOAD}: not measuring (other work would decide the figures)")
+        return 3
+    version = subprocess.run([tool("squawk"), "--version"], capture_output=True, text=True).stdout.strip()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {load:.2f}, "
+        f"Python {platform.python_version()}, {version}"
+    )
+    print(
+        "| corpus | files | statements | pgtool wall | squawk wall | ratio (goal <= 1.0) "
+        "| pgtool CPU | squawk CPU |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    targets: list[tuple[str, Path, Path | None]] = []
     if args.corpus:
-        folder = args.corpus
+        targets.append((str(args.corpus), args.corpus, None))
     else:
-        folder = args.keep or Path(tempfile.mkdtemp(prefix="pgtool-lint-bench-"))
-        tmp = None if args.keep else folder
-        generate(folder, args.files)
+        for size in (int(s) for s in args.sizes.split(",")):
+            folder = Path(tempfile.mkdtemp(prefix="pgtool-lint-bench-"))
+            targets.append((make_corpus(folder, size, args.generator), folder, folder))
     try:
-        files = sorted(str(p) for p in folder.glob("*.sql") if not p.name.endswith(".down.sql"))
-        pgtool = [tool("pgtool"), "lint", str(folder)]
-        squawk = [tool("squawk"), *files]
-        env_note = (
-            f"{len(files)} files, {sum(len(Path(f).read_text().split(';')) - 1 for f in files)} statements"
-        )
-        timed(pgtool), timed(squawk)  # warm the page cache and both binaries
-        CPU.clear()
-        ours, theirs = [], []
-        for _ in range(args.runs):
-            ours.append(timed(pgtool))
-            theirs.append(timed(squawk))
-        ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
-        version = subprocess.run([squawk[0], "--version"], capture_output=True, text=True).stdout.strip()
-        print(f"corpus: {folder if args.corpus else 'generated'} ({env_note})")
-        print(
-            f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, {version}"
-        )
-        print(f"pgtool lint: median {ours_median:.3f} s  (runs: {', '.join(f'{t:.3f}' for t in ours)})")
-        print(f"squawk:      median {theirs_median:.3f} s  (runs: {', '.join(f'{t:.3f}' for t in theirs)})")
-        cpu_ours, cpu_theirs = statistics.median(CPU[pgtool[0]]), statistics.median(CPU[squawk[0]])
-        print(f"CPU time (median, all threads): pgtool {cpu_ours:.3f} s, squawk {cpu_theirs:.3f} s")
-        print(
-            f"ratio pgtool/squawk: {ours_median / theirs_median:.2f} wall (goal <= 1.5), "
-            f"{cpu_ours / cpu_theirs:.2f} CPU"
-        )
+        for name, folder, _tmp in targets:
+            m = measure(folder, args.runs)
+            print(
+                f"| {name} | {m['files']:,} | {m['statements']:,} "
+                f"| {m['pgtool']:.3f} s | {m['squawk']:.3f} s "
+                f"| {m['pgtool'] / m['squawk']:.2f} | {m['pgtool_cpu']:.3f} s | {m['squawk_cpu']:.3f} s |",
+                flush=True,
+            )
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        for _name, _folder, tmp in targets:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
