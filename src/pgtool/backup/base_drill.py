@@ -17,12 +17,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pgtool.backup import archive_continuity, base_catalog, base_unpack, recovery_config
 from pgtool.backup.walnames import format_lsn, parse_lsn, parse_segment_name
 from pgtool.errors import FindingsError, OperationError, PgtoolError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from pgtool.pg.cluster import LocalCluster
 
 _REDO_DONE = re.compile(r"redo done at ([0-9A-F]+/[0-9A-F]+)")
 READY_TIMEOUT = 3600.0
@@ -153,7 +159,7 @@ def run_base_drill(
     return result
 
 
-def _wait_promoted(cluster, timeout: float) -> None:  # noqa: ANN001 - a LocalCluster
+def _wait_promoted(cluster: LocalCluster, timeout: float) -> None:
     """Poll until the server has left recovery; fail at once when it is no longer running."""
     from pgtool.errors import ConnectError
 
@@ -175,7 +181,7 @@ def _wait_promoted(cluster, timeout: float) -> None:  # noqa: ANN001 - a LocalCl
         time.sleep(0.5)
 
 
-def _raise_stopped(cluster) -> None:  # noqa: ANN001 - a LocalCluster
+def _raise_stopped(cluster: LocalCluster) -> NoReturn:
     fatal = last_fatal_line(cluster.log_file)
     raise OperationError(
         "the drill server stopped during WAL replay"
@@ -234,7 +240,7 @@ def _check_replayed_far_enough(
         )
 
 
-def _amcheck_schema(conn) -> str:  # noqa: ANN001 - a psycopg connection
+def _amcheck_schema(conn: psycopg.Connection[Any]) -> str:
     """The schema amcheck lives in, creating it (in a schema of the drill's own) when missing.
 
     The session's search_path is '' (pgtool.pg.conn), so the extension needs an explicit schema, and
@@ -251,17 +257,18 @@ def _amcheck_schema(conn) -> str:  # noqa: ANN001 - a psycopg connection
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS pgtool_drill"))
         conn.execute(sql.SQL("CREATE EXTENSION amcheck SCHEMA pgtool_drill"))
         row = conn.execute(query).fetchone()
+        assert row is not None  # created just now, in this session
     return str(row[0])
 
 
-def _smoke(cluster: object, amcheck: bool) -> tuple[list[str], int]:
+def _smoke(cluster: LocalCluster, amcheck: bool) -> tuple[list[str], int]:
     """Query every connectable database; with amcheck, bt_index_check every valid btree index."""
     import psycopg
     from psycopg import sql
 
     checked: list[str] = []
     indexes = 0
-    with cluster.connect() as conn:  # type: ignore[attr-defined]
+    with cluster.connect() as conn:
         names = [
             r[0]
             for r in conn.execute(
@@ -269,7 +276,7 @@ def _smoke(cluster: object, amcheck: bool) -> tuple[list[str], int]:
             ).fetchall()
         ]
     for name in names:
-        with cluster.connect(name) as conn:  # type: ignore[attr-defined]
+        with cluster.connect(name) as conn:
             try:
                 conn.execute("SELECT count(*) FROM pg_class").fetchone()
             except psycopg.Error as exc:

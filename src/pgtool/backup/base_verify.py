@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pgtool.backup.tar_stream import member_sizes, tar_stem
 from pgtool.backup.walnames import parse_lsn, segment_name, segno_of_lsn
@@ -34,7 +35,7 @@ class CheckResult:
     tablespaces: list[str] = field(default_factory=list)
 
 
-def read_manifest(backup_dir: Path) -> dict:
+def read_manifest(backup_dir: Path) -> dict[str, Any]:
     """The parsed manifest, its own checksum verified. OperationError if missing or damaged."""
     path = backup_dir / MANIFEST
     try:
@@ -42,7 +43,7 @@ def read_manifest(backup_dir: Path) -> dict:
     except FileNotFoundError:
         raise OperationError(f"{backup_dir.name}: no backup_manifest: the backup is incomplete") from None
     try:
-        manifest = json.loads(raw)
+        manifest: dict[str, Any] = json.loads(raw)
     except ValueError as exc:
         raise OperationError(f"{path} is not valid JSON: {exc}") from None
     # The checksum covers every byte up to the line that holds it (PostgreSQL's own definition).
@@ -100,7 +101,7 @@ def check_backup(
     )
 
 
-def _check_wal(backup_dir: Path, tars: dict[str, Path], ranges: list[dict], seg_size: int) -> None:
+def _check_wal(backup_dir: Path, tars: dict[str, Path], ranges: list[dict[str, Any]], seg_size: int) -> None:
     if "pg_wal" in tars:
         present = set(member_sizes(tars["pg_wal"]))
     else:  # WAL fetched into base.tar
@@ -117,7 +118,7 @@ def _check_wal(backup_dir: Path, tars: dict[str, Path], ranges: list[dict], seg_
                 )
 
 
-def _check_members(backup_dir: Path, tars: dict[str, Path], manifest: dict) -> None:
+def _check_members(backup_dir: Path, tars: dict[str, Path], manifest: dict[str, Any]) -> None:
     sizes: dict[str, int] = {}
     for stem, path in tars.items():
         if stem == "pg_wal":

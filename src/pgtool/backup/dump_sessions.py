@@ -32,7 +32,7 @@ _OPEN: set[psycopg.Connection[Any]] = set()
 _OPEN_LOCK = threading.Lock()
 
 
-def name_codec(conn: psycopg.Connection[Any]) -> str:
+def name_codec(conn: psycopg.BaseConnection[Any]) -> str:
     """The Python codec names travel in on `conn` (SQL_ASCII, which psycopg calls ascii, as UTF-8)."""
     codec = conn.info.encoding
     return "utf-8" if codec == "ascii" else codec

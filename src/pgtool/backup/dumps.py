@@ -38,7 +38,7 @@ FUTURE_SKEW = timedelta(minutes=10)
 
 def encode_name(database: str) -> str:
     """The file-system-safe form of a database name (identity for ordinary names)."""
-    out = []
+    out: list[str] = []
     for i, ch in enumerate(database):
         if ch in "/%\\" or ord(ch) < 32 or ord(ch) == 127 or (i == 0 and ch == "."):
             out.extend(f"%{b:02X}" for b in ch.encode())

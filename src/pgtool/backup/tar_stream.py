@@ -23,7 +23,7 @@ from pgtool.errors import BinaryNotFoundError, OperationError
 
 # Members are checked by `_safe_target` already; without an explicit filter, Python 3.12+ warns and
 # 3.14 applies its "data" filter by default. Python 3.11.2 has no filters at all.
-_NO_FILTER: dict[str, str] = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+_HAS_FILTERS = hasattr(tarfile, "fully_trusted_filter")
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.lz4", ".tar.zst", ".tar.zstd")
 
@@ -48,7 +48,7 @@ def compression_of(name: str) -> str:
 
 
 @contextlib.contextmanager
-def open_stream(path: Path) -> Iterator[IO[bytes]]:
+def open_stream(path: Path) -> Iterator[IO[bytes] | gzip.GzipFile]:
     """A readable binary stream of the decompressed bytes of `path`."""
     kind = compression_of(path.name)
     if kind == "none":
@@ -56,7 +56,7 @@ def open_stream(path: Path) -> Iterator[IO[bytes]]:
             yield fh
     elif kind == "gzip":
         with gzip.open(path, "rb") as fh:
-            yield fh  # type: ignore[misc]
+            yield fh
     elif kind == "zstd":
         import zstandard
 
@@ -137,7 +137,10 @@ def extract(path: Path, dest: Path) -> int:
         with open_tar(path) as tar:
             for member in tar:
                 _safe_target(dest, member)
-                tar.extract(member, dest, set_attrs=not member.isdir(), **_NO_FILTER)
+                if _HAS_FILTERS:
+                    tar.extract(member, dest, set_attrs=not member.isdir(), filter="fully_trusted")
+                else:
+                    tar.extract(member, dest, set_attrs=not member.isdir())
                 if member.isdir():
                     os.chmod(dest / _normalise(member.name), 0o700)
                 written += member.size if member.isfile() else 0

@@ -79,7 +79,9 @@ def in_own_schema(dsn: str, *, local_cluster: bool = False) -> Iterator[Target]:
         )
     schema = f"{SCHEMA_PREFIX}{secrets.token_hex(4)}"
     with connect(dsn, application_name=APPLICATION_NAME) as admin:
-        version = str(admin.execute("SHOW server_version").fetchone()[0])
+        row = admin.execute("SHOW server_version").fetchone()
+        assert row is not None  # SHOW returns one row
+        version = str(row[0])
         try:
             admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         except psycopg.Error as exc:

@@ -115,20 +115,21 @@ def status(
         from pgtool.status.model import Thresholds
         from pgtool.status.render import render_json, render_text
 
-        limits = {}
-        for flag, value in (
-            ("max_dump_age", max_dump_age),
-            ("max_base_age", max_base_age),
-            ("max_verify_age", max_verify_age),
-            ("max_archive_lag", max_archive_lag),
-            ("max_replication_lag", max_replication_lag),
-            ("max_xact_age", max_xact_age),
-            ("max_pool_wait", max_pool_wait),
-        ):
+        def seconds(flag: str, value: str) -> float:
             try:
-                limits[flag] = parse_duration(value)
+                return parse_duration(value)
             except ValueError as exc:
-                raise UsageError(f"--{flag.replace('_', '-')}: {exc}") from None
+                raise UsageError(f"{flag}: {exc}") from None
+
+        thresholds = Thresholds(
+            max_dump_age=seconds("--max-dump-age", max_dump_age),
+            max_base_age=seconds("--max-base-age", max_base_age),
+            max_verify_age=seconds("--max-verify-age", max_verify_age),
+            max_archive_lag=seconds("--max-archive-lag", max_archive_lag),
+            max_replication_lag=seconds("--max-replication-lag", max_replication_lag),
+            max_xact_age=seconds("--max-xact-age", max_xact_age),
+            max_pool_wait=seconds("--max-pool-wait", max_pool_wait),
+        )
         cfg = settings(dsn)
         request = StatusRequest(
             dsn=cfg.dsn,
@@ -140,7 +141,7 @@ def status(
             exclude_databases=list(exclude_database or []),
             k8s=k8s.value,
             k8s_namespace=k8s_namespace,
-            thresholds=Thresholds(**limits),
+            thresholds=thresholds,
         )
         report = collect_status(request)
         if output_format is TextFormat.json:

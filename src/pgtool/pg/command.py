@@ -256,9 +256,10 @@ def _forward_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
         for s, h in previous.items():
             signal.signal(s, h)
     if received:
-        if callable(previous[received[0]]):
-            os.kill(os.getpid(), received[0])  # the caller's handler decides
-        elif previous[received[0]] != signal.SIG_IGN:
+        first = signal.Signals(received[0])
+        if callable(previous[first]):
+            os.kill(os.getpid(), first)  # the caller's handler decides
+        elif previous[first] != signal.SIG_IGN:
             # Default action: an exception rather than a sudden death, so finally-blocks (secret
             # files, partial output) still run.
             raise Terminated

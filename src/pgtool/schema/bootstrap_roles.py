@@ -78,7 +78,7 @@ def _ensure_role(
     ).fetchone()
     if row is None:
         wanted["rolcanlogin"] = password is not None
-        options = [sql.SQL(_KEYWORDS[k][0 if v else 1]) for k, v in wanted.items()]
+        options: list[sql.Composable] = [sql.SQL(_KEYWORDS[k][0 if v else 1]) for k, v in wanted.items()]
         if password is not None:
             options += [sql.SQL("PASSWORD {}").format(sql.Literal(scram.verifier(conn, role, password)))]
         conn.execute(sql.SQL("CREATE ROLE {} {}").format(ident, sql.SQL(" ").join(options)))

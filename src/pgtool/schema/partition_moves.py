@@ -23,7 +23,7 @@ def move_from_default(
     table: PartitionedTable,
     default: Child,
     month: date,
-    execute: Callable[[sql.Composable], Any],
+    execute: Callable[[sql.SQL | sql.Composed], Any],
     dry_run: bool,
     batch_pages: int,
 ) -> int:

@@ -218,7 +218,7 @@ class _Run:
         self.conn.execute("SET LOCAL TimeZone = 'UTC'")
         self.conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (self.lock_timeout,))
 
-    def execute(self, stmt: sql.Composable) -> Any:
+    def execute(self, stmt: sql.SQL | sql.Composed) -> Any:
         """Record `stmt` in the result's DDL, and run it unless this is a dry run."""
         self.result.ddl.append(stmt.as_string(self.conn) + ";")
         return None if self.dry_run else self.conn.execute(stmt)

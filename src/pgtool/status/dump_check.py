@@ -44,7 +44,7 @@ def dumps_section(
         return section
     found = list_dumps(backup_dir)
     wanted = [d for d in databases if d not in set(exclude or [])]
-    rows = []
+    rows: list[dict[str, object]] = []
     width = max((len(d) for d in [*wanted, *found]), default=8)
     for db in sorted(set(wanted) | set(found)):
         dumps = found.get(db, [])

@@ -67,12 +67,13 @@ def read_cronjobs(namespace: str) -> list[dict[str, Any]]:
     items = api.list_namespaced_cron_job(namespace, _request_timeout=API_TIMEOUT_SECONDS).items
     jobs = []
     for cj in items:
-        if not is_pgtool_cronjob(cj.metadata.name, cj.metadata.labels):
+        meta = cj.metadata
+        if meta is None or not meta.name or not is_pgtool_cronjob(meta.name, meta.labels):
             continue
         status = cj.status
         jobs.append(
             {
-                "name": cj.metadata.name,
+                "name": meta.name,
                 "schedule": cj.spec.schedule,
                 "suspend": bool(cj.spec.suspend),
                 "active": len(status.active or []) if status else 0,

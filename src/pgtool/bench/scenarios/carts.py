@@ -178,7 +178,7 @@ class CartUpdate(Scenario):
         try:
             if errors:
                 raise errors[0]
-            final = conn.execute(QUANTITY, (cart, product)).fetchone()[0]
+            final = int(conn.execute(QUANTITY, (cart, product)).fetchone()[0])
             return 1 + clients * INCREMENTS_PER_CLIENT - sum(refused) - final
         finally:
             conn.execute("DELETE FROM carts WHERE id = %s", (cart,))
