@@ -14,10 +14,7 @@ benchdata/lint.md records what it saves.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
-import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -134,6 +131,8 @@ def lint_two(
     new_result: Callable[[], LintResult],
 ) -> None:
     """Lint `paths` into `result` like `lint_each` would, the second half in a forked process."""
+    import pickle
+
     cut = _split(paths)
     first, second = paths[:cut], paths[cut:]
     read_fd, write_fd = os.pipe()
@@ -172,6 +171,9 @@ def lint_two(
 
 
 def _reap(pid: int, *, kill: bool) -> None:
+    import contextlib
+    import signal
+
     if kill:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

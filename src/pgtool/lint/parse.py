@@ -50,7 +50,7 @@ def read_file(path: str, max_bytes: int) -> bytes:
         if exc.errno == errno.ELOOP:
             raise UsageError(f"cannot read {path}: symbolic link loop") from None
         raise
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
@@ -60,10 +60,24 @@ def read_file(path: str, max_bytes: int) -> bytes:
             )
         if info.st_size > max_bytes:
             raise _too_large(path, info.st_size, max_bytes)
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:  # grew while being read
-        raise _too_large(path, len(data), max_bytes)
-    return data
+        # os.read sized by fstat: a buffered read(max_bytes + 1) allocates the whole limit for every
+        # file (measured: three quarters of the reading time of a 1,000-file run). One byte more than
+        # the size, so a file that grew since fstat is read on, up to the limit.
+        chunks: list[bytes] = []
+        got = 0
+        want = info.st_size + 1
+        while got <= max_bytes:
+            piece = os.read(fd, min(want, max_bytes + 1 - got))
+            if not piece:
+                break
+            chunks.append(piece)
+            got += len(piece)
+            want = 1 << 20
+    finally:
+        os.close(fd)
+    if got > max_bytes:  # grew while being read
+        raise _too_large(path, got, max_bytes)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(path: str, size: int, limit: int) -> UsageError:
