@@ -112,6 +112,7 @@ class FileContext:
         self.tx_enum_values: dict[str, str] = {}
         self.tx_enum_types: set[str] = set()
         self.raw: list[tuple[Statement, str, str, str | None, str | None]] = []
+        self.long_words: bool | None = None  # a word long enough to be a >63-byte identifier (MIG036)
 
     @property
     def lock_timeout(self) -> bool:

@@ -106,6 +106,10 @@ _LONG_WORD = re.compile(r'[^\s(),;.:\'"=<>+*/-]{22,}|"[^"]{22,}"')
 def identifier_too_long(ctx: FileContext, stmt: Statement) -> None:
     if stmt.in_do:
         return
+    if ctx.long_words is None:  # one search of the whole file spares one per statement
+        ctx.long_words = _LONG_WORD.search(ctx.source.text) is not None
+    if not ctx.long_words:
+        return
     text = ctx.source.text[stmt.start : stmt.end]
     if not _LONG_WORD.search(text):  # nothing long enough: skip the scanner
         return
