@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.config import Settings, redact_dsn, resolve_dsn
+if TYPE_CHECKING:
+    from pgtool.config import Settings
 
 Dsn = Annotated[
     str | None,
@@ -46,6 +47,8 @@ def settings(
 
     A password given on the command line (--dsn) is warned about: any local user can read it in ps.
     """
+    from pgtool.config import Settings, redact_dsn, resolve_dsn  # here: lint never needs it
+
     if dsn and redact_dsn(dsn) != dsn:
         from pgtool.cli.runner import setup_logging
         from pgtool.obs.logging import get_logger
