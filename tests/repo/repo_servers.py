@@ -76,11 +76,13 @@ class Server:
             )
         _wait_port(self.port, self.proc, self.log)
 
-    def stop(self, sig: int = signal.SIGKILL) -> None:
-        """Stop the server; SIGTERM lets Azurite save its metadata (it keeps data across restarts)."""
+    def stop(self, sig: int = signal.SIGKILL, *, wait: bool = True) -> None:
+        """Stop the server; SIGTERM lets Azurite save its metadata (it keeps data across restarts).
+        `wait=False` only sends the signal: a graceful stop waits for the client's open connections."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=60)
+            if wait:
+                self.proc.wait(timeout=120)
 
     @property
     def endpoint(self) -> str:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import signal
-from pathlib import Path
 
 import obstore
 import pytest
@@ -122,19 +121,19 @@ def test_damaged_or_downgraded_record(backend, passphrase_file):
         backend.open(key_file=passphrase_file, create=False)
 
 
-def _stopping_stream(server: repo_servers.Server):
+def _signalling_stream(server: repo_servers.Server, sig: int):
     for i in range(40):
         if i == 12:
-            server.stop(signal.SIGTERM)
+            os.killpg(server.proc.pid, sig)
         yield os.urandom(1024 * 1024)
 
 
-def test_store_stopped_mid_upload(isolated_backend, tmp_path: Path):
+def test_store_killed_mid_upload(isolated_backend):
     backend = isolated_backend
     repo = backend.open(max_retries=1, retry_timeout=3)
     name = "base/20261206T040000Z/base.tar"
     with pytest.raises(StoreUnavailable) as info:
-        repo.put_stream(name, _stopping_stream(backend.server), compress=False)
+        repo.put_stream(name, _signalling_stream(backend.server, signal.SIGKILL), compress=False)
     assert name in info.value.one_line() and backend.url in info.value.one_line()
     # While the store is down, a read is an error, never "absent": restore-wal must not end recovery.
     with pytest.raises(StoreUnavailable) as down:
@@ -144,8 +143,23 @@ def test_store_stopped_mid_upload(isolated_backend, tmp_path: Path):
         repo.put_if_absent(SEGMENT, b"x")
     with pytest.raises(StoreUnavailable):
         open_repository(backend.url, environ=backend.env, max_retries=0)
-    backend.server.start()
-    if backend.kind == "azure":  # Azurite keeps its data across restarts; moto starts empty
-        again = backend.open(create=False, max_retries=1, retry_timeout=3)
-        assert not again.exists(name)
-        assert again.list("base") == []
+
+
+def test_store_hung_mid_upload_times_out_and_shows_nothing(isolated_backend):
+    """A store that stops answering (SIGSTOP: a hung server or a black-holed link) fails the upload
+    after the request timeout; once it answers again, nothing of the upload is visible."""
+    backend = isolated_backend
+    repo = backend.open(max_retries=1, retry_timeout=3, timeout=5)
+    name = "base/20261206T060000Z/base.tar"
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            repo.put_stream(name, _signalling_stream(backend.server, signal.SIGSTOP), compress=False)
+        assert name in info.value.one_line()
+        with pytest.raises(StoreUnavailable) as hung:
+            repo.read_bytes(SEGMENT)
+        assert not isinstance(hung.value, ObjectAbsent)
+    finally:
+        os.killpg(backend.server.proc.pid, signal.SIGCONT)
+    assert not repo.exists(name)
+    assert repo.list("base") == []
+    assert repo.put_if_absent(SEGMENT, b"after the store came back") is True

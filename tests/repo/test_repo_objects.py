@@ -196,3 +196,22 @@ def test_truncated_or_swapped_objects_are_detected(backend, keyed, random_key_fi
     # A differing-content check never treats a damaged object as "identical".
     with pytest.raises(IntegrityError):
         repo.put_if_absent(SEGMENT, _segment_bytes(b"x"))
+
+
+class _ProducerFailed(Exception):
+    pass
+
+
+def test_failing_producer_surfaces_its_error_and_leaves_nothing(backend):
+    """pg_dump dying mid-stream: its own error reaches the caller, the upload is abandoned unseen."""
+    repo = backend.open()
+
+    def blocks():
+        for _ in range(12):
+            yield os.urandom(1024 * 1024)
+        raise _ProducerFailed("pg_dump exited 1")
+
+    with pytest.raises(_ProducerFailed):
+        repo.put_stream("dumps/app/20261206T050000Z/app.dump", blocks())
+    assert not repo.exists("dumps/app/20261206T050000Z/app.dump")
+    assert repo.list("dumps") == []
