@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import urllib.parse
 
 import obstore
 import pytest
@@ -163,3 +164,24 @@ def test_store_hung_mid_upload_times_out_and_shows_nothing(isolated_backend):
     assert not repo.exists(name)
     assert repo.list("base") == []
     assert repo.put_if_absent(SEGMENT, b"after the store came back") is True
+
+
+def test_azure_sas_token_from_the_environment(azure_server):
+    """A SAS token (AZURE_STORAGE_SAS_TOKEN) instead of the account key; a read-only token that is
+    asked to write fails naming the object, without the token's signature in the message."""
+    azure_server.make_bucket("sas-repo")
+    env = azure_server.env(AZURE_STORAGE_SAS_TOKEN=repo_servers.account_sas("rwdlac"))
+    del env["AZURE_STORAGE_ACCOUNT_KEY"]
+    repo = open_repository("azure://sas-repo/p", environ=env, create=True)
+    assert repo.put_if_absent(SEGMENT, b"via sas") is True
+    assert repo.read_bytes(SEGMENT) == b"via sas"
+    read_only = repo_servers.account_sas("rl")
+    env["AZURE_STORAGE_SAS_TOKEN"] = read_only
+    assert open_repository("azure://sas-repo/p", environ=env).read_bytes(SEGMENT) == b"via sas"
+    with pytest.raises(StoreUnavailable, match="denied") as info:
+        open_repository("azure://sas-repo/other", environ=env, create=True, max_retries=0)
+    signature = urllib.parse.parse_qs(read_only)["sig"][0]
+    assert "pgtool.repo.json" in info.value.one_line()
+    assert (
+        signature not in info.value.one_line() and urllib.parse.quote(signature) not in info.value.one_line()
+    )
