@@ -346,3 +346,31 @@ def test_moving_rows_keeps_rows_that_reference_them(database):
     finally:
         database.execute(f"DROP OWNED BY {role} CASCADE")
         database.execute(f"DROP ROLE {role}")
+
+
+def test_pushes_future_count_and_default_rows_after_the_run(database, pushgateway):
+    database.execute(EVENTS_DDL)
+    month = current_month()
+    database.execute("CREATE TABLE events_default PARTITION OF events DEFAULT")
+    # one row for this month (moved by the run) and two for a month far past --ahead (they stay)
+    far = add_months(month, 24)
+    database.execute(
+        "INSERT INTO events (at, v) VALUES (%s, 1), (%s, 2), (%s, 3)",
+        (f"{month:%Y-%m}-02 00:00+00", f"{far:%Y-%m}-02 00:00+00", f"{far:%Y-%m}-03 00:00+00"),
+    )
+    # an old partition (lower bound before next month) is not counted as future
+    database.execute(
+        "CREATE TABLE events_old PARTITION OF events FOR VALUES FROM ('2001-01-01') TO ('2001-02-01')"
+    )
+    args = ["partitions", "--dsn", database.dsn, "--table", "public.events", "--ahead", "2"]
+    dry = run_pgtool(*args, "--dry-run", "--pushgateway", pushgateway.url)
+    assert dry.returncode == 0, dry.stderr
+    assert pushgateway.samples("pgtool_partitions_future_count") == []
+    assert pushgateway.samples("pgtool_partitions_default_rows") == []
+    real = run_pgtool(*args, "--pushgateway", pushgateway.url)
+    assert real.returncode == 0, real.stderr
+    # this month + 2 ahead created; only next month and the one after start on or after next month's 1st
+    assert pushgateway.samples("pgtool_partitions_created", table="public.events") == [3.0]
+    assert pushgateway.samples("pgtool_partitions_future_count", table="public.events") == [2.0]
+    assert pushgateway.samples("pgtool_partitions_default_rows", table="public.events") == [2.0]
+    assert scalar(database, "SELECT count(*) FROM events_default") == 2

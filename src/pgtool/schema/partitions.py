@@ -148,7 +148,8 @@ def maintain_partitions(
     interval; a run that cannot get its locks in time fails (exit 1) rather than queueing writers behind it.
     Raises UsageError for a table or arguments that cannot work, OperationError when DDL fails (that
     partition's transaction rolled back; partitions created before it stay). report: gets
-    pgtool_partitions_created (not on a dry run).
+    pgtool_partitions_created, pgtool_partitions_future_count and pgtool_partitions_default_rows (not on a
+    dry run).
     """
     first, last, cutoff = plan_window(ahead=ahead, since=since, retention_months=retention_months, now=now)
     if not conn.autocommit:
@@ -156,7 +157,10 @@ def maintain_partitions(
     log = get_logger().bind(table=table)
 
     try:
-        result = _Run(conn, table, lock_timeout, dry_run, batch_pages, log).run(first, last, cutoff, drop)
+        runner = _Run(conn, table, lock_timeout, dry_run, batch_pages, log)
+        result = runner.run(first, last, cutoff, drop)
+        # What the alerts watch, read back after the run (a dry run changed nothing worth reporting).
+        census = None if report is None or dry_run else runner.census(add_months(current_month(now), 1))
     except psycopg.errors.LockNotAvailable:
         raise OperationError(
             f"could not lock {table} (or one of its partitions) within lock_timeout {lock_timeout}",
@@ -170,6 +174,20 @@ def maintain_partitions(
             "pgtool_partitions_created",
             "Partitions created by the last run",
             len(result.created),
+            table=result.table,
+        )
+    if report is not None and census is not None:
+        future, default_rows = census
+        report.gauge(
+            "pgtool_partitions_future_count",
+            "Attached partitions starting on or after the first day of next month (UTC), after the last run",
+            future,
+            table=result.table,
+        )
+        report.gauge(
+            "pgtool_partitions_default_rows",
+            "Rows left in the DEFAULT partition after the last run (0 without one)",
+            default_rows,
             table=result.table,
         )
     return result
@@ -299,6 +317,20 @@ class _Run:
             result.moved_rows[name] = moved
         if not self.dry_run:
             self.log.info("partition created", partition=name, moved_rows=moved)
+
+    def census(self, next_month: date) -> tuple[int, int]:
+        """(partitions whose lower bound is on or after `next_month`, rows in the DEFAULT partition)."""
+        start = midnight(next_month)
+        with self.conn.transaction():
+            self.begin()
+            children = list_children(self.conn, self.table)
+            future = sum(1 for c in children if c.lower is not None and c.lower >= start)
+            default = next((c for c in children if c.is_default), None)
+            if default is None:
+                return future, 0
+            stmt = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(default.schema, default.name))
+            row = self.conn.execute(stmt).fetchone()
+        return future, int(row[0]) if row else 0
 
     def current_user(self) -> str:
         row = self.conn.execute("SELECT current_user").fetchone()
