@@ -8,6 +8,7 @@ with real signed requests (S3: moto accepts path-style bucket creation; Azure: a
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import hmac
 import http.client
@@ -53,6 +54,12 @@ def _wait_port(port: int, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"storage server did not listen on {port}: {log.read_text()[-2000:]}")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies, so an interrupted run
+    (Ctrl-C twice, a CI timeout) leaves no server behind. Linux prctl(PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 @dataclass
 class Server:
     """One running storage server; `stop()` kills it (a store lost mid-operation), `start()` again."""
@@ -74,6 +81,7 @@ class Server:
                 start_new_session=True,
                 cwd=self.log.parent,
                 env={**os.environ, **self.extra_env},
+                preexec_fn=_die_with_parent,
             )
         _wait_port(self.port, self.proc, self.log)
 
