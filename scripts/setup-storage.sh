@@ -29,8 +29,8 @@ sys.exit(0 if tuple(parts) >= (int(sys.argv[2]), int(sys.argv[3])) else 1)
 PY
 }
 
-if ! have "$venv/bin/python" obstore 0 8 || ! have "$venv/bin/python" pynacl 1 5; then
-    "$venv/bin/pip" install --quiet "obstore>=0.8,<0.13" "pynacl>=1.5"
+if ! have "$venv/bin/python" obstore 0 12 || ! have "$venv/bin/python" pynacl 1 5; then
+    "$venv/bin/pip" install --quiet "obstore>=0.12,<0.13" "pynacl>=1.5"
 fi
 
 mkdir -p "$tools"
