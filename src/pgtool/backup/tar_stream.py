@@ -1,8 +1,8 @@
 """Read pg_basebackup tar files whatever their compression: `.tar`, `.tar.gz`, `.tar.lz4`, `.tar.zst`.
 
 Read as a stream (tarfile mode "r|"), never seeking, so a backup of any size costs one sequential
-pass. zstd goes through the `zstandard` library (a pgtool dependency); lz4 through the `lz4` command
-(Debian's `lz4` package), since there is no well-kept lz4 frame library in the dependency set.
+pass. zstd goes through the `zstandard` library and lz4 through the `lz4` library's frame reader (both
+pgtool dependencies), so reading a backup starts no process.
 Extraction refuses absolute paths, `..`, devices and links pointing outside the destination: a backup
 directory may have been tampered with, and the restore runs as root.
 """
@@ -12,14 +12,12 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-import shutil
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from pgtool.errors import BinaryNotFoundError, OperationError
+from pgtool.errors import OperationError
 
 # Members are checked by `_safe_target` already; without an explicit filter, Python 3.12+ warns and
 # 3.14 applies its "data" filter by default. Python 3.11.2 has no filters at all.
@@ -63,27 +61,17 @@ def open_stream(path: Path) -> Iterator[IO[bytes] | gzip.GzipFile]:
         with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as fh:
             yield fh
     else:
-        lz4 = shutil.which("lz4")
-        if not lz4:
-            raise BinaryNotFoundError(
-                f"cannot read {path.name}: the lz4 command is not installed", hint="apt-get install lz4"
-            )
-        proc = subprocess.Popen([lz4, "-dc", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdout is not None
-        try:
-            yield proc.stdout
-        finally:
-            proc.stdout.close()
-            _, err = proc.communicate()
-            if proc.returncode not in (0, None) and not _closed_early(proc.returncode):
-                raise OperationError(
-                    f"lz4 could not decompress {path}: {err.decode(errors='replace').strip()}"
-                )
+        import lz4.frame
 
-
-def _closed_early(returncode: int) -> bool:
-    # We may stop reading before the end (e.g. looking for one member): lz4 then dies of SIGPIPE.
-    return returncode in (-13, 141)
+        with lz4.frame.open(path, "rb") as fh:
+            try:
+                yield fh
+            except RuntimeError as exc:
+                # The frame reader reports corrupt input (a bad checksum, not an lz4 frame) as a
+                # RuntimeError "LZ4F_...": a damaged archive like any other, not a crash.
+                if not str(exc).startswith("LZ4F_"):
+                    raise
+                raise OperationError(f"{path} is damaged: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -3,9 +3,9 @@
 Applications reach PostgreSQL through PgBouncer in transaction mode; each statement then crosses one
 more hop, and PgBouncer 1.18 cannot carry server-side prepared statements, so psycopg must run with
 `prepare_threshold=None`. `pgtool bench --via-pgbouncer` measures that path. PgBouncer refuses to run
-as root, so it runs as the server user; it is a long-running child, hence Popen here rather than
-`pgtool.pg.command.run` (which waits for its command to finish). It listens on 127.0.0.1 only, with
-trust authentication, for the lifetime of the run.
+as root, so it runs as the server user; it is a long-running child, hence `pgtool.pg.command.start`
+(registered, so a signal ending the run reaches it) rather than `command.run` (which waits for its
+end). It listens on 127.0.0.1 only, with trust authentication, for the lifetime of the run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from pathlib import Path
 from pgtool.errors import BinaryNotFoundError, OperationError
 from pgtool.obs.logging import get_logger
 from pgtool.pg.cluster import free_port
-from pgtool.pg.command import run_as_prefix, stop
+from pgtool.pg.command import DEVNULL, run_as_prefix, start, stop
 from pgtool.pg.privileges import give_to_server, server_user
 
 START_TIMEOUT = 20.0
@@ -83,11 +82,12 @@ def pgbouncer(
     )
     give_to_server(directory, recursive=True)
     log = get_logger().bind(port=port, directory=str(directory))
-    proc = subprocess.Popen(
+    proc = start(
         [*run_as_prefix(server_user()), binary, str(ini)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        what="pgbouncer",
+        stdin=DEVNULL,
+        stdout=DEVNULL,
+        stderr=DEVNULL,
         cwd="/",
     )
     try:

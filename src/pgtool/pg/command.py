@@ -28,6 +28,8 @@ from pgtool.config import redact_dsn
 from pgtool.errors import BinaryNotFoundError, ExternalCommandError
 from pgtool.obs.logging import get_logger
 
+DEVNULL = subprocess.DEVNULL  # for start(stdin=..., stdout=...): callers need not import subprocess
+
 
 @dataclass
 class CommandResult:
