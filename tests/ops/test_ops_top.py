@@ -77,7 +77,10 @@ def test_not_preloaded_says_what_to_set():
 def test_bad_order_is_usage_error(database):
     proc = run_pgtool("top", "--dsn", database.dsn, "--by", "fastest")
     assert proc.returncode == 2
-    assert "--by must be one of mean, total, io, calls" in proc.stderr
+    assert "'fastest' is not one of 'mean', 'total', 'io', 'calls'" in proc.stderr
+    proc = run_pgtool("top", "--dsn", database.dsn, "--format", "xml")
+    assert proc.returncode == 2
+    assert "'xml' is not one of 'text', 'json'" in proc.stderr
 
 
 def test_refreshes_on_a_terminal_until_ctrl_c(database):

@@ -116,6 +116,14 @@ class BaseCompress(StrEnum):
     none = "none"
 
 
+class TopOrder(StrEnum):
+    # the orders pgtool.top.queries.ORDERS knows
+    mean = "mean"
+    total = "total"
+    io = "io"
+    calls = "calls"
+
+
 class K8sMode(StrEnum):
     auto = "auto"
     on = "on"

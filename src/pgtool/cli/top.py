@@ -6,12 +6,15 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn
+from pgtool.cli.options import FORMAT, Dsn, TextFormat, TopOrder
 
 
 def top(
     dsn: Dsn = None,
-    by: Annotated[str, typer.Option("--by", help="Sort by mean, total, io or calls.")] = "mean",
+    by: Annotated[
+        TopOrder,
+        typer.Option("--by", help="Sort by mean time, total time, I/O time or calls.", case_sensitive=False),
+    ] = TopOrder.mean,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Statements to show.")] = 50,
     database: Annotated[
         str | None,
@@ -20,9 +23,7 @@ def top(
         ),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
-    output_format: Annotated[
-        str, typer.Option("--format", help="text or json (json: one snapshot).")
-    ] = "text",
+    output_format: Annotated[TextFormat, FORMAT] = TextFormat.text,
     interval: Annotated[
         float, typer.Option("--interval", min=0.2, help="Seconds between refreshes on a terminal.")
     ] = 2.0,
@@ -31,7 +32,7 @@ def top(
 
     On a terminal the table refreshes every --interval seconds until Ctrl-C.
 
-    With --once, --format json, or stdout not a terminal: one snapshot.
+    With --once, --format json (one JSON snapshot), or stdout not a terminal: one snapshot.
 
     The queryid finds the statement's auto_explain plan in the server log.
 
@@ -45,23 +46,17 @@ def top(
         import time
 
         from pgtool.cli.options import settings
-        from pgtool.errors import UsageError
         from pgtool.pg.conn import connect
-        from pgtool.top.queries import ORDERS
         from pgtool.top.render import CLEAR, render_json, render_text
         from pgtool.top.snapshot import take_snapshot
 
-        order = by.lower()
-        if order not in ORDERS:
-            raise UsageError(f"--by must be one of {', '.join(ORDERS)}, not {by!r}")
-        fmt = output_format.lower()
-        if fmt not in ("text", "json"):
-            raise UsageError(f"--format must be text or json, not {output_format!r}")
-        live = fmt == "text" and not once and sys.stdout.isatty()
+        order = by.value
+        json_out = output_format is TextFormat.json
+        live = not json_out and not once and sys.stdout.isatty()
         cfg = settings(dsn)
         with connect(cfg.dsn, autocommit=True, application_name="pgtool-top") as conn:
             snapshot = take_snapshot(conn, order, limit, database)
-            if fmt == "json":
+            if json_out:
                 sys.stdout.write(render_json(snapshot))
                 return 0
             if not live:
