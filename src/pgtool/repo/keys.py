@@ -19,6 +19,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from nacl import pwhash
 
@@ -30,6 +31,10 @@ FORMAT_VERSION = 1
 CIPHER = "xchacha20poly1305-secretstream"
 _PERSON = b"pgtool-repo-key1"
 _CHECK_DOMAIN = b"pgtool repository key check v1\x00"
+
+# A JSON object as `json.loads` gives it: the record and its encryption parameters come from the store,
+# untrusted, so their values are Any until each is checked (or fails) where it is read.
+JSONObject = dict[str, Any]
 
 
 def read_key_file(path: str | os.PathLike[str]) -> bytes:
@@ -62,9 +67,9 @@ def _canonical(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def new_encryption(secret: bytes) -> dict:
+def new_encryption(secret: bytes) -> JSONObject:
     """Encryption parameters for a new repository keyed by `secret` (key check included)."""
-    params: dict = {"cipher": CIPHER, "salt": os.urandom(16).hex()}
+    params: JSONObject = {"cipher": CIPHER, "salt": os.urandom(16).hex()}
     if len(secret) >= 32 and not _is_text(secret):
         params["kdf"] = "blake2b"
     else:
@@ -77,7 +82,7 @@ def new_encryption(secret: bytes) -> dict:
     return params
 
 
-def derive_key(params: dict, secret: bytes) -> bytes:
+def derive_key(params: JSONObject, secret: bytes) -> bytes:
     salt = bytes.fromhex(params["salt"])
     if params["kdf"] == "blake2b":
         return hashlib.blake2b(secret, digest_size=32, salt=salt, person=_PERSON).digest()
@@ -89,12 +94,12 @@ def derive_key(params: dict, secret: bytes) -> bytes:
     raise IntegrityError(f"{RECORD_NAME}: unknown key derivation {params['kdf']!r}")
 
 
-def _key_check(params: dict, key: bytes) -> str:
+def _key_check(params: JSONObject, key: bytes) -> str:
     bound = {k: v for k, v in params.items() if k != "key_check"}
     return hashlib.blake2b(_CHECK_DOMAIN + _canonical(bound), key=key, digest_size=32).hexdigest()
 
 
-def unlock(params: dict, secret: bytes, where: str) -> bytes:
+def unlock(params: JSONObject, secret: bytes, where: str) -> bytes:
     """The data key of an encrypted repository, or RepoKeyError when `secret` is not its key."""
     key = derive_key(params, secret)
     if not hmac.compare_digest(_key_check(params, key), str(params.get("key_check", ""))):
@@ -105,7 +110,7 @@ def unlock(params: dict, secret: bytes, where: str) -> bytes:
     return key
 
 
-def new_record(encryption: dict | None) -> bytes:
+def new_record(encryption: JSONObject | None) -> bytes:
     body = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -116,13 +121,15 @@ def new_record(encryption: dict | None) -> bytes:
     return json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
 
 
-def parse_record(data: bytes, where: str) -> dict:
+def parse_record(data: bytes, where: str) -> JSONObject:
     """The repository record, checked for damage and for a format this pgtool reads."""
     try:
         body = json.loads(data)
-        checksum = body.pop("checksum")
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except ValueError:
         raise IntegrityError(f"{where} is not a pgtool repository record") from None
+    if not isinstance(body, dict) or "checksum" not in body:
+        raise IntegrityError(f"{where} is not a pgtool repository record")
+    checksum = body.pop("checksum")
     if not hmac.compare_digest(hashlib.sha256(_canonical(body)).hexdigest(), str(checksum)):
         raise IntegrityError(
             f"{where} failed its checksum", hint="the repository record was altered or damaged"

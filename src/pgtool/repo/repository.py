@@ -33,7 +33,7 @@ _FILE_CHUNK = 1024 * 1024
 class Repository:
     """Open one with `open_repository`."""
 
-    def __init__(self, store: Store, record: dict, key: bytes | None) -> None:
+    def __init__(self, store: Store, record: keys.JSONObject, key: bytes | None) -> None:
         self.store = store
         self.url: RepoURL = store.url
         self.record = record
@@ -183,7 +183,7 @@ def open_repository(
     return Repository(store, record, keys.unlock(params, secret, parsed.display()))
 
 
-def _read_record(store: Store, where: str) -> dict | None:
+def _read_record(store: Store, where: str) -> keys.JSONObject | None:
     try:
         data = bytearray()
         for chunk in store.get_stream(layout.RECORD):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, Literal
 
 import obstore
 from obstore import exceptions as obx
@@ -20,6 +21,10 @@ from obstore.store import AzureStore, LocalStore, S3Store
 
 from pgtool.repo.errors import ObjectAbsent, RepoError, StoreUnavailable
 from pgtool.repo.url import RepoURL
+
+if TYPE_CHECKING:
+    # obstore's config TypedDicts exist only in its stubs (not importable at runtime).
+    from obstore.store import AzureConfig, ClientConfig, RetryConfig, S3Config
 
 _SECRET_ENV = (
     "AWS_SECRET_ACCESS_KEY",
@@ -40,6 +45,58 @@ _MISSING_CONTAINER = (
     "container does not exist",
 )
 MULTIPART_CHUNK = 8 * 1024 * 1024
+
+# Environment variables read into the obstore config: (variable, S3Config / AzureConfig key). Later
+# entries win when several are set for one key.
+_S3_ENV: tuple[
+    tuple[
+        str,
+        Literal[
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "region",
+            "default_region",
+            "endpoint",
+            "web_identity_token_file",
+            "role_arn",
+        ],
+    ],
+    ...,
+] = (
+    ("AWS_ACCESS_KEY_ID", "access_key_id"),
+    ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+    ("AWS_SESSION_TOKEN", "session_token"),
+    ("AWS_REGION", "region"),
+    ("AWS_DEFAULT_REGION", "default_region"),
+    ("AWS_ENDPOINT_URL", "endpoint"),
+    ("AWS_WEB_IDENTITY_TOKEN_FILE", "web_identity_token_file"),
+    ("AWS_ROLE_ARN", "role_arn"),
+)
+_AZURE_ENV: tuple[
+    tuple[
+        str,
+        Literal[
+            "account_name",
+            "account_key",
+            "sas_key",
+            "endpoint",
+            "federated_token_file",
+            "client_id",
+            "tenant_id",
+        ],
+    ],
+    ...,
+] = (
+    ("AZURE_STORAGE_ACCOUNT_NAME", "account_name"),
+    ("AZURE_STORAGE_ACCOUNT_KEY", "account_key"),
+    ("AZURE_STORAGE_SAS_TOKEN", "sas_key"),
+    ("AZURE_STORAGE_SAS_KEY", "sas_key"),
+    ("AZURE_STORAGE_ENDPOINT", "endpoint"),
+    ("AZURE_FEDERATED_TOKEN_FILE", "federated_token_file"),
+    ("AZURE_CLIENT_ID", "client_id"),
+    ("AZURE_TENANT_ID", "tenant_id"),
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +126,7 @@ class Store:
         env = os.environ if environ is None else environ
         self.url = url
         self._secrets = [v for k in _SECRET_ENV if (v := env.get(k, "")) and len(v) >= 4]
-        retry = {
+        retry: RetryConfig = {
             "max_retries": max_retries,
             "retry_timeout": timedelta(seconds=retry_timeout),
             "backoff": {
@@ -78,7 +135,11 @@ class Store:
                 "base": 2,
             },
         }
-        client = {"connect_timeout": timedelta(seconds=10), "timeout": timedelta(seconds=timeout)}
+        client: ClientConfig = {
+            "connect_timeout": timedelta(seconds=10),
+            "timeout": timedelta(seconds=timeout),
+        }
+        self._store: LocalStore | S3Store | AzureStore
         try:
             if url.kind == "local":
                 assert url.path is not None
@@ -92,20 +153,11 @@ class Store:
         except OSError as exc:
             raise StoreUnavailable(f"cannot use directory {url.display()}: {exc.strerror}") from None
 
-    def _s3(self, env: Mapping[str, str], client: dict, retry: dict) -> S3Store:
-        config: dict[str, object] = {}
+    def _s3(self, env: Mapping[str, str], client: ClientConfig, retry: RetryConfig) -> S3Store:
+        config: S3Config = {}
         # Read the standard AWS variables ourselves so that `environ` is the whole truth (tests, and a
         # caller that scrubbed its environment); obstore would also read os.environ on its own.
-        for var, key in (
-            ("AWS_ACCESS_KEY_ID", "access_key_id"),
-            ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
-            ("AWS_SESSION_TOKEN", "session_token"),
-            ("AWS_REGION", "region"),
-            ("AWS_DEFAULT_REGION", "default_region"),
-            ("AWS_ENDPOINT_URL", "endpoint"),
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", "web_identity_token_file"),
-            ("AWS_ROLE_ARN", "role_arn"),
-        ):
+        for var, key in _S3_ENV:
             if env.get(var):
                 config[key] = env[var]
         if "endpoint" in config:
@@ -114,36 +166,28 @@ class Store:
             )
         if "region" not in config and "default_region" not in config:
             config["region"] = "us-east-1"
-        client = {**client, "allow_http": _truthy(env.get("AWS_ALLOW_HTTP"))}
+        options = client.copy()
+        options["allow_http"] = _truthy(env.get("AWS_ALLOW_HTTP"))
         return S3Store(
             self.url.bucket,
             prefix=self.url.prefix or None,
             config=config,
-            client_options=client,
+            client_options=options,
             retry_config=retry,
         )
 
-    def _azure(self, env: Mapping[str, str], client: dict, retry: dict) -> AzureStore:
-        config: dict[str, object] = {}
-        for var, key in (
-            ("AZURE_STORAGE_ACCOUNT_NAME", "account_name"),
-            ("AZURE_STORAGE_ACCOUNT_KEY", "account_key"),
-            ("AZURE_STORAGE_SAS_TOKEN", "sas_key"),
-            ("AZURE_STORAGE_SAS_KEY", "sas_key"),
-            ("AZURE_STORAGE_ENDPOINT", "endpoint"),
-            ("AZURE_FEDERATED_TOKEN_FILE", "federated_token_file"),
-            ("AZURE_CLIENT_ID", "client_id"),
-            ("AZURE_TENANT_ID", "tenant_id"),
-        ):
+    def _azure(self, env: Mapping[str, str], client: ClientConfig, retry: RetryConfig) -> AzureStore:
+        config: AzureConfig = {}
+        for var, key in _AZURE_ENV:
             if env.get(var):
                 config[key] = env[var]
-        endpoint = str(config.get("endpoint", ""))
-        client = {**client, "allow_http": endpoint.startswith("http://")}
+        options = client.copy()
+        options["allow_http"] = config.get("endpoint", "").startswith("http://")
         return AzureStore(
             self.url.bucket,
             prefix=self.url.prefix or None,
             config=config,
-            client_options=client,
+            client_options=options,
             retry_config=retry,
         )
 
