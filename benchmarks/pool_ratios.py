@@ -13,9 +13,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from backup_verify import median_interval
+from backup_verify import BACKUP_GOAL, VERIFY_GOAL, median_interval
 
-PAIRS = {"backup": ("backup", "pg_dump", 1.05), "verify": ("verify", "pg_restore", 1.15)}
+PAIRS = {"backup": ("backup", "pg_dump", BACKUP_GOAL), "verify": ("verify", "pg_restore", VERIFY_GOAL)}
 
 
 def raw_times(markdown: Path) -> dict[str, list[float]]:
@@ -39,7 +39,7 @@ def main(paths: list[str]) -> int:
         pooled = statistics.median(ratios)
         print(
             f"{label}: {pooled:.3f}x pooled over {len(ratios)} rounds of {len(runs)} runs, "
-            f"90% interval {median_interval(ratios)} (goal <= {goal}x)"
+            f"90% interval {median_interval(ratios)} (goal <= {goal:.2f}x)"
         )
     return 0
 
