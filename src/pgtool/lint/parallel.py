@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pgtool.lint.settings import LintSettings
 
 MIN_FILES = 200  # below this, forking costs more than it saves
+# This process also unpickles the other half's findings and writes the whole report: it takes less.
+FIRST_SHARE = 0.45  # 1,000 files in process: median 0.19-0.20 s against 0.22-0.24 s at 0.5
 K = TypeVar("K")
 V = TypeVar("V")
 Lookups = set[tuple[str, Any]]
@@ -109,7 +111,7 @@ def _split(paths: list[str]) -> int:
             sizes.append(os.stat(path).st_size)
         except OSError:
             sizes.append(0)
-    half = sum(sizes) / 2
+    half = sum(sizes) * FIRST_SHARE
     total = 0
     for index, size in enumerate(sizes):
         total += size
