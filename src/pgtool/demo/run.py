@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -316,19 +314,7 @@ def signals_held() -> Iterator[None]:
     For set-up and clean-up that must not stop half-way. A child run inside the block still gets the
     signal (pgtool.pg.command forwards it) and hands it back here once it has ended.
     """
-    if threading.current_thread() is not threading.main_thread():
+    with command.catch_signals() as caught:
         yield
-        return
-    received: list[int] = []
-
-    def hold(signum: int, _frame: Any) -> None:
-        received.append(signum)
-
-    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    if received:
+    if caught.received:
         raise KeyboardInterrupt

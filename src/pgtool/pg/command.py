@@ -20,7 +20,7 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -233,6 +233,38 @@ class Terminated(KeyboardInterrupt):
     """The run received SIGTERM/SIGINT (a KeyboardInterrupt, so the runner exits 130 "interrupted")."""
 
 
+@dataclass
+class CaughtSignals:
+    """What `catch_signals` saw: the signals received, in order, and the handlers it replaced."""
+
+    received: list[int] = field(default_factory=list)
+    previous: dict[signal.Signals, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def catch_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[CaughtSignals]:
+    """In the main thread, SIGTERM/SIGINT are recorded (and passed to `on_signal`) instead of acting
+    while the block runs; the previous handlers are back afterwards. The caller decides, from what was
+    caught, how to act on them. In another thread a handler cannot be installed: nothing is caught.
+    """
+    caught = CaughtSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        caught.received.append(signum)
+        if on_signal is not None:
+            on_signal(signum)
+
+    caught.previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield caught
+    finally:
+        for s, h in caught.previous.items():
+            signal.signal(s, h)
+
+
 @contextlib.contextmanager
 def _forward_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
     """In the main thread, forward SIGTERM/SIGINT to the child and re-deliver once it has ended.
@@ -241,27 +273,18 @@ def _forward_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
     another thread a handler cannot be installed: the main thread's (`pgtool.backup.terminate`,
     installed for every command by the runner) reaches the child through the registry.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
 
-    def handler(signum: int, _frame: Any) -> None:
-        received.append(signum)
+    def forward(signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with catch_signals(forward) as caught:
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    if received:
-        first = signal.Signals(received[0])
-        if callable(previous[first]):
+    if caught.received:
+        first = signal.Signals(caught.received[0])
+        if callable(caught.previous[first]):
             os.kill(os.getpid(), first)  # the caller's handler decides
-        elif previous[first] != signal.SIG_IGN:
+        elif caught.previous[first] != signal.SIG_IGN:
             # Default action: an exception rather than a sudden death, so finally-blocks (secret
             # files, partial output) still run.
             raise Terminated
