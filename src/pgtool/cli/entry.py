@@ -43,7 +43,17 @@ def _main(args: list[str]) -> int:
         from pgtool.wal.fastcli import main as fast_main
 
         return fast_main(args)
-    from pgtool.cli.app import build
+    import signal
+
+    # A shell starts `cmd &` with SIGINT ignored, and Python keeps it so. The runner installs its own
+    # handler, but only after the imports below: restore the default now, so a Ctrl-C (or the demo's
+    # and tests' SIGINT) that arrives while they load still ends the run with 130, never silently lost.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        from pgtool.cli.app import build
+    except KeyboardInterrupt:
+        return _interrupted_while_starting()
 
     try:
         # Not standalone (except `pgtool` alone, which shows the help): a bad option or choice comes
@@ -75,6 +85,19 @@ def _main(args: list[str]) -> int:
         raise
     # The exit code of --help, --version or typer.Exit; a command that returned normally gives None.
     return code if isinstance(code, int) else 0
+
+
+def _interrupted_while_starting() -> int:
+    """A signal before the runner took over (pgtool was still importing): one line, exit 130."""
+    import json
+
+    if sys.stderr.isatty():
+        print("pgtool: interrupted while starting", file=sys.stderr)
+    else:
+        print(
+            json.dumps({"event": "run failed", "outcome": "interrupted", "exit_code": 130}), file=sys.stderr
+        )
+    return 130
 
 
 def _usage_error(exc: _ClickError) -> int:
