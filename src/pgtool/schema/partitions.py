@@ -193,26 +193,18 @@ def maintain_partitions(
     return result
 
 
+@dataclass
 class _Run:
     """One run over one table: the connection, the options and the result its steps share."""
 
-    def __init__(
-        self,
-        conn: psycopg.Connection[Any],
-        table: str,
-        lock_timeout: str,
-        dry_run: bool,
-        batch_pages: int,
-        log: Any,
-    ) -> None:
-        self.conn = conn
-        self.table_name = table
-        self.lock_timeout = lock_timeout
-        self.dry_run = dry_run
-        self.batch_pages = batch_pages
-        self.log = log
-        self.table: PartitionedTable
-        self.result: PartitionsResult
+    conn: psycopg.Connection[Any]
+    table_name: str
+    lock_timeout: str
+    dry_run: bool
+    batch_pages: int
+    log: Any
+    table: PartitionedTable = field(init=False)  # resolved by run()
+    result: PartitionsResult = field(init=False)
 
     def run(self, first: date, last: date, cutoff: date | None, drop: bool) -> PartitionsResult:
         with self.conn.transaction():
