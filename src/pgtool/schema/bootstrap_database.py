@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Query
 
 from pgtool.errors import OperationError
 from pgtool.schema.bootstrap_roles import PGBOUNCER_AUTH
@@ -60,60 +61,77 @@ def _public_has(conn: psycopg.Connection[Any], acl_sql: str, privilege: str) -> 
     return bool(row and row[0])
 
 
+def _superuser_owned(
+    conn: psycopg.Connection[Any], query: str, what: str, db: str, hint: str
+) -> tuple[Any, ...] | None:
+    """The row `query` finds (None: no such object), whose last two columns are its owner's rolsuper
+    and rolname; an object owned by a non-superuser is refused."""
+    row = conn.execute(query).fetchone()
+    if row and not row[-2]:
+        raise OperationError(f"{what} in database {db} is owned by {row[-1]}, not a superuser", hint=hint)
+    return row
+
+
+def _keep_or_run(
+    conn: psycopg.Connection[Any],
+    result: BootstrapResult,
+    db: str,
+    in_place: bool,
+    kept: str,
+    stmt: Query,
+    changed: str,
+) -> None:
+    """Record `kept` when the object is already as wanted, else run `stmt` and record `changed`."""
+    if in_place:
+        result.in_place.append((db, kept))
+    else:
+        conn.execute(stmt)
+        result.changed.append((db, changed))
+
+
 def ensure_database(conn: psycopg.Connection[Any], db: str, result: BootstrapResult) -> None:
     """Extension and PgBouncer lookup in the database `conn` is connected to, in one transaction."""
     with conn.transaction():
         row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
-        if row:
-            result.in_place.append((db, "extension pg_stat_statements"))
-        else:
-            # The session's search_path is pinned to '' (pgtool.pg.conn), so the schema is named: public,
-            # where monitoring queries (Grafana, postgres_exporter) look for the view.
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public")
-            result.changed.append((db, "extension pg_stat_statements created"))
+        # The session's search_path is pinned to '' (pgtool.pg.conn), so the schema is named: public,
+        # where monitoring queries (Grafana, postgres_exporter) look for the view.
+        create = "CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public"
+        what = "extension pg_stat_statements"
+        _keep_or_run(conn, result, db, bool(row), what, create, f"{what} created")
 
-        row = conn.execute(
+        what = "schema pgbouncer"
+        # Its owner could drop and re-create what PgBouncer's auth_query calls.
+        row = _superuser_owned(
+            conn,
             "SELECT r.rolsuper, r.rolname FROM pg_catalog.pg_namespace n "
-            "JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'pgbouncer'"
-        ).fetchone()
-        if row and not row[0]:
-            # Its owner could drop and re-create what PgBouncer's auth_query calls.
-            raise OperationError(
-                f"schema pgbouncer in database {db} is owned by {row[1]}, not a superuser",
-                hint="drop it or ALTER SCHEMA pgbouncer OWNER TO a superuser, then run again",
-            )
-        if row:
-            result.in_place.append((db, "schema pgbouncer"))
-        else:
-            conn.execute("CREATE SCHEMA pgbouncer")
-            result.changed.append((db, "schema pgbouncer created"))
+            "JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'pgbouncer'",
+            what,
+            db,
+            "drop it or ALTER SCHEMA pgbouncer OWNER TO a superuser, then run again",
+        )
+        _keep_or_run(conn, result, db, bool(row), what, "CREATE SCHEMA pgbouncer", f"{what} created")
 
-        row = conn.execute(
+        what = "function pgbouncer.get_auth(text)"
+        # CREATE OR REPLACE keeps a function's owner: SECURITY DEFINER would run as that role.
+        row = _superuser_owned(
+            conn,
             "SELECT p.prosrc, p.prosecdef, p.proconfig, r.rolsuper, r.rolname FROM pg_catalog.pg_proc p "
             "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
             "JOIN pg_catalog.pg_roles r ON r.oid = p.proowner "
             "WHERE n.nspname = 'pgbouncer' AND p.proname = 'get_auth' "
-            "AND p.proargtypes = '25'::pg_catalog.oidvector"
-        ).fetchone()
-        if row and not row[3]:
-            # CREATE OR REPLACE keeps a function's owner: SECURITY DEFINER would run as that role.
-            raise OperationError(
-                f"function pgbouncer.get_auth(text) in database {db} is owned by {row[4]}, not a superuser",
-                hint="drop it (DROP FUNCTION pgbouncer.get_auth(text) CASCADE), then run again",
-            )
-        if row and row[0] == GET_AUTH_BODY and row[1] and row[2] == ["search_path=pg_catalog, pg_temp"]:
-            result.in_place.append((db, "function pgbouncer.get_auth(text)"))
-        else:
-            conn.execute(GET_AUTH_SQL)
-            result.changed.append(
-                (db, "function pgbouncer.get_auth(text) " + ("replaced" if row else "created"))
-            )
+            "AND p.proargtypes = '25'::pg_catalog.oidvector",
+            what,
+            db,
+            "drop it (DROP FUNCTION pgbouncer.get_auth(text) CASCADE), then run again",
+        )
+        same = bool(
+            row and row[0] == GET_AUTH_BODY and row[1] and row[2] == ["search_path=pg_catalog, pg_temp"]
+        )
+        _keep_or_run(conn, result, db, same, what, GET_AUTH_SQL, f"{what} {'replaced' if row else 'created'}")
 
-        if conn.execute("SELECT pg_catalog.to_regclass('pgbouncer.userlist')").fetchone() != (None,):
-            result.in_place.append((db, "view pgbouncer.userlist"))
-        else:
-            conn.execute(USERLIST_SQL)
-            result.changed.append((db, "view pgbouncer.userlist created"))
+        exists = conn.execute("SELECT pg_catalog.to_regclass('pgbouncer.userlist')").fetchone() != (None,)
+        what = "view pgbouncer.userlist"
+        _keep_or_run(conn, result, db, exists, what, USERLIST_SQL, f"{what} created")
 
         auth = sql.Identifier(PGBOUNCER_AUTH)
         grants = [
@@ -143,14 +161,9 @@ def ensure_database(conn: psycopg.Connection[Any], db: str, result: BootstrapRes
             ),
         ]
         for acl_sql, privilege, what, revoke, grant, has_sql in grants:
-            if _public_has(conn, acl_sql, privilege):
-                conn.execute(revoke)
-                result.changed.append((db, f"{what}: {privilege} revoked from PUBLIC"))
-            else:
-                result.in_place.append((db, f"{what}: not granted to PUBLIC"))
+            public = _public_has(conn, acl_sql, privilege)
+            kept, revoked = f"{what}: not granted to PUBLIC", f"{what}: {privilege} revoked from PUBLIC"
+            _keep_or_run(conn, result, db, not public, kept, revoke, revoked)
             has_row = conn.execute(has_sql, (PGBOUNCER_AUTH,)).fetchone()
-            if has_row and has_row[0]:
-                result.in_place.append((db, f"{what}: {privilege} granted to {PGBOUNCER_AUTH}"))
-            else:
-                conn.execute(grant)
-                result.changed.append((db, f"{what}: {privilege} granted to {PGBOUNCER_AUTH}"))
+            granted = f"{what}: {privilege} granted to {PGBOUNCER_AUTH}"
+            _keep_or_run(conn, result, db, bool(has_row and has_row[0]), granted, grant, granted)
