@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("restore-wal", "wal", "Restore one WAL file from the archive (what restore_command calls)."),
     ("wal-bundle", "wal_bundle", "Write archive-wal/restore-wal as one file for servers without pgtool."),
     ("verify", "verify", "Prove backups restore: restore drills with row counts, pushed to Prometheus."),
+    ("evidence", "evidence", "List, show and verify the hash-chained evidence of restore drills; report."),
     ("recover", "recover", "Prepare a data directory for point-in-time recovery or as a standby."),
     (
         "bootstrap-extensions",

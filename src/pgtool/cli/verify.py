@@ -43,6 +43,15 @@ def verify(
         Path | None,
         typer.Option("--archive-dir", help="With --base: the WAL archive.", show_default=False),
     ] = None,
+    evidence_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--evidence-key-file",
+            envvar="PGTOOL_EVIDENCE_KEY_FILE",
+            help="Ed25519 private key (PEM or raw 32 bytes) that signs the drill's evidence record.",
+            show_default=False,
+        ),
+    ] = None,
     pushgateway: Pushgateway = None,
     pg_bindir: PgBindir = None,
 ) -> None:
@@ -51,7 +60,9 @@ def verify(
     For each database, the newest dump: checksum, pg_restore --list, a restore into a throwaway
     database pgtool_verify_<run token>_<db> on the --dsn server (always dropped), every table's row
     count against the manifest, and with --amcheck every btree index. A dump that passes gets a
-    .verified.json record, which backup's retention honours. Exit 0 only if every database passed,
+    .verified.json record, which backup's retention honours. Every drill, passed or failed, appends a
+    hash-chained (signed with --evidence-key-file) record to <backup-dir>/evidence or <base-dir>/evidence
+    (pgtool evidence; a record that cannot be written fails the run). Exit 0 only if every database passed,
     1 naming each failure, 2 on bad arguments, 3 if the server cannot be reached.
 
     Example: pgtool verify --dsn postgresql://verify@scratch-db/postgres --backup-dir /backups/dumps
@@ -74,14 +85,15 @@ def verify(
                 )
             if base_dir is None or archive_dir is None:
                 raise UsageError("--base needs --base-dir and --archive-dir")
-            from pgtool.backup.base_drill import run_base_drill
+            from pgtool.evidence.drills import verify_base
 
-            result = run_base_drill(
+            result = verify_base(
                 base_dir,
                 archive_dir,
                 pg_bindir=cfg.pg_bindir,
                 amcheck=amcheck,
                 report=report,
+                key_file=evidence_key_file,
             )
             typer.echo(result.summary())
 
@@ -92,14 +104,14 @@ def verify(
 
         prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
         from pgtool.backup.dumps import display
-        from pgtool.backup.verify_dumps import run_verify
         from pgtool.errors import FindingsError, UsageError
+        from pgtool.evidence.drills import verify_dumps
 
         if base_dir is not None or archive_dir is not None:
             raise UsageError("--base-dir/--archive-dir need --base")
         if backup_dir is None:
             raise UsageError("verify needs --backup-dir (or --base with --base-dir and --archive-dir)")
-        results = run_verify(
+        results = verify_dumps(
             cfg.dsn,
             backup_dir,
             databases=database or [],
@@ -107,6 +119,7 @@ def verify(
             jobs=jobs,
             pg_bindir=cfg.pg_bindir,
             report=report,
+            key_file=evidence_key_file,
         )
         for r in results:
             if r.ok:

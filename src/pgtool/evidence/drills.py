@@ -1,0 +1,274 @@
+"""Record each restore drill in the evidence log, pass or fail: what `pgtool verify` calls.
+
+`verify_dumps` and `verify_base` run the drill of `pgtool.backup` and then append one record to
+`<backup-dir>/evidence/` or `<base-dir>/evidence/` (see `pgtool.evidence.log`). A drill that fails
+is recorded too, then its error re-raised. If the record cannot be written the run fails (exit 1):
+a drill without its evidence must never look like a success.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pgtool import __version__
+from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
+from pgtool.evidence import log
+
+if TYPE_CHECKING:
+    from pgtool.backup.base_drill import BaseDrillResult
+    from pgtool.backup.verify_dumps import VerifyResult
+    from pgtool.obs.metrics import RunReport
+
+EVIDENCE_DIR = "evidence"
+Signer = Callable[[bytes], dict[str, str]]
+
+
+def signer(key_file: Path | None) -> Signer | None:
+    """A signing function for the key in `key_file` (or $PGTOOL_EVIDENCE_KEY_FILE), else None.
+
+    Loaded before the drill, so a bad key fails the run before any work (UsageError).
+    """
+    from pgtool.evidence import signing
+
+    path = key_file or (Path(os.environ[signing.KEY_ENV]) if os.environ.get(signing.KEY_ENV) else None)
+    if path is None:
+        return None
+    key = signing.load_private_key(path)
+    return lambda message: signing.sign(key, message)
+
+
+def _common(kind: str, started: datetime, seconds: float) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "duration_seconds": round(seconds, 3),
+        "host": socket.gethostname(),
+        "pgtool_version": __version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def _append(directory: Path, body: dict[str, Any], sign: Signer | None, drill_error: str | None) -> Path:
+    try:
+        return log.append(directory, body, sign)
+    except PgtoolError as exc:
+        also = f" (the drill itself failed: {drill_error})" if drill_error else ""
+        raise OperationError(f"{exc.message}{also}", hint=exc.hint) from None
+
+
+def verify_dumps(
+    dsn: str,
+    backup_dir: Path,
+    *,
+    databases: list[str],
+    amcheck: bool,
+    jobs: int,
+    pg_bindir: str | None,
+    report: RunReport,
+    key_file: Path | None = None,
+) -> list[VerifyResult]:
+    """`pgtool.backup.verify_dumps.run_verify`, then one record of the whole run in the evidence log."""
+    from pgtool.backup.verify_dumps import run_verify
+
+    sign = signer(key_file)
+    started, clock = datetime.now(UTC), time.monotonic()
+    results: list[VerifyResult] = []
+    error: PgtoolError | None = None
+    try:
+        results = run_verify(
+            dsn,
+            backup_dir,
+            databases=databases,
+            amcheck=amcheck,
+            jobs=jobs,
+            pg_bindir=pg_bindir,
+            report=report,
+        )
+    except UsageError:
+        raise  # nothing was drilled
+    except PgtoolError as exc:
+        error = exc
+    if not Path(backup_dir).is_dir():
+        if error is not None:
+            raise error
+        raise OperationError(f"backup directory {backup_dir} disappeared during verify")
+    failed = [r for r in results if not r.ok]
+    message = (
+        error_line(error) if error is not None else "; ".join(f"{r.database}: {r.error}" for r in failed)
+    )
+    body = _common("dump", started, time.monotonic() - clock)
+    body.update(
+        outcome="passed" if error is None and results and not failed else "failed",
+        error=message or None,
+        backup_dir=str(backup_dir),
+        postgres_version=_restore_server_version(dsn) if error is None else None,
+        amcheck=amcheck,
+        databases=[_dump_entry(r, amcheck) for r in results],
+    )
+    _append(Path(backup_dir) / EVIDENCE_DIR, body, sign, message or None)
+    if error is not None:
+        raise error
+    return results
+
+
+def _restore_server_version(dsn: str) -> str | None:
+    """The version of the server the dumps were restored into (None if it cannot be asked now)."""
+    from pgtool.pg.conn import connect
+
+    try:
+        with connect(dsn, application_name="pgtool-verify") as conn:
+            row = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()
+    except Exception:  # evidence of a drill that ran is still worth more than no evidence
+        return None
+    return str(row[0]) if row else None
+
+
+def _dump_entry(r: VerifyResult, amcheck: bool) -> dict[str, Any]:
+    from pgtool.backup import dumps
+    from pgtool.backup.dump_manifest import read_checksum, read_manifest
+
+    entry: dict[str, Any] = {"database": r.database, "outcome": "passed" if r.ok else "failed"}
+    if r.dump is not None:
+        entry["dump"] = {
+            "file": r.dump.name,
+            "path": str(r.dump),
+            "stamp": dumps.match_dump_file(r.dump),
+            "sha256": read_checksum(dumps.checksum_path(r.dump)),
+        }
+        try:
+            manifest = read_manifest(dumps.manifest_path(r.dump))
+            entry["dump"]["source_server_version"] = manifest.get("server_version")
+            entry["dump"]["pg_dump_version"] = manifest.get("pg_dump_version")
+        except (PgtoolError, OSError):
+            pass  # a missing manifest is the drill's finding, already in `error`
+    if r.ok:
+        entry["checks"] = [
+            {"check": "manifest", "result": "passed"},
+            {"check": "checksum", "result": "passed"},
+            {"check": "toc", "result": "passed"},
+            {"check": "restore", "result": "passed", "seconds": r.restore_seconds},
+            {"check": "row_counts", "result": "passed", "tables": r.tables, "rows": r.rows},
+            {"check": "amcheck", "result": "passed", "indexes": r.indexes_checked}
+            if amcheck
+            else {"check": "amcheck", "result": "not run"},
+        ]
+    else:
+        # VerifyResult says which step failed only in its message; the steps run in order and stop there.
+        entry["checks"] = [{"check": "drill", "result": "failed", "detail": r.error}]
+    return entry
+
+
+def verify_base(
+    base_dir: Path,
+    archive_dir: Path,
+    *,
+    pg_bindir: str | None,
+    amcheck: bool,
+    report: RunReport,
+    key_file: Path | None = None,
+    work_dir: Path | None = None,
+) -> BaseDrillResult:
+    """`pgtool.backup.base_drill.run_base_drill`, then its record in `<base_dir>/evidence/`."""
+    from pgtool.backup.base_drill import run_base_drill
+
+    sign = signer(key_file)
+    started, clock = datetime.now(UTC), time.monotonic()
+    result: BaseDrillResult | None = None
+    error: PgtoolError | None = None
+    try:
+        result = run_base_drill(
+            base_dir, archive_dir, pg_bindir=pg_bindir, amcheck=amcheck, report=report, work_dir=work_dir
+        )
+    except UsageError:
+        raise
+    except PgtoolError as exc:
+        error = exc
+    if not Path(base_dir).is_dir():
+        if error is not None:
+            raise error
+        raise OperationError(f"base backup directory {base_dir} disappeared during the drill")
+    body = _common("base", started, time.monotonic() - clock)
+    body.update(
+        outcome="passed" if error is None else "failed",
+        error=error_line(error) if error is not None else None,
+        base_dir=str(base_dir),
+        archive_dir=str(archive_dir),
+        amcheck=amcheck,
+        backup=_base_backup_entry(Path(base_dir), result),
+    )
+    if result is not None:
+        body.update(_base_result_fields(result, amcheck))
+    _append(Path(base_dir) / EVIDENCE_DIR, body, sign, body["error"])
+    if error is not None:
+        raise error
+    assert result is not None
+    return result
+
+
+def _base_backup_entry(base_dir: Path, result: BaseDrillResult | None) -> dict[str, Any] | None:
+    """The drilled backup (or, when the drill failed early, the newest one, which it was about to drill)."""
+    from pgtool.backup import base_catalog
+    from pgtool.backup.dump_manifest import sha256_file
+
+    backups = base_catalog.list_base_backups(base_dir)
+    chosen = [b for b in backups if result is None or b.id == result.backup_id]
+    if not chosen:
+        return None
+    b = chosen[-1]
+    entry: dict[str, Any] = {
+        "id": b.id,
+        "path": str(b.path) if b.path else None,
+        "start_lsn": b.start_lsn,
+        "stop_lsn": b.stop_lsn,
+        "start_wal_file": b.start_wal_file,
+        "stop_wal_file": b.stop_wal_file,
+        "timeline": b.timeline,
+        "system_identifier": b.system_identifier,
+        "source_server_version": b.server_version,
+        "size_bytes": b.size_bytes,
+    }
+    if b.path is not None:
+        # backup_manifest lists every file's checksum and ends with its own: its SHA-256 pins the backup.
+        try:
+            entry["backup_manifest_sha256"] = sha256_file(b.path / base_catalog.MANIFEST_FILE)
+        except OSError:
+            entry["backup_manifest_sha256"] = None
+    return entry
+
+
+def _base_result_fields(result: BaseDrillResult, amcheck: bool) -> dict[str, Any]:
+    """Everything the drill result exposes, by name (so fields it gains later are recorded too)."""
+    from dataclasses import asdict
+
+    data = asdict(result)
+    checks: list[dict[str, Any]] = [
+        {"check": "wal_files", "result": "passed", "detail": "restore-wal checked every segment's SHA-256"},
+        {"check": "replay", "result": "passed", "replayed_to_lsn": data.get("replayed_to_lsn")},
+        {"check": "queries", "result": "passed", "databases": data.get("databases_checked")},
+        {"check": "amcheck", "result": "passed", "indexes": data.get("indexes_checked")}
+        if amcheck
+        else {"check": "amcheck", "result": "not run"},
+    ]
+    return {
+        "postgres_version": data.get("server_version"),
+        "wal": {
+            "first_segment": data.get("archive_first_segment"),
+            "last_segment": data.get("archive_last_segment"),
+            "timeline": data.get("timeline"),
+            "replayed_to_lsn": data.get("replayed_to_lsn"),
+        },
+        "checks": checks,
+        "drill": {k: v for k, v in data.items() if _jsonable(v)},
+    }
+
+
+def _jsonable(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | dict)

@@ -1,0 +1,192 @@
+"""The evidence log: one JSON file per drill record, chained by SHA-256, never overwritten.
+
+A record is a JSON object. Its *body* is every member except `sha256` and `signature`; the body's
+canonical bytes (JSON, keys sorted, no spaces, ASCII only) are hashed into `sha256` and signed into
+`signature` (optional, Ed25519). `prev_sha256` is the previous record's `sha256`, GENESIS for the first,
+and `seq` counts from 1. A record lives in `<dir>/NNNNNNNN-<stamp>.json` (NNNNNNNN = seq): written to a
+hidden temporary file, fsynced, then hard-linked to its name (link() refuses an existing name, like
+O_EXCL) and the directory fsynced. Appends take a flock on `<dir>/.lock` so two drills never claim the
+same seq. The files are plain objects keyed by name: a repository (issue 17) can hold them unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pgtool.errors import OperationError
+
+FORMAT = "pgtool-evidence/1"
+GENESIS = "0" * 64
+_NAME = re.compile(r"^(\d{8})-(\d{8}T\d{6}Z)\.json$")
+_UNSIGNED = ("sha256", "signature")
+
+
+def canonical(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def body_bytes(record: dict[str, Any]) -> bytes:
+    """What is hashed and signed: the record without its own digest and signature."""
+    return canonical({k: v for k, v in record.items() if k not in _UNSIGNED})
+
+
+def record_files(directory: Path) -> list[Path]:
+    """The record files in `directory`, in name (= seq) order; hidden and other files are ignored."""
+    try:
+        names = sorted(p.name for p in Path(directory).iterdir() if _NAME.match(p.name))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise OperationError(f"cannot list evidence in {directory}: {exc.strerror or exc}") from None
+    return [Path(directory) / n for n in names]
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The record in `path`; OperationError if it is unreadable or not a JSON object."""
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise OperationError(f"cannot read evidence record {path}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise OperationError(f"evidence record {path.name} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise OperationError(f"evidence record {path.name} is not a JSON object")
+    return data
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def append(directory: Path, body: dict[str, Any], sign: Any = None) -> Path:
+    """Chain `body` to the newest record in `directory`, sign it with `sign(bytes)` if given, store it.
+
+    Returns the new file. Raises OperationError when it cannot be written (the caller fails the run).
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(mode=0o750, parents=False, exist_ok=True)
+        with _locked(directory):
+            files = record_files(directory)
+            seq, prev = 1, GENESIS
+            if files:
+                last = read_record(files[-1])
+                seq, prev = int(last.get("seq", 0)) + 1, str(last.get("sha256", ""))
+            now = datetime.now(UTC)
+            record = {**body, "format": FORMAT, "seq": seq, "prev_sha256": prev}
+            record.setdefault("recorded_at", now.isoformat())
+            message = body_bytes(record)
+            record["sha256"] = hashlib.sha256(message).hexdigest()
+            if sign is not None:
+                record["signature"] = sign(message)
+            path = directory / f"{seq:08d}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+            _write_new(path, canonical(record) + b"\n")
+            return path
+    except OSError as exc:
+        raise OperationError(
+            f"cannot append evidence to {directory}: {exc.strerror or exc}",
+            hint="the drill ran, but without its record it proves nothing: fix the directory and rerun",
+        ) from None
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # fails if the name exists: a record is never overwritten
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class ChainCheck:
+    """The outcome of `verify_chain`: records read, the breaks found (each naming its file)."""
+
+    records: int = 0
+    signed: int = 0
+    breaks: list[str] = field(default_factory=list)
+    head_sha256: str = GENESIS
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+
+def verify_chain(directory: Path, public_key: Any = None) -> ChainCheck:
+    """Check every record: its name, seq, digest, link to the previous one, and signature.
+
+    With `public_key` (an Ed25519PublicKey), every record must carry a valid signature by it.
+    A removed record shows as a seq gap and a broken link; an edited one as a digest mismatch;
+    a reordered (renamed) one as a name that disagrees with its seq and broken links.
+    """
+    from pgtool.evidence import signing
+
+    result = ChainCheck()
+    prev_seq, prev_sha = 0, GENESIS
+    for path in record_files(directory):
+        result.records += 1
+        name = path.name
+        try:
+            record = read_record(path)
+        except OperationError as exc:
+            result.breaks.append(f"{name}: {exc.message}")
+            prev_seq, prev_sha = int(name[:8]), "?"
+            continue
+        seq = record.get("seq")
+        if not isinstance(seq, int) or seq != int(name[:8]):
+            result.breaks.append(f"{name}: its name says record {int(name[:8])} but it holds seq {seq}")
+        elif seq != prev_seq + 1:
+            missing = f"record {prev_seq + 1}" if seq == prev_seq + 2 else f"records {prev_seq + 1}-{seq - 1}"
+            result.breaks.append(f"{name}: {missing} missing before it (removed?)")
+        message = body_bytes(record)
+        digest = hashlib.sha256(message).hexdigest()
+        if record.get("sha256") != digest:
+            result.breaks.append(f"{name}: edited (its content hashes to {digest[:12]}..., not its sha256)")
+        if record.get("prev_sha256") != prev_sha and prev_sha != "?":
+            result.breaks.append(f"{name}: does not follow the record before it (prev_sha256 differs)")
+        if "signature" in record or public_key is not None:
+            if "signature" not in record:
+                result.breaks.append(f"{name}: not signed")
+            else:
+                problem = signing.check(record["signature"], message, public_key)
+                if problem:
+                    result.breaks.append(f"{name}: {problem}")
+                else:
+                    result.signed += 1
+        prev_seq = seq if isinstance(seq, int) else int(name[:8])
+        prev_sha = str(record.get("sha256"))
+    result.head_sha256 = prev_sha
+    return result
+
+
+def find(directory: Path, ident: str) -> Path:
+    """The record file for `ident`: its seq number (3 or 00000003) or its file name."""
+    for path in record_files(directory):
+        if path.name == ident or (ident.isdigit() and int(path.name[:8]) == int(ident)):
+            return path
+    raise OperationError(f"no evidence record {ident} in {directory}", hint="pgtool evidence list --dir ...")
