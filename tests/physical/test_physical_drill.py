@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from physical_support import ArchivingPrimary
 
+from pgharness import retry
 from pgtool.backup.base_catalog import list_base_backups
 from pgtool.backup.base_drill import run_base_drill
 from pgtool.backup.walnames import list_archive, parse_lsn
@@ -94,3 +97,57 @@ def test_verify_base_cli_pushes_its_result(primary: ArchivingPrimary, pushgatewa
     failed = run_pgtool(*args, "--pushgateway", pushgateway.url)
     assert failed.returncode == 1 and f"segment {newest} is missing" in failed.stderr
     assert pushgateway.samples("pgtool_last_run_success", job="pgtool-verify-base") == [0]
+
+
+def _commit_record(primary: ArchivingPrimary, since: str, until: str, xid: str) -> tuple[str, datetime]:
+    """The COMMIT record of `xid` as the primary itself decodes it (pg_walinspect), and that it is the
+    last commit in since..until."""
+    rows = primary.sql(
+        "SELECT start_lsn::text, xid::text, description FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn) "
+        "WHERE resource_manager = 'Transaction' AND record_type LIKE 'COMMIT%%' ORDER BY start_lsn",
+        (since, until),
+    )
+    assert rows and rows[-1][1] == xid, rows  # ours is the last commit before the switch
+    match = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)([+-]\d\d)(:?\d\d)?", rows[-1][2])
+    assert match is not None, rows[-1][2]
+    offset = match.group(2) + ":" + (match.group(3) or "00").lstrip(":")
+    return str(rows[-1][0]), datetime.fromisoformat(match.group(1) + offset)
+
+
+@pytest.mark.all_versions
+def test_base_drill_verified_recovery_point_is_the_last_commit(
+    primary: ArchivingPrimary, work_dir: Path
+) -> None:
+    # No background commit (autovacuum's ANALYZE) may land between ours and the switch.
+    primary.sql("ALTER SYSTEM SET autovacuum = off")
+    primary.sql("SELECT pg_reload_conf()")
+    _write_and_archive(primary, 2)
+    primary.sql("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    before = primary.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+    xid = primary.sql("INSERT INTO t VALUES (-1, 'last') RETURNING pg_current_xact_id()::text")[0][0]
+    switched = primary.sql("SELECT pg_switch_wal()::text")[0][0]  # no commit of its own
+    name = primary.sql("SELECT pg_walfile_name(%s::pg_lsn)", (switched,))[0][0]
+    retry(
+        lambda: (primary.sql("SELECT last_archived_wal FROM pg_stat_archiver")[0][0] or "") >= name,
+        timeout=60,
+    )
+    commit_lsn, commit_time = _commit_record(primary, before, switched, xid)
+
+    report = RunReport()
+    scratch = work_dir / "drills"
+    scratch.mkdir()
+    result = run_base_drill(
+        primary.base_dir, primary.archive_dir, pg_bindir=None, amcheck=False, report=report, work_dir=scratch
+    )
+    assert result.recovery_point_lsn == commit_lsn
+    assert result.recovery_point_time is not None
+    assert datetime.fromisoformat(result.recovery_point_time) == commit_time
+    assert result.restore_seconds > 0 and result.replay_seconds > 0
+    start = parse_lsn(list_base_backups(primary.base_dir)[-1].start_lsn)
+    assert result.replayed_bytes > parse_lsn(commit_lsn) - start
+    series = {s.name: s.samples[0][1] for s in report.series()}
+    assert series["pgtool_verified_recovery_point_timestamp_seconds"] == commit_time.timestamp()
+    assert series["pgtool_replay_bytes_per_second"] == result.replayed_bytes / result.replay_seconds
+    assert series["pgtool_restore_duration_seconds"] == result.restore_seconds
+    assert series["pgtool_predicted_rto_seconds"] == result.replay_duration_seconds
+    assert "verified recovery point: commit at" in result.summary()

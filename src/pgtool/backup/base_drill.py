@@ -5,8 +5,12 @@ major, configured like `pgtool recover` with no target (recovery_target_lsn = th
 complete record, so PostgreSQL refuses to promote before it), started, and checked: it must leave
 recovery, have replayed into the newest archived segment (so the archive really was read, not just the
 WAL inside the backup), accept queries in every database, and with `amcheck` pass `bt_index_check` on
-every valid btree index. While waiting for replay, the server must stay alive: if it dies (a damaged
-segment, a missing one before the target) the drill fails at once quoting its last FATAL log line.
+every valid btree index. It then reports the verified recovery point (the last COMMIT replayed, its
+commit time and LSN: `pgtool.backup.recovery_point`), the restore time (unpacking and configuring),
+the replay time (server start to promotion) and the replay rate (WAL bytes from the backup's start
+LSN to the last replayed record, per second of replay). While waiting for replay, the server must
+stay alive: if it dies (a damaged segment, a missing one before the target) the drill fails at once
+quoting its last FATAL log line.
 The cluster is deleted whatever happens. Any failure raises a `pgtool.errors` exception naming the step.
 """
 
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pgtool.backup import archive_continuity, base_catalog, base_unpack, recovery_config
+from pgtool.backup import archive_continuity, base_catalog, base_unpack, recovery_config, recovery_point
 from pgtool.backup.walnames import format_lsn, parse_lsn, parse_segment_name
 from pgtool.errors import FindingsError, OperationError, PgtoolError
 from pgtool.obs.logging import get_logger
@@ -46,7 +50,18 @@ class BaseDrillResult:
     timeline: int
     databases_checked: list[str]
     indexes_checked: int
-    replay_duration_seconds: float
+    replay_duration_seconds: float  # restore + replay (the drill's measured RTO)
+    restore_seconds: float = 0.0
+    replay_seconds: float = 0.0
+    replayed_bytes: int = 0
+    # The verified recovery point (plain values: the evidence record stores every field as JSON).
+    recovery_point_lsn: str | None = None
+    recovery_point_time: str | None = None  # ISO 8601, UTC, microseconds
+    recovery_point_timestamp: float | None = None  # the same, epoch seconds
+
+    @property
+    def replay_bytes_per_second(self) -> float:
+        return self.replayed_bytes / self.replay_seconds if self.replay_seconds > 0 else 0.0
 
     def summary(self) -> str:
         amcheck = f", {self.indexes_checked} btree indexes passed amcheck" if self.indexes_checked else ""
@@ -55,7 +70,14 @@ class BaseDrillResult:
             f"{self.archive_first_segment}..{self.archive_last_segment} to {self.replayed_to_lsn or '?'} "
             "(every WAL file checked by restore-wal: SHA-256 record and page header) "
             f"in {self.replay_duration_seconds:.1f}s; {len(self.databases_checked)} databases answer queries"
-            f"{amcheck}"
+            f"{amcheck}; verified recovery point: "
+            + (
+                f"commit at {self.recovery_point_time} (LSN {self.recovery_point_lsn})"
+                if self.recovery_point_time
+                else "no commit replayed since the backup"
+            )
+            + f"; restore {self.restore_seconds:.1f}s, replay {self.replay_seconds:.1f}s "
+            f"({self.replayed_bytes} bytes, {self.replay_bytes_per_second:.0f} bytes/s)"
         )
 
 
@@ -111,6 +133,7 @@ def run_base_drill(
             cluster.settings.update(
                 recovery_config.control_minimums(tools.path("pg_controldata"), cluster.data_dir)
             )
+            restore_seconds = round(time.monotonic() - started, 3)
             log.info("replaying", backup=backup.id, until=continuity.last_segment)
             try:
                 cluster.start(timeout=int(READY_TIMEOUT))
@@ -120,8 +143,13 @@ def run_base_drill(
                 _raise_stopped(cluster)  # died before accepting connections: same report
             _wait_promoted(cluster, READY_TIMEOUT)
             duration = round(time.monotonic() - started, 3)
+            replay_seconds = round(duration - restore_seconds, 3)
             replayed = _redo_done(cluster.log_file)
             _check_replayed_far_enough(replayed, continuity.last_segment, backup.wal_segment_size, cluster)
+            replay_end = _replay_end(cluster)
+            point = recovery_point.verified_point(
+                Path(archive_dir), continuity, backup, replay_end, tools.path("pg_waldump"), cluster
+            )
             databases, indexes = _smoke(cluster, amcheck)
         except PgtoolError as exc:
             tail = cluster.log_tail(5)
@@ -144,6 +172,8 @@ def run_base_drill(
         "Restore and WAL replay time of the base-backup drill",
         duration,
     )
+    replayed_bytes = max(0, replay_end - parse_lsn(backup.start_lsn))
+    recovery_point.record_gauges(report, restore_seconds, replay_seconds, replayed_bytes, duration, point)
     result = BaseDrillResult(
         backup_id=backup.id,
         server_version=backup.server_version,
@@ -154,9 +184,24 @@ def run_base_drill(
         databases_checked=databases,
         indexes_checked=indexes,
         replay_duration_seconds=duration,
+        restore_seconds=restore_seconds,
+        replay_seconds=replay_seconds,
+        replayed_bytes=replayed_bytes,
+        recovery_point_lsn=format_lsn(point.lsn) if point else None,
+        recovery_point_time=point.commit_time.isoformat() if point else None,
+        recovery_point_timestamp=point.timestamp if point else None,
     )
     log.info("base drill passed", backup=backup.id, replayed_to=result.replayed_to_lsn)
     return result
+
+
+def _replay_end(cluster: LocalCluster) -> int:
+    """The end of the last WAL record the drill server applied (static after promotion)."""
+    with cluster.connect() as conn:
+        row = conn.execute("SELECT pg_catalog.pg_last_wal_replay_lsn()::text").fetchone()
+    if row is None or row[0] is None:
+        raise OperationError("the drill server reports no replayed WAL (pg_last_wal_replay_lsn is null)")
+    return parse_lsn(str(row[0]))
 
 
 def _wait_promoted(cluster: LocalCluster, timeout: float) -> None:
