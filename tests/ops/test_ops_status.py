@@ -20,6 +20,7 @@ SECTIONS = {
     "dumps",
     "base_backups",
     "verification",
+    "recoverability",
     "replication",
     "transactions",
     "pooler",
@@ -120,6 +121,50 @@ def test_failed_verification_in_the_pushgateway(archiving, pushgateway):
     assert proc.returncode == 1
     assert areas(doc) == ["verification"]
     assert "failed" in doc["problems"][0]["message"]
+
+
+def test_recoverability_shows_the_verified_point_and_predicts_rto_from_the_drill(archiving, pushgateway):
+    from pgtool.backup.base_catalog import list_base_backups
+    from pgtool.wal.names import format_lsn, parse_lsn
+
+    point = datetime(2026, 12, 1, 3, 4, 5, 123456, tzinfo=UTC).timestamp()
+    drill = RunReport()
+    drill.gauge("pgtool_verified_recovery_point_timestamp_seconds", "point", point)
+    drill.gauge("pgtool_restore_duration_seconds", "restore", 7.5)
+    drill.gauge("pgtool_replay_bytes_per_second", "rate", 1024.0 * 1024)
+    drill.gauge("pgtool_predicted_rto_seconds", "drill rto", 9.0)
+    push_run_result(pushgateway.url, "verify", success=True, duration_seconds=1.0, report=RunReport())
+    push_run_result(pushgateway.url, "verify-base", success=True, duration_seconds=9.0, report=drill)
+    with archiving.cluster.connect(autocommit=True) as conn:
+        before = parse_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+    proc = _status(archiving, "--format", "json", "--pushgateway", pushgateway.url)
+    doc = status_json(proc)
+    section = doc["sections"]["recoverability"]
+    assert section["state"] == "ok"
+    assert section["verified_recovery_point"] == "2026-12-01T03:04:05.123456+00:00"
+    newest = list_base_backups(archiving.base_dir)[-1]
+    assert section["backup"] == newest.id and section["backup_start_lsn"] == newest.start_lsn
+    current = parse_lsn(section["current_lsn"])
+    assert current >= before
+    assert section["wal_since_backup_bytes"] == current - parse_lsn(newest.start_lsn) > 0
+    assert section["predicted_rto_seconds"] == round(
+        7.5 + section["wal_since_backup_bytes"] / (1024 * 1024), 1
+    )
+    assert section["rpo_seconds"] is not None
+    text = _status(archiving, "--pushgateway", pushgateway.url).stdout
+    assert "verified recovery point: 2026-12-01T03:04:05.123456+00:00" in text
+    assert f"{format_lsn(parse_lsn(newest.start_lsn))}.." in text
+    assert (
+        "predicted RTO = restore time + (current LSN - newest base backup's start LSN) / replay rate" in text
+    )
+
+
+def test_recoverability_without_a_base_drill_says_so(archiving, pushgateway):
+    push_run_result(pushgateway.url, "verify", success=True, duration_seconds=1.0, report=RunReport())
+    doc = status_json(_status(archiving, "--format", "json", "--pushgateway", pushgateway.url))
+    section = doc["sections"]["recoverability"]
+    assert section["verified_recovery_point"] is None and section["predicted_rto_seconds"] is None
+    assert doc["sections"]["recoverability"]["state"] == "ok"
 
 
 def test_no_verification_result_is_reported(archiving, pushgateway):

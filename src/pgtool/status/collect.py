@@ -32,6 +32,12 @@ def collect_status(request: StatusRequest) -> StatusReport:
     from pgtool.status.dump_check import DATABASES_SQL, dumps_section
     from pgtool.status.kube import kubernetes_section
     from pgtool.status.pooler import pooler_section
+    from pgtool.status.recoverability import (
+        BASE_JOB,
+        newest_backup_start,
+        read_current_lsn,
+        recoverability_section,
+    )
     from pgtool.status.verification import verification_section
     from pgtool.status.wal_window import base_backups_section
 
@@ -46,6 +52,7 @@ def collect_status(request: StatusRequest) -> StatusReport:
         databases = [r[0] for r in conn.execute(DATABASES_SQL).fetchall()]
         replication = server.replication_section(conn, info, t)
         transactions = server.transactions_section(conn, t)
+        current_lsn = read_current_lsn(conn)
     segment_size = info["settings"].get("wal_segment_size")
     sections.append(dumps_section(request.backup_dir, databases, t, exclude=request.exclude_databases))
     sections.append(
@@ -57,7 +64,17 @@ def collect_status(request: StatusRequest) -> StatusReport:
             last_archived_wal=archiver.data.get("last_archived_wal"),
         )
     )
-    sections.append(verification_section(request.pushgateway, t))
+    verification = verification_section(request.pushgateway, t)
+    sections.append(verification)
+    sections.append(
+        recoverability_section(
+            verification.data.get("jobs", {}).get(BASE_JOB),
+            archiver,
+            current_lsn,
+            newest_backup_start(request.base_dir),
+            pushgateway=request.pushgateway,
+        )
+    )
     sections.append(replication)
     sections.append(transactions)
     sections.append(pooler_section(request.pooler_dsn, t))

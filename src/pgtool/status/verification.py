@@ -14,6 +14,7 @@ from typing import Any
 
 from pgtool.status.durations import format_duration
 from pgtool.status.model import Section, Thresholds
+from pgtool.status.recoverability import GAUGES as RECOVERABILITY_GAUGES
 
 VERIFY_JOBS = ("pgtool-verify", "pgtool-verify-base")
 RUN_GAUGES = (
@@ -44,6 +45,10 @@ def verify_results(text: str) -> dict[str, dict[str, Any]]:
                 continue
             entry = jobs.setdefault(job, {"databases": {}})
             if sample.name in RUN_GAUGES:
+                entry[sample.name] = sample.value
+            elif (
+                sample.name in RECOVERABILITY_GAUGES
+            ):  # the base drill's measurements (status/recoverability)
                 entry[sample.name] = sample.value
             elif sample.name == "pgtool_verify_database_success" and "database" in sample.labels:
                 entry["databases"][sample.labels["database"]] = sample.value == 1
