@@ -42,6 +42,8 @@ def test_base_drills_append_chained_records(primary: ArchivingPrimary) -> None:
     assert first["backup"]["id"] == backup.id
     assert first["backup"]["backup_manifest_sha256"] == sha256_file(backup.path / MANIFEST_FILE)
     assert first["wal"]["last_segment"] == newest and first["wal"]["replayed_to_lsn"]
+    assert first["wal"]["recovery_point_lsn"] and first["wal"]["recovery_point_time"]
+    assert first["durations"]["replay_seconds"] > 0
     assert {c["check"]: c["result"] for c in first["checks"]}["amcheck"] == "passed"
     assert first["postgres_version"] == backup.server_version
     assert second["outcome"] == "failed" and f"segment {missing} is missing" in second["error"]

@@ -264,6 +264,12 @@ def _base_result_fields(result: BaseDrillResult, amcheck: bool) -> dict[str, Any
             "last_segment": data.get("archive_last_segment"),
             "timeline": data.get("timeline"),
             "replayed_to_lsn": data.get("replayed_to_lsn"),
+            # the verified recovery point: the last commit replayed (issue 19 part 2)
+            "recovery_point_lsn": data.get("recovery_point_lsn"),
+            "recovery_point_time": data.get("recovery_point_time"),
+        },
+        "durations": {
+            k: data[k] for k in ("restore_seconds", "replay_seconds", "replay_duration_seconds") if k in data
         },
         "checks": checks,
         "drill": {k: v for k, v in data.items() if _jsonable(v)},
