@@ -139,3 +139,18 @@ def test_text_report(populated: Any, tmp_path: Path) -> None:
     assert "predicted: ACCESS EXCLUSIVE, a rewrite (" in text
     assert "0 mismatch(es), 0 failed; copy dropped" in text
     assert code == 1
+
+
+def test_many_statements_percent_signs_and_concurrently(populated: Any, tmp_path: Path) -> None:
+    migration = tmp_path / "007.sql"
+    adds = "".join(f"ALTER TABLE t ADD COLUMN c{i} int;\n" for i in range(6))
+    migration.write_text(
+        f"SET lock_timeout = '5s';\n{adds}COMMENT ON TABLE t IS '50% done';\n"
+        "CREATE INDEX CONCURRENTLY t_v ON t (v);\n"
+    )
+    _code, report = rehearse(populated, migration)
+    assert [s["status"] for s in report["statements"]] == ["ok"] * 9
+    concurrently = report["statements"][-1]
+    assert concurrently["in_transaction"] is False  # PostgreSQL refuses it in a transaction block
+    assert concurrently["predicted"]["lock"] == "SHARE UPDATE EXCLUSIVE"
+    assert copies(populated) == []

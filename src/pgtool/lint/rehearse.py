@@ -245,26 +245,26 @@ def _run_one(
         _start_probes(dsn, copy, work, run, probes)  # filled as started: stopped below even if interrupted
         sampler.start()
         try:
-            work.execute("BEGIN")
+            work.execute("BEGIN", prepare=False)
             start = time.monotonic()
-            work.execute(run.prediction.sql)
+            work.execute(run.prediction.sql, prepare=False)
         except psycopg.errors.ActiveSqlTransaction:  # CONCURRENTLY, VACUUM, ...: not in a block
-            work.execute("ROLLBACK")
+            work.execute("ROLLBACK", prepare=False)
             run.in_transaction = False
             start = time.monotonic()
-            work.execute(run.prediction.sql)
+            work.execute(run.prediction.sql, prepare=False)
         run.duration_s = time.monotonic() - start
         sampler.stop()
         if run.in_transaction:
             sampler.sample()  # every lock the statement took is held until COMMIT
-            work.execute("COMMIT")
+            work.execute("COMMIT", prepare=False)
         run.status = "ok"
     except psycopg.Error as exc:
         run.duration_s = time.monotonic() - start
         run.status = "failed"
         run.error = " ".join(str(exc).split())
         if work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            work.execute("ROLLBACK")
+            work.execute("ROLLBACK", prepare=False)
     finally:
         sampler.stop()
         for probe in probes:
