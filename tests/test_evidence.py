@@ -186,3 +186,14 @@ def test_list_and_show(tmp_path):
     assert shown.returncode == 0 and json.loads(shown.stdout)["finished_at"] == DAYS[1][0]
     missing = run_pgtool("evidence", "show", "9", "--dir", str(tmp_path))
     assert missing.returncode == 1 and "no evidence record 9" in missing.stderr
+
+
+def test_no_database_shares_the_evidence_directory():
+    """Dumps live under the encoded database name, which never starts with "." (the log's directory)."""
+    from pgtool.backup.dumps import database_dir
+    from pgtool.evidence.drills import EVIDENCE_DIR
+
+    assert EVIDENCE_DIR.startswith(".")
+    for name in (".evidence", "evidence", "..", ".", "./.evidence", "%2Eevidence"):
+        assert database_dir(Path("/b"), name).name != EVIDENCE_DIR
+        assert not database_dir(Path("/b"), name).name.startswith(".")

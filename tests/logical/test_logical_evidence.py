@@ -43,7 +43,7 @@ def test_passing_and_failing_drills_leave_a_signed_chain(cluster, pg_major, make
     )  # fmt: skip
     assert failed.returncode == 1
 
-    evidence = dest / "evidence"
+    evidence = dest / ".evidence"
     first, second = _records(evidence)
     assert first["kind"] == "dump" and first["outcome"] == "passed"
     (entry,) = first["databases"]
@@ -69,7 +69,7 @@ def test_a_drill_whose_evidence_cannot_be_written_fails(cluster, make_db, tmp_pa
     dest = tmp_path / "dumps"
     assert backup(cluster, dest, db.name).returncode == 0
     # A file where the evidence directory belongs: the record cannot be written, whoever runs the test.
-    (dest / "evidence").write_text("not a directory")
+    (dest / ".evidence").write_text("not a directory")
     proc = verify(cluster, dest, db.name)
     assert proc.returncode == 1
     assert "cannot append evidence" in proc.stderr
@@ -84,4 +84,4 @@ def test_a_bad_signing_key_fails_before_the_drill(cluster, make_db, tmp_path):
     bad.write_bytes(b"not a key")
     proc = verify(cluster, dest, db.name, extra=("--evidence-key-file", str(bad)))
     assert proc.returncode == 2 and "neither a PEM private key nor 32 raw bytes" in proc.stderr
-    assert not (dest / "evidence").exists()
+    assert not (dest / ".evidence").exists()

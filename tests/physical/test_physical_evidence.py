@@ -36,7 +36,7 @@ def test_base_drills_append_chained_records(primary: ArchivingPrimary) -> None:
     failed = run_pgtool(*args)
     assert failed.returncode == 1
 
-    evidence = primary.base_dir / "evidence"
+    evidence = primary.base_dir / ".evidence"
     first, second = (json.loads(p.read_bytes()) for p in sorted(evidence.glob("*.json")))
     assert first["kind"] == "base" and first["outcome"] == "passed"
     assert first["backup"]["id"] == backup.id

@@ -31,7 +31,7 @@ def evidence(
     directory: Annotated[
         Path,
         typer.Option(
-            "--dir", help="The evidence directory, e.g. <backup-dir>/evidence or <base-dir>/evidence."
+            "--dir", help="The evidence directory, e.g. <backup-dir>/.evidence or <base-dir>/.evidence."
         ),
     ],
     record: Annotated[
@@ -58,15 +58,15 @@ def evidence(
 ) -> None:
     """Read and check the evidence log the restore drills (pgtool verify) append to.
 
-    Each drill appends one JSON record to <backup-dir>/evidence (dumps) or
-    <base-dir>/evidence (verify --base), chained by SHA-256 and, with
+    Each drill appends one JSON record to <backup-dir>/.evidence (dumps) or
+    <base-dir>/.evidence (verify --base), chained by SHA-256 and, with
     --evidence-key-file, signed with Ed25519. verify exits 0 only if the whole chain
     holds (and every signature, by the --public-key-file key if given), 1 naming
     each removed, edited or reordered record. See docs/evidence.md.
 
-    Example: pgtool evidence verify --dir /backups/dumps/evidence --public-key-file evidence.pub
+    Example: pgtool evidence verify --dir /backups/dumps/.evidence --public-key-file evidence.pub
 
-    Example: pgtool evidence report --dir /backups/base/evidence --since 2026-10-01
+    Example: pgtool evidence report --dir /backups/base/.evidence --since 2026-10-01
     """
     from pgtool.cli.runner import run_command
 

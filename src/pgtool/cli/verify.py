@@ -61,7 +61,7 @@ def verify(
     database pgtool_verify_<run token>_<db> on the --dsn server (always dropped), every table's row
     count against the manifest, and with --amcheck every btree index. A dump that passes gets a
     .verified.json record, which backup's retention honours. Every drill, passed or failed, appends a
-    hash-chained (signed with --evidence-key-file) record to <backup-dir>/evidence or <base-dir>/evidence
+    hash-chained (signed with --evidence-key-file) record to <backup-dir>/.evidence or <base-dir>/.evidence
     (pgtool evidence; a record that cannot be written fails the run). Exit 0 only if every database passed,
     1 naming each failure, 2 on bad arguments, 3 if the server cannot be reached.
 

@@ -1,7 +1,7 @@
 """Record each restore drill in the evidence log, pass or fail: what `pgtool verify` calls.
 
 `verify_dumps` and `verify_base` run the drill of `pgtool.backup` and then append one record to
-`<backup-dir>/evidence/` or `<base-dir>/evidence/` (see `pgtool.evidence.log`). A drill that fails
+`<backup-dir>/.evidence/` or `<base-dir>/.evidence/` (see `pgtool.evidence.log`). A drill that fails
 is recorded too, then its error re-raised. If the record cannot be written the run fails (exit 1):
 a drill without its evidence must never look like a success.
 """
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from pgtool.backup.verify_dumps import VerifyResult
     from pgtool.obs.metrics import RunReport
 
-EVIDENCE_DIR = "evidence"
+# A leading dot: `pgtool backup` writes a database's dumps under its encoded name, which never starts
+# with "." (encode_name escapes it), so no database, however named, shares this directory.
+EVIDENCE_DIR = ".evidence"
 Signer = Callable[[bytes], dict[str, str]]
 
 
@@ -176,7 +178,7 @@ def verify_base(
     key_file: Path | None = None,
     work_dir: Path | None = None,
 ) -> BaseDrillResult:
-    """`pgtool.backup.base_drill.run_base_drill`, then its record in `<base_dir>/evidence/`."""
+    """`pgtool.backup.base_drill.run_base_drill`, then its record in `<base_dir>/.evidence/`."""
     from pgtool.backup.base_drill import run_base_drill
 
     sign = signer(key_file)
