@@ -64,10 +64,20 @@ def schema_job_pushes(pushgateway_server) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def produced(exporter_runs, pushed_samples, schema_job_pushes, pgbouncer_setup) -> dict[str, set[str]]:
+def drill_pushes(pushgateway_server) -> set[str]:
+    from deploy_drill_push import base_drill_pushes
+
+    return base_drill_pushes(pushgateway_server)
+
+
+@pytest.fixture(scope="module")
+def produced(
+    exporter_runs, pushed_samples, schema_job_pushes, drill_pushes, pgbouncer_setup
+) -> dict[str, set[str]]:
+    pushes = (*pushed_samples, *schema_job_pushes, *drill_pushes)
     return {
         "postgres_exporter": set().union(*(run.names() for run in exporter_runs.values())),
-        "pgtool push": {name for name in (*pushed_samples, *schema_job_pushes) if name.startswith("pgtool_")},
+        "pgtool push": {name for name in pushes if name.startswith("pgtool_")},
         "pgbouncer exporter": set(scrape(pgbouncer_setup.exporter_url)),
         "promtail": promtail_metrics(),
         "kubelet (documented)": KUBELET_METRICS,
