@@ -120,6 +120,75 @@ def recoverability(b: Builder) -> None:
     )
 
 
+def recovery_point_and_rto(b: Builder) -> None:
+    """RPO now, the verified recovery point and the RTO the base drill measured (issue 19), drill history."""
+    b.row("Recoverability: RPO, verified recovery point, predicted RTO")
+    base = '{job="pgtool-verify-base"}'
+    b.line(
+        [
+            stat(
+                "RPO: last WAL archived",
+                "max(pg_stat_archiver_last_archive_age)",
+                "s",
+                15 * 60,
+                "Seconds since the primary last archived a WAL segment: what is written since exists only on "
+                "the server (alert PostgresWalArchiveStale at 15 min with segments waiting).",
+            ),
+            stat(
+                "Verified recovery point",
+                f"time() - max(pgtool_verified_recovery_point_timestamp_seconds{base})",
+                "s",
+                8 * 86400,
+                "Age of the commit time of the last transaction the base drill (pgtool verify --base) "
+                "actually replayed: recovery is proven up to there (alert PgtoolVerifiedRecoveryPointStale "
+                "at 8 days).",
+            ),
+            stat(
+                "Predicted RTO (drill)",
+                f"max(pgtool_predicted_rto_seconds{base})",
+                "s",
+                4 * 3600,
+                "Restore + replay time the last base drill measured for the archive it drilled (alert "
+                "PgtoolPredictedRtoAboveSlo above the 4 h objective). pgtool status predicts it for now: "
+                "restore time + (current LSN - newest base backup's start LSN) / replay rate.",
+            ),
+            stat(
+                "Replay rate (drill)",
+                f"max(pgtool_replay_bytes_per_second{base})",
+                "Bps",
+                None,
+                "WAL bytes the last base drill replayed per second of replay.",
+            ),
+        ],
+        height=5,
+    )
+    b.line(
+        [
+            timeseries(
+                "Drill history (1 = passed)",
+                [
+                    prom_target(
+                        'max by (job) (pgtool_last_run_success{job=~"pgtool-verify|pgtool-verify-base"})',
+                        "{{job}}",
+                    ),
+                ],
+                "none",
+                "Each restore drill's last result over time: dumps (pgtool-verify), base backups "
+                "(pgtool-verify-base).",
+            ),
+            timeseries(
+                "Base drill: restore and RTO",
+                [
+                    prom_target(f"max(pgtool_restore_duration_seconds{base})", "restore", ref="A"),
+                    prom_target(f"max(pgtool_predicted_rto_seconds{base})", "restore + replay", ref="B"),
+                ],
+                "s",
+                "What each base drill measured.",
+            ),
+        ]
+    )
+
+
 def connections(b: Builder) -> None:
     b.row("Connections")
     b.line(
@@ -354,7 +423,14 @@ def top_statements(b: Builder, role: str, label: str, datasource: dict[str, str]
 
 def build_dashboard() -> dict[str, Any]:
     b = Builder()
-    for section in (recoverability, connections, replication, wal_archiver, tables_and_queries):
+    for section in (
+        recoverability,
+        recovery_point_and_rto,
+        connections,
+        replication,
+        wal_archiver,
+        tables_and_queries,
+    ):
         section(b)
     datasource_vars = [
         {"name": name, "label": label, "type": "datasource", "query": kind, "hide": 0, "current": {}}

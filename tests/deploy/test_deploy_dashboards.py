@@ -61,6 +61,10 @@ def test_panels_the_issue_asks_for(dashboard: dict) -> None:
     assert rows[0].startswith("Recoverability")
     first_row = [p for p in dashboard["panels"] if p["gridPos"]["y"] == 1]
     assert [p["title"] for p in first_row][:3] == ["Newest dump", "Newest base backup", "Last restore drill"]
+    assert "Recoverability: RPO, verified recovery point, predicted RTO" in rows
+    for wanted in ("RPO: last WAL archived", "Verified recovery point", "Predicted RTO (drill)"):
+        assert wanted in titles, wanted
+    assert "Drill history (1 = passed)" in titles
     for wanted in (
         "Backends per database",
         "Replay lag (time)",
