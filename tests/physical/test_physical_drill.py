@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +91,39 @@ def test_verify_base_cli_pushes_its_result(primary: ArchivingPrimary, pushgatewa
     assert (
         len(pushgateway.samples("pgtool_verify_base_replay_duration_seconds", job="pgtool-verify-base")) == 1
     )
+    for name in (
+        "pgtool_verified_recovery_point_timestamp_seconds",
+        "pgtool_restore_duration_seconds",
+        "pgtool_replay_bytes_per_second",
+        "pgtool_predicted_rto_seconds",
+    ):
+        assert len(pushgateway.samples(name, job="pgtool-verify-base")) == 1, name
+    assert "verified recovery point: commit at" in passed.stdout
+    # status reads the drill's measurements back and predicts the RTO for now
+    [point] = pushgateway.samples(
+        "pgtool_verified_recovery_point_timestamp_seconds", job="pgtool-verify-base"
+    )
+    [restore] = pushgateway.samples("pgtool_restore_duration_seconds", job="pgtool-verify-base")
+    [rate] = pushgateway.samples("pgtool_replay_bytes_per_second", job="pgtool-verify-base")
+    status = run_pgtool(
+        "status",
+        "--dsn",
+        primary.dsn(),
+        "--base-dir",
+        str(primary.base_dir),
+        "--archive-dir",
+        str(primary.archive_dir),
+        "--pushgateway",
+        pushgateway.url,
+        "--k8s",
+        "off",
+        "--format",
+        "json",
+    )
+    section = json.loads(status.stdout)["sections"]["recoverability"]
+    assert abs(datetime.fromisoformat(section["verified_recovery_point"]).timestamp() - point) < 1e-6
+    assert section["restore_seconds"] == restore and section["replay_bytes_per_second"] == rate
+    assert section["predicted_rto_seconds"] == round(restore + section["wal_since_backup_bytes"] / rate, 1)
 
     stop = list_base_backups(primary.base_dir)[-1].stop_wal_file
     newest = next(i.name for i in list_archive(primary.archive_dir) if i.kind == "segment" and i.name > stop)
