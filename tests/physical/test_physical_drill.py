@@ -148,9 +148,21 @@ def _commit_record(primary: ArchivingPrimary, since: str, until: str, xid: str) 
     return str(rows[-1][0]), datetime.fromisoformat(match.group(1) + offset)
 
 
+def _switch_without_commit(primary: ArchivingPrimary) -> str:
+    """pg_switch_wal() (no commit of its own), waiting until the segment is archived; its LSN."""
+    switched = str(primary.sql("SELECT pg_switch_wal()::text")[0][0])
+    name = primary.sql("SELECT pg_walfile_name(%s::pg_lsn)", (switched,))[0][0]
+    retry(
+        lambda: (primary.sql("SELECT last_archived_wal FROM pg_stat_archiver")[0][0] or "") >= name,
+        timeout=60,
+    )
+    return switched
+
+
 @pytest.mark.all_versions
+@pytest.mark.parametrize("idle_segments", [0, 2], ids=["commit-in-last-segment", "idle-segments-after"])
 def test_base_drill_verified_recovery_point_is_the_last_commit(
-    primary: ArchivingPrimary, work_dir: Path
+    primary: ArchivingPrimary, work_dir: Path, idle_segments: int
 ) -> None:
     # No background commit (autovacuum's ANALYZE) may land between ours and the switch.
     primary.sql("ALTER SYSTEM SET autovacuum = off")
@@ -159,12 +171,10 @@ def test_base_drill_verified_recovery_point_is_the_last_commit(
     primary.sql("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
     before = primary.sql("SELECT pg_current_wal_insert_lsn()::text")[0][0]
     xid = primary.sql("INSERT INTO t VALUES (-1, 'last') RETURNING pg_current_xact_id()::text")[0][0]
-    switched = primary.sql("SELECT pg_switch_wal()::text")[0][0]  # no commit of its own
-    name = primary.sql("SELECT pg_walfile_name(%s::pg_lsn)", (switched,))[0][0]
-    retry(
-        lambda: (primary.sql("SELECT last_archived_wal FROM pg_stat_archiver")[0][0] or "") >= name,
-        timeout=60,
-    )
+    switched = _switch_without_commit(primary)
+    for _ in range(idle_segments):  # WAL without a commit: the drill must look back to older segments
+        primary.sql("SELECT pg_logical_emit_message(false, 'pgtool-test', 'idle')")
+        switched = _switch_without_commit(primary)
     commit_lsn, commit_time = _commit_record(primary, before, switched, xid)
 
     report = RunReport()
