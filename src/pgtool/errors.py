@@ -86,6 +86,10 @@ class LockBusyError(OperationError):
     """Another run holds the lock this run needs."""
 
 
+class NotFoundError(OperationError):
+    """A query that must find a row found none (the thing asked for does not exist, or holds nothing)."""
+
+
 def error_line(exc: BaseException) -> str:
     """One line describing `exc` for a per-item result (a database that failed, a file that did not verify).
 

@@ -10,6 +10,9 @@ WHERE <checks> RETURNING ...) SELECT EXISTS (...)`: one round trip, and PostgreS
 conditions against the newest row version when another transaction changed it first, so no update is
 lost.
 
+A line that is not in the cart is `NotFound('cart line')` for both (the atomic statement tells it from
+a refused update by whether the line existed in its snapshot), a refused update is False.
+
 `check()` compares both on the same inputs (restoring the line in between), then runs the concurrency
 check: several clients increment one line at once with each variant; the atomic statement must keep
 every increment (else the run fails); the baseline's losses are reported as a note.
@@ -21,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pgtool.bench.outcomes import NotFound, first_value
 from pgtool.bench.scenario import Conn, Scenario, Variant
 from pgtool.errors import OperationError
 
@@ -38,8 +42,10 @@ ATOMIC = (
     "AND c.id = ci.cart_id AND c.status = 'open' "
     "AND p.id = ci.product_id AND ci.quantity + %(delta)s BETWEEN 1 AND p.stock "
     "RETURNING ci.quantity) "
-    "SELECT EXISTS (SELECT 1 FROM updated)"
+    "SELECT EXISTS (SELECT 1 FROM updated), "
+    "EXISTS (SELECT 1 FROM cart_items WHERE cart_id = %(cart)s AND product_id = %(product)s)"
 )
+NOT_IN_CART = NotFound("cart line")
 QUANTITY = "SELECT quantity FROM cart_items WHERE cart_id = %s AND product_id = %s"
 CONCURRENT_CLIENTS = 4
 INCREMENTS_PER_CLIENT = 25
@@ -63,6 +69,12 @@ class CartUpdate(Scenario):
         ]
         if not self.lines:
             raise OperationError("bench scenario cart_update found no open cart lines", hint="raise --scale")
+        # A product the first line's cart does not hold: updating it must be NotFound, not a crash.
+        self.absent: int = conn.execute(
+            "SELECT coalesce((SELECT min(p.id) FROM products p WHERE NOT EXISTS (SELECT 1 FROM cart_items ci "
+            "WHERE ci.cart_id = %s AND ci.product_id = p.id)), (SELECT max(id) + 1 FROM products))",
+            (self.lines[0][0],),
+        ).fetchone()[0]
 
     def _input(self, i: int) -> tuple[int, int, int]:
         cart, product = self.lines[i % len(self.lines)]
@@ -70,10 +82,12 @@ class CartUpdate(Scenario):
         return cart, product, delta
 
     @staticmethod
-    def read_check_write(conn: Conn, cart: int, product: int, delta: int) -> bool:
+    def read_check_write(conn: Conn, cart: int, product: int, delta: int) -> bool | NotFound:
         with conn.transaction():
             row = conn.execute(READ, (cart, product)).fetchone()
-            if row is None or row[0] != "open":
+            if row is None:
+                return NOT_IN_CART
+            if row[0] != "open":
                 return False
             quantity = row[1] + delta
             if not 1 <= quantity <= row[2]:
@@ -82,8 +96,9 @@ class CartUpdate(Scenario):
             return True
 
     @staticmethod
-    def atomic(conn: Conn, cart: int, product: int, delta: int) -> bool:
-        return bool(conn.execute(ATOMIC, {"delta": delta, "cart": cart, "product": product}).fetchone()[0])
+    def atomic(conn: Conn, cart: int, product: int, delta: int) -> bool | NotFound:
+        updated, existed = conn.execute(ATOMIC, {"delta": delta, "cart": cart, "product": product}).fetchone()
+        return bool(updated) if existed else NOT_IN_CART
 
     def baseline(self, conn: Conn, i: int) -> Any:
         return self.read_check_write(conn, *self._input(i))
@@ -98,20 +113,21 @@ class CartUpdate(Scenario):
         """(updated?, quantity after) per variant, each starting from the same line state."""
         results: dict[str, list[Any]] = {}
         inputs = list(self.check_inputs if inputs is None else inputs)
-        # Also an input that must be refused: taking the line below 1.
+        # Also an input that must be refused (taking the line below 1) and a line the cart does not hold.
         cases = [self._input(i) for i in inputs]
         cart, product = self.lines[0]
-        cases.append((cart, product, -1_000_000))
+        cases += [(cart, product, -1_000_000), (cart, self.absent, 1)]
         for cart, product, delta in cases:
-            for variant, fn in (("read_check_write", self.read_check_write), ("atomic_cte", self.atomic)):
+            for variant, fn in self._fns():
                 conn = conns[variant]
-                before = conn.execute(QUANTITY, (cart, product)).fetchone()[0]
+                before = first_value(conn.execute(QUANTITY, (cart, product)).fetchone(), "cart line")
                 updated = fn(conn, cart, product, delta)
-                after = conn.execute(QUANTITY, (cart, product)).fetchone()[0]
-                conn.execute(
-                    "UPDATE cart_items SET quantity = %s WHERE cart_id = %s AND product_id = %s",
-                    (before, cart, product),
-                )
+                after = first_value(conn.execute(QUANTITY, (cart, product)).fetchone(), "cart line")
+                if not isinstance(before, NotFound):
+                    conn.execute(
+                        "UPDATE cart_items SET quantity = %s WHERE cart_id = %s AND product_id = %s",
+                        (before, cart, product),
+                    )
                 results.setdefault(variant, []).append((updated, after))
         return results
 
@@ -132,12 +148,15 @@ class CartUpdate(Scenario):
             f"atomic_cte lost 0, read_check_write lost {lost['read_check_write']}"
         )
 
-    def _fns(self) -> list[tuple[str, Callable[[Conn, int, int, int], bool]]]:
+    def _fns(self) -> list[tuple[str, Callable[[Conn, int, int, int], bool | NotFound]]]:
         return [("read_check_write", self.read_check_write), ("atomic_cte", self.atomic)]
 
     @staticmethod
     def lost_updates(
-        conn: Conn, connect: Callable[..., Conn], fn: Callable[[Conn, int, int, int], bool], clients: int
+        conn: Conn,
+        connect: Callable[..., Conn],
+        fn: Callable[[Conn, int, int, int], bool | NotFound],
+        clients: int,
     ) -> int:
         """Increments lost when `clients` connections each add 1 to one fresh line, all at once."""
         product = conn.execute("SELECT id FROM products ORDER BY stock DESC, id LIMIT 1").fetchone()[0]
@@ -165,7 +184,7 @@ class CartUpdate(Scenario):
                 with connect() as own:
                     start.wait(timeout=60)
                     for _ in range(INCREMENTS_PER_CLIENT):
-                        if not fn(own, cart, product, 1):
+                        if fn(own, cart, product, 1) is not True:
                             refused[k] += 1
             except BaseException as exc:
                 errors.append(exc)

@@ -12,6 +12,11 @@ The baseline does what an order service writes first: in one transaction, insert
   COPY, COMMIT;
 - `executemany_pipeline`: header, then psycopg's `executemany`, which pipelines the N INSERTs into one
   round trip, in a transaction.
+
+Every variant must also refuse the same bad order the same way: an order whose lines repeat a line
+number breaks `order_items`' primary key (23505), and each variant answers
+`AlreadyExists('order_items_pkey')` with nothing stored (the transaction or the single statement rolled
+back). `check()` runs that input (`DUPLICATE_LINE`) besides the ordinary ones.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from pgtool.bench.outcomes import AlreadyExists, NotFound, one_row, unique_checked
 from pgtool.bench.scenario import Conn, Scenario, Variant
 from pgtool.errors import OperationError
 
 INPUTS = 1024
+# Input index of the order whose last line repeats the first line's number (timed runs use i >= 0).
+DUPLICATE_LINE = -1
 UNNEST_ITEMS = (
     "unnest(%s::int[], %s::bigint[], %s::int[], %s::numeric[]) "
     "AS u(line_no, product_id, quantity, unit_price)"
@@ -56,6 +64,7 @@ class OrderInput:
 
 class OrderCreate(Scenario):
     items: ClassVar[int] = 20
+    check_inputs = (0, 1, 2, 3, 4, DUPLICATE_LINE)
 
     def setup(self, conn: Conn) -> None:
         values = ", ".join(["(%s::int, %s::bigint, %s::int, %s::numeric)"] * self.items)
@@ -89,9 +98,18 @@ class OrderCreate(Scenario):
                     prices=[price for _pid, price in chosen],
                 )
             )
+        first = self.inputs[0]
+        self.duplicate_line = OrderInput(
+            user_id=first.user_id,
+            total=first.total,
+            line_nos=[*first.line_nos[:-1], first.line_nos[0]],
+            product_ids=first.product_ids,
+            quantities=first.quantities,
+            prices=first.prices,
+        )
 
     def _input(self, i: int) -> OrderInput:
-        return self.inputs[i % INPUTS]
+        return self.duplicate_line if i == DUPLICATE_LINE else self.inputs[i % INPUTS]
 
     def _rows(self, order: Any, data: OrderInput) -> list[tuple[Any, ...]]:
         oid, created = order
@@ -144,16 +162,24 @@ class OrderCreate(Scenario):
 
     def variants(self) -> list[Variant]:
         return [
-            Variant("per_item_insert", self.per_item),
-            Variant("multi_row_insert", self.multi_row),
-            Variant("unnest_arrays", self.unnest),
-            Variant("copy", self.copy),
-            Variant("executemany_pipeline", self.executemany),
+            Variant("per_item_insert", unique_checked(self.per_item)),
+            Variant("multi_row_insert", unique_checked(self.multi_row)),
+            Variant("unnest_arrays", unique_checked(self.unnest)),
+            Variant("copy", unique_checked(self.copy)),
+            Variant("executemany_pipeline", unique_checked(self.executemany)),
         ]
 
     def outcome(self, conn: Conn, raw: Any) -> Any:
-        """The order as stored: header (user, status, total) and its lines, ids left out."""
-        header = conn.execute("SELECT user_id, status, total FROM orders WHERE id = %s", (raw,)).fetchone()
+        """The order as stored: header (user, status, total) and its lines, ids left out; a refused
+        order (AlreadyExists) as it is."""
+        if isinstance(raw, AlreadyExists):
+            return raw
+        header = one_row(
+            conn.execute("SELECT user_id, status, total FROM orders WHERE id = %s", (raw,)).fetchone(),
+            "order",
+        )
+        if isinstance(header, NotFound):
+            return header
         lines = conn.execute(
             "SELECT line_no, product_id, quantity, unit_price, order_created_at = o.created_at "
             "FROM order_items JOIN orders o ON o.id = order_id WHERE order_id = %s ORDER BY line_no",

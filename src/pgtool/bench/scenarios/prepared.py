@@ -5,7 +5,8 @@
 prepares each query on first use, so later executions skip parse and plan (psycopg's default, 5, does
 the same after five uses). What this saves is planning time: it grows with joins and partitions and is
 invisible for trivial queries, so the hot queries here are the shop's real ones - a product page (four
-relations), an open-cart summary, and an order page on the partitioned `orders`.
+relations), an open-cart summary, and an order page on the partitioned `orders`. A product or order
+that is not there is `NotFound` in both variants (`check()` asks for one of each, `MISSING`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from pgtool.bench.outcomes import one_row
 from pgtool.bench.scenario import Conn, Scenario, Variant
 from pgtool.errors import OperationError
 
 INPUTS = 1024
+# Input index of a product id and an order past the newest (timed runs use i >= 0).
+MISSING = -1
 PRODUCT_PAGE = (
     "SELECT p.id, p.sku, p.name, p.price, p.stock, c.name, parent.name, coalesce(pp.units_sold_30d, 0) "
     "FROM products p JOIN categories c ON c.id = p.category_id "
@@ -40,6 +44,7 @@ class PreparedCache(Scenario):
     name = "prepared_cache"
     summary = "hot queries (product page, cart, order page): prepare_threshold=None vs prepared"
     needs_session = True
+    check_inputs = (0, 1, 2, 3, 4, MISSING)
 
     def setup(self, conn: Conn) -> None:
         products = [row[0] for row in conn.execute("SELECT id FROM products ORDER BY id")]
@@ -49,13 +54,15 @@ class PreparedCache(Scenario):
             raise OperationError("bench scenario prepared_cache needs seeded data", hint="raise --scale")
         rng = random.Random(self.name)  # noqa: S311 - reproducible inputs, not secrets
         self.inputs = [(rng.choice(products), rng.choice(users), rng.choice(orders)) for _ in range(INPUTS)]
+        past = conn.execute("SELECT max(id) + 1 FROM orders").fetchone()[0]
+        self.missing = (max(products) + 1, users[0], (past, orders[0][1]))
 
     def hot_queries(self, conn: Conn, i: int) -> Any:
-        product, user, (order, created) = self.inputs[i % INPUTS]
+        product, user, (order, created) = self.missing if i == MISSING else self.inputs[i % INPUTS]
         return (
-            conn.execute(PRODUCT_PAGE, (product,)).fetchone(),
+            one_row(conn.execute(PRODUCT_PAGE, (product,)).fetchone(), "product"),
             conn.execute(CART_SUMMARY, (user,)).fetchall(),
-            conn.execute(ORDER_PAGE, (order, created)).fetchone(),
+            one_row(conn.execute(ORDER_PAGE, (order, created)).fetchone(), "order"),
         )
 
     def variants(self) -> list[Variant]:
