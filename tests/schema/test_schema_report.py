@@ -148,3 +148,53 @@ def test_views_in_another_schema_with_schema_option(database):
     )
     rows = json.loads(report(database, "turnover", "--schema", "shop", "--format", "json").stdout)
     assert rows and all(r["category"] for r in rows)
+
+
+def _turnover_source(database, schema: str, rows: list[tuple[str, int, int]]) -> None:
+    # The report reads category, stock and units_sold_30d: a plain table under the view's name, in a
+    # schema of its own (--schema), pins exact values, ties included.
+    database.execute(f"CREATE SCHEMA {schema}")
+    database.execute(
+        f"CREATE TABLE {schema}.mv_product_performance (category text, stock int, units_sold_30d bigint)"
+    )
+    with database.connect() as conn:
+        for row in rows:
+            conn.execute(f"INSERT INTO {schema}.mv_product_performance VALUES (%s, %s, %s)", row)
+
+
+@pytest.mark.all_versions
+def test_turnover_ranks_ties_densely(database):
+    _turnover_source(
+        database,
+        "ties",
+        [
+            ("fast", 100, 30),  # 0.300
+            ("even_a", 100, 10),  # 0.100
+            ("even_b", 50, 5),  # two products: 20 / 200 = 0.100, tied with even_a
+            ("even_b", 150, 15),
+            ("slow", 100, 5),  # 0.050
+            ("no_stock", 0, 3),  # no turnover: ranks last
+        ],
+    )
+    rows = json.loads(report(database, "turnover", "--schema", "ties", "--format", "json").stdout)
+    assert [(r["rank"], r["category"]) for r in rows] == [
+        (1, "fast"),
+        (2, "even_a"),
+        (2, "even_b"),
+        (3, "slow"),  # dense: no gap after the tie (RANK would say 4)
+        (4, "no_stock"),
+    ]
+    assert rows[1]["turnover_30d"] == rows[2]["turnover_30d"] == 0.1
+    # --limit counts ranks, so the tie shows whole and the rank after it still fits
+    top3 = json.loads(
+        report(database, "turnover", "--schema", "ties", "--limit", "3", "--format", "json").stdout
+    )
+    assert [r["category"] for r in top3] == ["fast", "even_a", "even_b", "slow"]
+
+
+def test_a_report_with_no_row_is_not_found(database):
+    _turnover_source(database, "bare", [])
+    result = run_pgtool("report", "turnover", "--schema", "bare", "--dsn", database.dsn, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    assert "bare.mv_product_performance holds nothing to report" in result.stderr
+    assert result.stdout == ""

@@ -28,7 +28,7 @@ def report(
     days: Annotated[int, typer.Option("--days", help="sales: days shown, ending at the newest day.")] = 30,
     limit: Annotated[
         int,
-        typer.Option("--limit", help="top-customers: ranks shown (ties share one); turnover: categories."),
+        typer.Option("--limit", help="top-customers, turnover: ranks shown (ties share one)."),
     ] = 10,
     schema: Annotated[
         str, typer.Option("--schema", help="Schema holding the sample schema's materialized views.")

@@ -2,12 +2,16 @@
 
 The reporting connection goes to the replica when one is given (`application_name` `pgtool-reporting`,
 read-only transactions, 5-second connect timeout) and falls back to the primary, with a warning, when the
-replica does not answer in time. Reports:
+replica does not answer in time. A report with no row at all (the view is populated but empty: no
+products, or no sales yet) raises NotFoundError naming the view, rather than printing an empty table
+that looks like a result. Reports:
 
 - sales: daily revenue with rolling 7- and 30-day averages over calendar days (days without sales count
   as 0: the series is filled with generate_series before the window functions run);
 - turnover: inventory turnover per category over the last 30 days (units sold / units in stock) and the
-  days of supply left at that pace;
+  days of supply left at that pace, ranked by turnover with DENSE_RANK() (categories whose turnover, as
+  shown, is equal share a rank, with no gap after them; categories without stock rank last); `limit` is
+  the number of ranks;
 - top-customers: customers ranked by total spent with DENSE_RANK(), ties sharing a rank; `limit` is the
   number of ranks, so a tie at the last rank shows every tied customer.
 
@@ -28,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.errors import ConnectError, OperationError, UsageError
+from pgtool.errors import ConnectError, NotFoundError, OperationError, UsageError
 from pgtool.obs.logging import get_logger
 
 REPORTING_APPLICATION_NAME = "pgtool-reporting"
@@ -63,15 +67,24 @@ ORDER BY day
 """
 
 TURNOVER_SQL = """
-SELECT category,
-       sum(units_sold_30d)::bigint AS units_sold_30d,
-       sum(stock)::bigint AS stock,
-       round(sum(units_sold_30d)::numeric / nullif(sum(stock), 0), 3) AS turnover_30d,
-       round(sum(stock) * 30.0 / nullif(sum(units_sold_30d), 0), 1) AS days_of_supply
-FROM {mv_product_performance}
-GROUP BY category
-ORDER BY turnover_30d DESC NULLS LAST, category
-LIMIT %(limit)s
+WITH per_category AS (
+    SELECT category,
+           sum(units_sold_30d)::bigint AS units_sold_30d,
+           sum(stock)::bigint AS stock,
+           round(sum(units_sold_30d)::numeric / nullif(sum(stock), 0), 3) AS turnover_30d,
+           round(sum(stock) * 30.0 / nullif(sum(units_sold_30d), 0), 1) AS days_of_supply
+    FROM {mv_product_performance}
+    GROUP BY category
+),
+ranked AS (
+    -- ranked on the rounded value shown, so rows that read the same share a rank
+    SELECT DENSE_RANK() OVER (ORDER BY turnover_30d DESC NULLS LAST) AS rank, *
+    FROM per_category
+)
+SELECT rank, category, units_sold_30d, stock, turnover_30d, days_of_supply
+FROM ranked
+WHERE rank <= %(limit)s
+ORDER BY rank, category
 """
 
 TOP_CUSTOMERS_SQL = """
@@ -87,6 +100,11 @@ ORDER BY rank, user_id
 """
 
 QUERIES = {"sales": SALES_SQL, "turnover": TURNOVER_SQL, "top-customers": TOP_CUSTOMERS_SQL}
+SOURCES = {
+    "sales": "mv_daily_revenue",
+    "turnover": "mv_product_performance",
+    "top-customers": "mv_customer_summary",
+}
 
 
 def reporting_connection(primary_dsn: str, replica_dsn: str | None) -> tuple[psycopg.Connection[Any], str]:
@@ -128,10 +146,10 @@ def run_report(
     """Run report `name` and return (column names, rows).
 
     days: sales rows shown (the last `days` days up to `until`, default the newest day in the view).
-    limit: top-customers ranks / turnover categories shown.
+    limit: top-customers / turnover ranks shown (ties share a rank, so a tie can show more rows).
     schema: the schema holding the sample views.
     Raises UsageError for an unknown report or bad sizes, OperationError when the views are missing or
-    not populated (with the command that fixes it).
+    not populated (with the command that fixes it), NotFoundError when the report has no row.
     """
     if name not in QUERIES:
         raise UsageError(f"unknown report {name!r}", hint=f"one of: {', '.join(REPORTS)}")
@@ -152,7 +170,13 @@ def run_report(
     except psycopg.Error as exc:
         raise OperationError(f"report {name} failed: {' '.join(str(exc).split())}") from None
     columns = [c.name for c in cur.description or []]
-    return columns, cur.fetchall()
+    rows = cur.fetchall()
+    if not rows:
+        raise NotFoundError(
+            f"report {name}: {schema}.{SOURCES[name]} holds nothing to report",
+            hint="the view is empty; refresh it if the tables have rows since: pgtool refresh-mv --all",
+        )
+    return columns, rows
 
 
 # -- output --------------------------------------------------------------------------------------
