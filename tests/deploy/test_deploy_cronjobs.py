@@ -5,7 +5,7 @@ as the Dockerfile's build stage makes it) installed into a fresh venv with nothi
 and each container's exact args (and command) from the rendered manifests, with its environment
 (ConfigMap pgtool-env plus the container's env, plus the image's ENV), run:
 - as the server's uid and gid (the pods all run as 999) with no passwd entry for it (the pgtool image
-  has none for 999): /etc/passwd without that entry in a private mount namespace;
+  has none for 999): nss_wrapper reads a passwd file without that entry;
 - with no HOME, from a read-only working directory;
 - with PostgreSQL 18's client and server tools (the image ships postgresql-client-18; the PostgreSQL image,
   where verify --base runs, the server), against a real PostgreSQL 18 that archives through the
@@ -168,8 +168,14 @@ def environment(rendered, pushgateway_server) -> Iterator[dict[str, Any]]:
 
 def identity(workdir: Path) -> list[str]:
     """Run as the server's uid and gid, as the pods do (999 for both images, fsGroup 999), but with no
-    passwd entry for it, as in the pgtool image: a private mount namespace whose /etc/passwd lacks the
-    server user. Nothing when the tests do not run as root (then they run as an ordinary user already)."""
+    passwd entry for it, as in the pgtool image. Nothing when the tests do not run as root (then they run
+    as an ordinary user already).
+
+    The passwd entry is hidden with nss_wrapper (Debian's libnss-wrapper, what OpenShift-style images use
+    for arbitrary uids): a preloaded NSS that reads a passwd file without the server user. Unlike a bind
+    mount over /etc/passwd in a private mount namespace, it needs no mount privileges, so it also works in
+    a chroot (whose root is not a mount point). The returned prefix ends in `env` with the wrapper's
+    variables, so the caller's own `env -i ...` must come through `job_env`."""
     ids = server_uid_gid()
     if ids is None:
         return []
@@ -179,18 +185,19 @@ def identity(workdir: Path) -> list[str]:
         lines = Path("/etc/passwd").read_text().splitlines()
         passwd.write_text("".join(f"{line}\n" for line in lines if line.split(":")[2] != str(uid)))
         passwd.chmod(0o644)
-    hide = 'mount --bind "$0" /etc/passwd && exec setpriv --reuid="$1" --regid="$2" --clear-groups "${@:3}"'
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+
+
+def nss_hiding(workdir: Path) -> list[str]:
+    """The environment assignments that make the preloaded nss_wrapper read `identity`'s passwd file."""
+    if server_uid_gid() is None:
+        return []
+    found = sorted(Path("/usr/lib").glob("*/libnss_wrapper.so"))
+    assert found, "libnss_wrapper.so is missing: run scripts/setup.sh (it installs Debian's libnss-wrapper)"
     return [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "/bin/bash",
-        "-c",
-        hide,
-        str(passwd),
-        str(uid),
-        str(gid),
+        f"LD_PRELOAD={found[0]}",
+        f"NSS_WRAPPER_PASSWD={workdir / 'passwd'}",
+        "NSS_WRAPPER_GROUP=/etc/group",
     ]
 
 
@@ -226,7 +233,7 @@ def run_job(environment: dict[str, Any], kind: str, name: str) -> subprocess.Com
     argv = [*(container.get("command") or ["pgtool"]), *(local(a) for a in container["args"])]
     assignments = [f"{k}={v}" for k, v in env.items()]
     return subprocess.run(
-        [*identity(workdir), "/usr/bin/env", "-i", *assignments, *argv],
+        [*identity(workdir), "/usr/bin/env", "-i", *nss_hiding(workdir), *assignments, *argv],
         capture_output=True,
         text=True,
         timeout=600,
@@ -256,6 +263,7 @@ def test_the_job_identity_is_the_images(environment) -> None:
             *prefix,
             "/usr/bin/env",
             "-i",
+            *nss_hiding(environment["workdir"]),
             f"PATH={environment['bindir']}:{reachable_by_server(binaries_for(18)).bindir}:/usr/bin:/bin",
             "/bin/sh",
             "-c",

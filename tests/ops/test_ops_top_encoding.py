@@ -37,7 +37,9 @@ def test_top_reads_statistics_when_another_database_holds_8_bit_text(cluster, da
         with pytest.raises(psycopg.errors.CharacterNotInRepertoire):
             database.execute("SELECT query FROM public.pg_stat_statements")
 
-        proc = run_pgtool("top", "--dsn", database.dsn, "--by", "calls", "--format", "json")
+        proc = run_pgtool(
+            "top", "--dsn", database.dsn, "--database", database.name, "--by", "calls", "--format", "json"
+        )
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)
         sleeps = [s for s in doc["statements"] if s["database"] == database.name and s["calls"] == 3]
@@ -46,12 +48,22 @@ def test_top_reads_statistics_when_another_database_holds_8_bit_text(cluster, da
         assert "query texts not shown" in proc.stderr
         # top's own statement is still left out, told apart by its query id (EXPLAIN VERBOSE shows it).
         with database.connect() as conn:
-            own = statements_query(conn.info.server_version, "mean", 20, None, showtext=False)
+            own = statements_query(conn.info.server_version, "mean", 20, database.name, showtext=False)
             plan = conn.execute(sql.SQL("EXPLAIN (VERBOSE) {}").format(own)).fetchall()
         own_id = next(int(r[0].split(":")[1]) for r in plan if r[0].startswith("Query Identifier:"))
         for _ in range(2):
             again = run_pgtool(
-                "top", "--dsn", database.dsn, "--by", "mean", "--limit", "20", "--format", "json"
+                "top",
+                "--dsn",
+                database.dsn,
+                "--database",
+                database.name,
+                "--by",
+                "mean",
+                "--limit",
+                "20",
+                "--format",
+                "json",
             )
             assert again.returncode == 0, again.stderr
         assert own_id not in {s["queryid"] for s in json.loads(again.stdout)["statements"]}
