@@ -90,6 +90,17 @@ class NotFoundError(OperationError):
     """A query that must find a row found none (the thing asked for does not exist, or holds nothing)."""
 
 
+class AlreadyExistsError(OperationError):
+    """The rows to create are already there (a unique violation, SQLSTATE 23505, or the check before it).
+
+    `constraint` names the unique constraint PostgreSQL reported, when there was one.
+    """
+
+    def __init__(self, message: str, *, constraint: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.constraint = constraint
+
+
 def error_line(exc: BaseException) -> str:
     """One line describing `exc` for a per-item result (a database that failed, a file that did not verify).
 

@@ -91,3 +91,20 @@ def test_sample_migrations_pass_pgtool_lint(pg_version):
     assert len(files) == 11
     result = run_pgtool("lint", "--pg-version", pg_version, "--format", "json", *files)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.all_versions
+def test_seed_over_rows_the_check_does_not_look_at_is_already_exists(database):
+    # users and orders are empty, so only the unique key (23505) can notice the category already there;
+    # it must read as "already loaded", not as "loading failed, apply the schema first".
+    from pgtool.errors import AlreadyExistsError
+
+    with database.connect() as conn:
+        sample.apply_schema(conn)
+        conn.execute("INSERT INTO categories (id, name) VALUES (1, 'left over')")
+        with pytest.raises(AlreadyExistsError, match="already hold rows") as caught:
+            sample.seed(conn, scale=0.02)
+        assert caught.value.constraint.startswith("categories_")
+        assert caught.value.hint == "seed a freshly applied schema"
+        # nothing of the refused load stayed
+        assert conn.execute("SELECT count(*) FROM products").fetchone()[0] == 0

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.errors import OperationError, UsageError
+from pgtool.errors import AlreadyExistsError, OperationError, UsageError
 
 BASE_SIZES = {"users": 2000, "products": 500, "orders": 10000, "carts": 300}
 MIN_SIZES = {"users": 20, "products": 20, "orders": 50, "carts": 5}
@@ -200,6 +200,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "carts": ("id", "user_id", "status", "created_at", "updated_at"),
     "cart_items": ("cart_id", "product_id", "user_id", "quantity", "reserved_until", "added_at"),
 }
+ALREADY_LOADED = "the sample tables already hold rows"
+SEED_FRESH = "seed a freshly applied schema"
 IDENTITY_TABLES = ("categories", "users", "products", "orders", "saga_steps", "carts")
 
 
@@ -305,9 +307,7 @@ def seed_connection(
             busy = conn.execute("SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM orders)")
             row = busy.fetchone()
             if row and row[0]:
-                raise OperationError(
-                    "the sample tables already hold rows", hint="seed a freshly applied schema"
-                )
+                raise AlreadyExistsError(ALREADY_LOADED, hint=SEED_FRESH)
             if partitions:
                 result.partitions = create_month_partitions(
                     conn, result.first_order_at.date(), result.last_order_at.date()
@@ -321,6 +321,15 @@ def seed_connection(
                         "SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT max(id) FROM {}))"
                     ).format(sql.Literal(table), sql.Identifier(table))
                 )
+    except psycopg.errors.UniqueViolation as exc:
+        # Rows the check above does not look for (categories, products, carts) or a seed running at the
+        # same time: the same refusal, naming the key, not "apply the schema first".
+        constraint = exc.diag.constraint_name or ""
+        raise AlreadyExistsError(
+            f"{ALREADY_LOADED} ({constraint or 'a unique key'} is taken)",
+            constraint=constraint,
+            hint=SEED_FRESH,
+        ) from None
     except psycopg.Error as exc:
         detail = " ".join(str(exc).split())
         raise OperationError(
