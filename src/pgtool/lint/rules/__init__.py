@@ -19,7 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
+
+from pgtool.lint.locks import ACCESS_EXCLUSIVE
+
+if TYPE_CHECKING:
+    from pgtool.lint.context import FileContext, Statement
 
 ERROR = "error"
 WARNING = "warning"
@@ -49,21 +54,31 @@ class Rule:
 REGISTRY: dict[str, Rule] = {}
 
 
-def declare(
-    rule_id: str,
-    slug: str,
-    *,
-    title: str,
-    lock: str,
-    fix: str,
-    severity: str = WARNING,
-    fires: Iterable[str] = (),
-    passes: Iterable[str] = (),
-) -> Rule:
+class Description(TypedDict, total=False):
+    """What `declare` records about a rule besides its id and slug (the fields of `Rule`)."""
+
+    title: Required[str]
+    lock: Required[str]
+    fix: Required[str]
+    severity: str
+    fires: Iterable[str]
+    passes: Iterable[str]
+
+
+def declare(rule_id: str, slug: str, **about: Unpack[Description]) -> Rule:
     """Register a rule's description and cases (the rule function, if any, is registered by `rule`)."""
     if rule_id in REGISTRY:
         raise ValueError(f"rule {rule_id} registered twice")
-    found = Rule(rule_id, slug, severity, title, lock, fix, tuple(fires), tuple(passes))
+    found = Rule(
+        rule_id,
+        slug,
+        about.get("severity", WARNING),
+        about["title"],
+        about["lock"],
+        about["fix"],
+        tuple(about.get("fires", ())),
+        tuple(about.get("passes", ())),
+    )
     REGISTRY[rule_id] = found
     return found
 
@@ -72,17 +87,12 @@ def rule(
     rule_id: str,
     slug: str,
     *,
-    title: str,
-    lock: str,
-    fix: str,
-    severity: str = WARNING,
     on: Iterable[str] = (),
     alter: Iterable[str] = (),
-    fires: Iterable[str] = (),
-    passes: Iterable[str] = (),
+    **about: Unpack[Description],
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register the decorated function as rule `rule_id` (see the module docstring)."""
-    declare(rule_id, slug, title=title, lock=lock, fix=fix, severity=severity, fires=fires, passes=passes)
+    declare(rule_id, slug, **about)
 
     def register(func: Callable[..., None]) -> Callable[..., None]:
         for kind in on:
@@ -90,6 +100,29 @@ def rule(
         for subtype in alter:
             ALTER_CHECKS.setdefault(subtype, []).append(func)
         return func
+
+    return register
+
+
+Describe = Callable[[dict[str, Any], dict[str, Any]], str]
+
+
+def existing_table_rule(
+    rule_id: str, slug: str, *, alter: Iterable[str], **about: Unpack[Description]
+) -> Callable[[Describe], Describe]:
+    """Register an ALTER TABLE subcommand rule that fires on every table this file did not create.
+
+    Such a rule always takes ACCESS EXCLUSIVE and differs from the others of its kind only in its
+    words: the decorated function gets `(relation, cmd)` and returns the finding's message.
+    """
+
+    def register(describe: Describe) -> Describe:
+        def check(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+            if not ctx.is_new(relation):
+                ctx.report(stmt, rule_id, describe(relation, cmd), ACCESS_EXCLUSIVE)
+
+        rule(rule_id, slug, alter=alter, **about)(check)
+        return describe
 
     return register
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE
-from pgtool.lint.rules import ERROR, rule
+from pgtool.lint.rules import ERROR, existing_table_rule, rule
 from pgtool.lint.volatility import volatile_calls
 
 SERIAL_TYPES = {"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"}
@@ -213,7 +213,7 @@ def filled_column(ctx: FileContext, stmt: Statement, relation: dict[str, Any], c
     )
 
 
-@rule(
+@existing_table_rule(
     "MIG003",
     "alter-column-type",
     severity=ERROR,
@@ -227,20 +227,15 @@ def filled_column(ctx: FileContext, stmt: Statement, relation: dict[str, Any], c
     ],
     passes=["CREATE TABLE fresh (a int); ALTER TABLE fresh ALTER COLUMN a TYPE bigint;"],
 )
-def alter_type(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    if ctx.is_new(relation):
-        return
+def alter_type(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
     coldef = (cmd.get("def") or {}).get("ColumnDef", {})
-    ctx.report(
-        stmt,
-        "MIG003",
+    return (
         f'ALTER COLUMN "{cmd.get("name", "?")}" TYPE {type_name(coldef)} on "{rel_name(relation)}" rewrites '
-        "the table and its indexes (unless the change is binary-coercible, e.g. varchar(n) to text)",
-        ACCESS_EXCLUSIVE,
+        "the table and its indexes (unless the change is binary-coercible, e.g. varchar(n) to text)"
     )
 
 
-@rule(
+@existing_table_rule(
     "MIG005",
     "drop-column",
     severity=ERROR,
@@ -255,15 +250,10 @@ def alter_type(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd:
         "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN ALTER TABLE t DROP COLUMN x; END $$;",
     ],
 )
-def drop_column(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    if ctx.is_new(relation):
-        return
-    ctx.report(
-        stmt,
-        "MIG005",
+def drop_column(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
+    return (
         f'DROP COLUMN "{cmd.get("name", "?")}" on "{rel_name(relation)}" breaks application code that still '
-        "reads or writes it, and cannot be undone",
-        ACCESS_EXCLUSIVE,
+        "reads or writes it, and cannot be undone"
     )
 
 

@@ -7,11 +7,12 @@ MIG004, MIG009 and MIG012 read both ADD CONSTRAINT and the constraints an ADD CO
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Unpack
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE
-from pgtool.lint.rules import ERROR, WARNING, rule
+from pgtool.lint.rules import ERROR, WARNING, Description, rule
 from pgtool.lint.rules.columns import added_column, where
 
 _KEYS = {"CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE", "CONSTR_EXCLUSION": "EXCLUDE"}
@@ -39,14 +40,49 @@ def _added(
     return None
 
 
-@rule(
+Word = Callable[[dict[str, Any], dict[str, Any], dict[str, Any] | None], str]
+
+
+def added_constraint_rule(
+    rule_id: str,
+    slug: str,
+    *,
+    contypes: tuple[str, ...],
+    safe_with: str,
+    taken: str,
+    **about: Unpack[Description],
+) -> Callable[[Word], Word]:
+    """Register a rule on a constraint of `contypes` added to an existing table, by ADD CONSTRAINT or
+    inline in ADD COLUMN. An ADD CONSTRAINT carrying `safe_with` (NOT VALID, USING INDEX) is the
+    recipe itself and passes; an inline one has no such form. The decorated function gets
+    `(relation, constraint, column or None)` and words the finding, which takes lock `taken`."""
+
+    def register(word: Word) -> Word:
+        def check(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+            found = _added(ctx, relation, cmd, contypes)
+            if found is None:
+                return
+            con, coldef = found
+            if coldef is None and con.get(safe_with):
+                return
+            ctx.report(stmt, rule_id, word(relation, con, coldef), taken)
+
+        rule(rule_id, slug, alter=["AT_AddConstraint", "AT_AddColumn"], **about)(check)
+        return word
+
+    return register
+
+
+@added_constraint_rule(
     "MIG004",
     "check-not-valid",
     severity=ERROR,
     title="CHECK constraint added without NOT VALID",
     lock=ACCESS_EXCLUSIVE,
     fix="ADD CONSTRAINT ... CHECK (...) NOT VALID, then VALIDATE CONSTRAINT in a later migration",
-    alter=["AT_AddConstraint", "AT_AddColumn"],
+    contypes=("CONSTR_CHECK",),
+    safe_with="skip_validation",
+    taken=ACCESS_EXCLUSIVE,
     fires=[
         "ALTER TABLE orders ADD CONSTRAINT c CHECK (total >= 0);",
         "ALTER TABLE orders ADD CHECK (total >= 0);",
@@ -58,33 +94,25 @@ def _added(
         "CREATE TABLE fresh (a int); ALTER TABLE fresh ADD CONSTRAINT c CHECK (a > 0);",
     ],
 )
-def check_constraint(
-    ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]
-) -> None:
-    found = _added(ctx, relation, cmd, ("CONSTR_CHECK",))
-    if found is None:
-        return
-    con, coldef = found
+def check_constraint(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str, Any] | None) -> str:
     if coldef is not None:
-        message = f"ADD COLUMN with a CHECK constraint scans the table to validate {where(relation, coldef)}"
-    elif con.get("skip_validation"):
-        return
-    else:
-        message = (
-            f'ADD CONSTRAINT {_con_name(con)}CHECK on "{rel_name(relation)}" scans the whole table while '
-            "holding ACCESS EXCLUSIVE"
-        )
-    ctx.report(stmt, "MIG004", message, ACCESS_EXCLUSIVE)
+        return f"ADD COLUMN with a CHECK constraint scans the table to validate {where(relation, coldef)}"
+    return (
+        f'ADD CONSTRAINT {_con_name(con)}CHECK on "{rel_name(relation)}" scans the whole table while '
+        "holding ACCESS EXCLUSIVE"
+    )
 
 
-@rule(
+@added_constraint_rule(
     "MIG009",
     "foreign-key-not-valid",
     severity=WARNING,
     title="FOREIGN KEY added without NOT VALID",
     lock=f"{SHARE_ROW_EXCLUSIVE} on both tables",
     fix="ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT in a later migration",
-    alter=["AT_AddConstraint", "AT_AddColumn"],
+    contypes=("CONSTR_FOREIGN",),
+    safe_with="skip_validation",
+    taken=SHARE_ROW_EXCLUSIVE,
     fires=[
         "ALTER TABLE items ADD CONSTRAINT fk FOREIGN KEY (order_id) REFERENCES orders (id);",
         "ALTER TABLE items ADD COLUMN order_id bigint REFERENCES orders (id);",
@@ -94,36 +122,30 @@ def check_constraint(
         "CREATE TABLE items (o bigint REFERENCES orders (id));",
     ],
 )
-def foreign_key(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    found = _added(ctx, relation, cmd, ("CONSTR_FOREIGN",))
-    if found is None:
-        return
-    con, coldef = found
+def foreign_key(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str, Any] | None) -> str:
     table = rel_name(relation)
     target = rel_name(con.get("pktable", {}))
     if coldef is not None:
-        message = (
+        return (
             f"ADD COLUMN ... REFERENCES {target} validates {where(relation, coldef)} at once and locks "
             "both tables"
         )
-    elif con.get("skip_validation"):
-        return
-    else:
-        message = (
-            f'ADD CONSTRAINT {_con_name(con)}FOREIGN KEY on "{table}" validates every row at once, locking '
-            f'"{table}" and "{target}"'
-        )
-    ctx.report(stmt, "MIG009", message, SHARE_ROW_EXCLUSIVE)
+    return (
+        f'ADD CONSTRAINT {_con_name(con)}FOREIGN KEY on "{table}" validates every row at once, locking '
+        f'"{table}" and "{target}"'
+    )
 
 
-@rule(
+@added_constraint_rule(
     "MIG012",
     "unique-not-using-index",
     severity=ERROR,
     title="UNIQUE / PRIMARY KEY / EXCLUDE constraint builds its index under ACCESS EXCLUSIVE",
     lock=ACCESS_EXCLUSIVE,
     fix="CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX",
-    alter=["AT_AddConstraint", "AT_AddColumn"],
+    contypes=tuple(_KEYS),
+    safe_with="indexname",
+    taken=ACCESS_EXCLUSIVE,
     fires=[
         "ALTER TABLE orders ADD CONSTRAINT u UNIQUE (a);",
         "ALTER TABLE orders ADD PRIMARY KEY (id);",
@@ -135,22 +157,14 @@ def foreign_key(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd
         "ALTER TABLE orders ADD CONSTRAINT pk PRIMARY KEY USING INDEX orders_pk;",
     ],
 )
-def unique_key(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    found = _added(ctx, relation, cmd, tuple(_KEYS))
-    if found is None:
-        return
-    con, coldef = found
+def unique_key(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str, Any] | None) -> str:
     what = _KEYS[con["contype"]]
     if coldef is not None:
-        message = f"ADD COLUMN ... {what} builds a unique index for {where(relation, coldef)}"
-    elif con.get("indexname"):
-        return
-    else:
-        message = (
-            f'ADD CONSTRAINT {_con_name(con)}{what} on "{rel_name(relation)}" builds its index while holding '
-            "ACCESS EXCLUSIVE"
-        )
-    ctx.report(stmt, "MIG012", message, ACCESS_EXCLUSIVE)
+        return f"ADD COLUMN ... {what} builds a unique index for {where(relation, coldef)}"
+    return (
+        f'ADD CONSTRAINT {_con_name(con)}{what} on "{rel_name(relation)}" builds its index while holding '
+        "ACCESS EXCLUSIVE"
+    )
 
 
 @rule(

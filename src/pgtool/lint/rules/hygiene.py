@@ -9,7 +9,7 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, ROW_EXCLUSIVE
-from pgtool.lint.rules import ERROR, rule
+from pgtool.lint.rules import ERROR, existing_table_rule, rule
 from pgtool.lint.rules.indexes import concurrently
 
 MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1
@@ -137,7 +137,7 @@ def identifier_too_long(ctx: FileContext, stmt: Statement) -> None:
             return
 
 
-@rule(
+@existing_table_rule(
     "MIG037",
     "drop-not-null",
     title="DROP NOT NULL",
@@ -150,15 +150,10 @@ def identifier_too_long(ctx: FileContext, stmt: Statement) -> None:
         "ALTER TABLE orders ALTER COLUMN a SET NOT NULL;",
     ],
 )
-def drop_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    if ctx.is_new(relation):
-        return
-    ctx.report(
-        stmt,
-        "MIG037",
+def drop_not_null(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
+    return (
         f'DROP NOT NULL on "{rel_name(relation)}"."{cmd.get("name", "?")}": running code that assumes a '
-        "value is always there starts reading NULLs as soon as one is written",
-        ACCESS_EXCLUSIVE,
+        "value is always there starts reading NULLs as soon as one is written"
     )
 
 

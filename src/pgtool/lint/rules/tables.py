@@ -7,7 +7,7 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, MODE_NAMES
-from pgtool.lint.rules import ERROR, option_value, rule
+from pgtool.lint.rules import ERROR, existing_table_rule, option_value, rule
 
 
 @rule(
@@ -138,7 +138,7 @@ def cluster(ctx: FileContext, stmt: Statement) -> None:
     ctx.report(stmt, "MIG021", f"CLUSTER rewrites {target} under ACCESS EXCLUSIVE", ACCESS_EXCLUSIVE)
 
 
-@rule(
+@existing_table_rule(
     "MIG022",
     "set-tablespace",
     severity=ERROR,
@@ -149,19 +149,14 @@ def cluster(ctx: FileContext, stmt: Statement) -> None:
     fires=["ALTER TABLE orders SET TABLESPACE fast;", "ALTER INDEX orders_pkey SET TABLESPACE fast;"],
     passes=["CREATE TABLE fresh (a int); ALTER TABLE fresh SET TABLESPACE fast;"],
 )
-def set_tablespace(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    if ctx.is_new(relation):
-        return
-    ctx.report(
-        stmt,
-        "MIG022",
+def set_tablespace(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
+    return (
         f'SET TABLESPACE "{cmd.get("name", "?")}" copies "{rel_name(relation)}" file by file '
-        "under ACCESS EXCLUSIVE",
-        ACCESS_EXCLUSIVE,
+        "under ACCESS EXCLUSIVE"
     )
 
 
-@rule(
+@existing_table_rule(
     "MIG023",
     "set-logged",
     severity=ERROR,
@@ -172,16 +167,9 @@ def set_tablespace(ctx: FileContext, stmt: Statement, relation: dict[str, Any], 
     fires=["ALTER TABLE orders SET LOGGED;", "ALTER TABLE orders SET UNLOGGED;"],
     passes=["CREATE UNLOGGED TABLE fresh (a int); ALTER TABLE fresh SET LOGGED;"],
 )
-def set_logged(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
-    if ctx.is_new(relation):
-        return
+def set_logged(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
     what = "SET LOGGED" if cmd.get("subtype") == "AT_SetLogged" else "SET UNLOGGED"
-    ctx.report(
-        stmt,
-        "MIG023",
-        f'{what} rewrites "{rel_name(relation)}" (and writes it all to WAL) under ACCESS EXCLUSIVE',
-        ACCESS_EXCLUSIVE,
-    )
+    return f'{what} rewrites "{rel_name(relation)}" (and writes it all to WAL) under ACCESS EXCLUSIVE'
 
 
 @rule(
