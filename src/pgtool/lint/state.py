@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgtool.lint.context import FileContext, RunState, Statement
+from pgtool.lint.parsetree import stop_at, walk
 
 TIMEOUTS = ("lock_timeout", "statement_timeout")
 _ENDS_TRANSACTION = (
@@ -43,19 +44,10 @@ def survey(ctx: FileContext, statements: list[Statement]) -> None:
 def _columns(expr: Any) -> set[str]:
     """Column names an expression references."""
     names: set[str] = set()
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, dict):
-            ref = node.get("ColumnRef")
-            if ref is not None:
-                fields = ref.get("fields", [])
-                if fields and "String" in fields[-1]:
-                    names.add(fields[-1]["String"].get("sval", ""))
-                continue
-            stack.extend(node.values())
+    for node in walk(expr, stop_at("ColumnRef")):
+        fields = (node.get("ColumnRef") or {}).get("fields", [])
+        if fields and "String" in fields[-1]:
+            names.add(fields[-1]["String"].get("sval", ""))
     return names
 
 

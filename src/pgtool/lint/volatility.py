@@ -13,9 +13,12 @@ with an explicit STABLE or IMMUTABLE is known and does not fire.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from pgtool.lint.parsetree import walk
 
 DATA_DIR = Path(__file__).parent / "data"
 CATALOGUE_MAJORS = (15, 18)
@@ -58,32 +61,28 @@ def volatile_calls(expr: object, pg_version: int, user_functions: dict[str, str]
     PostgreSQL version and not created in the linted files, so it is assumed VOLATILE.
     """
     found: list[tuple[str, bool]] = []
-    stack = [expr]
     builtins: dict[str, str] | None = None
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
+    for node in walk(expr, _into_arguments):
         call = node.get("FuncCall")
-        if call is not None:
-            schema, name = _func_name(call)
-            if builtins is None:
-                builtins = catalogue(pg_version)
-            kind = None
-            if schema in (None, "pg_catalog"):
-                kind = builtins.get(name)
-            if kind is None and schema != "pg_catalog":
-                kind = user_functions.get(name)
-                if kind is None:
-                    found.append((name if schema is None else f"{schema}.{name}", False))
-                    stack.extend(call.get("args", []))
-                    continue
-            if kind == VOLATILE:
-                found.append((name, True))
-            stack.extend(call.get("args", []))
+        if call is None:
             continue
-        stack.extend(node.values())
+        schema, name = _func_name(call)
+        if builtins is None:
+            builtins = catalogue(pg_version)
+        kind = None
+        if schema in (None, "pg_catalog"):
+            kind = builtins.get(name)
+        if kind is None and schema != "pg_catalog":
+            kind = user_functions.get(name)
+            if kind is None:
+                found.append((name if schema is None else f"{schema}.{name}", False))
+                continue
+        if kind == VOLATILE:
+            found.append((name, True))
     return found
+
+
+def _into_arguments(node: dict[str, Any]) -> Iterable[Any]:
+    """A call is read for its arguments only (not its name, FILTER or OVER clause)."""
+    call = node.get("FuncCall")
+    return node.values() if call is None else call.get("args", [])

@@ -11,22 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from pgtool.lint.context import FileContext, Statement
+from pgtool.lint.parsetree import stop_at, walk
 from pgtool.lint.rules import ERROR, rule
 
 
 def _string_constants(node: Any) -> set[str]:
     found: set[str] = set()
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            const = item.get("A_Const")
-            if const is not None and "sval" in const:
-                found.add(const["sval"].get("sval", ""))
-                continue
-            stack.extend(item.values())
+    for item in walk(node, stop_at("A_Const")):
+        const = item.get("A_Const")
+        if const is not None and "sval" in const:
+            found.add(const["sval"].get("sval", ""))
     return found
 
 

@@ -5,10 +5,12 @@ MIG040 DROP DATABASE, MIG043 UPDATE / DELETE with no bound on the rows it touche
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, ROW_EXCLUSIVE
+from pgtool.lint.parsetree import walk
 from pgtool.lint.rules import ERROR, existing_table_rule, rule
 from pgtool.lint.rules.indexes import concurrently
 
@@ -183,14 +185,7 @@ def _bounded(where: Any) -> bool:
     if not isinstance(where, dict):
         return False
     lower = upper = False
-    stack: list[Any] = [where]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
+    for node in walk(where, _outside_or):
         select = node.get("SelectStmt")
         if select is not None and select.get("limitCount"):
             return True
@@ -209,10 +204,12 @@ def _bounded(where: Any) -> bool:
             if kind == "AEXPR_OP":
                 lower |= op in (">", ">=")
                 upper |= op in ("<", "<=")
-        if node.get("BoolExpr", {}).get("boolop") == "OR_EXPR":
-            continue  # one side of an OR bounds nothing
-        stack.extend(node.values())
     return lower and upper
+
+
+def _outside_or(node: dict[str, Any]) -> Iterable[Any]:
+    """One side of an OR bounds nothing: the walk does not go into it."""
+    return () if node.get("BoolExpr", {}).get("boolop") == "OR_EXPR" else node.values()
 
 
 @rule(
