@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn, PgBindir, Pushgateway
+from pgtool.cli.options import Dsn, PgBindir, Pushgateway, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def backup(
     dest: Annotated[
         Path,
-        typer.Option("--dest", help="Backup directory; dumps go to DEST/<database>/.", show_default=False),
+        optional("--dest", help="Backup directory; dumps go to DEST/<database>/."),
     ],
     dsn: Dsn = None,
     database: Annotated[
@@ -52,14 +52,11 @@ def backup(
     Example: pgtool backup --dsn postgresql://backup@db/postgres --dest /backups/dumps --jobs 2
     """
     from pgtool.cli.options import settings
-    from pgtool.cli.runner import run_command
+    from pgtool.cli.runner import run_with_binaries
 
     cfg = settings(dsn, pushgateway, pg_bindir)
 
     def body(report: RunReport) -> None:
-        from pgtool.pg.binaries import prefetch
-
-        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
         from pgtool.backup.dumping import run_backup
         from pgtool.backup.dumps import display
         from pgtool.errors import OperationError
@@ -92,4 +89,4 @@ def backup(
                 f"backup failed for {len(failed)} of {len(outcome.results)} databases: {names}"
             )
 
-    run_command("backup", body, pushgateway=cfg.pushgateway)
+    run_with_binaries("backup", body, cfg)

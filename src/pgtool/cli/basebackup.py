@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import BaseCompress, Dsn, PgBindir, Pushgateway
+from pgtool.cli.options import BaseCompress, Dsn, PgBindir, Pushgateway, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -16,18 +16,17 @@ if TYPE_CHECKING:
 def basebackup(
     dest: Annotated[
         Path,
-        typer.Option("--dest", help="Directory holding the dated base backups.", show_default=False),
+        optional("--dest", help="Directory holding the dated base backups."),
     ],
     dsn: Dsn = None,
     keep: Annotated[int, typer.Option("--keep", help="Complete base backups to keep (at least 1).")] = 4,
     archive_dir: Annotated[
         Path | None,
-        typer.Option(
+        optional(
             "--archive-dir",
             envvar="PGTOOL_ARCHIVE_DIR",
             help="WAL archive to prune: WAL older than the second-newest kept backup needs is removed "
             "(never .history files).",
-            show_default=False,
         ),
     ] = None,
     compress: Annotated[
@@ -51,14 +50,11 @@ def basebackup(
     --archive-dir /wal-archive
     """
     from pgtool.cli.options import settings
-    from pgtool.cli.runner import run_command
+    from pgtool.cli.runner import run_with_binaries
 
     cfg = settings(dsn, pushgateway, pg_bindir)
 
     def body(report: RunReport) -> None:
-        from pgtool.pg.binaries import prefetch
-
-        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
         from pgtool.backup.basebackup import take_base_backup
 
         result = take_base_backup(
@@ -84,4 +80,4 @@ def basebackup(
                 f"archived WAL pruned: {result.segments_pruned} segments ({len(result.wal_pruned)} files)"
             )
 
-    run_command("basebackup", body, pushgateway=cfg.pushgateway)
+    run_with_binaries("basebackup", body, cfg)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, Dsn, PgBindir, Pushgateway, TextFormat
+from pgtool.cli.options import FORMAT, Dsn, PgBindir, Pushgateway, TextFormat, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -17,11 +17,10 @@ def bench(
     dsn: Dsn = None,
     scenario: Annotated[
         list[str] | None,
-        typer.Option(
+        optional(
             "--scenario",
             help="Run only this scenario (repeatable): order_create_20, order_create_5, product_search, "
             "category_filter, low_stock_filter, cart_update, prepared_cache, report_top_products.",
-            show_default=False,
         ),
     ] = None,
     iterations: Annotated[int, typer.Option("--iterations", help="Timed runs per variant.")] = 300,
@@ -34,10 +33,9 @@ def bench(
     ] = 5.0,
     output_dir: Annotated[
         Path | None,
-        typer.Option(
+        optional(
             "--output-dir",
             help="Also write baseline-results.txt, optimized-results.txt and results.json here.",
-            show_default=False,
         ),
     ] = None,
     output_format: Annotated[TextFormat, FORMAT] = TextFormat.text,

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import typer
-
-from pgtool.cli.options import Dsn
+from pgtool.cli.options import Dsn, optional
 
 
 def bootstrap_extensions(
     database: Annotated[
         list[str] | None,
-        typer.Option(
+        optional(
             "--database",
             help="Bootstrap only this database (repeatable). Default: every connectable non-template one.",
-            show_default=False,
         ),
     ] = None,
     password_file: Annotated[
         list[str] | None,
-        typer.Option(
+        optional(
             "--password-file",
             help="ROLE=PATH: read ROLE's password from PATH (repeatable). Overrides the environment "
             "variables PGTOOL_GRAFANA_READER_PASSWORD, PGTOOL_REPLICATOR_PASSWORD, "
             "PGTOOL_PGBOUNCER_AUTH_PASSWORD.",
-            show_default=False,
         ),
     ] = None,
     dsn: Dsn = None,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, TextFormat
+from pgtool.cli.options import FORMAT, TextFormat, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -40,19 +40,14 @@ def evidence(
     ] = None,
     public_key_file: Annotated[
         Path | None,
-        typer.Option(
+        optional(
             "--public-key-file",
             help="With verify/report: every record must be signed by this Ed25519 key (PEM or raw 32 bytes).",
-            show_default=False,
         ),
     ] = None,
     since: Annotated[
         str | None,
-        typer.Option(
-            "--since",
-            help="With report: start of the period (ISO date or time, UTC if no zone).",
-            show_default=False,
-        ),
+        optional("--since", help="With report: start of the period (ISO date or time, UTC if no zone)."),
     ] = None,
     output_format: Annotated[TextFormat, FORMAT] = TextFormat.text,
 ) -> None:

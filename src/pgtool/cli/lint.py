@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, LintFormat
+from pgtool.cli.options import FORMAT, LintFormat, optional
 
 
 def lint(
@@ -22,70 +22,49 @@ def lint(
     output_format: Annotated[LintFormat, FORMAT] = LintFormat.text,
     pg_version: Annotated[
         int | None,
-        typer.Option(
-            "--pg-version",
-            help="PostgreSQL major the migrations run on (default: config, else 18).",
-            show_default=False,
-        ),
+        optional("--pg-version", help="PostgreSQL major the migrations run on (default: config, else 18)."),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(
-            "--config",
-            help="pgtool.toml or pyproject.toml to read (default: found upward from here).",
-            show_default=False,
-        ),
+        optional("--config", help="pgtool.toml or pyproject.toml to read (default: found upward from here)."),
     ] = None,
     rules: Annotated[
         list[str] | None,
-        typer.Option(
-            "--rules", help="Run only these rules (comma-separated ids, repeatable).", show_default=False
-        ),
+        optional("--rules", help="Run only these rules (comma-separated ids, repeatable)."),
     ] = None,
     exclude: Annotated[
         list[str] | None,
-        typer.Option(
-            "--exclude",
-            help="Skip a rule (MIG027) or paths matching a glob (legacy/*); repeatable.",
-            show_default=False,
-        ),
+        optional("--exclude", help="Skip a rule (MIG027) or paths matching a glob (legacy/*); repeatable."),
     ] = None,
     max_file_size: Annotated[
         str | None,
-        typer.Option(
-            "--max-file-size",
-            help="Refuse files larger than this (default 8MB; e.g. 64MB).",
-            show_default=False,
-        ),
+        optional("--max-file-size", help="Refuse files larger than this (default 8MB; e.g. 64MB)."),
     ] = None,
     assume_in_transaction: Annotated[
         bool | None,
-        typer.Option(
+        optional(
             "--assume-in-transaction/--no-assume-in-transaction",
             help="The migration runner wraps each file in a transaction (default: config, else no).",
-            show_default=False,
         ),
     ] = None,
     since: Annotated[
         str | None,
-        typer.Option(
+        optional(
             "--since",
             metavar="GIT_REF",
             help="Report only files changed since this git revision (REF...HEAD, plus uncommitted and "
             "untracked files); older files are still read for the facts they establish.",
-            show_default=False,
         ),
     ] = None,
     rehearse: Annotated[
         str | None,
-        typer.Option(
+        optional(
             "--rehearse",
             metavar="DSN",
             help="Also apply the files to a throwaway copy of DSN's database (CREATE DATABASE ... "
             "TEMPLATE: no other session may be connected to it) and report each statement's locks, "
             "rewrite, duration, WAL and blocked probe queries against the prediction. Pass the "
             "password through PGPASSWORD or ~/.pgpass.",
-            show_default=False,
         ),
     ] = None,
 ) -> None:

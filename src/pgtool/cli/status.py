@@ -7,51 +7,43 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, Dsn, K8sMode, TextFormat
+from pgtool.cli.options import FORMAT, Dsn, K8sMode, TextFormat, optional
 
 
 def status(
     dsn: Dsn = None,
     backup_dir: Annotated[
         Path | None,
-        typer.Option("--backup-dir", help="Where pgtool backup writes dumps.", show_default=False),
+        optional("--backup-dir", help="Where pgtool backup writes dumps."),
     ] = None,
     archive_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--archive-dir", help="The WAL archive (archive-wal's --archive-dir).", show_default=False
-        ),
+        optional("--archive-dir", help="The WAL archive (archive-wal's --archive-dir)."),
     ] = None,
     base_dir: Annotated[
         Path | None,
-        typer.Option("--base-dir", help="Where pgtool basebackup writes base backups.", show_default=False),
+        optional("--base-dir", help="Where pgtool basebackup writes base backups."),
     ] = None,
     pooler_dsn: Annotated[
         str | None,
-        typer.Option(
+        optional(
             "--pooler-dsn",
             envvar="PGTOOL_POOLER_DSN",
             help="PgBouncer to read SHOW POOLS from (the admin database 'pgbouncer' is used).",
-            show_default=False,
         ),
     ] = None,
     pushgateway: Annotated[
         str | None,
-        typer.Option(
+        optional(
             "--pushgateway",
             envvar="PGTOOL_PUSHGATEWAY_URL",
             help="Pushgateway to read the last pgtool verify result from.",
-            show_default=False,
         ),
     ] = None,
     output_format: Annotated[TextFormat, FORMAT] = TextFormat.text,
     exclude_database: Annotated[
         list[str] | None,
-        typer.Option(
-            "--exclude-database",
-            help="A database pgtool backup does not dump (repeatable).",
-            show_default=False,
-        ),
+        optional("--exclude-database", help="A database pgtool backup does not dump (repeatable)."),
     ] = None,
     max_dump_age: Annotated[
         str, typer.Option("--max-dump-age", help="Newest dump older: a problem.")
@@ -84,11 +76,7 @@ def status(
     ] = K8sMode.auto,
     k8s_namespace: Annotated[
         str | None,
-        typer.Option(
-            "--k8s-namespace",
-            help="Namespace of the CronJobs (default: the pod's, else default).",
-            show_default=False,
-        ),
+        optional("--k8s-namespace", help="Namespace of the CronJobs (default: the pod's, else default)."),
     ] = None,
 ) -> None:
     """Is the database recoverable right now? One screen: server, archiver, dumps, base backups.

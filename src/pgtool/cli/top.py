@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, Dsn, TextFormat, TopOrder
+from pgtool.cli.options import FORMAT, Dsn, TextFormat, TopOrder, optional
 
 
 def top(
@@ -18,9 +18,7 @@ def top(
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Statements to show.")] = 50,
     database: Annotated[
         str | None,
-        typer.Option(
-            "--database", help="Only statements run in this database (default: all).", show_default=False
-        ),
+        optional("--database", help="Only statements run in this database (default: all)."),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
     output_format: Annotated[TextFormat, FORMAT] = TextFormat.text,

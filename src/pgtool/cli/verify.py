@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn, PgBindir, Pushgateway
+from pgtool.cli.options import Dsn, PgBindir, Pushgateway, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def verify(
     backup_dir: Annotated[
         Path | None,
-        typer.Option("--backup-dir", help="Directory `pgtool backup --dest` wrote.", show_default=False),
+        optional("--backup-dir", help="Directory `pgtool backup --dest` wrote."),
     ] = None,
     dsn: Dsn = None,
     database: Annotated[
@@ -35,21 +35,18 @@ def verify(
     ] = False,
     base_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--base-dir", help="With --base: directory `pgtool basebackup` wrote.", show_default=False
-        ),
+        optional("--base-dir", help="With --base: directory `pgtool basebackup` wrote."),
     ] = None,
     archive_dir: Annotated[
         Path | None,
-        typer.Option("--archive-dir", help="With --base: the WAL archive.", show_default=False),
+        optional("--archive-dir", help="With --base: the WAL archive."),
     ] = None,
     evidence_key_file: Annotated[
         Path | None,
-        typer.Option(
+        optional(
             "--evidence-key-file",
             envvar="PGTOOL_EVIDENCE_KEY_FILE",
             help="Ed25519 private key (PEM or raw 32 bytes) that signs the drill's evidence record.",
-            show_default=False,
         ),
     ] = None,
     pushgateway: Pushgateway = None,
@@ -70,7 +67,7 @@ def verify(
     Example: pgtool verify --base --base-dir /backups/base --archive-dir /wal-archive --amcheck
     """
     from pgtool.cli.options import settings
-    from pgtool.cli.runner import run_command
+    from pgtool.cli.runner import run_command, run_with_binaries
 
     cfg = settings(dsn, pushgateway, pg_bindir)
 
@@ -100,9 +97,6 @@ def verify(
         run_command("verify", base_body, pushgateway=cfg.pushgateway, metrics_job="verify-base")
 
     def body(report: RunReport) -> None:
-        from pgtool.pg.binaries import prefetch
-
-        prefetch(cfg.pg_bindir)  # the binary probes run while the next import loads
         from pgtool.backup.dumps import display
         from pgtool.errors import FindingsError, UsageError
         from pgtool.evidence.drills import verify_dumps
@@ -135,4 +129,4 @@ def verify(
             names = "; ".join(f"{display(r.database)}: {r.error}" for r in failed)
             raise FindingsError(f"verification failed for {len(failed)} of {len(results)} databases: {names}")
 
-    run_command("verify", body, pushgateway=cfg.pushgateway)
+    run_with_binaries("verify", body, cfg)
