@@ -19,10 +19,8 @@ Verified record (`<database>-<stamp>.verified.json`, written by `pgtool verify` 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +43,11 @@ def sha256_file(path: Path) -> str:
 
 def write_durably(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a hidden temporary file, fsync, rename (the caller fsyncs the dir)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from pgtool.durable_write import write_via_temporary
+
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_via_temporary(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise OperationError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 

@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pgtool.durable_write import write_via_temporary
 from pgtool.errors import OperationError
+from pgtool.wal.durable import fsync_path
 
 FORMAT = "pgtool-evidence/1"
 GENESIS = "0" * 64
@@ -106,21 +108,9 @@ def append(directory: Path, body: dict[str, Any], sign: Any = None) -> Path:
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)  # fails if the name exists: a record is never overwritten
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    # os.link fails if the name exists: a record is never overwritten
+    write_via_temporary(path, data, install=os.link, exclusive=True)
+    fsync_path(path.parent, directory=True)
 
 
 @dataclass
