@@ -353,31 +353,27 @@ def _record_metrics(report: RunReport, dest: Path, results: list[DumpResult]) ->
     database that failed this run still reports its last good dump (the Pushgateway's POST replaces a
     whole metric family: a series left out would vanish)."""
     for r in results:
-        report.gauge(
-            "pgtool_backup_database_success",
-            "1 if this database's dump succeeded in the last run",
-            1 if r.ok else 0,
-            database=r.database,
-        )
+        samples: list[tuple[str, str, float]] = [
+            (
+                "pgtool_backup_database_success",
+                "1 if this database's dump succeeded in the last run",
+                1 if r.ok else 0,
+            )
+        ]
         newest = dumps.list_database_dumps(dumps.database_dir(dest, r.database))
-        if not newest:
-            continue
-        last = newest[-1]
-        report.gauge(
-            "pgtool_backup_database_last_success_timestamp_seconds",
-            "When this database was last dumped successfully",
-            last.finished_at,
-            database=r.database,
-        )
-        report.gauge(
-            "pgtool_backup_database_size_bytes",
-            "Size of the newest dump",
-            last.size_bytes,
-            database=r.database,
-        )
-        report.gauge(
-            "pgtool_backup_database_duration_seconds",
-            "How long the newest dump took",
-            float(last.manifest.get("duration_seconds") or 0.0),
-            database=r.database,
-        )
+        if newest:
+            last = newest[-1]
+            samples += [
+                (
+                    "pgtool_backup_database_last_success_timestamp_seconds",
+                    "When this database was last dumped successfully",
+                    last.finished_at,
+                ),
+                ("pgtool_backup_database_size_bytes", "Size of the newest dump", last.size_bytes),
+                (
+                    "pgtool_backup_database_duration_seconds",
+                    "How long the newest dump took",
+                    float(last.manifest.get("duration_seconds") or 0.0),
+                ),
+            ]
+        report.gauges(samples, database=r.database)

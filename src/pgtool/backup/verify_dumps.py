@@ -219,16 +219,19 @@ def run_verify(
 
 def _record_metrics(report: RunReport, results: list[VerifyResult]) -> None:
     for r in results:
-        report.gauge(
-            "pgtool_verify_database_success",
-            "1 if the newest dump of this database restored and checked out",
-            1 if r.ok else 0,
-            database=r.database,
-        )
-        if r.restore_seconds is not None:
-            report.gauge(
-                "pgtool_verify_database_restore_duration_seconds",
-                "How long the restore of this database's newest dump took",
-                r.restore_seconds,
-                database=r.database,
+        samples: list[tuple[str, str, float]] = [
+            (
+                "pgtool_verify_database_success",
+                "1 if the newest dump of this database restored and checked out",
+                1 if r.ok else 0,
             )
+        ]
+        if r.restore_seconds is not None:
+            samples.append(
+                (
+                    "pgtool_verify_database_restore_duration_seconds",
+                    "How long the restore of this database's newest dump took",
+                    r.restore_seconds,
+                )
+            )
+        report.gauges(samples, database=r.database)

@@ -17,6 +17,7 @@ A push failure is logged, never fatal: metrics must not turn a good backup into 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,11 @@ class RunReport:
         if series.labelnames != names:
             raise ValueError(f"gauge {name}: labels {names} differ from {series.labelnames}")
         series.samples.append((tuple(str(labels[n]) for n in names), float(value)))
+
+    def gauges(self, samples: Iterable[tuple[str, str, float]], **labels: str) -> None:
+        """Record several gauges `(name, documentation, value)` that share their labels (one database's)."""
+        for name, documentation, value in samples:
+            self.gauge(name, documentation, value, **labels)
 
     def series(self) -> list[_Series]:
         return list(self._series.values())
