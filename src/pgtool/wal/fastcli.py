@@ -65,19 +65,30 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
     env_dir = os.environ.get(ARCHIVE_DIR_ENV) or None
     dir_help = f"The WAL archive directory (default: ${ARCHIVE_DIR_ENV}). It must exist."
-    if command == "archive-wal":
-        parser = Parser(
-            prog="pgtool archive-wal",
-            description="Archive one WAL file durably (what archive_command calls): copy to a temporary "
+    archiving = command == "archive-wal"
+    parser = Parser(
+        prog=f"pgtool {command}",
+        description=(
+            "Archive one WAL file durably (what archive_command calls): copy to a temporary "
             "in the archive, fsync, link to its name, fsync the directory. Never overwrites; an identical "
             "copy already archived is success, a different one is an error. Segments from another "
-            "database system (page header system identifier) are refused.",
-            epilog=ARCHIVE_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+            "database system (page header system identifier) are refused."
+            if archiving
+            else "Restore one WAL file from the archive (what restore_command calls), "
+            "decompressing and checking it, and writing DEST_PATH durably (temporary, fsync, rename)."
+        ),
+        epilog=ARCHIVE_EPILOG if archiving else RESTORE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if archiving:
         parser.add_argument("wal_path", metavar="WAL_PATH", help="Path of the file to archive (%%p).")
         parser.add_argument("wal_name", metavar="WAL_NAME", help="Its WAL file name (%%f).")
-        parser.add_argument("--archive-dir", default=env_dir, required=env_dir is None, help=dir_help)
+    else:
+        parser.add_argument("wal_name", metavar="WAL_NAME", help="The WAL file name to restore (%%f).")
+        parser.add_argument("dest_path", metavar="DEST_PATH", help="Where to write it (%%p).")
+    # after the positionals: a usage error names the missing arguments in this order
+    parser.add_argument("--archive-dir", default=env_dir, required=env_dir is None, help=dir_help)
+    if archiving:
         parser.add_argument(
             "--compress",
             choices=("none", "zstd", "lz4"),
@@ -94,16 +105,6 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "archive's (after a new initdb or pg_upgrade replaced the cluster).",
         )
     else:
-        parser = Parser(
-            prog="pgtool restore-wal",
-            description="Restore one WAL file from the archive (what restore_command calls), "
-            "decompressing and checking it, and writing DEST_PATH durably (temporary, fsync, rename).",
-            epilog=RESTORE_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        parser.add_argument("wal_name", metavar="WAL_NAME", help="The WAL file name to restore (%%f).")
-        parser.add_argument("dest_path", metavar="DEST_PATH", help="Where to write it (%%p).")
-        parser.add_argument("--archive-dir", default=env_dir, required=env_dir is None, help=dir_help)
         parser.add_argument(
             "--allow-unverified",
             action="store_true",
