@@ -16,7 +16,12 @@ VENV=${PGTOOL_VENV:-$PWD/.venv}
 
 APT_PACKAGES=(postgresql-15 postgresql-contrib postgresql-client-15 pgbouncer prometheus
   prometheus-pushgateway prometheus-postgres-exporter shellcheck yamllint zstd lz4 strace python3 python3-venv
-  ca-certificates nodejs npm libnss-wrapper)
+  ca-certificates libnss-wrapper)
+# Azurite needs Node.js and npm. A machine may already carry them from elsewhere (NodeSource's nodejs
+# bundles npm and conflicts with Debian's npm package): ask Debian only when the commands are missing.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  APT_PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
