@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.backup.dump_sessions import session
+from pgtool.backup.dump_sessions import Ident, session
 from pgtool.errors import OperationError, PgtoolError, error_line
 from pgtool.obs.logging import get_logger
 
@@ -101,7 +101,9 @@ def drop(dsn: str, name: str, conn: Session | None = None) -> None:
     The run's session saves a connection set-up per database; after a SIGTERM or a server-side
     error it may be gone or mid-statement, and the drop must still happen.
     """
-    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    # Ident, not sql.Identifier: a stale name may hold bytes the session's encoding refuses (a role
+    # with CREATEDB can create one from a SQL_ASCII database), which Identifier would fail to encode.
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(Ident(name))
     if conn is not None and not conn.closed:
         try:
             conn.execute(statement)
