@@ -91,6 +91,16 @@ def test_a_one_byte_edit_is_named(tmp_path):
     assert files[2].name not in out  # the next record still follows the original
 
 
+def test_a_duplicate_member_planted_before_the_real_one_is_named(tmp_path):
+    """The parser keeps the last "outcome" (failed, which hashes right); a reader sees "passed" first."""
+    (path,) = _log(tmp_path, [(DAYS[0][0], "failed")])
+    path.write_bytes(b'{"outcome":"passed",' + path.read_bytes()[1:])
+    assert log.read_record(path)["outcome"] == "failed"
+    code, out = _verify(tmp_path)
+    assert code == 1
+    assert f"{path.name}: edited (its bytes are not the canonical form of its content)" in out
+
+
 def test_an_edit_of_the_newest_record_is_named_too(tmp_path):
     files = _log(tmp_path, DAYS)
     files[-1].write_bytes(files[-1].read_bytes().replace(b"T03:00", b"T04:00"))
@@ -186,6 +196,14 @@ def test_list_and_show(tmp_path):
     assert shown.returncode == 0 and json.loads(shown.stdout)["finished_at"] == DAYS[1][0]
     missing = run_pgtool("evidence", "show", "9", "--dir", str(tmp_path))
     assert missing.returncode == 1 and "no evidence record 9" in missing.stderr
+
+
+def test_list_shows_a_record_edited_into_another_shape(tmp_path):
+    _log(tmp_path, DAYS[:1])
+    (tmp_path / "00000002-20261002T030000Z.json").write_text('{"databases": 5}')
+    listed = run_pgtool("evidence", "list", "--dir", str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:2] == ["None", "None"]
 
 
 def test_no_database_shares_the_evidence_directory():

@@ -55,15 +55,21 @@ def record_files(directory: Path) -> list[Path]:
 
 def read_record(path: Path) -> dict[str, Any]:
     """The record in `path`; OperationError if it is unreadable or not a JSON object."""
+    return _read(path)[1]
+
+
+def _read(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The bytes of the record in `path` and the record; OperationError as for `read_record`."""
     try:
-        data = json.loads(path.read_bytes())
+        raw = path.read_bytes()
+        data = json.loads(raw)
     except OSError as exc:
         raise OperationError(f"cannot read evidence record {path}: {exc.strerror or exc}") from None
     except ValueError:
         raise OperationError(f"evidence record {path.name} is not valid JSON") from None
     if not isinstance(data, dict):
         raise OperationError(f"evidence record {path.name} is not a JSON object")
-    return data
+    return raw, data
 
 
 @contextlib.contextmanager
@@ -142,7 +148,7 @@ def verify_chain(directory: Path, public_key: Any = None) -> ChainCheck:
         result.records += 1
         name = path.name
         try:
-            record = read_record(path)
+            raw, record = _read(path)
         except OperationError as exc:
             result.breaks.append(f"{name}: {exc.message}")
             prev_seq, prev_sha = int(name[:8]), "?"
@@ -157,6 +163,12 @@ def verify_chain(directory: Path, public_key: Any = None) -> ChainCheck:
         digest = hashlib.sha256(message).hexdigest()
         if record.get("sha256") != digest:
             result.breaks.append(f"{name}: edited (its content hashes to {digest[:12]}..., not its sha256)")
+        elif raw != canonical(record) + b"\n":
+            # The digest covers the parsed record only: a duplicate member ("outcome":"passed" before the
+            # real "outcome":"failed", which the parser drops) or spacing would read differently to a
+            # person or another parser yet hash the same. Records are written canonical; anything else
+            # was edited.
+            result.breaks.append(f"{name}: edited (its bytes are not the canonical form of its content)")
         if record.get("prev_sha256") != prev_sha and prev_sha != "?":
             result.breaks.append(f"{name}: does not follow the record before it (prev_sha256 differs)")
         if "signature" in record or public_key is not None:
