@@ -69,11 +69,14 @@ def _row(path: Path) -> dict[str, Any]:
     except Exception as exc:
         return {"file": path.name, "error": str(exc)}
     backup = r.get("backup") or {}
-    dbs = r.get("databases") or []
+    dbs = r.get("databases")
     what = (
         backup.get("id")
         if isinstance(backup, dict) and backup
-        else ", ".join(str(d.get("database")) for d in dbs)
+        # a record edited into another shape is the chain's finding (verify); list still shows it
+        else ", ".join(str(d.get("database") if isinstance(d, dict) else d) for d in dbs)
+        if isinstance(dbs, list)
+        else ""
     )
     return {
         "seq": r.get("seq"),
@@ -100,7 +103,7 @@ def _list(directory: Path, as_json: bool) -> str:
             continue
         signed = "signed" if row["signed"] else "unsigned"
         lines.append(
-            f"{row['seq']:>6}  {row['finished_at']}  {row['kind']:<4}  {row['outcome']:<6}  "
+            f"{row['seq']!s:>6}  {row['finished_at']}  {row['kind']!s:<4}  {row['outcome']!s:<6}  "
             f"{row['duration_seconds']}s  {signed}  {row['what']}"
         )
     return "\n".join(lines)
