@@ -185,3 +185,31 @@ def test_azure_sas_token_from_the_environment(azure_server):
     assert (
         signature not in info.value.one_line() and urllib.parse.quote(signature) not in info.value.one_line()
     )
+
+
+@pytest.mark.parametrize(
+    "encryption",
+    ["text", {"cipher": "x"}, {"kdf": "blake2b", "salt": "zz"}],
+)
+def test_a_record_with_malformed_encryption_parameters_is_an_integrity_error(
+    request, tmp_path, random_key_file, encryption
+):
+    """The record's checksum is no secret: a planted record with a valid one must still fail cleanly."""
+    from conftest import make_backend
+
+    backend = make_backend("local", request, tmp_path)
+    repo = backend.open(key_file=random_key_file)
+    body = {"format": "pgtool-repository", "version": 1, "created_at": "x", "encryption": encryption}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    body["checksum"] = hashlib.sha256(canonical).hexdigest()
+    obstore.put(repo.store.backend, "pgtool.repo.json", json.dumps(body).encode())
+    with pytest.raises(IntegrityError, match="malformed encryption parameters"):
+        backend.open(key_file=random_key_file, create=False)
+    # well-formed but for a non-ASCII key check: the wrong key, not a crash in compare_digest
+    body = {**body, "encryption": {"kdf": "blake2b", "salt": "00", "key_check": "\u00e9"}}
+    del body["checksum"]
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    body["checksum"] = hashlib.sha256(canonical).hexdigest()
+    obstore.put(repo.store.backend, "pgtool.repo.json", json.dumps(body).encode())
+    with pytest.raises(RepoKeyError, match="wrong key"):
+        backend.open(key_file=random_key_file, create=False)

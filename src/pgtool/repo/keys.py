@@ -101,8 +101,19 @@ def _key_check(params: JSONObject, key: bytes) -> str:
 
 def unlock(params: JSONObject, secret: bytes, where: str) -> bytes:
     """The data key of an encrypted repository, or RepoKeyError when `secret` is not its key."""
-    key = derive_key(params, secret)
-    if not hmac.compare_digest(_key_check(params, key), str(params.get("key_check", ""))):
+    try:
+        key = derive_key(params, secret)
+        # compare_digest refuses non-ASCII str: compare bytes
+        matches = hmac.compare_digest(
+            _key_check(params, key).encode(), str(params.get("key_check", "")).encode()
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        # The record's checksum is unkeyed: a planted record can pass it with any parameters.
+        raise IntegrityError(
+            f"{RECORD_NAME} of {where} holds malformed encryption parameters",
+            hint="the repository record was altered or damaged",
+        ) from None
+    if not matches:
         raise RepoKeyError(
             f"wrong key for the encrypted repository {where}",
             hint="--repo-key-file / PGTOOL_REPO_KEY_FILE must hold the key the repository was created with",
