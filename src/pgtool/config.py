@@ -17,8 +17,11 @@ DSN_ENV_VARS = ("PGTOOL_DSN", "DATABASE_URL")
 _URI_PASSWORD = re.compile(r"(?P<pre>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)", re.I)
 # URI query parameter: ?password=secret&...  ?sslpassword=...
 _QUERY_PASSWORD = re.compile(r"(?P<pre>[?&](?:ssl)?password=)(?P<pw>[^&\s]*)", re.I)
-# conninfo: password=secret, sslpassword = 'se cr\'et', or a quote left open in a mistyped DSN
-_KV_PASSWORD = re.compile(r"(?P<pre>(?<![?&\w])(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|\S+)", re.I)
+# conninfo: password=secret, sslpassword = 'se cr\'et', or a quote left open in a mistyped DSN.
+# Unquoted, libpq reads a backslash as escaping the next character: `password=se\ cret` is "se cret".
+_KV_PASSWORD = re.compile(
+    r"(?P<pre>(?<![?&\w])(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|(?:\\.|\S)+)", re.I | re.S
+)
 
 REDACTED = "***"
 
