@@ -13,11 +13,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pgtool.config import redact_dsn
+from pgtool.config import REDACTED, redact_dsn
 from pgtool.errors import UsageError
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _QUOTED = re.compile(r'"[^"]*"')
+# A malformed DSN may hold a password with raw spaces (libpq wants %20 in a URI), where `redact_dsn`,
+# made for well-formed ones, stops: in a URI, everything up to the userinfo's '@' or the parameter's
+# '&' is the password.
+_LOOSE_URI_PASSWORD = re.compile(r"(?P<pre>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@]*(?=@)", re.I)
+_LOOSE_QUERY_PASSWORD = re.compile(r"(?P<pre>[?&](?:ssl)?password=)[^&]*", re.I)
 
 
 def parse(dsn: str) -> dict[str, str]:
@@ -52,7 +57,8 @@ def check(dsn: str) -> None:
 
 def invalid(dsn: str, detail: str) -> UsageError:
     """The UsageError for a malformed `dsn`, with `detail` (libpq's message) made safe to show."""
-    safe = redact_dsn(dsn)
+    loose = _LOOSE_URI_PASSWORD.sub(lambda m: m["pre"] + REDACTED, dsn)
+    safe = redact_dsn(_LOOSE_QUERY_PASSWORD.sub(lambda m: m["pre"] + REDACTED, loose))
     # libpq quotes the piece it choked on, which may be a password: keep a quoted piece only when the
     # redacted DSN shows it too.
     detail = _QUOTED.sub(lambda m: m[0] if m[0][1:-1] in safe else '"***"', redact_dsn(detail))

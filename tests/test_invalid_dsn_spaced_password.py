@@ -1,0 +1,23 @@
+"""A URI DSN whose password holds a raw space is malformed (libpq wants %20): the UsageError that says
+so must not show the password, though redaction of well-formed DSNs stops at whitespace."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgharness import run_pgtool
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://alice:hunter two SECRETX@db.example/app",
+        "postgresql://db.example/app?password=hunter two SECRETX",
+    ],
+)
+def test_the_usage_error_does_not_echo_a_spaced_password(dsn):
+    proc = run_pgtool("status", "--dsn", dsn)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "invalid DSN" in proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "SECRETX" not in out and "hunter" not in out and "two" not in out
