@@ -325,12 +325,29 @@ def _recovery_path(
         except (OSError, ValueError) as exc:
             section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
             return None, backups
-        return path, backups[i:]
+        return path, [backup, *_on_history(section, index, backups[i + 1 :])]
     try:
         return index.path(min(index.segment_timelines)), []
     except (OSError, ValueError) as exc:
         section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
         return None, []
+
+
+def _on_history(section: Section, index: ArchiveIndex, backups: list[BaseBackupInfo]) -> list[BaseBackupInfo]:
+    """The backups recover accepts: a newer backup may still lie off the history (one of a former
+    primary that kept running on its old timeline after a failover), and recover refuses those."""
+    kept = []
+    for backup in backups:
+        try:
+            index.path(backup.timeline, parse_lsn(backup.start_lsn))
+        except ChainError as exc:
+            section.problem(
+                f"base backup {backup.id} cannot be recovered with this archive: {exc}",
+                "take a new base backup on the current timeline",
+            )
+            continue
+        kept.append(backup)
+    return kept
 
 
 def _window(
