@@ -36,6 +36,7 @@ def test_url_forms():
         "azure://a/x",
         "s3://bucket/a/../b",
         "file://host/dir",
+        "s3://AKIA:secret@[bucket/x",  # urlsplit's own ValueError (an unclosed IPv6 bracket)
     ],
 )
 def test_bad_urls_are_usage_errors(url):

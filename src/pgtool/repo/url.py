@@ -53,9 +53,15 @@ def parse_repo_url(url: str) -> RepoURL:
         )
     if "://" not in text:
         return RepoURL(kind="local", path=Path(text).expanduser().absolute())
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        credentials = parts.username or parts.password
+    except ValueError:  # an unbalanced [ or ]: its message quotes nothing, but the URL may hold a secret
+        raise RepoUsageError(
+            "--repo: not a valid URL", hint="s3://BUCKET/PREFIX or azure://CONTAINER/PREFIX"
+        ) from None
     scheme = parts.scheme.lower()
-    if parts.username or parts.password or parts.query or parts.fragment:
+    if credentials or parts.query or parts.fragment:
         raise RepoUsageError(
             f"--repo {parts.scheme}://{parts.hostname or ''}...: credentials, queries and fragments are not "
             "accepted in the URL",
