@@ -21,3 +21,12 @@ def test_the_usage_error_does_not_echo_a_spaced_password(dsn):
     assert "invalid DSN" in proc.stderr
     out = proc.stdout + proc.stderr
     assert "SECRETX" not in out and "hunter" not in out and "two" not in out
+
+
+def test_a_dsn_the_cli_does_not_check_first_is_redacted_too(cluster):
+    """--pooler-dsn reaches pgtool.pg.conn.connect without the --dsn check: same rule there."""
+    pooler = "postgresql://alice:hunter two SECRETX@127.0.0.1:1/pgbouncer"
+    proc = run_pgtool("status", "--dsn", cluster.dsn(), "--pooler-dsn", pooler)
+    out = proc.stdout + proc.stderr
+    assert "invalid DSN" in out, out
+    assert "SECRETX" not in out and "hunter" not in out

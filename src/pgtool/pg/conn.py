@@ -24,8 +24,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgtool.config import redact_dsn
-from pgtool.errors import ConnectError, UsageError
-from pgtool.pg.conninfo import connect_hint
+from pgtool.errors import ConnectError
+from pgtool.pg.conninfo import connect_hint, invalid
 
 DEFAULT_APPLICATION_NAME = "pgtool"
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -53,7 +53,7 @@ def with_params(dsn: str, **overrides: Any) -> str:
     try:
         return make_conninfo(dsn, **{k: v for k, v in overrides.items() if v is not None})
     except psycopg.ProgrammingError as exc:
-        raise UsageError(f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc))}") from None
+        raise invalid(dsn, str(exc)) from None
 
 
 def dsn_params(dsn: str) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def dsn_params(dsn: str) -> dict[str, Any]:
     try:
         return conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise UsageError(f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc))}") from None
+        raise invalid(dsn, str(exc)) from None
 
 
 def describe_target(dsn: str) -> str:
@@ -102,7 +102,7 @@ def connect(
     try:
         conninfo = make_conninfo(dsn, **params) if dsn else make_conninfo(**params)
     except psycopg.ProgrammingError as exc:
-        raise UsageError(f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc))}") from None
+        raise invalid(dsn, str(exc)) from None
     try:
         conn = psycopg.connect(conninfo, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
