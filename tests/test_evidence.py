@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pgharness import run_pgtool
+from pgtool.errors import OperationError
 from pgtool.evidence import log, signing, summary
 
 
@@ -106,6 +107,13 @@ def test_an_edit_of_the_newest_record_is_named_too(tmp_path):
     files[-1].write_bytes(files[-1].read_bytes().replace(b"T03:00", b"T04:00"))
     code, out = _verify(tmp_path)
     assert code == 1 and f"{files[-1].name}: edited" in out
+
+
+def test_append_after_a_newest_record_without_a_seq_is_an_operation_error(tmp_path):
+    _log(tmp_path, DAYS[:1])
+    (tmp_path / "00000002-20261002T030000Z.json").write_text('{"seq": "x"}')
+    with pytest.raises(OperationError, match=r"newest record 00000002-20261002T030000Z\.json holds no seq"):
+        _log(tmp_path, DAYS[1:2])
 
 
 def test_reordered_records_are_named(tmp_path):

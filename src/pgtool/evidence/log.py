@@ -95,7 +95,13 @@ def append(directory: Path, body: dict[str, Any], sign: Any = None) -> Path:
             seq, prev = 1, GENESIS
             if files:
                 last = read_record(files[-1])
-                seq, prev = int(last.get("seq", 0)) + 1, str(last.get("sha256", ""))
+                if not isinstance(last.get("seq"), int):
+                    raise OperationError(
+                        f"cannot append evidence to {directory}: the newest record {files[-1].name} "
+                        "holds no seq number",
+                        hint="pgtool evidence verify --dir ... names what was altered",
+                    )
+                seq, prev = last["seq"] + 1, str(last.get("sha256", ""))
             now = datetime.now(UTC)
             record = {**body, "format": FORMAT, "seq": seq, "prev_sha256": prev}
             record.setdefault("recorded_at", now.isoformat())
