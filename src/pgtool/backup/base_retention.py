@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
-from pgtool.backup.walnames import DEFAULT_SEGMENT_SIZE, stored_copies
+from pgtool.backup.walnames import stored_copies
 from pgtool.obs.logging import get_logger
 from pgtool.wal.durable import fsync_path
 
@@ -88,16 +88,15 @@ def prune_archive(archive_dir: Path, oldest_needed: str, *, max_timeline: int | 
     """Remove archived WAL older than segment `oldest_needed`; never `.history` files or foreign files,
     nor WAL on a timeline newer than `max_timeline` (the kept backup's).
 
-    Reads the archive through `pgtool.wal.chain` (the archive model recover and status use). Returns
-    the names removed (each file and its checksum record), oldest first.
+    Returns the names removed (each file and its checksum record), oldest first.
     """
-    from pgtool.wal.chain import ArchiveIndex
-    from pgtool.wal.names import parse_wal_name
+    from pgtool.wal.archive import list_archive
+    from pgtool.wal.names import HISTORY, parse_wal_name
 
     boundary = parse_wal_name(oldest_needed)
-    # Any segment size gives the same order of (log, seg) pairs, which is all the cutoff compares.
-    index = ArchiveIndex.load(str(archive_dir), DEFAULT_SEGMENT_SIZE)
-    candidates = sorted([*index.segments.values(), *index.others], key=lambda f: (f.wal, f.name))
+    # The cutoff compares (log, seg) pairs only, so no segment size is assumed: an index keyed by
+    # segment number would merge names of different log ids when segments are smaller than 16 MiB.
+    candidates = [f for f in list_archive(str(archive_dir)) if f.wal.kind != HISTORY]
     removed = []
     for item in candidates:
         # log and segment number; the timeline does not matter (as pg_archivecleanup), except that
