@@ -1,12 +1,14 @@
-"""A stale throwaway database whose name is not valid in the maintenance database's encoding."""
+"""verify against hostile input: a stale throwaway name in foreign bytes, a manifest with a bogus encoding."""
 
 from __future__ import annotations
 
 import uuid
 
 import psycopg
-from logical_helpers import backup, verify
+from logical_helpers import backup, newest_dump, rewrite_manifest, verify
 from psycopg import sql
+
+from pgtool.backup import dumps
 
 
 def test_stale_throwaway_with_undecodable_name_is_dropped(cluster, make_db, tmp_path):
@@ -36,3 +38,17 @@ def test_stale_throwaway_with_undecodable_name_is_dropped(cluster, make_db, tmp_
             conn.execute(b"DROP DATABASE IF EXISTS " + stale + b" WITH (FORCE)")
         with cluster.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(ascii_db)))
+
+
+def test_a_manifest_encoding_that_is_not_text_fails_its_database_only(cluster, make_db, tmp_path):
+    """A damaged or foreign manifest ("database_encoding": 6) fails that database by name; the run
+    goes on with the others instead of ending in an unexpected error."""
+    bad, good = make_db(rows=5), make_db(rows=7)
+    assert backup(cluster, tmp_path, bad.name, good.name).returncode == 0
+    rewrite_manifest(newest_dump(tmp_path, bad.name), lambda m: m.update(database_encoding=6))
+    proc = verify(cluster, tmp_path, bad.name, good.name)
+    assert proc.returncode == 1, proc.stderr
+    assert "unexpected error" not in proc.stderr
+    assert "database_encoding" in proc.stderr
+    assert f"ok      {good.name}" in proc.stdout or "dump verified" in proc.stderr
+    assert dumps.is_verified(dumps.list_dumps(tmp_path)[good.name][-1])

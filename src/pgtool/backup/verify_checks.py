@@ -106,6 +106,10 @@ def check_manifest(
     if manifest.get("database") != database:
         claimed = manifest.get("database")
         raise VerifyFailure(f"wrong database: the manifest says the dump is of {claimed!r}")
+    encoding = manifest.get("database_encoding")
+    if encoding is not None and not isinstance(encoding, str):
+        # Damaged or foreign: CREATE DATABASE takes it as text (a crash of the whole run otherwise).
+        raise VerifyFailure(f"manifest {dumps.manifest_path(dump).name}: database_encoding is not a string")
     pg = tools_for_dump(pg, manifest, pg_bindir)
     expected = read_checksum(dumps.checksum_path(dump))
     if expected is None:
