@@ -346,6 +346,9 @@ def _on_history(section: Section, index: ArchiveIndex, backups: list[BaseBackupI
                 "take a new base backup on the current timeline",
             )
             continue
+        except (OSError, ValueError) as exc:
+            section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
+            continue
         kept.append(backup)
     return kept
 
