@@ -193,11 +193,20 @@ def verified_point(
     )
     with cluster.connect() as conn:
         row = conn.execute(
-            "SELECT extract(epoch FROM pg_catalog.pg_last_xact_replay_timestamp())::float8"
+            "SELECT extract(epoch FROM pg_catalog.pg_last_xact_replay_timestamp())::float8, "
+            "pg_catalog.current_setting('recovery_target_lsn')"
         ).fetchone()
     server_time = row[0] if row is not None else None
-    # The server's value is its last replayed commit or abort: never earlier than the last commit.
-    if point is not None and (server_time is None or point.timestamp > float(server_time) + 1e-6):
+    target = row[1] if row is not None else ""
+    # The server's value is its last replayed commit or abort: never earlier than the last commit,
+    # except for the record recovery stopped after (recovery_target_lsn, inclusive): PostgreSQL applies
+    # it but returns from recoveryStopsAfter before recording its time.
+    stop_record = point is not None and bool(target) and point.lsn >= parse_lsn(str(target))
+    if (
+        point is not None
+        and not stop_record
+        and (server_time is None or point.timestamp > float(server_time) + 1e-6)
+    ):
         raise OperationError(
             f"the drill server did not replay the last archived commit ({point.describe()}); "
             f"its last replayed transaction is at {server_time}"
