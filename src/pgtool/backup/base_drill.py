@@ -118,7 +118,15 @@ def run_base_drill(
     started = time.monotonic()
     # SIGTERM must unwind too: the throwaway server is not our child and would outlive us.
     with sigterm_raises():
-        cluster = LocalCluster(tools, root, data_dir=root / "data", superuser=backup.superuser or "postgres")
+        try:
+            cluster = LocalCluster(
+                tools, root, data_dir=root / "data", superuser=backup.superuser or "postgres"
+            )
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)  # e.g. no copy of the binaries the server user can run
+            raise
         try:
             base_unpack.unpack_base_backup(backup, cluster.data_dir)
             # Production's pg_hba.conf may demand passwords or peer names we do not have: the throwaway
