@@ -34,6 +34,15 @@ def newest_dump(backup_dir: Path, database: str) -> Path:
     return dumps.list_dumps(backup_dir)[database][-1].path
 
 
+def forget_statement_texts(cluster: Any) -> None:
+    """Reset the shared cluster's pg_stat_statements after a test ran 8-bit statements in a SQL_ASCII
+    database: their texts would make every later reader of the texts in a UTF8 database fail (see
+    tests/ops/test_ops_top_encoding.py), and other tests' `top` runs would see no text."""
+    with cluster.connect() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT public.pg_stat_statements_reset()")
+
+
 def throwaway_databases(cluster: Any) -> list[str]:
     with cluster.connect() as conn:
         rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'pgtool\\_verify\\_%'")

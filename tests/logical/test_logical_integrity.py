@@ -10,7 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from logical_helpers import backup, clone_dump, newest_dump, rewrite_manifest, throwaway_databases, verify
+from logical_helpers import (
+    backup,
+    clone_dump,
+    forget_statement_texts,
+    newest_dump,
+    rewrite_manifest,
+    throwaway_databases,
+    verify,
+)
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -105,10 +113,7 @@ def test_a_sql_ascii_database_with_8_bit_names_backs_up_and_verifies(cluster, tm
             conn.execute(b'DROP DATABASE IF EXISTS "' + name.encode() + b'\xe9" WITH (FORCE)')
         with cluster.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            # Its 8-bit statement texts stay in the shared cluster's pg_stat_statements and would make
-            # every later reader of the texts in a UTF8 database fail (tests/ops/test_ops_top_encoding.py).
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            conn.execute("SELECT public.pg_stat_statements_reset()")
+        forget_statement_texts(cluster)
 
 
 def test_retention_keeps_the_last_verified_dump_after_a_corrupt_one_and_a_failed_backup(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import psycopg
-from logical_helpers import backup, newest_dump, rewrite_manifest, verify
+from logical_helpers import backup, forget_statement_texts, newest_dump, rewrite_manifest, verify
 from psycopg import sql
 
 from pgtool.backup import dumps
@@ -38,6 +38,7 @@ def test_stale_throwaway_with_undecodable_name_is_dropped(cluster, make_db, tmp_
             conn.execute(b"DROP DATABASE IF EXISTS " + stale + b" WITH (FORCE)")
         with cluster.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(ascii_db)))
+        forget_statement_texts(cluster)
 
 
 def test_a_manifest_encoding_that_is_not_text_fails_its_database_only(cluster, make_db, tmp_path):

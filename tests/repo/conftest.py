@@ -57,6 +57,11 @@ def make_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
     return Backend(kind, f"{scheme}://{bucket}/some/prefix", server.env(), server)
 
 
+@pytest.fixture
+def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return make_backend("local", request, tmp_path)
+
+
 @pytest.fixture(params=["local", "s3", "azure"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend(request.param, request, tmp_path)

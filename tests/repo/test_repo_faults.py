@@ -192,12 +192,10 @@ def test_azure_sas_token_from_the_environment(azure_server):
     ["text", {"cipher": "x"}, {"kdf": "blake2b", "salt": "zz"}],
 )
 def test_a_record_with_malformed_encryption_parameters_is_an_integrity_error(
-    request, tmp_path, random_key_file, encryption
+    local_backend, random_key_file, encryption
 ):
     """The record's checksum is no secret: a planted record with a valid one must still fail cleanly."""
-    from conftest import make_backend
-
-    backend = make_backend("local", request, tmp_path)
+    backend = local_backend
     repo = backend.open(key_file=random_key_file)
     body = {"format": "pgtool-repository", "version": 1, "created_at": "x", "encryption": encryption}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
