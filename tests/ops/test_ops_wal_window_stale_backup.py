@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from basebackup_fakes import fake_base_backup
 from pgtool.backup.archive_continuity import check_continuity
-from pgtool.backup.base_catalog import MANIFEST_FILE, METADATA_FILE, BaseBackupInfo, list_base_backups
+from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
 from pgtool.backup.walnames import segment_name
 from pgtool.errors import PgtoolError
 from pgtool.status.model import Thresholds
@@ -39,18 +40,7 @@ def _segment(archive: Path, tli: int, segno: int) -> None:
 
 
 def _backup(base_dir: Path, stamp: str, timeline: int, segno: int) -> BaseBackupInfo:
-    lsn = f"0/{segno * SEG + 0x28:X}"
-    info = BaseBackupInfo(
-        id=stamp, start_time="2026-01-01T00:00:00+00:00", stop_time="2026-01-01T00:01:00+00:00",
-        start_lsn=lsn, stop_lsn=lsn, start_wal_file=segment_name(timeline, segno),
-        stop_wal_file=segment_name(timeline, segno), timeline=timeline, system_identifier="7",
-        server_version="15.0", server_version_num=150000, wal_segment_size=SEG,
-        compression="none", wal_method="stream", size_bytes=0,
-    )  # fmt: skip
-    directory = base_dir / stamp
-    directory.mkdir(parents=True)
-    (directory / METADATA_FILE).write_text(info.to_json())
-    (directory / MANIFEST_FILE).write_text("{}")
+    info = fake_base_backup(base_dir, stamp, timeline, segno, segment_size=SEG, system_identifier="7")
     assert list_base_backups(base_dir)[-1].id == stamp
     return info
 

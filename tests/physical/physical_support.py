@@ -97,19 +97,6 @@ def recover(primary: ArchivingPrimary, pgdata: Path, *args: str) -> Any:
 
 def fake_backup(base_dir: Path, stamp: str, timeline: int, segno: int) -> Any:
     """A recorded base backup (metadata and manifest only) starting and ending in segment `segno`."""
-    from pgtool.backup.base_catalog import MANIFEST_FILE, METADATA_FILE, BaseBackupInfo
-    from pgtool.wal.names import segment_name
+    from basebackup_fakes import fake_base_backup
 
-    lsn = f"0/{segno:X}000028"
-    info = BaseBackupInfo(
-        id=stamp, start_time="2026-01-01T00:00:00+00:00", stop_time="2026-01-01T00:01:00+00:00",
-        start_lsn=lsn, stop_lsn=lsn, start_wal_file=segment_name(timeline, segno),
-        stop_wal_file=segment_name(timeline, segno), timeline=timeline, system_identifier="1",
-        server_version="15.0", server_version_num=150000, wal_segment_size=16 * 1024 * 1024,
-        compression="none", wal_method="stream", size_bytes=0,
-    )  # fmt: skip
-    directory = base_dir / stamp
-    directory.mkdir(parents=True)
-    (directory / METADATA_FILE).write_text(info.to_json())
-    (directory / MANIFEST_FILE).write_text("{}")
-    return info
+    return fake_base_backup(base_dir, stamp, timeline, segno)
