@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import repo_servers
 from pgharness import (
     DEFAULT_MAJOR,
     SUPPORTED_MAJORS,
@@ -28,6 +29,7 @@ from pgharness import (
     rmtree,
     server_writable_dir,
 )
+from repo_backends import BACKEND_KINDS, Backend, make_backend
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -92,3 +94,29 @@ def pushgateway(pushgateway_server: Pushgateway) -> Pushgateway:
     """The session Pushgateway, emptied for this test."""
     pushgateway_server.wipe()
     return pushgateway_server
+
+
+# Object storage: real servers speaking the real protocols (moto's S3 server, Azurite), one per session,
+# and a fresh bucket or container per test. `backend` runs a test once per kind (tests/repo_backends.py).
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[repo_servers.Server]:
+    server = repo_servers.start_server("s3", tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[repo_servers.Server]:
+    server = repo_servers.start_server("azure", tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def local_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return make_backend("local", request, tmp_path)
+
+
+@pytest.fixture(params=BACKEND_KINDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return make_backend(request.param, request, tmp_path)

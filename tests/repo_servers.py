@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / ".tools"
 MOTO = TOOLS / "moto-venv" / "bin" / "moto_server"
 AZURITE = TOOLS / "node_modules" / ".bin" / "azurite-blob"
