@@ -45,6 +45,27 @@ PgBindir = Annotated[
     ),
 ]
 
+# The backup repository (issue 17; docs/repository.md). The key file's path is not a secret; its content is.
+Repo = Annotated[
+    str | None,
+    optional(
+        "--repo",
+        envvar="PGTOOL_REPO",
+        help="Backup repository: a directory or file:///PATH, s3://BUCKET/PREFIX or "
+        "azure://CONTAINER/PREFIX. Credentials and endpoints come from the cloud's standard "
+        "environment (AWS_*, AZURE_STORAGE_*), never from the URL. See docs/repository.md.",
+    ),
+]
+RepoKeyFile = Annotated[
+    str | None,
+    optional(
+        "--repo-key-file",
+        envvar="PGTOOL_REPO_KEY_FILE",
+        help="File whose content (a passphrase, or 32+ random bytes) encrypts the repository "
+        "client-side. Required once a repository is encrypted; set it when the repository is created.",
+    ),
+]
+
 
 def settings(
     dsn: str | None = None, pushgateway: str | None = None, pg_bindir: str | None = None
