@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgtool.backup.base_catalog import MANIFEST_FILE, METADATA_FILE, BaseBackupInfo
+from pgtool.physical.base_catalog import MANIFEST_FILE, METADATA_FILE, BaseBackupInfo
 from pgtool.wal.names import segment_name
 
 SEGMENT_SIZE = 16 * 1024 * 1024

@@ -216,8 +216,8 @@ def test_list_shows_a_record_edited_into_another_shape(tmp_path):
 
 def test_no_database_shares_the_evidence_directory():
     """Dumps live under the encoded database name, which never starts with "." (the log's directory)."""
-    from pgtool.backup.dumps import database_dir
     from pgtool.evidence.drills import EVIDENCE_DIR
+    from pgtool.logical.dumps import database_dir
 
     assert EVIDENCE_DIR.startswith(".")
     for name in (".evidence", "evidence", "..", ".", "./.evidence", "%2Eevidence"):

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pgharness import pgtool_argv, retry, run_pgtool
-from pgtool.backup import dumps
-from pgtool.backup.dump_manifest import checksum_line, sha256_file
+from pgtool.logical import dumps
+from pgtool.logical.dump_manifest import checksum_line, sha256_file
 
 
 def backup(cluster: Any, dest: Path, *names: str, extra: tuple[str, ...] = (), dsn: str | None = None) -> Any:

@@ -13,8 +13,8 @@ import pytest
 from logical_helpers import backup, clone_dump, newest_dump, sigterm_while_running
 
 from pgharness import pgtool_argv
-from pgtool.backup import dumps
-from pgtool.backup.dump_manifest import read_checksum, sha256_file
+from pgtool.logical import dumps
+from pgtool.logical.dump_manifest import read_checksum, sha256_file
 
 
 @pytest.mark.all_versions
@@ -188,7 +188,7 @@ def test_retention_deletes_only_old_dumps_it_wrote(cluster, make_db, tmp_path):
 
 
 def test_retention_never_deletes_the_newest_complete_dump(cluster, make_db, tmp_path):
-    from pgtool.backup.dump_retention import apply_retention
+    from pgtool.logical.dump_retention import apply_retention
 
     db = make_db(rows=3)
     assert backup(cluster, tmp_path, db.name).returncode == 0

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from logical_helpers import backup, newest_dump, verify
 
 from pgharness import run_pgtool
-from pgtool.backup import dumps
-from pgtool.backup.dump_manifest import read_checksum
+from pgtool.logical import dumps
+from pgtool.logical.dump_manifest import read_checksum
 
 
 def _records(evidence: Path) -> list[dict]:

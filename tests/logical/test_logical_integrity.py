@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pgharness import pgtool_argv, retry, run_pgtool, start_cluster
-from pgtool.backup import dumps
+from pgtool.logical import dumps
 
 
 def _error(proc: subprocess.CompletedProcess[str]) -> str:

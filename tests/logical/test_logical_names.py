@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgtool.backup import dumps
-from pgtool.backup.verify_throwaway import new_token, throwaway_name
+from pgtool.logical import dumps
+from pgtool.logical.verify_throwaway import new_token, throwaway_name
 
 
 def test_stamps_round_trip_in_utc():

@@ -19,8 +19,8 @@ from logical_helpers import (
 )
 
 from pgharness import run_pgtool
-from pgtool.backup import dumps
-from pgtool.backup.dump_restore import read_toc
+from pgtool.logical import dumps
+from pgtool.logical.dump_restore import read_toc
 from pgtool.pg import binaries
 
 
@@ -111,7 +111,7 @@ def test_truncated_file_with_matching_checksum_fails_in_the_toc_or_restore(clust
     first, _ = dumped
     dump = newest_dump(tmp_path, first.name)
     dump.write_bytes(dump.read_bytes()[:200])
-    from pgtool.backup.dump_manifest import checksum_line, sha256_file
+    from pgtool.logical.dump_manifest import checksum_line, sha256_file
 
     dumps.checksum_path(dump).write_text(checksum_line(sha256_file(dump), dump.name))
     rewrite_manifest(dump, lambda m: m.update(sha256=sha256_file(dump)))
@@ -275,8 +275,8 @@ def test_usage_errors(cluster, tmp_path):
 
 
 def test_a_counting_session_that_cannot_connect_fails_finish_instead_of_hanging():
-    from pgtool.backup.row_counts import TableCounter
     from pgtool.errors import ConnectError
+    from pgtool.logical.row_counts import TableCounter
 
     def refuse() -> Any:
         raise ConnectError("cannot connect: the throwaway database is gone")
@@ -292,7 +292,7 @@ def test_the_throwaway_restore_skips_waiting_for_wal_flushes_and_keeps_pgoptions
 ):
     """A CHECK constraint that holds only under the restore's settings: pg_restore evaluates it per row."""
     from pgharness import create_database, drop_database
-    from pgtool.backup.dump_restore import RestoreError, restore
+    from pgtool.logical.dump_restore import RestoreError, restore
 
     source = make_db(rows=0)
     with source.connect() as conn:

@@ -8,7 +8,7 @@ import psycopg
 from logical_helpers import backup, forget_statement_texts, newest_dump, rewrite_manifest, verify
 from psycopg import sql
 
-from pgtool.backup import dumps
+from pgtool.logical import dumps
 
 
 def test_stale_throwaway_with_undecodable_name_is_dropped(cluster, make_db, tmp_path):

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from pgharness import pgtool_argv, retry, rmtree, server_writable_dir, start_cluster
-from pgtool.backup.base_catalog import METADATA_FILE, BaseBackupInfo
-from pgtool.backup.dump_manifest import checksum_line, sha256_file, write_manifest
-from pgtool.backup.dumps import checksum_path, database_dir, dump_name, format_stamp, manifest_path
+from pgtool.logical.dump_manifest import checksum_line, sha256_file, write_manifest
+from pgtool.logical.dumps import checksum_path, database_dir, dump_name, format_stamp, manifest_path
 from pgtool.pg.privileges import give_to_server
+from pgtool.physical.base_catalog import METADATA_FILE, BaseBackupInfo
 
 
 @dataclass

@@ -124,7 +124,7 @@ def test_failed_verification_in_the_pushgateway(archiving, pushgateway):
 
 
 def test_recoverability_shows_the_verified_point_and_predicts_rto_from_the_drill(archiving, pushgateway):
-    from pgtool.backup.base_catalog import list_base_backups
+    from pgtool.physical.base_catalog import list_base_backups
     from pgtool.wal.names import format_lsn, parse_lsn
 
     point = datetime(2026, 12, 1, 3, 4, 5, 123456, tzinfo=UTC).timestamp()

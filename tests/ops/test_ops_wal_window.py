@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from basebackup_fakes import fake_base_backup
-from pgtool.backup.archive_continuity import check_continuity
-from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
-from pgtool.backup.walnames import segment_name
 from pgtool.errors import OperationError
+from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
+from pgtool.recovery.archive_continuity import check_continuity
 from pgtool.status.model import Thresholds
 from pgtool.status.wal_window import base_backups_section
+from pgtool.wal.listing import segment_name
 
 HISTORY_TL2 = "1\t0/5000000\tno recovery target specified\n"  # timeline 2 began in segment 5
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from basebackup_fakes import fake_base_backup
-from pgtool.backup.archive_continuity import check_continuity
-from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
-from pgtool.backup.walnames import segment_name
 from pgtool.errors import PgtoolError
+from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
+from pgtool.recovery.archive_continuity import check_continuity
 from pgtool.status.model import Thresholds
 from pgtool.status.wal_window import base_backups_section
 from pgtool.wal.checksum import write_checksum
+from pgtool.wal.listing import segment_name
 
 SEG = 1024 * 1024  # the smallest segment size keeps the files small
 MAGIC_PG15 = 0xD110

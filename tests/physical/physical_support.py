@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from pgharness import binaries_for, pgtool_argv, retry, run_pgtool, start_cluster
-from pgtool.backup.recovery_config import control_minimums
 from pgtool.pg.cluster import LocalCluster
 from pgtool.pg.privileges import make_server_dir
+from pgtool.recovery.recovery_config import control_minimums
 
 
 def archive_command(archive_dir: Path, compress: str | None = None) -> str:

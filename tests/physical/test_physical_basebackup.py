@@ -12,11 +12,11 @@ from physical_support import ArchivingPrimary, adopt, recover
 from psycopg import sql
 
 from pgharness import run_pgtool
-from pgtool.backup import base_verify
-from pgtool.backup.base_catalog import LOCK_FILE, METADATA_FILE, list_base_backups
-from pgtool.backup.walnames import list_archive, parse_segment_name, segment_name
 from pgtool.errors import OperationError
 from pgtool.pg.binaries import for_server
+from pgtool.physical import base_verify
+from pgtool.physical.base_catalog import LOCK_FILE, METADATA_FILE, list_base_backups
+from pgtool.wal.listing import list_archive, parse_segment_name, segment_name
 
 
 @pytest.mark.all_versions

@@ -11,11 +11,11 @@ import pytest
 from physical_support import ArchivingPrimary
 
 from pgharness import retry
-from pgtool.backup.base_catalog import list_base_backups
-from pgtool.backup.base_drill import run_base_drill
-from pgtool.backup.walnames import list_archive, parse_lsn
 from pgtool.errors import OperationError
 from pgtool.obs.metrics import RunReport
+from pgtool.physical.base_catalog import list_base_backups
+from pgtool.physical.base_drill import run_base_drill
+from pgtool.wal.listing import list_archive, parse_lsn
 
 
 def _write_and_archive(primary: ArchivingPrimary, segments: int) -> str:

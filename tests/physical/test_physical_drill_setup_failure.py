@@ -8,10 +8,10 @@ import pytest
 from physical_support import ArchivingPrimary
 
 from pgharness import binaries_for
-from pgtool.backup.base_drill import run_base_drill
 from pgtool.errors import PgtoolError
 from pgtool.obs.metrics import RunReport
 from pgtool.pg.privileges import server_user
+from pgtool.physical.base_drill import run_base_drill
 
 
 def test_no_leftover_when_the_cluster_cannot_be_set_up(

@@ -7,9 +7,9 @@ import json
 from physical_support import ArchivingPrimary
 
 from pgharness import run_pgtool
-from pgtool.backup.base_catalog import MANIFEST_FILE, list_base_backups
-from pgtool.backup.dump_manifest import sha256_file
-from pgtool.backup.walnames import list_archive
+from pgtool.logical.dump_manifest import sha256_file
+from pgtool.physical.base_catalog import MANIFEST_FILE, list_base_backups
+from pgtool.wal.listing import list_archive
 
 
 def test_base_drills_append_chained_records(primary: ArchivingPrimary) -> None:

@@ -11,11 +11,11 @@ import pytest
 from physical_support import ArchivingPrimary, adopt, archive_command, recover
 
 from pgharness import retry, run_pgtool
-from pgtool.backup.base_catalog import list_base_backups
-from pgtool.backup.base_drill import run_base_drill
-from pgtool.backup.walnames import list_archive
 from pgtool.errors import FindingsError
 from pgtool.obs.metrics import RunReport
+from pgtool.physical.base_catalog import list_base_backups
+from pgtool.physical.base_drill import run_base_drill
+from pgtool.wal.listing import list_archive
 
 
 def _rows(cluster) -> list[int]:
@@ -233,7 +233,7 @@ def test_a_time_target_before_a_gap_recovers_and_one_after_it_is_refused_clearly
 def test_retention_never_deletes_backups_or_wal_of_a_newer_timeline(tmp_path: Path) -> None:
     from physical_support import fake_backup
 
-    from pgtool.backup.base_retention import apply_retention
+    from pgtool.physical.base_retention import apply_retention
     from pgtool.wal.names import segment_name
 
     base, archive = tmp_path / "base", tmp_path / "wal"

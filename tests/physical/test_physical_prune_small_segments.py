@@ -3,7 +3,7 @@ of WAL, segment names of different log ids share a 16 MiB-based segment number; 
 
 from __future__ import annotations
 
-from pgtool.backup.base_retention import prune_archive
+from pgtool.physical.base_retention import prune_archive
 
 
 def test_prune_removes_every_older_segment_whatever_the_segment_size(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 from physical_support import ArchivingPrimary, adopt, recover
 
 from pgharness import retry
-from pgtool.backup.base_catalog import list_base_backups
-from pgtool.backup.walnames import list_archive
+from pgtool.physical.base_catalog import list_base_backups
+from pgtool.wal.listing import list_archive
 
 
 def _utc_now_text(primary: ArchivingPrimary) -> str:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from physical_support import ArchivingPrimary, adopt, recover
 
-from pgtool.backup import recovery_point
-from pgtool.backup.archive_continuity import check_continuity
-from pgtool.backup.base_catalog import list_base_backups
-from pgtool.backup.base_drill import _replay_end
-from pgtool.backup.walnames import parse_lsn
+from pgtool.physical.base_catalog import list_base_backups
+from pgtool.physical.base_drill import _replay_end
+from pgtool.recovery import recovery_point
+from pgtool.recovery.archive_continuity import check_continuity
+from pgtool.wal.listing import parse_lsn
 
 
 def test_a_commit_that_is_the_recovery_stop_record_is_the_verified_point(

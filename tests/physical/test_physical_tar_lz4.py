@@ -10,8 +10,8 @@ from pathlib import Path
 import lz4.frame
 import pytest
 
-from pgtool.backup.tar_stream import extract, member_sizes, read_member
 from pgtool.errors import OperationError
+from pgtool.physical.tar_stream import extract, member_sizes, read_member
 
 
 def make_tar_lz4(path: Path) -> dict[str, bytes]:

@@ -10,12 +10,12 @@ import pytest
 from physical_support import ArchivingPrimary, adopt, archive_command, recover
 
 from pgharness import retry
-from pgtool.backup.archive_continuity import check_continuity
-from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
-from pgtool.backup.recover import build_target, choose_backup
-from pgtool.backup.recovery_config import restore_command
-from pgtool.backup.walnames import list_archive, parse_history
 from pgtool.errors import OperationError, UsageError
+from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
+from pgtool.recovery.archive_continuity import check_continuity
+from pgtool.recovery.recover import build_target, choose_backup
+from pgtool.recovery.recovery_config import restore_command
+from pgtool.wal.listing import list_archive, parse_history
 
 
 def _rows(cluster) -> list[int]:

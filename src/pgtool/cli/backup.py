@@ -57,9 +57,9 @@ def backup(
     cfg = settings(dsn, pushgateway, pg_bindir)
 
     def body(report: RunReport) -> None:
-        from pgtool.backup.dumping import run_backup
-        from pgtool.backup.dumps import display
         from pgtool.errors import OperationError
+        from pgtool.logical.dumping import run_backup
+        from pgtool.logical.dumps import display
 
         outcome = run_backup(
             cfg.dsn,

@@ -55,7 +55,7 @@ def basebackup(
     cfg = settings(dsn, pushgateway, pg_bindir)
 
     def body(report: RunReport) -> None:
-        from pgtool.backup.basebackup import take_base_backup
+        from pgtool.physical.basebackup import take_base_backup
 
         result = take_base_backup(
             cfg.dsn,

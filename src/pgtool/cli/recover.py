@@ -77,7 +77,7 @@ def recover(
     from pgtool.cli.runner import run_command
 
     def body(_report: object) -> None:
-        from pgtool.backup.recover import build_target, prepare_recovery
+        from pgtool.recovery.recover import build_target, prepare_recovery
 
         target = build_target(
             time=target_time, lsn=target_lsn, xid=target_xid, name=target_name, immediate=target_immediate

@@ -58,9 +58,9 @@ def run_command(
     metrics_job overrides the Pushgateway job suffix (e.g. "verify-base"); default `command`.
     """
     setup_logging()
-    from pgtool.backup.terminate import sigterm_raises
     from pgtool.obs.logging import get_logger
     from pgtool.obs.metrics import RunReport, push_run_result
+    from pgtool.pg.terminate import sigterm_raises
 
     log = get_logger().bind(command=command)
     report = RunReport()

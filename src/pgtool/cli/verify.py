@@ -97,9 +97,9 @@ def verify(
         run_command("verify", base_body, pushgateway=cfg.pushgateway, metrics_job="verify-base")
 
     def body(report: RunReport) -> None:
-        from pgtool.backup.dumps import display
         from pgtool.errors import FindingsError, UsageError
         from pgtool.evidence.drills import verify_dumps
+        from pgtool.logical.dumps import display
 
         if base_dir is not None or archive_dir is not None:
             raise UsageError("--base-dir/--archive-dir need --base")

@@ -1,9 +1,9 @@
 """Record each restore drill in the evidence log, pass or fail: what `pgtool verify` calls.
 
-`verify_dumps` and `verify_base` run the drill of `pgtool.backup` and then append one record to
-`<backup-dir>/.evidence/` or `<base-dir>/.evidence/` (see `pgtool.evidence.log`). A drill that fails
-is recorded too, then its error re-raised. If the record cannot be written the run fails (exit 1):
-a drill without its evidence must never look like a success.
+`verify_dumps` and `verify_base` run the drills of `pgtool.logical` and `pgtool.physical` and then
+append one record to `<backup-dir>/.evidence/` or `<base-dir>/.evidence/` (see `pgtool.evidence.log`).
+A drill that fails is recorded too, then its error re-raised. If the record cannot be written the run
+fails (exit 1): a drill without its evidence must never look like a success.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
 from pgtool.evidence import log
 
 if TYPE_CHECKING:
-    from pgtool.backup.base_drill import BaseDrillResult
-    from pgtool.backup.verify_dumps import VerifyResult
+    from pgtool.logical.verify_dumps import VerifyResult
     from pgtool.obs.metrics import RunReport
+    from pgtool.physical.base_drill import BaseDrillResult
 
 # A leading dot: `pgtool backup` writes a database's dumps under its encoded name, which never starts
 # with "." (encode_name escapes it), so no database, however named, shares this directory.
@@ -77,8 +77,8 @@ def verify_dumps(
     report: RunReport,
     key_file: Path | None = None,
 ) -> list[VerifyResult]:
-    """`pgtool.backup.verify_dumps.run_verify`, then one record of the whole run in the evidence log."""
-    from pgtool.backup.verify_dumps import run_verify
+    """`pgtool.logical.verify_dumps.run_verify`, then one record of the whole run in the evidence log."""
+    from pgtool.logical.verify_dumps import run_verify
 
     sign = signer(key_file)
     started, clock = datetime.now(UTC), time.monotonic()
@@ -134,8 +134,8 @@ def _restore_server_version(dsn: str) -> str | None:
 
 
 def _dump_entry(r: VerifyResult, amcheck: bool) -> dict[str, Any]:
-    from pgtool.backup import dumps
-    from pgtool.backup.dump_manifest import read_checksum, read_manifest
+    from pgtool.logical import dumps
+    from pgtool.logical.dump_manifest import read_checksum, read_manifest
 
     entry: dict[str, Any] = {"database": r.database, "outcome": "passed" if r.ok else "failed"}
     if r.dump is not None:
@@ -178,8 +178,8 @@ def verify_base(
     key_file: Path | None = None,
     work_dir: Path | None = None,
 ) -> BaseDrillResult:
-    """`pgtool.backup.base_drill.run_base_drill`, then its record in `<base_dir>/.evidence/`."""
-    from pgtool.backup.base_drill import run_base_drill
+    """`pgtool.physical.base_drill.run_base_drill`, then its record in `<base_dir>/.evidence/`."""
+    from pgtool.physical.base_drill import run_base_drill
 
     sign = signer(key_file)
     started, clock = datetime.now(UTC), time.monotonic()
@@ -217,8 +217,8 @@ def verify_base(
 
 def _base_backup_entry(base_dir: Path, result: BaseDrillResult | None) -> dict[str, Any] | None:
     """The drilled backup (or, when the drill failed early, the newest one, which it was about to drill)."""
-    from pgtool.backup import base_catalog
-    from pgtool.backup.dump_manifest import sha256_file
+    from pgtool.logical.dump_manifest import sha256_file
+    from pgtool.physical import base_catalog
 
     backups = base_catalog.list_base_backups(base_dir)
     chosen = [b for b in backups if result is None or b.id == result.backup_id]

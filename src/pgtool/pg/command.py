@@ -4,7 +4,7 @@
 - secrets never on argv: `libpq_args()` moves a DSN's password and sslpassword into a 0600 file
   (`pgtool.pg.secretfile`) for the child's lifetime;
 - one registry of the children started (`start`), so a signal reaches each of them whichever thread
-  started it (`signal_children`, called by `pgtool.backup.terminate`);
+  started it (`signal_children`, called by `pgtool.pg.terminate`);
 - stderr streamed to the log line by line (redacted), its tail kept for the error message;
 - SIGTERM/SIGINT received by pgtool are forwarded to the child, so a Kubernetes pod stop lets
   pg_dump/pg_basebackup end cleanly and our cleanup still runs;
@@ -270,7 +270,7 @@ def _forward_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
     """In the main thread, forward SIGTERM/SIGINT to the child and re-deliver once it has ended.
 
     Waiting for the child first lets the caller's cleanup (delete a partial file) find it gone. In
-    another thread a handler cannot be installed: the main thread's (`pgtool.backup.terminate`,
+    another thread a handler cannot be installed: the main thread's (`pgtool.pg.terminate`,
     installed for every command by the runner) reaches the child through the registry.
     """
 

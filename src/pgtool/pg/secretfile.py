@@ -9,7 +9,7 @@ When the DSN (or PGSERVICE) names a service of its own (libpq allows one), the p
 
 The file lives in a private 0700 directory (`pgtool-secrets-*` under $TMPDIR) that is removed when the
 child is done, at exit, and when a signal ends the run (`remove_all()`, called by the handler of
-`pgtool.backup.terminate`): plaintext secrets never outlive the run, short of SIGKILL.
+`pgtool.pg.terminate`): plaintext secrets never outlive the run, short of SIGKILL.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Newest logical dump per database and its age, read from `pgtool backup`'s layout.
 
-The layout and its listing belong to `pgtool.backup.dumps` (`DIR/<db>/<db>-<UTC stamp>.dump` with a
+The layout and its listing belong to `pgtool.logical.dumps` (`DIR/<db>/<db>-<UTC stamp>.dump` with a
 `.sha256` and a JSON manifest); a dump without its manifest is not complete and does not count.
 Every database the server lets us connect to (what `pgtool backup` dumps) must have a fresh one.
 """
@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgtool.backup.dumps import checksum_path, list_dumps
+from pgtool.logical.dumps import checksum_path, list_dumps
 from pgtool.status.durations import format_bytes, format_duration
 from pgtool.status.model import Section, Thresholds
 

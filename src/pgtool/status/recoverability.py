@@ -51,7 +51,7 @@ def newest_backup_start(base_dir: Path | None) -> tuple[str, int] | None:
     """(id, start LSN) of the newest complete base backup in `base_dir`, or None."""
     if base_dir is None:
         return None
-    from pgtool.backup.base_catalog import list_base_backups
+    from pgtool.physical.base_catalog import list_base_backups
     from pgtool.wal.names import parse_lsn
 
     try:

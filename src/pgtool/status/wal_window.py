@@ -18,8 +18,8 @@ segment that fails (damaged, or without a checksum record: archived by something
 archive-wal) counts as a gap. The output says what was read. This costs one read of the window's
 WAL per status run.
 
-Layouts and names come from `pgtool.backup.base_catalog` (backup directories and their JSON metadata)
-and `pgtool.backup.walnames` (archived names, compression suffixes, history files).
+Layouts and names come from `pgtool.physical.base_catalog` (backup directories and their JSON metadata)
+and `pgtool.wal.listing` (archived names, compression suffixes, history files).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
-from pgtool.backup.walnames import DEFAULT_SEGMENT_SIZE, parse_lsn, parse_segment_name
+from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
 from pgtool.status.durations import format_duration
 from pgtool.status.model import Section, Thresholds
 from pgtool.wal.chain import ArchiveIndex, ChainError, Span, first_needed
+from pgtool.wal.listing import DEFAULT_SEGMENT_SIZE, parse_lsn, parse_segment_name
 
 SELF_CONTAINED_WAL_METHODS = ("stream", "fetch")
 MAX_GAP_LINES = 3

@@ -1,7 +1,7 @@
 """One model of the WAL archive as recovery sees it: which file recovery reads at each position, where
 the archive ends, what is missing, and which WAL a base backup needs (stdlib only).
 
-`recover` (through `pgtool.backup.archive_continuity`), `verify --base`, retention and `status` all ask
+`recover` (through `pgtool.recovery.archive_continuity`), `verify --base`, retention and `status` all ask
 this module, so they cannot disagree about a timeline switch or a gap.
 
 Timeline rule, PostgreSQL's own for `recovery_target_timeline = 'latest'`: starting from the timeline

@@ -24,10 +24,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgtool.backup.base_catalog import BaseBackupInfo, list_base_backups
-from pgtool.backup.walnames import stored_copies
 from pgtool.obs.logging import get_logger
+from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
 from pgtool.wal.durable import fsync_path
+from pgtool.wal.listing import stored_copies
 
 DELETING_PREFIX = ".deleting-"
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from pgtool.backup import archive_continuity, base_catalog, base_unpack, recovery_config
-from pgtool.backup.base_catalog import BaseBackupInfo
-from pgtool.backup.recovery_config import RecoveryTarget
-from pgtool.backup.walnames import parse_lsn
 from pgtool.config import redact_dsn
 from pgtool.errors import OperationError, UsageError
 from pgtool.obs.logging import get_logger
+from pgtool.physical import base_catalog, base_unpack
+from pgtool.physical.base_catalog import BaseBackupInfo
+from pgtool.recovery import archive_continuity, recovery_config
+from pgtool.recovery.recovery_config import RecoveryTarget
+from pgtool.wal.listing import parse_lsn
 
 
 @dataclass
@@ -86,7 +87,7 @@ def build_target(
 
 
 def recovery_lsn(text: str) -> str:
-    from pgtool.backup.walnames import format_lsn
+    from pgtool.wal.listing import format_lsn
 
     return format_lsn(parse_lsn(text))
 
@@ -211,7 +212,7 @@ def prepare_recovery(
             target = RecoveryTarget("lsn", end_lsn)
     log.info("recovering", backup=backup.id, target=target.describe() if target else "end of archive")
 
-    from pgtool.backup.terminate import sigterm_raises
+    from pgtool.pg.terminate import sigterm_raises
 
     created = not pgdata.exists()
     tablespaces = pgdata.with_name(pgdata.name + ".tablespaces")
@@ -250,7 +251,7 @@ def prepare_recovery(
 
 def _check_not_empty(archive_dir: Path) -> None:
     """An archive with no WAL, or one that cannot be listed, is a mistake (unmounted?), not 'no WAL'."""
-    from pgtool.backup.walnames import list_archive
+    from pgtool.wal.listing import list_archive
 
     try:
         items = list_archive(archive_dir)
@@ -271,8 +272,8 @@ def _end_of_archive(
     allow_unverified: bool = False,
 ) -> str | None:
     """The LSN of the archive's last complete record (None: the archive ends inside the backup)."""
-    from pgtool.backup.archive_end import end_target
     from pgtool.pg import binaries
+    from pgtool.recovery.archive_end import end_target
 
     if continuity is None:
         return None

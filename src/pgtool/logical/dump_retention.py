@@ -1,6 +1,6 @@
 """Retention for logical dumps: delete complete dumps older than N days, per database.
 
-Only files `pgtool.backup.dumps.complete_dump` recognises are candidates (exact name pattern plus a
+Only files `pgtool.logical.dumps.complete_dump` recognises are candidates (exact name pattern plus a
 manifest naming that file and database), so partial dumps, a killed run's leftovers and anything a
 human put there are never touched. Two dumps of a database are always kept, however old:
 - the newest complete one: after weeks of failing backups the last dump is the one that matters most;
@@ -15,7 +15,7 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pgtool.backup.dumps import (
+from pgtool.logical.dumps import (
     checksum_path,
     is_verified,
     list_database_dumps,

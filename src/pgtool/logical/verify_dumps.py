@@ -1,7 +1,7 @@
 """`pgtool verify`: prove the newest dump of each database restores, with the rows it should hold.
 
-Per database, on the newest file named like a dump (`pgtool.backup.dumps`), stopping at the first
-failure (the checks themselves are in `pgtool.backup.verify_checks`):
+Per database, on the newest file named like a dump (`pgtool.logical.dumps`), stopping at the first
+failure (the checks themselves are in `pgtool.logical.verify_checks`):
   1. manifest present, well formed and of this database;
   2. SHA-256 of the file equals its `.sha256` (and the manifest's): computed while steps 3-4 run, and
      reported in preference to their errors, since damage explains them;
@@ -13,7 +13,7 @@ failure (the checks themselves are in `pgtool.backup.verify_checks`):
   6. with amcheck, `bt_index_check(..., heapallindexed => true)` on every restored leaf btree index.
 A dump that passes gets a `.verified.json` record beside it, which retention honours; one that fails
 loses any record it had. The throwaway database is dropped whatever happens (SIGTERM included, see
-`pgtool.backup.terminate`); `verify_throwaway` says how runs keep out of each other's way.
+`pgtool.pg.terminate`); `verify_throwaway` says how runs keep out of each other's way.
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from typing import Any
 
 import psycopg
 
-from pgtool.backup import dumps, verify_throwaway
-from pgtool.backup.dump_manifest import write_verified
-from pgtool.backup.dump_restore import DumpReadError, RestoreError, Toc, restore
-from pgtool.backup.dump_sessions import session
-from pgtool.backup.row_counts import TableCounter, qualified
-from pgtool.backup.terminate import sigterm_raises
-from pgtool.backup.verify_checks import VerifyFailure, amcheck, check_manifest, check_toc, compare_counts
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
+from pgtool.logical import dumps, verify_throwaway
+from pgtool.logical.dump_manifest import write_verified
+from pgtool.logical.dump_restore import DumpReadError, RestoreError, Toc, restore
+from pgtool.logical.dump_sessions import session
+from pgtool.logical.row_counts import TableCounter, qualified
+from pgtool.logical.verify_checks import VerifyFailure, amcheck, check_manifest, check_toc, compare_counts
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
 from pgtool.pg import binaries
+from pgtool.pg.terminate import sigterm_raises
 
 # pg_restore workers per database, each with a connection and a counting session beside it.
 MAX_JOBS = 64

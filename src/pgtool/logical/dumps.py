@@ -1,7 +1,7 @@
 """Where logical dumps live and how to list them: `DIR/<database>/<database>-<UTC stamp>.dump`.
 
 Beside each dump `X.dump` pgtool writes `X.dump.sha256` (sha256sum format) and `X.manifest.json`
-(`pgtool.backup.dump_manifest`); `pgtool verify` adds `X.verified.json` once the dump passed a drill
+(`pgtool.logical.dump_manifest`); `pgtool verify` adds `X.verified.json` once the dump passed a drill
 (retention keeps the newest such dump). A dump is *complete* (and *ours*) when its name matches the exact
 pattern and its manifest exists and names that file and database. pg_dump writes under a hidden
 temporary name (`.X.dump.partial`) that never matches the pattern, so listings and retention never
@@ -56,7 +56,7 @@ def decode_name(encoded: str) -> str:
 
 def display(text: str) -> str:
     """`text` safe for one line of output: control characters and undecodable bytes (kept as lone
-    surrogates, see `pgtool.backup.dump_sessions`) written as Python escapes (`x\\ry`, `\\udce9`)."""
+    surrogates, see `pgtool.logical.dump_sessions`) written as Python escapes (`x\\ry`, `\\udce9`)."""
     return "".join(
         ch if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF else ascii(ch)[1:-1] for ch in text
     )

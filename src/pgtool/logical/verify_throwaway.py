@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.backup.dump_sessions import Ident, session
 from pgtool.errors import OperationError, PgtoolError, error_line
+from pgtool.logical.dump_sessions import Ident, session
 from pgtool.obs.logging import get_logger
 
 THROWAWAY_PREFIX = "pgtool_verify_"

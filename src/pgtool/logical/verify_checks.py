@@ -1,4 +1,4 @@
-"""The checks of a restore drill (`pgtool.backup.verify_dumps`), each raising VerifyFailure.
+"""The checks of a restore drill (`pgtool.logical.verify_dumps`), each raising VerifyFailure.
 
 Manifest and checksum (steps 1-2), table of contents (3), row counts against the manifest (5) and
 amcheck (6). The checksum runs in a thread beside the TOC read and the restore: hashing is I/O plus one
@@ -15,12 +15,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.backup import dumps
-from pgtool.backup.dump_manifest import read_checksum, read_manifest, sha256_file
-from pgtool.backup.dump_restore import Toc, read_toc, toc_form
-from pgtool.backup.dump_sessions import Ident, session
-from pgtool.backup.row_counts import qualified
 from pgtool.errors import OperationError, error_line
+from pgtool.logical import dumps
+from pgtool.logical.dump_manifest import read_checksum, read_manifest, sha256_file
+from pgtool.logical.dump_restore import Toc, read_toc, toc_form
+from pgtool.logical.dump_sessions import Ident, session
+from pgtool.logical.row_counts import qualified
 from pgtool.pg import binaries
 
 # Leaf btree indexes only: a partitioned index (relkind 'I') has no storage, bt_index_check refuses it,

@@ -11,7 +11,7 @@ Manifest (`<database>-<stamp>.manifest.json`):
     tables            [{"schema", "name", "rows"}]: exact row counts taken in the dump's own snapshot
 
 Names are stored as read in the database's encoding; bytes that are not valid text there (SQL_ASCII)
-are JSON `\\udcXX` escapes of lone surrogates (`pgtool.backup.dump_sessions`).
+are JSON `\\udcXX` escapes of lone surrogates (`pgtool.logical.dump_sessions`).
 
 Verified record (`<database>-<stamp>.verified.json`, written by `pgtool verify` after a drill passed):
     format "pgtool-dump-verified", version 1, dump_file, sha256, verified_at, tables, rows

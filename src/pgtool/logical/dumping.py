@@ -1,6 +1,6 @@
 """`pgtool backup`: pg_dump every database (custom format) with a checksum, a manifest and retention.
 
-Per database: a session (`pgtool.backup.dump_sessions`) opens a REPEATABLE READ transaction and
+Per database: a session (`pgtool.logical.dump_sessions`) opens a REPEATABLE READ transaction and
 exports its snapshot, pg_dump starts on that snapshot (`--snapshot`) and, while it runs, the session
 counts every table's rows in the same snapshot, so the manifest's counts are exactly the rows in the
 dump and the counting costs no wall-clock time when a core is free. The exporting transaction stays
@@ -27,16 +27,16 @@ from typing import Any
 
 import psycopg
 
-from pgtool.backup import dumps
-from pgtool.backup.dump_manifest import checksum_line, sha256_file, write_durably, write_manifest
-from pgtool.backup.dump_retention import apply_retention
-from pgtool.backup.dump_sessions import cancel_all, one_row, session
-from pgtool.backup.locking import directory_lock
-from pgtool.backup.terminate import sigterm_raises
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
+from pgtool.logical import dumps
+from pgtool.logical.dump_manifest import checksum_line, sha256_file, write_durably, write_manifest
+from pgtool.logical.dump_retention import apply_retention
+from pgtool.logical.dump_sessions import cancel_all, one_row, session
+from pgtool.logical.locking import directory_lock
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
 from pgtool.pg import binaries, command
+from pgtool.pg.terminate import sigterm_raises
 from pgtool.wal.durable import fsync_path
 
 # One row per database the role may dump (or one with a NULL name if none), each with the version.
@@ -206,7 +206,7 @@ def _dump_in_snapshot(
 
     One session exports the snapshot and, once pg_dump runs, counts in that same transaction.
     """
-    from pgtool.backup.row_counts import count_rows, list_tables
+    from pgtool.logical.row_counts import count_rows, list_tables
 
     with session(dsn, dbname=database, application_name="pgtool-backup") as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -12,11 +12,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgtool.backup.base_catalog import BaseBackupInfo
-from pgtool.backup.tar_stream import extract, tar_stem
 from pgtool.errors import OperationError, UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.pg.privileges import give_to_server
+from pgtool.physical.base_catalog import BaseBackupInfo
+from pgtool.physical.tar_stream import extract, tar_stem
 
 # Written when the backup has no postgresql.conf / pg_hba.conf (Debian keeps them in /etc).
 MINIMAL_CONF = "# written by pgtool recover: the base backup had no postgresql.conf\n"

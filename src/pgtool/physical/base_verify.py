@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgtool.backup.tar_stream import member_sizes, tar_stem
-from pgtool.backup.walnames import parse_lsn, segment_name, segno_of_lsn
 from pgtool.errors import OperationError
 from pgtool.pg.binaries import PgBinaries
+from pgtool.physical.tar_stream import member_sizes, tar_stem
+from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
 
 MANIFEST = "backup_manifest"
 

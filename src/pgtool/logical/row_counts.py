@@ -5,7 +5,7 @@ temporary tables and tables that belong to an extension: pg_dump does not dump t
 configuration tables aside), so counting them would make every restore check fail. Partitioned
 parents are not counted: their rows are their partitions'.
 
-Counts run on `pgtool.backup.dump_sessions` sessions: names travel as the server's exact bytes, and
+Counts run on `pgtool.logical.dump_sessions` sessions: names travel as the server's exact bytes, and
 `row_security = off` turns a policy that would filter a count into an error, never a wrong number.
 """
 
@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 
-from pgtool.backup.dump_sessions import Ident, is_rls_error, one_row
-from pgtool.backup.dumps import display
 from pgtool.errors import OperationError, error_line
+from pgtool.logical.dump_sessions import Ident, is_rls_error, one_row
+from pgtool.logical.dumps import display
 
 TABLES_SQL = """
 SELECT n.nspname, c.relname

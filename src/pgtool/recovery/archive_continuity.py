@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgtool.backup.base_catalog import BaseBackupInfo
-from pgtool.backup.walnames import format_lsn, parse_lsn, segno_of_lsn
 from pgtool.errors import OperationError
+from pgtool.physical.base_catalog import BaseBackupInfo
 from pgtool.wal.chain import ArchiveIndex, ChainError, Span
+from pgtool.wal.listing import format_lsn, parse_lsn, segno_of_lsn
 
 # The archive model lives in pgtool.wal.chain; this module phrases its answers for recover and the drill.
 TimelineSpan = Span

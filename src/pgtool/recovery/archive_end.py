@@ -16,8 +16,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from pgtool.backup.base_catalog import BaseBackupInfo
 from pgtool.errors import OperationError
+from pgtool.physical.base_catalog import BaseBackupInfo
 from pgtool.wal.errors import WalCommandError
 from pgtool.wal.names import parse_lsn
 
@@ -69,7 +69,7 @@ def end_target(
     None when the archive's last segment is not archived (the archive ends inside the backup's own
     WAL, which the backup carries) or ends before the backup does.
     """
-    from pgtool.backup.walnames import format_lsn, stored_copies
+    from pgtool.wal.listing import format_lsn, stored_copies
 
     if not stored_copies(archive_dir, last_segment):
         return None

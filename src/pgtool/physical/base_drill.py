@@ -6,7 +6,7 @@ complete record, so PostgreSQL refuses to promote before it), started, and check
 recovery, have replayed into the newest archived segment (so the archive really was read, not just the
 WAL inside the backup), accept queries in every database, and with `amcheck` pass `bt_index_check` on
 every valid btree index. It then reports the verified recovery point (the last COMMIT replayed, its
-commit time and LSN: `pgtool.backup.recovery_point`), the restore time (unpacking and configuring),
+commit time and LSN: `pgtool.recovery.recovery_point`), the restore time (unpacking and configuring),
 the replay time (server start to promotion) and the replay rate (WAL bytes from the backup's start
 LSN to the last replayed record, per second of replay). While waiting for replay, the server must
 stay alive: if it dies (a damaged segment, a missing one before the target) the drill fails at once
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pgtool.backup import archive_continuity, base_catalog, base_unpack, recovery_config, recovery_point
-from pgtool.backup.walnames import format_lsn, parse_lsn, parse_segment_name
 from pgtool.errors import FindingsError, OperationError, PgtoolError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
+from pgtool.physical import base_catalog, base_unpack
+from pgtool.recovery import archive_continuity, recovery_config, recovery_point
+from pgtool.wal.listing import format_lsn, parse_lsn, parse_segment_name
 
 if TYPE_CHECKING:
     import psycopg
@@ -99,10 +100,10 @@ def run_base_drill(
     starting or stopping during replay, a smoke query or amcheck failing), OperationError when there
     is nothing to drill or the archive has a gap, BinaryNotFoundError.
     """
-    from pgtool.backup.terminate import sigterm_raises
     from pgtool.pg import binaries
     from pgtool.pg.cluster import LocalCluster
     from pgtool.pg.privileges import give_to_server
+    from pgtool.pg.terminate import sigterm_raises
 
     log = get_logger().bind(drill="base")
     backups = base_catalog.list_base_backups(Path(base_dir))
@@ -132,7 +133,7 @@ def run_base_drill(
             # Production's pg_hba.conf may demand passwords or peer names we do not have: the throwaway
             # server accepts its own unix socket only (no TCP line), without a password.
             cluster.set_hba(["local all all trust"])
-            from pgtool.backup.archive_end import end_target
+            from pgtool.recovery.archive_end import end_target
 
             end = end_target(Path(archive_dir), backup, continuity.last_segment, tools.path("pg_waldump"))
             target = recovery_config.RecoveryTarget("lsn", end) if end else None

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
     import psycopg
 
-    from pgtool.backup.archive_continuity import Continuity
-    from pgtool.backup.base_catalog import BaseBackupInfo
+    from pgtool.physical.base_catalog import BaseBackupInfo
+    from pgtool.recovery.archive_continuity import Continuity
 
 
 class Connectable(Protocol):

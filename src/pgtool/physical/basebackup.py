@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pgtool.backup import base_catalog, base_retention, base_verify
-from pgtool.backup.base_catalog import INCOMPLETE_PREFIX, LOCK_FILE, METADATA_FILE, STAMP_FORMAT
-from pgtool.backup.walnames import parse_lsn, segment_name, segno_of_lsn
 from pgtool.config import redact_dsn
 from pgtool.errors import ExternalCommandError, LockBusyError, OperationError, UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
+from pgtool.physical import base_catalog, base_retention, base_verify
+from pgtool.physical.base_catalog import INCOMPLETE_PREFIX, LOCK_FILE, METADATA_FILE, STAMP_FORMAT
 from pgtool.wal.durable import fsync_path
+from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
 
 COMPRESS_CHOICES = ("auto", "server-lz4", "server-zstd", "gzip", "none")
 # What `auto` tries, in order, on PostgreSQL 15+ (older servers cannot compress server-side).
@@ -227,7 +227,7 @@ def take_base_backup(
     tools = binaries.for_server(major, pg_bindir)
     pg_basebackup = tools.path("pg_basebackup")
 
-    from pgtool.backup.terminate import sigterm_raises
+    from pgtool.pg.terminate import sigterm_raises
 
     # SIGTERM (a pod stop) must unwind, so the temporary directory is removed rather than left behind.
     with sigterm_raises(), dest_lock(dest):
@@ -322,7 +322,7 @@ def _check_not_behind(dest: Path, archive_dir: Path | None, timeline: int, posit
     if newer:
         found = f"{dest} holds base backup {newer[-1].id} on timeline {newer[-1].timeline}"
     elif archive_dir is not None:
-        from pgtool.backup.walnames import list_archive, parse_history, read_archived_text
+        from pgtool.wal.listing import list_archive, parse_history, read_archived_text
 
         for item in list_archive(Path(archive_dir)):
             if item.kind != "history" or item.timeline <= timeline:

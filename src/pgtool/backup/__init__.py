@@ -1,1 +1,0 @@
-"""Backups: logical dumps, base backups, retention, manifests, restore drills and recovery."""

@@ -1,0 +1,3 @@
+"""Physical backups: `pgtool basebackup` (pg_basebackup, checks, retention) and the base drill
+of `pgtool verify --base`.
+"""
