@@ -1,25 +1,30 @@
 """Rule registry: one decorated function per rule, carrying everything about that rule.
 
-    @rule("MIG015", "drop-index-not-concurrently", on=["DropStmt"],
-          title="DROP INDEX without CONCURRENTLY", lock=ACCESS_EXCLUSIVE,
-          fix="use DROP INDEX CONCURRENTLY, alone in its own migration file",
-          fires=["DROP INDEX i;"], passes=["DROP INDEX CONCURRENTLY i;"])
-    def drop_index(ctx, stmt): ...
+    @cases(fires=["DROP INDEX i;"], passes=["DROP INDEX CONCURRENTLY i;"])
+    @rule("MIG015", "drop-index-not-concurrently", severity=ERROR, lock=ACCESS_EXCLUSIVE, on=["DropStmt"])
+    def drop_index(ctx, stmt):
+        '''DROP INDEX without CONCURRENTLY
 
-`on` lists the statement types the function is called for as `check(ctx, stmt)` ("*": every
-statement); `alter` lists ALTER TABLE subcommands, called as `check(ctx, stmt, relation, cmd)` with
-`cmd` the AlterTableCmd dict, so an ALTER TABLE with several subcommands is checked one at a time.
-`fires` and `passes` are the rule's own test cases (tests/lint/test_lint_rules.py runs every one): SQL
-that must report the rule, and look-alikes that must not. The recipe is the runbook section headed
-with the rule id (`Rule.anchor`). Rules reported by the engine itself (syntax errors, ignore
-comments) are registered with `declare`. `catalog.RULES` is built from these registrations.
+        Fix: use DROP INDEX CONCURRENTLY, alone in its own migration file
+        '''
+
+The function's docstring is the rule's card: its first paragraph is the title, its `Fix:` paragraph
+the recipe in one line (wrapped lines are joined with spaces). `on` lists the statement types the
+function is called for as `check(ctx, stmt)` ("*": every statement); `alter` lists ALTER TABLE
+subcommands, called as `check(ctx, stmt, relation, cmd)` with `cmd` the AlterTableCmd dict, so an
+ALTER TABLE with several subcommands is checked one at a time. `cases` gives the rule its own test
+cases (tests/lint/test_lint_rules.py runs every one): SQL that must report the rule, and look-alikes
+that must not. The recipe is the runbook section headed with the rule id (`Rule.anchor`). Rules
+reported by the engine itself (syntax errors, ignore comments) are registered with `declare`.
+`catalog.RULES` is built from these registrations.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Required, TypedDict, TypeVar, Unpack
 
 from pgtool.lint.locks import ACCESS_EXCLUSIVE
 
@@ -30,8 +35,10 @@ ERROR = "error"
 WARNING = "warning"
 RUNBOOK = "runbooks/safe-migrations.md"
 
-STATEMENT_CHECKS: dict[str, list[Callable[..., None]]] = {}
-ALTER_CHECKS: dict[str, list[Callable[..., None]]] = {}
+Check = Callable[..., Any]
+F = TypeVar("F", bound=Check)
+STATEMENT_CHECKS: dict[str, list[Check]] = {}
+ALTER_CHECKS: dict[str, list[Check]] = {}
 
 
 @dataclass(frozen=True)
@@ -83,37 +90,83 @@ def declare(rule_id: str, slug: str, **about: Unpack[Description]) -> Rule:
     return found
 
 
+def card(func: Callable[..., Any]) -> tuple[str, str]:
+    """(title, fix) from a rule function's docstring: the first paragraph, and the `Fix:` paragraph."""
+    title, _, rest = inspect.cleandoc(func.__doc__ or "").partition("\n\n")
+    fix = next((p for p in rest.split("\n\n") if p.startswith("Fix: ")), "").removeprefix("Fix: ")
+    if not title or not fix:
+        raise ValueError(f"rule function {func.__qualname__} needs a title line and a Fix: paragraph")
+    return " ".join(title.split()), " ".join(fix.split())
+
+
+# The rule each decorated function registered, for `cases`.
+_REGISTERED: dict[Callable[..., Any], str] = {}
+
+
 def rule(
     rule_id: str,
     slug: str,
     *,
+    severity: str = WARNING,
+    lock: str,
     on: Iterable[str] = (),
     alter: Iterable[str] = (),
-    **about: Unpack[Description],
-) -> Callable[[Callable[..., None]], Callable[..., None]]:
+) -> Callable[[Check], Check]:
     """Register the decorated function as rule `rule_id` (see the module docstring)."""
-    declare(rule_id, slug, **about)
 
-    def register(func: Callable[..., None]) -> Callable[..., None]:
+    def register(func: Check) -> Check:
+        title, fix = card(func)
+        declare(rule_id, slug, severity=severity, title=title, lock=lock, fix=fix)
         for kind in on:
             STATEMENT_CHECKS.setdefault(kind, []).append(func)
         for subtype in alter:
             ALTER_CHECKS.setdefault(subtype, []).append(func)
+        _REGISTERED[func] = rule_id
         return func
 
     return register
+
+
+def cases(*, fires: Iterable[str], passes: Iterable[str]) -> Callable[[F], F]:
+    """Give the rule registered by the decorated function its test cases: SQL that must report it
+    (`fires`) and look-alikes that must not (`passes`)."""
+
+    def attach(func: F) -> F:
+        rule_id = _REGISTERED[func]
+        REGISTRY[rule_id] = replace(REGISTRY[rule_id], fires=tuple(fires), passes=tuple(passes))
+        return func
+
+    return attach
+
+
+def register_wording(
+    words: Check,
+    check: Check,
+    rule_id: str,
+    slug: str,
+    *,
+    severity: str,
+    lock: str,
+    alter: Iterable[str],
+) -> None:
+    """Register `check` as rule `rule_id` for a family of rules whose members differ only in their
+    words: the member is written as `words`, whose docstring is the card and which `cases` decorates."""
+    check.__doc__ = words.__doc__
+    rule(rule_id, slug, severity=severity, lock=lock, alter=alter)(check)
+    _REGISTERED[words] = rule_id
 
 
 Describe = Callable[[dict[str, Any], dict[str, Any]], str]
 
 
 def existing_table_rule(
-    rule_id: str, slug: str, *, alter: Iterable[str], **about: Unpack[Description]
+    rule_id: str, slug: str, *, severity: str = WARNING, lock: str, alter: Iterable[str]
 ) -> Callable[[Describe], Describe]:
     """Register an ALTER TABLE subcommand rule that fires on every table this file did not create.
 
     Such a rule always takes ACCESS EXCLUSIVE and differs from the others of its kind only in its
-    words: the decorated function gets `(relation, cmd)` and returns the finding's message.
+    words: the decorated function gets `(relation, cmd)` and returns the finding's message; its
+    docstring is the rule's card.
     """
 
     def register(describe: Describe) -> Describe:
@@ -121,7 +174,7 @@ def existing_table_rule(
             if not ctx.is_new(relation):
                 ctx.report(stmt, rule_id, describe(relation, cmd), ACCESS_EXCLUSIVE)
 
-        rule(rule_id, slug, alter=alter, **about)(check)
+        register_wording(describe, check, rule_id, slug, severity=severity, lock=lock, alter=alter)
         return describe
 
     return register

@@ -8,7 +8,7 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE
-from pgtool.lint.rules import ERROR, existing_table_rule, rule
+from pgtool.lint.rules import ERROR, cases, existing_table_rule, rule
 from pgtool.lint.volatility import volatile_calls
 
 SERIAL_TYPES = {"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"}
@@ -60,14 +60,7 @@ def _is_null(expr: dict[str, Any]) -> bool:
     return isinstance(const, dict) and bool(const.get("isnull"))
 
 
-@rule(
-    "MIG002",
-    "add-column-volatile-default",
-    severity=ERROR,
-    title="ADD COLUMN with a volatile default rewrites the table",
-    lock=ACCESS_EXCLUSIVE,
-    fix="add the column without a default (or with a constant), SET DEFAULT, then backfill in batches",
-    alter=["AT_AddColumn"],
+@cases(
     fires=[
         "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();",
         "ALTER TABLE orders ADD COLUMN u uuid DEFAULT gen_random_uuid();",
@@ -95,9 +88,14 @@ def _is_null(expr: dict[str, Any]) -> bool:
         "ALTER TYPE addr ADD ATTRIBUTE u uuid;",
     ],
 )
+@rule("MIG002", "add-column-volatile-default", severity=ERROR, lock=ACCESS_EXCLUSIVE, alter=["AT_AddColumn"])
 def volatile_default(
     ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]
 ) -> None:
+    """ADD COLUMN with a volatile default rewrites the table
+
+    Fix: add the column without a default (or with a constant), SET DEFAULT, then backfill in batches
+    """
     coldef = added_column(ctx, relation, cmd)
     default = (constraints_of(coldef).get("CONSTR_DEFAULT") or {}).get("raw_expr") if coldef else None
     if coldef is None or default is None or _is_null(default):
@@ -144,14 +142,7 @@ def _filled_by(coldef: dict[str, Any]) -> str | None:
     return None
 
 
-@rule(
-    "MIG013",
-    "add-column-not-null-without-default",
-    severity=ERROR,
-    title="ADD COLUMN ... NOT NULL without a default",
-    lock=ACCESS_EXCLUSIVE,
-    fix="add the column nullable (or with a constant DEFAULT), backfill, then enforce NOT NULL safely",
-    alter=["AT_AddColumn"],
+@cases(
     fires=[
         "ALTER TABLE orders ADD COLUMN a int NOT NULL;",
         "ALTER TABLE orders ADD COLUMN a int PRIMARY KEY;",
@@ -163,9 +154,20 @@ def _filled_by(coldef: dict[str, Any]) -> str | None:
         "CREATE TABLE fresh (id int); ALTER TABLE fresh ADD COLUMN a int NOT NULL;",
     ],
 )
+@rule(
+    "MIG013",
+    "add-column-not-null-without-default",
+    severity=ERROR,
+    lock=ACCESS_EXCLUSIVE,
+    alter=["AT_AddColumn"],
+)
 def not_null_without_default(
     ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]
 ) -> None:
+    """ADD COLUMN ... NOT NULL without a default
+
+    Fix: add the column nullable (or with a constant DEFAULT), backfill, then enforce NOT NULL safely
+    """
     coldef = added_column(ctx, relation, cmd)
     if coldef is None:
         return
@@ -181,14 +183,7 @@ def not_null_without_default(
         )
 
 
-@rule(
-    "MIG014",
-    "add-filled-column",
-    severity=ERROR,
-    title="stored generated, identity or serial column added to an existing table",
-    lock=ACCESS_EXCLUSIVE,
-    fix="add a plain nullable column, fill it in batches, then attach the default / sequence",
-    alter=["AT_AddColumn"],
+@cases(
     fires=[
         "ALTER TABLE orders ADD COLUMN id2 bigint GENERATED ALWAYS AS IDENTITY;",
         "ALTER TABLE orders ADD COLUMN n bigserial;",
@@ -199,7 +194,12 @@ def not_null_without_default(
         "CREATE TABLE fresh (id bigserial); ALTER TABLE fresh ADD COLUMN n serial;",
     ],
 )
+@rule("MIG014", "add-filled-column", severity=ERROR, lock=ACCESS_EXCLUSIVE, alter=["AT_AddColumn"])
 def filled_column(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+    """stored generated, identity or serial column added to an existing table
+
+    Fix: add a plain nullable column, fill it in batches, then attach the default / sequence
+    """
     coldef = added_column(ctx, relation, cmd)
     how = _filled_by(coldef) if coldef is not None else None
     if coldef is None or how is None or how == "virtual":
@@ -213,21 +213,21 @@ def filled_column(ctx: FileContext, stmt: Statement, relation: dict[str, Any], c
     )
 
 
-@existing_table_rule(
-    "MIG003",
-    "alter-column-type",
-    severity=ERROR,
-    title="ALTER COLUMN ... TYPE rewrites the table",
-    lock=ACCESS_EXCLUSIVE,
-    fix="add a new column, backfill in batches, switch readers and writers, then drop the old one",
-    alter=["AT_AlterColumnType"],
+@cases(
     fires=[
         "ALTER TABLE orders ALTER COLUMN total TYPE numeric(14,2);",
         "alter table orders alter total set data type bigint using total::bigint;",
     ],
     passes=["CREATE TABLE fresh (a int); ALTER TABLE fresh ALTER COLUMN a TYPE bigint;"],
 )
+@existing_table_rule(
+    "MIG003", "alter-column-type", severity=ERROR, lock=ACCESS_EXCLUSIVE, alter=["AT_AlterColumnType"]
+)
 def alter_type(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
+    """ALTER COLUMN ... TYPE rewrites the table
+
+    Fix: add a new column, backfill in batches, switch readers and writers, then drop the old one
+    """
     coldef = (cmd.get("def") or {}).get("ColumnDef", {})
     return (
         f'ALTER COLUMN "{cmd.get("name", "?")}" TYPE {type_name(coldef)} on "{rel_name(relation)}" rewrites '
@@ -235,14 +235,7 @@ def alter_type(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
     )
 
 
-@existing_table_rule(
-    "MIG005",
-    "drop-column",
-    severity=ERROR,
-    title="DROP COLUMN",
-    lock=ACCESS_EXCLUSIVE,
-    fix="stop reading and writing the column in the application first, then drop it in a later release",
-    alter=["AT_DropColumn"],
+@cases(
     fires=["ALTER TABLE orders DROP COLUMN legacy;", "ALTER TABLE orders DROP legacy CASCADE;"],
     passes=[
         "CREATE TABLE fresh (a int, b int); ALTER TABLE fresh DROP COLUMN b;",
@@ -250,28 +243,31 @@ def alter_type(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
         "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN ALTER TABLE t DROP COLUMN x; END $$;",
     ],
 )
+@existing_table_rule("MIG005", "drop-column", severity=ERROR, lock=ACCESS_EXCLUSIVE, alter=["AT_DropColumn"])
 def drop_column(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
+    """DROP COLUMN
+
+    Fix: stop reading and writing the column in the application first, then drop it in a later release
+    """
     return (
         f'DROP COLUMN "{cmd.get("name", "?")}" on "{rel_name(relation)}" breaks application code that still '
         "reads or writes it, and cannot be undone"
     )
 
 
-@rule(
-    "MIG006",
-    "rename-column",
-    severity=ERROR,
-    title="RENAME COLUMN breaks running application code",
-    lock=ACCESS_EXCLUSIVE,
-    fix="add the new column (or a view), dual-write, migrate readers, then drop the old name",
-    on=["RenameStmt"],
+@cases(
     fires=["ALTER TABLE orders RENAME COLUMN a TO b;", "ALTER TABLE orders RENAME a TO b;"],
     passes=[
         "ALTER TABLE orders RENAME CONSTRAINT a TO b;",
         "CREATE TABLE fresh (a int); ALTER TABLE fresh RENAME COLUMN a TO b;",
     ],
 )
+@rule("MIG006", "rename-column", severity=ERROR, lock=ACCESS_EXCLUSIVE, on=["RenameStmt"])
 def rename_column(ctx: FileContext, stmt: Statement) -> None:
+    """RENAME COLUMN breaks running application code
+
+    Fix: add the new column (or a view), dual-write, migrate readers, then drop the old name
+    """
     node = stmt.node
     relation = node.get("relation")
     if node.get("renameType") != "OBJECT_COLUMN" or not relation or ctx.is_new(relation):
@@ -285,18 +281,16 @@ def rename_column(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-@rule(
-    "MIG019",
-    "rename-table",
-    severity=ERROR,
-    title="RENAME TABLE breaks running application code",
-    lock=ACCESS_EXCLUSIVE,
-    fix="rename, then create a view with the old name until every reader has moved",
-    on=["RenameStmt"],
+@cases(
     fires=["ALTER TABLE orders RENAME TO orders_old;"],
     passes=["ALTER TABLE orders RENAME TO purchases; CREATE VIEW orders AS SELECT * FROM purchases;"],
 )
+@rule("MIG019", "rename-table", severity=ERROR, lock=ACCESS_EXCLUSIVE, on=["RenameStmt"])
 def rename_table(ctx: FileContext, stmt: Statement) -> None:
+    """RENAME TABLE breaks running application code
+
+    Fix: rename, then create a view with the old name until every reader has moved
+    """
     node = stmt.node
     relation = node.get("relation")
     if node.get("renameType") != "OBJECT_TABLE" or not relation or ctx.is_new(relation):

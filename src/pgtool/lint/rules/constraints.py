@@ -8,11 +8,11 @@ MIG004, MIG009 and MIG012 read both ADD CONSTRAINT and the constraints an ADD CO
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Unpack
+from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE
-from pgtool.lint.rules import ERROR, WARNING, Description, rule
+from pgtool.lint.rules import ERROR, WARNING, cases, register_wording, rule
 from pgtool.lint.rules.columns import added_column, where
 
 _KEYS = {"CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE", "CONSTR_EXCLUSION": "EXCLUDE"}
@@ -50,12 +50,14 @@ def added_constraint_rule(
     contypes: tuple[str, ...],
     safe_with: str,
     taken: str,
-    **about: Unpack[Description],
+    severity: str = WARNING,
+    lock: str,
 ) -> Callable[[Word], Word]:
     """Register a rule on a constraint of `contypes` added to an existing table, by ADD CONSTRAINT or
     inline in ADD COLUMN. An ADD CONSTRAINT carrying `safe_with` (NOT VALID, USING INDEX) is the
     recipe itself and passes; an inline one has no such form. The decorated function gets
-    `(relation, constraint, column or None)` and words the finding, which takes lock `taken`."""
+    `(relation, constraint, column or None)` and words the finding, which takes lock `taken`; its
+    docstring is the rule's card."""
 
     def register(word: Word) -> Word:
         def check(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
@@ -67,22 +69,14 @@ def added_constraint_rule(
                 return
             ctx.report(stmt, rule_id, word(relation, con, coldef), taken)
 
-        rule(rule_id, slug, alter=["AT_AddConstraint", "AT_AddColumn"], **about)(check)
+        alter = ["AT_AddConstraint", "AT_AddColumn"]
+        register_wording(word, check, rule_id, slug, severity=severity, lock=lock, alter=alter)
         return word
 
     return register
 
 
-@added_constraint_rule(
-    "MIG004",
-    "check-not-valid",
-    severity=ERROR,
-    title="CHECK constraint added without NOT VALID",
-    lock=ACCESS_EXCLUSIVE,
-    fix="ADD CONSTRAINT ... CHECK (...) NOT VALID, then VALIDATE CONSTRAINT in a later migration",
-    contypes=("CONSTR_CHECK",),
-    safe_with="skip_validation",
-    taken=ACCESS_EXCLUSIVE,
+@cases(
     fires=[
         "ALTER TABLE orders ADD CONSTRAINT c CHECK (total >= 0);",
         "ALTER TABLE orders ADD CHECK (total >= 0);",
@@ -94,7 +88,20 @@ def added_constraint_rule(
         "CREATE TABLE fresh (a int); ALTER TABLE fresh ADD CONSTRAINT c CHECK (a > 0);",
     ],
 )
+@added_constraint_rule(
+    "MIG004",
+    "check-not-valid",
+    severity=ERROR,
+    lock=ACCESS_EXCLUSIVE,
+    contypes=("CONSTR_CHECK",),
+    safe_with="skip_validation",
+    taken=ACCESS_EXCLUSIVE,
+)
 def check_constraint(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str, Any] | None) -> str:
+    """CHECK constraint added without NOT VALID
+
+    Fix: ADD CONSTRAINT ... CHECK (...) NOT VALID, then VALIDATE CONSTRAINT in a later migration
+    """
     if coldef is not None:
         return f"ADD COLUMN with a CHECK constraint scans the table to validate {where(relation, coldef)}"
     return (
@@ -103,16 +110,7 @@ def check_constraint(relation: dict[str, Any], con: dict[str, Any], coldef: dict
     )
 
 
-@added_constraint_rule(
-    "MIG009",
-    "foreign-key-not-valid",
-    severity=WARNING,
-    title="FOREIGN KEY added without NOT VALID",
-    lock=f"{SHARE_ROW_EXCLUSIVE} on both tables",
-    fix="ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT in a later migration",
-    contypes=("CONSTR_FOREIGN",),
-    safe_with="skip_validation",
-    taken=SHARE_ROW_EXCLUSIVE,
+@cases(
     fires=[
         "ALTER TABLE items ADD CONSTRAINT fk FOREIGN KEY (order_id) REFERENCES orders (id);",
         "ALTER TABLE items ADD COLUMN order_id bigint REFERENCES orders (id);",
@@ -122,7 +120,20 @@ def check_constraint(relation: dict[str, Any], con: dict[str, Any], coldef: dict
         "CREATE TABLE items (o bigint REFERENCES orders (id));",
     ],
 )
+@added_constraint_rule(
+    "MIG009",
+    "foreign-key-not-valid",
+    severity=WARNING,
+    lock=f"{SHARE_ROW_EXCLUSIVE} on both tables",
+    contypes=("CONSTR_FOREIGN",),
+    safe_with="skip_validation",
+    taken=SHARE_ROW_EXCLUSIVE,
+)
 def foreign_key(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str, Any] | None) -> str:
+    """FOREIGN KEY added without NOT VALID
+
+    Fix: ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT in a later migration
+    """
     table = rel_name(relation)
     target = rel_name(con.get("pktable", {}))
     if coldef is not None:
@@ -136,16 +147,7 @@ def foreign_key(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str,
     )
 
 
-@added_constraint_rule(
-    "MIG012",
-    "unique-not-using-index",
-    severity=ERROR,
-    title="UNIQUE / PRIMARY KEY / EXCLUDE constraint builds its index under ACCESS EXCLUSIVE",
-    lock=ACCESS_EXCLUSIVE,
-    fix="CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX",
-    contypes=tuple(_KEYS),
-    safe_with="indexname",
-    taken=ACCESS_EXCLUSIVE,
+@cases(
     fires=[
         "ALTER TABLE orders ADD CONSTRAINT u UNIQUE (a);",
         "ALTER TABLE orders ADD PRIMARY KEY (id);",
@@ -157,7 +159,20 @@ def foreign_key(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str,
         "ALTER TABLE orders ADD CONSTRAINT pk PRIMARY KEY USING INDEX orders_pk;",
     ],
 )
+@added_constraint_rule(
+    "MIG012",
+    "unique-not-using-index",
+    severity=ERROR,
+    lock=ACCESS_EXCLUSIVE,
+    contypes=tuple(_KEYS),
+    safe_with="indexname",
+    taken=ACCESS_EXCLUSIVE,
+)
 def unique_key(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str, Any] | None) -> str:
+    """UNIQUE / PRIMARY KEY / EXCLUDE constraint builds its index under ACCESS EXCLUSIVE
+
+    Fix: CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX
+    """
     what = _KEYS[con["contype"]]
     if coldef is not None:
         return f"ADD COLUMN ... {what} builds a unique index for {where(relation, coldef)}"
@@ -167,14 +182,7 @@ def unique_key(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str, 
     )
 
 
-@rule(
-    "MIG010",
-    "validate-in-add-transaction",
-    severity=ERROR,
-    title="VALIDATE CONSTRAINT in the same transaction as its ADD",
-    lock=f"the ADD's lock ({ACCESS_EXCLUSIVE} for a CHECK), held through the validation scan",
-    fix="move VALIDATE CONSTRAINT to a later migration file (its own transaction)",
-    alter=["AT_ValidateConstraint"],
+@cases(
     fires=[
         "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT c;",
         "ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES o (id) NOT VALID, VALIDATE CONSTRAINT f;",
@@ -185,7 +193,18 @@ def unique_key(relation: dict[str, Any], con: dict[str, Any], coldef: dict[str, 
         "ALTER TABLE t VALIDATE CONSTRAINT c;",
     ],
 )
+@rule(
+    "MIG010",
+    "validate-in-add-transaction",
+    severity=ERROR,
+    lock=f"the ADD's lock ({ACCESS_EXCLUSIVE} for a CHECK), held through the validation scan",
+    alter=["AT_ValidateConstraint"],
+)
 def validate(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+    """VALIDATE CONSTRAINT in the same transaction as its ADD
+
+    Fix: move VALIDATE CONSTRAINT to a later migration file (its own transaction)
+    """
     key = (relation.get("relname", ""), cmd.get("name", ""))
     if key in ctx.tx_constraints and not ctx.is_new(relation):
         ctx.report(
@@ -197,14 +216,7 @@ def validate(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: d
         )
 
 
-@rule(
-    "MIG011",
-    "set-not-null-without-check",
-    severity=ERROR,
-    title="SET NOT NULL without a validated CHECK (col IS NOT NULL)",
-    lock=ACCESS_EXCLUSIVE,
-    fix="add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL and drop the CHECK",
-    alter=["AT_SetNotNull", "AT_AddConstraint"],
+@cases(
     fires=[
         "ALTER TABLE orders ALTER COLUMN a SET NOT NULL;",
         "ALTER TABLE t ADD CONSTRAINT c CHECK (a IS NOT NULL) NOT VALID; ALTER TABLE t ALTER a SET NOT NULL;",
@@ -214,7 +226,18 @@ def validate(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: d
         "ALTER TABLE t ALTER COLUMN a DROP NOT NULL;",
     ],
 )
+@rule(
+    "MIG011",
+    "set-not-null-without-check",
+    severity=ERROR,
+    lock=ACCESS_EXCLUSIVE,
+    alter=["AT_SetNotNull", "AT_AddConstraint"],
+)
 def set_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+    """SET NOT NULL without a validated CHECK (col IS NOT NULL)
+
+    Fix: add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL and drop the CHECK
+    """
     if ctx.is_new(relation):
         return
     if cmd.get("subtype") == "AT_SetNotNull":
@@ -252,14 +275,7 @@ def set_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cm
         )
 
 
-@rule(
-    "MIG029",
-    "alter-domain-add-constraint",
-    severity=WARNING,
-    title="ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL checks every column of the domain at once",
-    lock=f"{SHARE} on every table using the domain",
-    fix="use table-level CHECK constraints (NOT VALID, then VALIDATE), or add it NOT VALID off-peak",
-    on=["AlterDomainStmt"],
+@cases(
     fires=[
         "ALTER DOMAIN positive ADD CONSTRAINT p CHECK (VALUE > 0);",
         "ALTER DOMAIN s.email SET NOT NULL;",
@@ -270,7 +286,18 @@ def set_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cm
         "ALTER DOMAIN positive DROP NOT NULL;",
     ],
 )
+@rule(
+    "MIG029",
+    "alter-domain-add-constraint",
+    severity=WARNING,
+    lock=f"{SHARE} on every table using the domain",
+    on=["AlterDomainStmt"],
+)
 def alter_domain(ctx: FileContext, stmt: Statement) -> None:
+    """ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL checks every column of the domain at once
+
+    Fix: use table-level CHECK constraints (NOT VALID, then VALIDATE), or add it NOT VALID off-peak
+    """
     node = stmt.node
     names = [n.get("String", {}).get("sval", "") for n in node.get("typeName", [])]
     domain = ".".join(names)

@@ -6,17 +6,10 @@ from __future__ import annotations
 
 from pgtool.lint import dynamic, parse
 from pgtool.lint.context import FileContext, Statement
-from pgtool.lint.rules import WARNING, rule
+from pgtool.lint.rules import WARNING, cases, rule
 
 
-@rule(
-    "MIG028",
-    "dynamic-sql-in-do",
-    severity=WARNING,
-    title="dynamic SQL in a DO block cannot be checked",
-    lock="unknown: whatever the SQL takes",
-    fix="write the DDL as plain statements, or EXECUTE a constant string the linter can read",
-    on=["DoStmt"],
+@cases(
     fires=[
         "DO $$ BEGIN EXECUTE format('ALTER TABLE %I DROP COLUMN x', 't'); END $$;",
         "DO $$ DECLARE q text := 'x'; BEGIN EXECUTE q; END $$;",
@@ -24,7 +17,12 @@ from pgtool.lint.rules import WARNING, rule
     ],
     passes=["DO $$ BEGIN EXECUTE 'SELECT 1'; END $$;", "DO $$ BEGIN PERFORM 1; END $$;"],
 )
+@rule("MIG028", "dynamic-sql-in-do", severity=WARNING, lock="unknown: whatever the SQL takes", on=["DoStmt"])
 def do_block(ctx: FileContext, stmt: Statement) -> None:
+    """dynamic SQL in a DO block cannot be checked
+
+    Fix: write the DDL as plain statements, or EXECUTE a constant string the linter can read
+    """
     from pgtool.lint.engine import check
 
     body, language = dynamic.do_body(stmt.node)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement
 from pgtool.lint.parsetree import stop_at, walk
-from pgtool.lint.rules import ERROR, rule
+from pgtool.lint.rules import ERROR, cases, rule
 
 
 def _string_constants(node: Any) -> set[str]:
@@ -24,14 +24,7 @@ def _string_constants(node: Any) -> set[str]:
     return found
 
 
-@rule(
-    "MIG030",
-    "enum-value-used-in-its-transaction",
-    severity=ERROR,
-    title="enum value used in the transaction that added it",
-    lock="none: the statement fails",
-    fix="add the value with ALTER TYPE ... ADD VALUE in one migration file, use it in a later one",
-    on=["*"],
+@cases(
     fires=[
         "ALTER TYPE status ADD VALUE 'shipped'; UPDATE orders SET status = 'shipped' WHERE id = 1;",
         "ALTER TYPE s.status ADD VALUE IF NOT EXISTS 'shipped' AFTER 'paid';\n"
@@ -45,7 +38,14 @@ def _string_constants(node: Any) -> set[str]:
         "ALTER TYPE status RENAME VALUE 'a' TO 'b'; SELECT 'b'::status;",
     ],
 )
+@rule(
+    "MIG030", "enum-value-used-in-its-transaction", severity=ERROR, lock="none: the statement fails", on=["*"]
+)
 def new_value_used(ctx: FileContext, stmt: Statement) -> None:
+    """enum value used in the transaction that added it
+
+    Fix: add the value with ALTER TYPE ... ADD VALUE in one migration file, use it in a later one
+    """
     if not ctx.tx_enum_values or stmt.kind in ("AlterEnumStmt", "TransactionStmt"):
         return
     for value in sorted(_string_constants(stmt.node) & ctx.tx_enum_values.keys()):

@@ -11,7 +11,7 @@ from typing import Any
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, ROW_EXCLUSIVE
 from pgtool.lint.parsetree import walk
-from pgtool.lint.rules import ERROR, existing_table_rule, rule
+from pgtool.lint.rules import ERROR, cases, existing_table_rule, rule
 from pgtool.lint.rules.indexes import concurrently
 
 MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1
@@ -52,13 +52,7 @@ def _not_rerunnable(stmt: Statement) -> str | None:
     return None
 
 
-@rule(
-    "MIG035",
-    "not-rerunnable",
-    title="statement that cannot be re-run after a partial failure",
-    lock="none (the re-run fails with 'already exists' / 'does not exist')",
-    fix="use IF NOT EXISTS / IF EXISTS; after a failed CREATE INDEX CONCURRENTLY, drop its INVALID index",
-    on=["IndexStmt", "CreateStmt", "CreateSeqStmt", "CreateSchemaStmt", "DropStmt", "AlterTableStmt"],
+@cases(
     fires=[
         "CREATE INDEX CONCURRENTLY orders_total ON orders (total);",
         "DROP INDEX CONCURRENTLY orders_total;",
@@ -73,7 +67,17 @@ def _not_rerunnable(stmt: Statement) -> str | None:
         "CREATE TABLE IF NOT EXISTS a (id bigint); COMMIT; CREATE TABLE IF NOT EXISTS b (id bigint);",
     ],
 )
+@rule(
+    "MIG035",
+    "not-rerunnable",
+    lock="none (the re-run fails with 'already exists' / 'does not exist')",
+    on=["IndexStmt", "CreateStmt", "CreateSeqStmt", "CreateSchemaStmt", "DropStmt", "AlterTableStmt"],
+)
 def not_rerunnable(ctx: FileContext, stmt: Statement) -> None:
+    """statement that cannot be re-run after a partial failure
+
+    Fix: use IF NOT EXISTS / IF EXISTS; after a failed CREATE INDEX CONCURRENTLY, drop its INVALID index
+    """
     what = _not_rerunnable(stmt)
     why = _not_atomic(ctx, stmt) if what else None
     if what and why:
@@ -88,13 +92,7 @@ def not_rerunnable(ctx: FileContext, stmt: Statement) -> None:
 _LONG_WORD = re.compile(r'[^\s(),;.:\'"=<>+*/-]{22,}|"[^"]{22,}"')
 
 
-@rule(
-    "MIG036",
-    "identifier-too-long",
-    title="identifier longer than 63 bytes, which PostgreSQL silently truncates",
-    lock="none",
-    fix="shorten the name to 63 bytes or fewer (PostgreSQL keeps only the first 63)",
-    on=["*"],
+@cases(
     fires=[
         f"CREATE TABLE t (a int); CREATE INDEX {'x' * 64} ON t (a);",
         f'ALTER TABLE orders ADD CONSTRAINT "{"é" * 32}" CHECK (a > 0) NOT VALID;',
@@ -105,7 +103,12 @@ _LONG_WORD = re.compile(r'[^\s(),;.:\'"=<>+*/-]{22,}|"[^"]{22,}"')
         f"-- {'x' * 100}\nSELECT 1;",
     ],
 )
+@rule("MIG036", "identifier-too-long", lock="none", on=["*"])
 def identifier_too_long(ctx: FileContext, stmt: Statement) -> None:
+    """identifier longer than 63 bytes, which PostgreSQL silently truncates
+
+    Fix: shorten the name to 63 bytes or fewer (PostgreSQL keeps only the first 63)
+    """
     if stmt.in_do:
         return
     if ctx.long_words is None:  # one search of the whole file spares one per statement
@@ -139,38 +142,37 @@ def identifier_too_long(ctx: FileContext, stmt: Statement) -> None:
             return
 
 
-@existing_table_rule(
-    "MIG037",
-    "drop-not-null",
-    title="DROP NOT NULL",
-    lock=ACCESS_EXCLUSIVE,
-    fix="make every reader handle NULL first, then drop the constraint in a later release",
-    alter=["AT_DropNotNull"],
+@cases(
     fires=["ALTER TABLE orders ALTER COLUMN customer_id DROP NOT NULL;"],
     passes=[
         "CREATE TABLE t (a int NOT NULL); ALTER TABLE t ALTER COLUMN a DROP NOT NULL;",
         "ALTER TABLE orders ALTER COLUMN a SET NOT NULL;",
     ],
 )
+@existing_table_rule("MIG037", "drop-not-null", lock=ACCESS_EXCLUSIVE, alter=["AT_DropNotNull"])
 def drop_not_null(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
+    """DROP NOT NULL
+
+    Fix: make every reader handle NULL first, then drop the constraint in a later release
+    """
     return (
         f'DROP NOT NULL on "{rel_name(relation)}"."{cmd.get("name", "?")}": running code that assumes a '
         "value is always there starts reading NULLs as soon as one is written"
     )
 
 
-@rule(
-    "MIG040",
-    "drop-database",
-    severity=ERROR,
-    title="DROP DATABASE",
-    lock=f"{ACCESS_EXCLUSIVE} on the database",
-    fix="never drop a database from a migration: archive it, then drop it by hand once nothing uses it",
-    on=["DropdbStmt"],
+@cases(
     fires=["DROP DATABASE app_old;", "DROP DATABASE IF EXISTS app_old WITH (FORCE);"],
     passes=["DROP TABLE IF EXISTS t;", "CREATE DATABASE app_new;"],
 )
+@rule(
+    "MIG040", "drop-database", severity=ERROR, lock=f"{ACCESS_EXCLUSIVE} on the database", on=["DropdbStmt"]
+)
 def drop_database(ctx: FileContext, stmt: Statement) -> None:
+    """DROP DATABASE
+
+    Fix: never drop a database from a migration: archive it, then drop it by hand once nothing uses it
+    """
     ctx.report(
         stmt,
         "MIG040",
@@ -212,13 +214,7 @@ def _outside_or(node: dict[str, Any]) -> Iterable[Any]:
     return () if node.get("BoolExpr", {}).get("boolop") == "OR_EXPR" else node.values()
 
 
-@rule(
-    "MIG043",
-    "unbatched-backfill",
-    title="UPDATE or DELETE with no bound on the rows it touches",
-    lock=f"{ROW_EXCLUSIVE}, plus a row lock on every row touched until the migration commits",
-    fix="backfill in batches: UPDATE ... WHERE id IN (SELECT id ... LIMIT 10000), one transaction per batch",
-    on=["UpdateStmt", "DeleteStmt"],
+@cases(
     fires=[
         "UPDATE orders SET status = 'new';",
         "UPDATE orders SET status = 'new' WHERE status IS NULL;",
@@ -234,7 +230,17 @@ def _outside_or(node: dict[str, Any]) -> Iterable[Any]:
         "CREATE TABLE t (a int); UPDATE t SET a = 1;",
     ],
 )
+@rule(
+    "MIG043",
+    "unbatched-backfill",
+    lock=f"{ROW_EXCLUSIVE}, plus a row lock on every row touched until the migration commits",
+    on=["UpdateStmt", "DeleteStmt"],
+)
 def unbatched(ctx: FileContext, stmt: Statement) -> None:
+    """UPDATE or DELETE with no bound on the rows it touches
+
+    Fix: backfill in batches: UPDATE ... WHERE id IN (SELECT id ... LIMIT 10000), one transaction per batch
+    """
     node = stmt.node
     relation = node.get("relation", {})
     if ctx.is_new(relation) or _bounded(node.get("whereClause")):

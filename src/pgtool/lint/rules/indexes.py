@@ -6,17 +6,10 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_UPDATE_EXCLUSIVE
-from pgtool.lint.rules import ERROR, WARNING, option_value, rule
+from pgtool.lint.rules import ERROR, WARNING, cases, option_value, rule
 
 
-@rule(
-    "MIG001",
-    "create-index-not-concurrently",
-    severity=ERROR,
-    title="CREATE INDEX without CONCURRENTLY on an existing table",
-    lock=SHARE,
-    fix="use CREATE INDEX CONCURRENTLY, alone in its own migration file",
-    on=["IndexStmt"],
+@cases(
     fires=[
         "CREATE INDEX i ON orders (a);",
         "create unique index i on public.orders(a);",
@@ -41,7 +34,12 @@ from pgtool.lint.rules import ERROR, WARNING, option_value, rule
         "CREATE PROCEDURE p() LANGUAGE sql AS $$ CREATE INDEX i ON t (a) $$;",
     ],
 )
+@rule("MIG001", "create-index-not-concurrently", severity=ERROR, lock=SHARE, on=["IndexStmt"])
 def create_index(ctx: FileContext, stmt: Statement) -> None:
+    """CREATE INDEX without CONCURRENTLY on an existing table
+
+    Fix: use CREATE INDEX CONCURRENTLY, alone in its own migration file
+    """
     node = stmt.node
     relation = node.get("relation", {})
     if node.get("concurrent") or ctx.is_new(relation):
@@ -60,18 +58,16 @@ def create_index(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-@rule(
-    "MIG015",
-    "drop-index-not-concurrently",
-    severity=ERROR,
-    title="DROP INDEX without CONCURRENTLY",
-    lock=ACCESS_EXCLUSIVE,
-    fix="use DROP INDEX CONCURRENTLY, alone in its own migration file",
-    on=["DropStmt"],
+@cases(
     fires=["DROP INDEX i;", "drop index if exists s.i, s.j;"],
     passes=["DROP INDEX CONCURRENTLY i;", "DROP TABLE orders;"],
 )
+@rule("MIG015", "drop-index-not-concurrently", severity=ERROR, lock=ACCESS_EXCLUSIVE, on=["DropStmt"])
 def drop_index(ctx: FileContext, stmt: Statement) -> None:
+    """DROP INDEX without CONCURRENTLY
+
+    Fix: use DROP INDEX CONCURRENTLY, alone in its own migration file
+    """
     node = stmt.node
     if node.get("removeType") != "OBJECT_INDEX" or node.get("concurrent"):
         return
@@ -89,14 +85,7 @@ def concurrently(params: list[Any]) -> bool:
     return option_value(params, "concurrently")
 
 
-@rule(
-    "MIG016",
-    "reindex-not-concurrently",
-    severity=WARNING,
-    title="REINDEX without CONCURRENTLY",
-    lock=f"{SHARE} on the table, {ACCESS_EXCLUSIVE} on the index (CONCURRENTLY: {SHARE_UPDATE_EXCLUSIVE})",
-    fix="use REINDEX ... CONCURRENTLY, alone in its own migration file",
-    on=["ReindexStmt"],
+@cases(
     fires=[
         "REINDEX INDEX i;",
         "REINDEX TABLE orders;",
@@ -111,7 +100,18 @@ def concurrently(params: list[Any]) -> bool:
         "CREATE TABLE fresh (a int); REINDEX TABLE fresh;",
     ],
 )
+@rule(
+    "MIG016",
+    "reindex-not-concurrently",
+    severity=WARNING,
+    lock=f"{SHARE} on the table, {ACCESS_EXCLUSIVE} on the index (CONCURRENTLY: {SHARE_UPDATE_EXCLUSIVE})",
+    on=["ReindexStmt"],
+)
 def reindex(ctx: FileContext, stmt: Statement) -> None:
+    """REINDEX without CONCURRENTLY
+
+    Fix: use REINDEX ... CONCURRENTLY, alone in its own migration file
+    """
     node = stmt.node
     if concurrently(node.get("params", [])):
         return

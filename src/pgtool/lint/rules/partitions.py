@@ -7,17 +7,10 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE
-from pgtool.lint.rules import ERROR, rule
+from pgtool.lint.rules import ERROR, cases, rule
 
 
-@rule(
-    "MIG024",
-    "attach-partition-without-check",
-    severity=ERROR,
-    title="ATTACH PARTITION without a matching validated CHECK constraint",
-    lock=f"{ACCESS_EXCLUSIVE} on the partition, {SHARE_UPDATE_EXCLUSIVE} on the parent",
-    fix="add a CHECK matching the partition bound (NOT VALID, then VALIDATE) before ATTACH PARTITION",
-    alter=["AT_AttachPartition"],
+@cases(
     fires=[
         "ALTER TABLE events ATTACH PARTITION events_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');",
     ],
@@ -27,7 +20,18 @@ from pgtool.lint.rules import ERROR, rule
         "CREATE TABLE e26 (at date); ALTER TABLE events ATTACH PARTITION e26 DEFAULT;",
     ],
 )
+@rule(
+    "MIG024",
+    "attach-partition-without-check",
+    severity=ERROR,
+    lock=f"{ACCESS_EXCLUSIVE} on the partition, {SHARE_UPDATE_EXCLUSIVE} on the parent",
+    alter=["AT_AttachPartition"],
+)
 def attach(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+    """ATTACH PARTITION without a matching validated CHECK constraint
+
+    Fix: add a CHECK matching the partition bound (NOT VALID, then VALIDATE) before ATTACH PARTITION
+    """
     part = (cmd.get("def") or {}).get("PartitionCmd", {})
     child = part.get("name", {})
     if ctx.is_new(child) or ctx.is_new(relation):
@@ -45,18 +49,22 @@ def attach(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dic
     )
 
 
+@cases(
+    fires=["ALTER TABLE events DETACH PARTITION events_2020;"],
+    passes=["ALTER TABLE events DETACH PARTITION e20 CONCURRENTLY;"],
+)
 @rule(
     "MIG025",
     "detach-partition-not-concurrently",
     severity=ERROR,
-    title="DETACH PARTITION without CONCURRENTLY",
     lock=f"{ACCESS_EXCLUSIVE} on the parent (CONCURRENTLY: {SHARE_UPDATE_EXCLUSIVE})",
-    fix="use DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14+), alone in its own migration file",
     alter=["AT_DetachPartition"],
-    fires=["ALTER TABLE events DETACH PARTITION events_2020;"],
-    passes=["ALTER TABLE events DETACH PARTITION e20 CONCURRENTLY;"],
 )
 def detach(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cmd: dict[str, Any]) -> None:
+    """DETACH PARTITION without CONCURRENTLY
+
+    Fix: use DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14+), alone in its own migration file
+    """
     part = (cmd.get("def") or {}).get("PartitionCmd", {})
     if part.get("concurrent") or ctx.is_new(relation):
         return

@@ -7,21 +7,25 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, MODE_NAMES
-from pgtool.lint.rules import ERROR, existing_table_rule, option_value, rule
+from pgtool.lint.rules import ERROR, cases, existing_table_rule, option_value, rule
 
 
+@cases(
+    fires=["LOCK TABLE orders;", "lock orders in share mode;"],
+    passes=["CREATE TABLE fresh (a int); LOCK TABLE fresh;"],
+)
 @rule(
     "MIG008",
     "lock-table",
     severity=ERROR,
-    title="LOCK TABLE",
     lock="the mode named (ACCESS EXCLUSIVE by default)",
-    fix="drop the explicit lock; rely on the statement's own lock with a short lock_timeout",
     on=["LockStmt"],
-    fires=["LOCK TABLE orders;", "lock orders in share mode;"],
-    passes=["CREATE TABLE fresh (a int); LOCK TABLE fresh;"],
 )
 def lock_table(ctx: FileContext, stmt: Statement) -> None:
+    """LOCK TABLE
+
+    Fix: drop the explicit lock; rely on the statement's own lock with a short lock_timeout
+    """
     node = stmt.node
     relations = [r.get("RangeVar", {}) for r in node.get("relations", [])]
     if relations and all(ctx.is_new(r) for r in relations):
@@ -37,18 +41,16 @@ def lock_table(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-@rule(
-    "MIG017",
-    "drop-table",
-    severity=ERROR,
-    title="DROP TABLE",
-    lock=ACCESS_EXCLUSIVE,
-    fix="stop using the table first; drop it in a later release, with a short lock_timeout",
-    on=["DropStmt"],
+@cases(
     fires=["DROP TABLE orders;", "DROP TABLE IF EXISTS s.orders CASCADE;"],
     passes=["CREATE TABLE tmp (a int); DROP TABLE tmp;", "DROP VIEW v;"],
 )
+@rule("MIG017", "drop-table", severity=ERROR, lock=ACCESS_EXCLUSIVE, on=["DropStmt"])
 def drop_table(ctx: FileContext, stmt: Statement) -> None:
+    """DROP TABLE
+
+    Fix: stop using the table first; drop it in a later release, with a short lock_timeout
+    """
     node = stmt.node
     if node.get("removeType") != "OBJECT_TABLE":
         return
@@ -65,18 +67,16 @@ def drop_table(ctx: FileContext, stmt: Statement) -> None:
     )
 
 
-@rule(
-    "MIG018",
-    "truncate",
-    severity=ERROR,
-    title="TRUNCATE",
-    lock=ACCESS_EXCLUSIVE,
-    fix="delete in batches, or drop the table once nothing uses it",
-    on=["TruncateStmt"],
+@cases(
     fires=["TRUNCATE orders;", "TRUNCATE TABLE a, b CASCADE;"],
     passes=["CREATE TABLE tmp (a int); TRUNCATE tmp;"],
 )
+@rule("MIG018", "truncate", severity=ERROR, lock=ACCESS_EXCLUSIVE, on=["TruncateStmt"])
 def truncate(ctx: FileContext, stmt: Statement) -> None:
+    """TRUNCATE
+
+    Fix: delete in batches, or drop the table once nothing uses it
+    """
     relations = [r.get("RangeVar", {}) for r in stmt.node.get("relations", [])]
     old = [r for r in relations if not ctx.is_new(r)]
     if not old:
@@ -88,14 +88,7 @@ def truncate(ctx: FileContext, stmt: Statement) -> None:
     ctx.report(stmt, "MIG018", f"TRUNCATE {listed}{cascade} deletes every row", ACCESS_EXCLUSIVE)
 
 
-@rule(
-    "MIG020",
-    "vacuum-full",
-    severity=ERROR,
-    title="VACUUM FULL rewrites the table under ACCESS EXCLUSIVE",
-    lock=ACCESS_EXCLUSIVE,
-    fix="use plain VACUUM, or an online repack tool (pg_repack / pg_squeeze) off-peak",
-    on=["VacuumStmt"],
+@cases(
     fires=["VACUUM FULL orders;", "VACUUM (FULL, ANALYZE) orders;", "VACUUM (FULL true) orders;"],
     passes=[
         "VACUUM (ANALYZE) orders;",
@@ -106,7 +99,12 @@ def truncate(ctx: FileContext, stmt: Statement) -> None:
         "VACUUM (FULL 'false') orders;",
     ],
 )
+@rule("MIG020", "vacuum-full", severity=ERROR, lock=ACCESS_EXCLUSIVE, on=["VacuumStmt"])
 def vacuum_full(ctx: FileContext, stmt: Statement) -> None:
+    """VACUUM FULL rewrites the table under ACCESS EXCLUSIVE
+
+    Fix: use plain VACUUM, or an online repack tool (pg_repack / pg_squeeze) off-peak
+    """
     node = stmt.node
     if not node.get("is_vacuumcmd"):
         return
@@ -119,18 +117,16 @@ def vacuum_full(ctx: FileContext, stmt: Statement) -> None:
     ctx.report(stmt, "MIG020", f"VACUUM FULL rewrites {target} under ACCESS EXCLUSIVE", ACCESS_EXCLUSIVE)
 
 
-@rule(
-    "MIG021",
-    "cluster",
-    severity=ERROR,
-    title="CLUSTER rewrites the table under ACCESS EXCLUSIVE",
-    lock=ACCESS_EXCLUSIVE,
-    fix="use an online repack tool (pg_repack --order-by) or leave the ordering alone",
-    on=["ClusterStmt"],
+@cases(
     fires=["CLUSTER orders USING orders_pkey;", "CLUSTER;"],
     passes=["CREATE TABLE fresh (a int); CLUSTER fresh USING fresh_a;", "ALTER TABLE orders CLUSTER ON i;"],
 )
+@rule("MIG021", "cluster", severity=ERROR, lock=ACCESS_EXCLUSIVE, on=["ClusterStmt"])
 def cluster(ctx: FileContext, stmt: Statement) -> None:
+    """CLUSTER rewrites the table under ACCESS EXCLUSIVE
+
+    Fix: use an online repack tool (pg_repack --order-by) or leave the ordering alone
+    """
     relation = stmt.node.get("relation")
     if relation and ctx.is_new(relation):
         return
@@ -138,55 +134,59 @@ def cluster(ctx: FileContext, stmt: Statement) -> None:
     ctx.report(stmt, "MIG021", f"CLUSTER rewrites {target} under ACCESS EXCLUSIVE", ACCESS_EXCLUSIVE)
 
 
-@existing_table_rule(
-    "MIG022",
-    "set-tablespace",
-    severity=ERROR,
-    title="SET TABLESPACE copies the relation under ACCESS EXCLUSIVE",
-    lock=ACCESS_EXCLUSIVE,
-    fix="create a new index CONCURRENTLY in the target tablespace, or move data with an online tool",
-    alter=["AT_SetTableSpace"],
+@cases(
     fires=["ALTER TABLE orders SET TABLESPACE fast;", "ALTER INDEX orders_pkey SET TABLESPACE fast;"],
     passes=["CREATE TABLE fresh (a int); ALTER TABLE fresh SET TABLESPACE fast;"],
 )
+@existing_table_rule(
+    "MIG022", "set-tablespace", severity=ERROR, lock=ACCESS_EXCLUSIVE, alter=["AT_SetTableSpace"]
+)
 def set_tablespace(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
+    """SET TABLESPACE copies the relation under ACCESS EXCLUSIVE
+
+    Fix: create a new index CONCURRENTLY in the target tablespace, or move data with an online tool
+    """
     return (
         f'SET TABLESPACE "{cmd.get("name", "?")}" copies "{rel_name(relation)}" file by file '
         "under ACCESS EXCLUSIVE"
     )
 
 
-@existing_table_rule(
-    "MIG023",
-    "set-logged",
-    severity=ERROR,
-    title="SET LOGGED / SET UNLOGGED rewrites the table",
-    lock=ACCESS_EXCLUSIVE,
-    fix="create the table with the right persistence and copy data in batches",
-    alter=["AT_SetLogged", "AT_SetUnLogged"],
+@cases(
     fires=["ALTER TABLE orders SET LOGGED;", "ALTER TABLE orders SET UNLOGGED;"],
     passes=["CREATE UNLOGGED TABLE fresh (a int); ALTER TABLE fresh SET LOGGED;"],
 )
+@existing_table_rule(
+    "MIG023", "set-logged", severity=ERROR, lock=ACCESS_EXCLUSIVE, alter=["AT_SetLogged", "AT_SetUnLogged"]
+)
 def set_logged(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
+    """SET LOGGED / SET UNLOGGED rewrites the table
+
+    Fix: create the table with the right persistence and copy data in batches
+    """
     what = "SET LOGGED" if cmd.get("subtype") == "AT_SetLogged" else "SET UNLOGGED"
     return f'{what} rewrites "{rel_name(relation)}" (and writes it all to WAL) under ACCESS EXCLUSIVE'
 
 
-@rule(
-    "MIG026",
-    "refresh-matview-not-concurrently",
-    severity=ERROR,
-    title="REFRESH MATERIALIZED VIEW without CONCURRENTLY",
-    lock=f"{ACCESS_EXCLUSIVE} (CONCURRENTLY: EXCLUSIVE)",
-    fix="add a UNIQUE index on plain columns and use REFRESH MATERIALIZED VIEW CONCURRENTLY",
-    on=["RefreshMatViewStmt"],
+@cases(
     fires=["REFRESH MATERIALIZED VIEW daily;"],
     passes=[
         "REFRESH MATERIALIZED VIEW CONCURRENTLY daily;",
         "CREATE MATERIALIZED VIEW mv AS SELECT 1 AS a WITH NO DATA; REFRESH MATERIALIZED VIEW mv;",
     ],
 )
+@rule(
+    "MIG026",
+    "refresh-matview-not-concurrently",
+    severity=ERROR,
+    lock=f"{ACCESS_EXCLUSIVE} (CONCURRENTLY: EXCLUSIVE)",
+    on=["RefreshMatViewStmt"],
+)
 def refresh_matview(ctx: FileContext, stmt: Statement) -> None:
+    """REFRESH MATERIALIZED VIEW without CONCURRENTLY
+
+    Fix: add a UNIQUE index on plain columns and use REFRESH MATERIALIZED VIEW CONCURRENTLY
+    """
     node = stmt.node
     relation = node.get("relation", {})
     if node.get("concurrent") or ctx.is_new(relation):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, names_from_list, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, alter_table_cmd_lock
-from pgtool.lint.rules import ERROR, WARNING, option_value, rule
+from pgtool.lint.rules import ERROR, WARNING, cases, option_value, rule
 from pgtool.lint.rules.indexes import concurrently
 
 
@@ -78,26 +78,7 @@ def queue_target(ctx: FileContext, stmt: Statement) -> tuple[str, str] | None:
     return None
 
 
-@rule(
-    "MIG027",
-    "lock-timeout",
-    severity=ERROR,
-    title="no lock_timeout before a statement that makes other sessions queue",
-    lock=f"{ACCESS_EXCLUSIVE}, {SHARE_ROW_EXCLUSIVE} or {SHARE}, as the statement takes",
-    fix="SET lock_timeout = '2s' at the top of the file, and retry the migration when it times out",
-    on=[
-        "AlterTableStmt",
-        "RenameStmt",
-        "ClusterStmt",
-        "RefreshMatViewStmt",
-        "DropStmt",
-        "TruncateStmt",
-        "LockStmt",
-        "VacuumStmt",
-        "CreateStmt",
-        "CreateTrigStmt",
-        "ReindexStmt",
-    ],
+@cases(
     fires=[
         "ALTER TABLE t ADD COLUMN a int;",
         "SET lock_timeout = 0; ALTER TABLE t ADD COLUMN a int;",
@@ -121,7 +102,30 @@ def queue_target(ctx: FileContext, stmt: Statement) -> tuple[str, str] | None:
         "VACUUM (FULL false) orders;",
     ],
 )
+@rule(
+    "MIG027",
+    "lock-timeout",
+    severity=ERROR,
+    lock=f"{ACCESS_EXCLUSIVE}, {SHARE_ROW_EXCLUSIVE} or {SHARE}, as the statement takes",
+    on=[
+        "AlterTableStmt",
+        "RenameStmt",
+        "ClusterStmt",
+        "RefreshMatViewStmt",
+        "DropStmt",
+        "TruncateStmt",
+        "LockStmt",
+        "VacuumStmt",
+        "CreateStmt",
+        "CreateTrigStmt",
+        "ReindexStmt",
+    ],
+)
 def missing_lock_timeout(ctx: FileContext, stmt: Statement) -> None:
+    """no lock_timeout before a statement that makes other sessions queue
+
+    Fix: SET lock_timeout = '2s' at the top of the file, and retry the migration when it times out
+    """
     if ctx.lock_timeout or "MIG027" in ctx.reported_once:
         return
     found = queue_target(ctx, stmt)
@@ -157,14 +161,7 @@ LONG_UNDER_LOCK = {
 }
 
 
-@rule(
-    "MIG032",
-    "statement-timeout",
-    severity=WARNING,
-    title="no statement_timeout around a scan or rewrite under ACCESS EXCLUSIVE",
-    lock=f"{ACCESS_EXCLUSIVE} for as long as the statement runs",
-    fix="SET statement_timeout (e.g. '15min') in the file, sized to the longest outage you accept",
-    on=["*"],
+@cases(
     fires=[
         "SET lock_timeout = '2s'; ALTER TABLE orders ALTER COLUMN total TYPE bigint;",
         "SET lock_timeout = '2s';\n"
@@ -178,7 +175,18 @@ LONG_UNDER_LOCK = {
         "CREATE TABLE t (a int); ALTER TABLE t ALTER COLUMN a TYPE bigint;",
     ],
 )
+@rule(
+    "MIG032",
+    "statement-timeout",
+    severity=WARNING,
+    lock=f"{ACCESS_EXCLUSIVE} for as long as the statement runs",
+    on=["*"],
+)
 def missing_statement_timeout(ctx: FileContext, stmt: Statement) -> None:
+    """no statement_timeout around a scan or rewrite under ACCESS EXCLUSIVE
+
+    Fix: SET statement_timeout (e.g. '15min') in the file, sized to the longest outage you accept
+    """
     if "statement_timeout" in ctx.timeouts or "MIG032" in ctx.reported_once:
         return
     rules = set()

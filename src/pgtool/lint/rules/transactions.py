@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pgtool.lint.context import FileContext, Statement
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE
-from pgtool.lint.rules import ERROR, rule
+from pgtool.lint.rules import ERROR, cases, rule
 from pgtool.lint.rules.indexes import concurrently
 
 _ALONE = "run it alone in its own migration file (no BEGIN, no SET), outside any transaction"
@@ -60,23 +60,7 @@ def _non_transactional(ctx: FileContext, stmt: Statement) -> tuple[str, str, boo
     return None
 
 
-@rule(
-    "MIG007",
-    "non-transactional-in-transaction",
-    severity=ERROR,
-    title="statement that cannot run in a transaction block shares its file",
-    lock=f"{SHARE_UPDATE_EXCLUSIVE} (CONCURRENTLY forms); the statement fails",
-    fix="put the CONCURRENTLY statement alone in its own migration file (no BEGIN, no SET)",
-    on=[
-        "IndexStmt",
-        "DropStmt",
-        "ReindexStmt",
-        "AlterTableStmt",
-        "VacuumStmt",
-        "AlterEnumStmt",
-        "AlterDatabaseStmt",
-        *_ALWAYS,
-    ],
+@cases(
     fires=[
         "SET lock_timeout = '1s';\nCREATE INDEX CONCURRENTLY i ON orders (a);",
         "BEGIN; DROP INDEX CONCURRENTLY i; COMMIT;",
@@ -100,7 +84,27 @@ def _non_transactional(ctx: FileContext, stmt: Statement) -> tuple[str, str, boo
         "SELECT 1; ALTER DATABASE app SET work_mem = '64MB';",
     ],
 )
+@rule(
+    "MIG007",
+    "non-transactional-in-transaction",
+    severity=ERROR,
+    lock=f"{SHARE_UPDATE_EXCLUSIVE} (CONCURRENTLY forms); the statement fails",
+    on=[
+        "IndexStmt",
+        "DropStmt",
+        "ReindexStmt",
+        "AlterTableStmt",
+        "VacuumStmt",
+        "AlterEnumStmt",
+        "AlterDatabaseStmt",
+        *_ALWAYS,
+    ],
+)
 def outside_transaction(ctx: FileContext, stmt: Statement) -> None:
+    """statement that cannot run in a transaction block shares its file
+
+    Fix: put the CONCURRENTLY statement alone in its own migration file (no BEGIN, no SET)
+    """
     found = _non_transactional(ctx, stmt)
     if found is None:
         return
@@ -131,14 +135,7 @@ _BEGINS = ("TRANS_STMT_BEGIN", "TRANS_STMT_START")
 _ENDS = ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE")
 
 
-@rule(
-    "MIG033",
-    "transaction-control",
-    severity=ERROR,
-    title="BEGIN without COMMIT, or transaction control in a file the runner wraps in a transaction",
-    lock="every lock taken so far, held until the connection ends",
-    fix="end every BEGIN with COMMIT in the same file; with a wrapping runner, write no BEGIN/COMMIT at all",
-    on=["TransactionStmt"],
+@cases(
     fires=[
         "BEGIN; ALTER TABLE t ADD COLUMN a int;",
         "START TRANSACTION; SELECT 1; COMMIT; BEGIN; SELECT 2;",
@@ -150,7 +147,18 @@ _ENDS = ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE")
         "BEGIN; SAVEPOINT s; SELECT 1; RELEASE SAVEPOINT s; COMMIT;",
     ],
 )
+@rule(
+    "MIG033",
+    "transaction-control",
+    severity=ERROR,
+    lock="every lock taken so far, held until the connection ends",
+    on=["TransactionStmt"],
+)
 def transaction_control(ctx: FileContext, stmt: Statement) -> None:
+    """BEGIN without COMMIT, or transaction control in a file the runner wraps in a transaction
+
+    Fix: end every BEGIN with COMMIT in the same file; with a wrapping runner, write no BEGIN/COMMIT at all
+    """
     kind = stmt.node.get("kind", "")
     if ctx.settings.assume_in_transaction and (kind in _BEGINS or kind in _ENDS):
         word = "BEGIN" if kind in _BEGINS else "COMMIT / ROLLBACK"

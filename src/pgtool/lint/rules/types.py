@@ -12,7 +12,7 @@ from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
 from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE
-from pgtool.lint.rules import rule
+from pgtool.lint.rules import cases, rule
 from pgtool.lint.rules.columns import SERIAL_TYPES, constraints_of
 
 _SMALL_INTS = {"int2": "smallint", "int4": "integer", "smallint": "smallint", "integer": "integer"}
@@ -61,13 +61,7 @@ def _primary_key_columns(stmt: Statement) -> set[str]:
     return keys
 
 
-@rule(
-    "MIG031",
-    "integer-key-runs-out",
-    title="integer or serial primary key / identity that will run out",
-    lock=f"{ACCESS_EXCLUSIVE} and a full rewrite, the day the key must become bigint",
-    fix="use bigint GENERATED ALWAYS AS IDENTITY (or bigint) for keys and sequence-backed columns",
-    on=_COLUMN_STATEMENTS,
+@cases(
     fires=[
         "CREATE TABLE t (id serial PRIMARY KEY, name text);",
         "CREATE TABLE t (id integer PRIMARY KEY);",
@@ -83,7 +77,17 @@ def _primary_key_columns(stmt: Statement) -> set[str]:
         "CREATE TABLE t (id uuid PRIMARY KEY, n integer);",
     ],
 )
+@rule(
+    "MIG031",
+    "integer-key-runs-out",
+    lock=f"{ACCESS_EXCLUSIVE} and a full rewrite, the day the key must become bigint",
+    on=_COLUMN_STATEMENTS,
+)
 def integer_key(ctx: FileContext, stmt: Statement) -> None:
+    """integer or serial primary key / identity that will run out
+
+    Fix: use bigint GENERATED ALWAYS AS IDENTITY (or bigint) for keys and sequence-backed columns
+    """
     keys = _primary_key_columns(stmt)
     single_key = next(iter(keys)) if len(keys) == 1 else None
     for relation, coldef in column_defs(stmt):
@@ -108,13 +112,7 @@ def integer_key(ctx: FileContext, stmt: Statement) -> None:
         )
 
 
-@rule(
-    "MIG034",
-    "timestamp-without-time-zone",
-    title="timestamp without time zone",
-    lock="none now; ACCESS EXCLUSIVE and a rewrite to change it later",
-    fix="use timestamptz: it stores an absolute instant, whatever the session's TimeZone",
-    on=_COLUMN_STATEMENTS,
+@cases(
     fires=[
         "CREATE TABLE t (at timestamp);",
         "CREATE TABLE t (at timestamp(3) without time zone NOT NULL);",
@@ -126,7 +124,17 @@ def integer_key(ctx: FileContext, stmt: Statement) -> None:
         "ALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
     ],
 )
+@rule(
+    "MIG034",
+    "timestamp-without-time-zone",
+    lock="none now; ACCESS EXCLUSIVE and a rewrite to change it later",
+    on=_COLUMN_STATEMENTS,
+)
 def timestamp_without_zone(ctx: FileContext, stmt: Statement) -> None:
+    """timestamp without time zone
+
+    Fix: use timestamptz: it stores an absolute instant, whatever the session's TimeZone
+    """
     for relation, coldef in column_defs(stmt):
         if raw_type(coldef) == "timestamp":
             ctx.report(
@@ -138,13 +146,7 @@ def timestamp_without_zone(ctx: FileContext, stmt: Statement) -> None:
             )
 
 
-@rule(
-    "MIG038",
-    "varchar-char-length",
-    title="varchar(n) or char(n) column",
-    lock="none now; ACCESS EXCLUSIVE (and a rewrite for char) to change the limit later",
-    fix="use text, with a CHECK (length(col) <= n) constraint if the limit matters (NOT VALID to change it)",
-    on=_COLUMN_STATEMENTS,
+@cases(
     fires=[
         "CREATE TABLE t (code varchar(10));",
         "CREATE TABLE t (code character varying(10), c char(2));",
@@ -156,7 +158,17 @@ def timestamp_without_zone(ctx: FileContext, stmt: Statement) -> None:
         'CREATE TABLE t (flag "char");',
     ],
 )
+@rule(
+    "MIG038",
+    "varchar-char-length",
+    lock="none now; ACCESS EXCLUSIVE (and a rewrite for char) to change the limit later",
+    on=_COLUMN_STATEMENTS,
+)
 def bounded_text(ctx: FileContext, stmt: Statement) -> None:
+    """varchar(n) or char(n) column
+
+    Fix: use text, with a CHECK (length(col) <= n) constraint if the limit matters (NOT VALID to change it)
+    """
     for relation, coldef in column_defs(stmt):
         kind = raw_type(coldef)
         has_length = bool(coldef.get("typeName", {}).get("typmods"))
@@ -175,20 +187,19 @@ def bounded_text(ctx: FileContext, stmt: Statement) -> None:
         )
 
 
-@rule(
-    "MIG039",
-    "serial-not-identity",
-    title="serial column instead of an identity column",
-    lock="none",
-    fix="use bigint GENERATED ALWAYS AS IDENTITY (or BY DEFAULT): the sequence belongs to the column",
-    on=_COLUMN_STATEMENTS,
+@cases(
     fires=["CREATE TABLE t (id bigserial PRIMARY KEY);", "CREATE TABLE t (id serial8, n text);"],
     passes=[
         "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);",
         "CREATE SEQUENCE s;",
     ],
 )
+@rule("MIG039", "serial-not-identity", lock="none", on=_COLUMN_STATEMENTS)
 def serial_column(ctx: FileContext, stmt: Statement) -> None:
+    """serial column instead of an identity column
+
+    Fix: use bigint GENERATED ALWAYS AS IDENTITY (or BY DEFAULT): the sequence belongs to the column
+    """
     for relation, coldef in column_defs(stmt):
         kind = raw_type(coldef)
         if kind in SERIAL_TYPES:
@@ -202,17 +213,21 @@ def serial_column(ctx: FileContext, stmt: Statement) -> None:
             )
 
 
-@rule(
-    "MIG041",
-    "create-domain-with-constraint",
-    title="CREATE DOMAIN with a constraint",
-    lock=f"none now; {SHARE} on every table using the domain to change the constraint later",
-    fix="create the domain without constraints and put CHECK constraints on the tables' columns",
-    on=["CreateDomainStmt"],
+@cases(
     fires=["CREATE DOMAIN positive AS int CHECK (VALUE > 0);", "CREATE DOMAIN email AS text NOT NULL;"],
     passes=["CREATE DOMAIN email AS text;", "CREATE DOMAIN money2 AS numeric(12, 2) DEFAULT 0;"],
 )
+@rule(
+    "MIG041",
+    "create-domain-with-constraint",
+    lock=f"none now; {SHARE} on every table using the domain to change the constraint later",
+    on=["CreateDomainStmt"],
+)
 def domain_with_constraint(ctx: FileContext, stmt: Statement) -> None:
+    """CREATE DOMAIN with a constraint
+
+    Fix: create the domain without constraints and put CHECK constraints on the tables' columns
+    """
     node = stmt.node
     kinds = {c.get("Constraint", {}).get("contype") for c in node.get("constraints", [])}
     if kinds & {"CONSTR_CHECK", "CONSTR_NOTNULL"}:
@@ -226,20 +241,19 @@ def domain_with_constraint(ctx: FileContext, stmt: Statement) -> None:
         )
 
 
-@rule(
-    "MIG042",
-    "enum-value-out-of-order",
-    title="enum value added BEFORE or AFTER another value",
-    lock="none",
-    fix="add new enum values at the end; keep any ordering the application needs in a lookup table",
-    on=["AlterEnumStmt"],
+@cases(
     fires=[
         "ALTER TYPE status ADD VALUE 'pending' BEFORE 'paid';",
         "ALTER TYPE status ADD VALUE IF NOT EXISTS 'x' AFTER 'new';",
     ],
     passes=["ALTER TYPE status ADD VALUE 'shipped';", "ALTER TYPE status RENAME VALUE 'a' TO 'b';"],
 )
+@rule("MIG042", "enum-value-out-of-order", lock="none", on=["AlterEnumStmt"])
 def enum_order(ctx: FileContext, stmt: Statement) -> None:
+    """enum value added BEFORE or AFTER another value
+
+    Fix: add new enum values at the end; keep any ordering the application needs in a lookup table
+    """
     node = stmt.node
     if node.get("oldVal") or not node.get("newValNeighbor"):
         return
