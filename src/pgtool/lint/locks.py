@@ -18,6 +18,10 @@ SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
 EXCLUSIVE = "EXCLUSIVE"
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
 
+# Locks beyond one table, as the rules and their findings name them.
+DATABASE_EXCLUSIVE = f"{ACCESS_EXCLUSIVE} on the database"
+DOMAIN_USERS = f"{SHARE} on every table using the domain"
+
 # LockStmt.mode numbers (lockdefs.h), 0 is never produced by the grammar.
 MODE_NAMES = {
     1: ACCESS_SHARE,

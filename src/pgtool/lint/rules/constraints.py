@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
-from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE
+from pgtool.lint.locks import ACCESS_EXCLUSIVE, DOMAIN_USERS, SHARE_ROW_EXCLUSIVE
 from pgtool.lint.rules import ERROR, WARNING, cases, register_wording, rule
 from pgtool.lint.rules.columns import added_column, where
 
@@ -290,7 +290,7 @@ def set_not_null(ctx: FileContext, stmt: Statement, relation: dict[str, Any], cm
     "MIG029",
     "alter-domain-add-constraint",
     severity=WARNING,
-    lock=f"{SHARE} on every table using the domain",
+    lock=DOMAIN_USERS,
     on=["AlterDomainStmt"],
 )
 def alter_domain(ctx: FileContext, stmt: Statement) -> None:
@@ -316,5 +316,5 @@ def alter_domain(ctx: FileContext, stmt: Statement) -> None:
         "MIG029",
         f'ALTER DOMAIN "{domain}" {what} scans every table with a column of this domain, blocking '
         "writes to each while it checks",
-        f"{SHARE} on every table using the domain",
+        DOMAIN_USERS,
     )

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
-from pgtool.lint.locks import ACCESS_EXCLUSIVE, ROW_EXCLUSIVE
+from pgtool.lint.locks import ACCESS_EXCLUSIVE, DATABASE_EXCLUSIVE, ROW_EXCLUSIVE
 from pgtool.lint.parsetree import walk
 from pgtool.lint.rules import ERROR, cases, existing_table_rule, rule
 from pgtool.lint.rules.indexes import concurrently
@@ -165,9 +165,7 @@ def drop_not_null(relation: dict[str, Any], cmd: dict[str, Any]) -> str:
     fires=["DROP DATABASE app_old;", "DROP DATABASE IF EXISTS app_old WITH (FORCE);"],
     passes=["DROP TABLE IF EXISTS t;", "CREATE DATABASE app_new;"],
 )
-@rule(
-    "MIG040", "drop-database", severity=ERROR, lock=f"{ACCESS_EXCLUSIVE} on the database", on=["DropdbStmt"]
-)
+@rule("MIG040", "drop-database", severity=ERROR, lock=DATABASE_EXCLUSIVE, on=["DropdbStmt"])
 def drop_database(ctx: FileContext, stmt: Statement) -> None:
     """DROP DATABASE
 
@@ -177,7 +175,7 @@ def drop_database(ctx: FileContext, stmt: Statement) -> None:
         stmt,
         "MIG040",
         f'DROP DATABASE "{stmt.node.get("dbname", "?")}" destroys every table in it for good',
-        f"{ACCESS_EXCLUSIVE} on the database",
+        DATABASE_EXCLUSIVE,
     )
 
 

@@ -10,7 +10,7 @@ same restriction. Inside a DO block they always fail.
 from __future__ import annotations
 
 from pgtool.lint.context import FileContext, Statement
-from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE
+from pgtool.lint.locks import ACCESS_EXCLUSIVE, DATABASE_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE
 from pgtool.lint.rules import ERROR, cases, rule
 from pgtool.lint.rules.indexes import concurrently
 
@@ -18,7 +18,7 @@ _ALONE = "run it alone in its own migration file (no BEGIN, no SET), outside any
 # Statements refused in a transaction block whatever their options: (what, lock they take)
 _ALWAYS = {
     "CreatedbStmt": ("CREATE DATABASE", "SHARE on the template database"),
-    "DropdbStmt": ("DROP DATABASE", f"{ACCESS_EXCLUSIVE} on the database"),
+    "DropdbStmt": ("DROP DATABASE", DATABASE_EXCLUSIVE),
     "AlterSystemStmt": ("ALTER SYSTEM", "none on tables (rewrites postgresql.auto.conf)"),
     "CreateTableSpaceStmt": ("CREATE TABLESPACE", "none on tables"),
     "DropTableSpaceStmt": ("DROP TABLESPACE", "none on tables"),
@@ -56,7 +56,7 @@ def _non_transactional(ctx: FileContext, stmt: Statement) -> tuple[str, str, boo
     if kind == "AlterDatabaseStmt" and any(
         o.get("DefElem", {}).get("defname") == "tablespace" for o in node.get("options", [])
     ):
-        return "ALTER DATABASE ... SET TABLESPACE", f"{ACCESS_EXCLUSIVE} on the database", False
+        return "ALTER DATABASE ... SET TABLESPACE", DATABASE_EXCLUSIVE, False
     return None
 
 

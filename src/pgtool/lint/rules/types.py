@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pgtool.lint.context import FileContext, Statement, rel_name
-from pgtool.lint.locks import ACCESS_EXCLUSIVE, SHARE
+from pgtool.lint.locks import ACCESS_EXCLUSIVE, DOMAIN_USERS
 from pgtool.lint.rules import cases, rule
 from pgtool.lint.rules.columns import SERIAL_TYPES, constraints_of
 
@@ -220,7 +220,7 @@ def serial_column(ctx: FileContext, stmt: Statement) -> None:
 @rule(
     "MIG041",
     "create-domain-with-constraint",
-    lock=f"none now; {SHARE} on every table using the domain to change the constraint later",
+    lock=f"none now; {DOMAIN_USERS} to change the constraint later",
     on=["CreateDomainStmt"],
 )
 def domain_with_constraint(ctx: FileContext, stmt: Statement) -> None:
@@ -237,7 +237,7 @@ def domain_with_constraint(ctx: FileContext, stmt: Statement) -> None:
             "MIG041",
             f'domain "{name}" carries a constraint: changing it later checks every column of the domain in '
             "every table at once (ALTER DOMAIN, MIG029), with no NOT VALID way out",
-            f"none now; {SHARE} on every table using the domain later",
+            f"none now; {DOMAIN_USERS} later",
         )
 
 
