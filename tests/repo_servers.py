@@ -22,6 +22,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
@@ -60,6 +61,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
+class Namespace(Protocol):
+    """A network namespace to run a server in (tests/repo/repo_links.py: NetNamespace)."""
+
+    def wrap(self, argv: list[str]) -> list[str]: ...
+    def call(self, fn: Any) -> Any: ...
+
+
 @dataclass
 class Server:
     """One running storage server; `stop()` kills it (a store lost mid-operation), `start()` again."""
@@ -71,11 +79,17 @@ class Server:
     proc: subprocess.Popen | None = None
     buckets: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    netns: Namespace | None = None  # run inside this network namespace (a degraded link)
+
+    def _here(self, fn: Any) -> Any:
+        """Run `fn` (which opens sockets to the server) where the server's loopback is."""
+        return self.netns.call(fn) if self.netns is not None else fn()
 
     def start(self) -> None:
+        argv = self.netns.wrap(self.argv) if self.netns is not None else self.argv
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv,
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -83,7 +97,8 @@ class Server:
                 env={**os.environ, **self.extra_env},
                 preexec_fn=_die_with_parent,
             )
-        _wait_port(self.port, self.proc, self.log)
+        proc = self.proc
+        self._here(lambda: _wait_port(self.port, proc, self.log))
 
     def stop(self, sig: int = signal.SIGKILL, *, wait: bool = True) -> None:
         """Stop the server; SIGTERM lets Azurite save its metadata (it keeps data across restarts).
@@ -120,6 +135,9 @@ class Server:
         return base
 
     def make_bucket(self, name: str) -> None:
+        self._here(lambda: self._make_bucket(name))
+
+    def _make_bucket(self, name: str) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         if self.kind == "s3":
             conn.request("PUT", f"/{name}", body=b"", headers={"Content-Length": "0"})
@@ -136,6 +154,9 @@ class Server:
     def upload_in_progress(self, bucket: str, key: str) -> bool:
         """Whether the store holds parts of an uncommitted upload of `key` (S3 multipart uploads,
         Azure uncommitted blocks): proof that a test interrupted a real partial upload."""
+        return bool(self._here(lambda: self._upload_in_progress(bucket, key)))
+
+    def _upload_in_progress(self, bucket: str, key: str) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         if self.kind == "s3":
             conn.request("GET", f"/{bucket}?uploads")
@@ -163,7 +184,9 @@ def _azure_shared_key(verb: str, container: str, query: dict[str, str]) -> dict[
     return {**headers, "Authorization": f"SharedKey {AZ_ACCOUNT}:{sig}"}
 
 
-def start_server(kind: str, workdir: Path, extra_env: dict[str, str] | None = None) -> Server:
+def start_server(
+    kind: str, workdir: Path, extra_env: dict[str, str] | None = None, netns: Namespace | None = None
+) -> Server:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "s3":
@@ -184,7 +207,9 @@ def start_server(kind: str, workdir: Path, extra_env: dict[str, str] | None = No
             "--skipApiVersionCheck",
             "--silent",
         ]
-    server = Server(kind=kind, argv=argv, port=port, log=workdir / f"{kind}.log", extra_env=extra_env or {})
+    server = Server(
+        kind=kind, argv=argv, port=port, log=workdir / f"{kind}.log", extra_env=extra_env or {}, netns=netns
+    )
     server.start()
     return server
 
