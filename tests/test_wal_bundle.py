@@ -110,8 +110,23 @@ def test_bundle_holds_every_wal_module_and_imports_only_the_stdlib(work):
     assert proc.returncode == 0, proc.stderr
     names_line, outside_line = proc.stdout.splitlines()
     modules = set(ast.literal_eval(names_line))
-    assert {f"pgtool.wal.{p.stem}" for p in SRC_WAL.glob("*.py") if p.stem != "__init__"} <= modules
+    every = {f"pgtool.wal.{p.stem}" for p in SRC_WAL.glob("*.py") if p.stem != "__init__"}
+    assert every - wal_bundle.REPOSITORY_ONLY <= modules
+    assert not wal_bundle.REPOSITORY_ONLY & modules
     assert outside_line == "[]"
+
+
+def test_the_bundle_refuses_a_repository_in_one_line(work):
+    """--repo needs obstore and PyNaCl, which the stdlib-only bundle does not carry: exit 126 for
+    restore-wal (recovery stops), 2 for archive-wal, one line naming the missing dependency."""
+    bundle = wal_bundle.write_bundle(work / "b.pyz")
+    for argv, code in (
+        (["restore-wal", "000000010000000000000001", str(work / "d"), "--repo", "s3://b/p"], 126),
+        (["archive-wal", str(work / "x"), "000000010000000000000001", "--repo", "s3://b/p"], 2),
+    ):
+        proc = subprocess.run([SYSTEM_PYTHON, "-I", "-S", str(bundle), *argv], capture_output=True, text=True)
+        assert proc.returncode == code, proc.stderr
+        assert "--repo needs pgtool installed" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_wal_module_importing_a_third_party_package_stops_the_build(tmp_path, monkeypatch):

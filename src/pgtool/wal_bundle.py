@@ -113,6 +113,11 @@ def _imports(name: str, path: Path) -> tuple[set[str], set[str]]:
     return ours, others
 
 
+# WAL in a backup repository (--repo) needs obstore and PyNaCl: the bundle leaves it out, and its
+# archive-wal/restore-wal say so in one line when given --repo (pgtool.wal.fastcli).
+REPOSITORY_ONLY = frozenset({"pgtool.wal.repo_archive"})
+
+
 def bundle_modules() -> dict[str, Path]:
     """Archive name -> source file: all of pgtool.wal, what it imports of pgtool, their packages.
 
@@ -120,13 +125,15 @@ def bundle_modules() -> dict[str, Path]:
     """
     wal_dir = _package_root() / "wal"
     todo = ["pgtool.wal"] + [
-        f"pgtool.wal.{p.stem}" for p in sorted(wal_dir.glob("*.py")) if p.stem != "__init__"
+        f"pgtool.wal.{p.stem}"
+        for p in sorted(wal_dir.glob("*.py"))
+        if p.stem != "__init__" and f"pgtool.wal.{p.stem}" not in REPOSITORY_ONLY
     ]
     found: dict[str, Path] = {}
     outside: dict[str, str] = {}
     while todo:
         name = todo.pop()
-        if name in found:
+        if name in found or name in REPOSITORY_ONLY:
             continue
         path = _module_file(name)
         if path is None:

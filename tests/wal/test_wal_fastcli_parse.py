@@ -4,7 +4,7 @@
 start-up budgets). It may decline (None: argparse then parses), but whatever it accepts must parse
 exactly as argparse parses it. Generated: every subset of each command's options, in every order, with
 the two positionals anywhere between them, each value option in both --opt=value and --opt value form,
-with and without $PGTOOL_ARCHIVE_DIR.
+with and without $PGTOOL_ARCHIVE_DIR (which is settled after parsing: `_resolve`).
 """
 
 from __future__ import annotations
@@ -116,3 +116,28 @@ def test_quick_parse_agrees_with_argparse_on_every_combination(command, env_dir,
 def test_unusual_command_lines_go_to_argparse(argv, monkeypatch):
     monkeypatch.delenv(fastcli.ARCHIVE_DIR_ENV, raising=False)
     assert fastcli._quick_parse("archive-wal", argv) is None
+
+
+def test_where_the_archive_is_settles_after_parsing(monkeypatch):
+    """--archive-dir or --repo on the command line, else $PGTOOL_ARCHIVE_DIR or $PGTOOL_REPO; both
+    given, or neither anywhere, is a usage error. A repository reads its key file from the environment."""
+    argv = [*POSITIONALS["restore-wal"]]
+    monkeypatch.delenv(fastcli.ARCHIVE_DIR_ENV, raising=False)
+    monkeypatch.delenv(fastcli.REPO_ENV, raising=False)
+    monkeypatch.setenv(fastcli.REPO_KEY_FILE_ENV, "/keys/repo.key")
+    with pytest.raises(fastcli._UsageError, match="required"):
+        fastcli._parse("restore-wal", argv)
+    with pytest.raises(fastcli._UsageError, match="not both"):
+        fastcli._parse("restore-wal", [*argv, "--repo", "s3://b/p", "--archive-dir", "/a"])
+    monkeypatch.setenv(fastcli.REPO_ENV, "s3://b/p")
+    parsed = fastcli._parse("restore-wal", argv)
+    assert (parsed.repo, parsed.archive_dir, parsed.repo_key_file) == ("s3://b/p", None, "/keys/repo.key")
+    cli_dir = fastcli._parse("restore-wal", [*argv, "--archive-dir", "/a"])
+    assert (cli_dir.repo, cli_dir.archive_dir) == (None, "/a")
+    monkeypatch.setenv(fastcli.ARCHIVE_DIR_ENV, "/env-dir")
+    with pytest.raises(fastcli._UsageError, match="both"):
+        fastcli._parse("restore-wal", argv)
+    with pytest.raises(fastcli._UsageError, match="zstd"):
+        fastcli._parse(
+            "archive-wal", [*POSITIONALS["archive-wal"], "--repo", "s3://b/p", "--compress", "lz4"]
+        )

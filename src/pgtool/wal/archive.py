@@ -31,6 +31,11 @@ from pgtool.wal.names import WalName, parse_wal_name
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Protocol
+
+    class ContentSource(Protocol):
+        def chunks(self, archived: ArchivedFile) -> Iterator[bytes]: ...
+
 
 TEMP_PREFIX = ".pgtool-tmp."
 SYSTEM_ID_FILE = ".pgtool-system-identifier"
@@ -55,17 +60,28 @@ class ArchivedFile:
     """One WAL file in the archive.
 
     name: the WAL file name without compression suffix; wal: it parsed; path: the file on disk;
-    codec: "zstd", "lz4" or None (stored plain); stored_size: bytes on disk.
+    codec: "zstd", "lz4" or None (stored plain); stored_size: bytes on disk. source: None for a file in
+    an archive directory; for an object in a backup repository, what streams its verified content
+    (`pgtool.wal.repo_archive.RepoWal`; `path` is then the object's name).
     """
 
-    __slots__ = ("codec", "name", "path", "stored_size", "wal")
+    __slots__ = ("codec", "name", "path", "source", "stored_size", "wal")
 
-    def __init__(self, name: str, wal: WalName, path: str, codec: str | None, stored_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        wal: WalName,
+        path: str,
+        codec: str | None,
+        stored_size: int,
+        source: ContentSource | None = None,
+    ) -> None:
         self.name = name
         self.wal = wal
         self.path = path
         self.codec = codec
         self.stored_size = stored_size
+        self.source = source
 
     def __repr__(self) -> str:
         return f"ArchivedFile({self.path!r})"
@@ -141,34 +157,42 @@ def iter_content(archived: ArchivedFile | str, *, verify: bool = True) -> Iterat
     be exactly its header's segment size long. Raises CorruptArchiveError when the content is damaged
     (truncated, corrupt compression, wrong size) and OSError when the file cannot be read.
     """
+    if isinstance(archived, ArchivedFile) and archived.source is not None:
+        yield from _checked(archived.source.chunks(archived), archived.wal, archived.path, verify)
+        return
     path = archived.path if isinstance(archived, ArchivedFile) else archived
     codec = codec_of(path)
     split = _split_stored(os.path.basename(path))
     wal = split and parse_wal_name(split[0])
     with open(path, "rb") as f:
         chunks = decompress_chunks(codec, f) if codec else iter(lambda: f.read(_READ_CHUNK), b"")
-        if not (verify and wal and wal.has_page_header):
-            yield from chunks
-            return
-        total = 0
-        expected: int | None = None
-        head = b""
-        for chunk in chunks:
-            if expected is None:
-                head += chunk[: LONG_HEADER_SIZE - len(head)]
-                if len(head) >= LONG_HEADER_SIZE:
-                    try:
-                        expected = parse_long_header(head).segment_size
-                    except WalHeaderError as exc:
-                        raise CorruptArchiveError(f"{path}: {exc}") from exc
-            total += len(chunk)
-            if expected is not None and total > expected:
-                raise CorruptArchiveError(f"{path}: longer than the segment size {expected}")
-            yield chunk
+        yield from _checked(chunks, wal or None, path, verify)
+
+
+def _checked(chunks: Iterator[bytes], wal: WalName | None, path: str, verify: bool) -> Iterator[bytes]:
+    """`chunks`, checked (with verify) against the segment size of the long page header."""
+    if not (verify and wal and wal.has_page_header):
+        yield from chunks
+        return
+    total = 0
+    expected: int | None = None
+    head = b""
+    for chunk in chunks:
         if expected is None:
-            raise CorruptArchiveError(f"{path}: too short for a WAL segment ({total} bytes)")
-        if total != expected:
-            raise CorruptArchiveError(f"{path}: {total} bytes, but the segment size is {expected}")
+            head += chunk[: LONG_HEADER_SIZE - len(head)]
+            if len(head) >= LONG_HEADER_SIZE:
+                try:
+                    expected = parse_long_header(head).segment_size
+                except WalHeaderError as exc:
+                    raise CorruptArchiveError(f"{path}: {exc}") from exc
+        total += len(chunk)
+        if expected is not None and total > expected:
+            raise CorruptArchiveError(f"{path}: longer than the segment size {expected}")
+        yield chunk
+    if expected is None:
+        raise CorruptArchiveError(f"{path}: too short for a WAL segment ({total} bytes)")
+    if total != expected:
+        raise CorruptArchiveError(f"{path}: {total} bytes, but the segment size is {expected}")
 
 
 def read_archived(archive_dir: str, name: str) -> bytes:

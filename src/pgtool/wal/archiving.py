@@ -105,7 +105,7 @@ def archive_wal(
         size = os.fstat(src).st_size
         sysid = None
         if wal.has_page_header:
-            sysid, seg_size = _check_segment(src, size, wal_path, wal_name, wal)
+            sysid, seg_size = check_segment_fd(src, size, wal_path, wal_name, wal)
             _check_system_id(archive_dir, sysid, wal_path, allow_system_id_change)
             _check_fork(archive_dir, wal, seg_size)
         removed = _remove_temporaries(archive_dir)
@@ -135,7 +135,7 @@ def archive_wal(
         os.close(src)
 
 
-def _check_segment(src: int, size: int, wal_path: str, wal_name: str, wal: WalName) -> tuple[int, int]:
+def check_segment_fd(src: int, size: int, wal_path: str, wal_name: str, wal: WalName) -> tuple[int, int]:
     try:
         header = parse_long_header(os.pread(src, LONG_HEADER_SIZE, 0))
     except WalHeaderError as exc:

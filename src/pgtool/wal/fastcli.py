@@ -25,13 +25,18 @@ from pgtool.wal.errors import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from types import ModuleType
     from typing import NoReturn
 
 ARCHIVE_DIR_ENV = "PGTOOL_ARCHIVE_DIR"
+REPO_ENV = "PGTOOL_REPO"  # as pgtool.repo.REPO_ENV; not imported: that pulls in obstore
+REPO_KEY_FILE_ENV = "PGTOOL_REPO_KEY_FILE"
 
 ARCHIVE_EPILOG = """\
 example (postgresql.conf):
   archive_mode = on
+  archive_command = '/opt/pgtool-venv/bin/pgtool archive-wal %p %f --repo s3://bucket/prod'
+  (credentials from the server's environment: AWS_* or AZURE_STORAGE_*; see docs/repository.md)
   archive_command = '/opt/pgtool-venv/bin/pgtool archive-wal %p %f --archive-dir /wal-archive'
 
 exit codes: 0 archived (or already archived with identical content); 1 failed, nothing changed
@@ -40,15 +45,16 @@ exit codes: 0 archived (or already archived with identical content); 1 failed, n
 
 RESTORE_EPILOG = """\
 example (postgresql.conf, or what `pgtool recover` writes):
-  restore_command = '/opt/pgtool-venv/bin/pgtool restore-wal %f %p --archive-dir /wal-archive'
+  restore_command = '/opt/pgtool-venv/bin/pgtool restore-wal %f %p --repo s3://bucket/prod'
 
-Every file is checked before DEST_PATH appears: the SHA-256 archive-wal recorded (NAME.sha256), and a
-segment's page header against its name (page address, timeline) and the archive's system identifier.
+Every file is checked before DEST_PATH appears: the checksum archive-wal recorded (in a repository, the
+object's own checksum or authentication; in an archive directory, NAME.sha256), and a segment's page
+header against its name (page address, timeline) and the archive's system identifier.
 
 exit codes: 0 restored; 1 not in the archive (normal: PostgreSQL asks for files that do not exist);
-126 a real error (bad usage, archive missing or unreadable, checksum or header mismatch, a file without
-a checksum record, corrupt or truncated file, cannot write DEST_PATH), so recovery stops instead of
-ending early.
+126 a real error (bad usage, archive or repository missing or unreachable, a timeout, checksum or header
+mismatch, a file without a checksum record, a missing or wrong key, corrupt or truncated file, cannot
+write DEST_PATH), so recovery stops instead of ending early.
 """
 
 
@@ -63,8 +69,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
         def error(self, message: str) -> NoReturn:  # one line, our exit code, no usage dump
             raise _UsageError(message)
 
-    env_dir = os.environ.get(ARCHIVE_DIR_ENV) or None
-    dir_help = f"The WAL archive directory (default: ${ARCHIVE_DIR_ENV}). It must exist."
+    dir_help = f"A WAL archive directory (default: ${ARCHIVE_DIR_ENV}). It must exist. Give this or --repo."
+    repo_help = (
+        f"The backup repository (default: ${REPO_ENV}): a directory, s3://BUCKET/PREFIX or "
+        "azure://CONTAINER/PREFIX; WAL goes to wal/<timeline>/<name>. Credentials from the "
+        "environment (AWS_*, AZURE_STORAGE_*). Give this or --archive-dir."
+    )
     archiving = command == "archive-wal"
     parser = Parser(
         prog=f"pgtool {command}",
@@ -87,13 +97,20 @@ def _parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("wal_name", metavar="WAL_NAME", help="The WAL file name to restore (%%f).")
         parser.add_argument("dest_path", metavar="DEST_PATH", help="Where to write it (%%p).")
     # after the positionals: a usage error names the missing arguments in this order
-    parser.add_argument("--archive-dir", default=env_dir, required=env_dir is None, help=dir_help)
+    parser.add_argument("--archive-dir", default=None, help=dir_help)
+    parser.add_argument("--repo", default=None, help=repo_help)
+    parser.add_argument(
+        "--repo-key-file",
+        default=None,
+        help=f"Key file of an encrypted repository (default: ${REPO_KEY_FILE_ENV}); its content is the key.",
+    )
     if archiving:
         parser.add_argument(
             "--compress",
             choices=("none", "zstd", "lz4"),
-            default="none",
-            help="Store compressed (NAME.zst / NAME.lz4); restore-wal and the duplicate check read any form.",
+            default=None,
+            help="Archive directory: store compressed (NAME.zst / NAME.lz4; default none); restore-wal and "
+            "the duplicate check read any form. Repository: zstd (the default) or none.",
         )
         parser.add_argument(
             "--compress-level", type=int, default=None, help="Codec level (zstd default 1, lz4 default 0)."
@@ -122,8 +139,10 @@ class _Args:
         self.wal_path = ""  # archive-wal
         self.wal_name = ""
         self.dest_path = ""  # restore-wal
-        self.archive_dir: str = os.environ.get(ARCHIVE_DIR_ENV) or ""
-        self.compress = "none"
+        self.archive_dir: str | None = None
+        self.repo: str | None = None
+        self.repo_key_file: str | None = None
+        self.compress: str | None = None
         self.compress_level: int | None = None
         self.allow_system_id_change = False
         self.allow_unverified = False
@@ -131,12 +150,31 @@ class _Args:
 
 def _parse(command: str, args: list[str]) -> _Args:
     """The command line; _UsageError, or SystemExit for --help."""
-    quick = _quick_parse(command, args)
-    if quick is not None:
-        return quick
-    parsed = _Args()
-    for key, value in vars(_parser(command).parse_args(args)).items():
-        setattr(parsed, key, value)
+    parsed = _quick_parse(command, args)
+    if parsed is None:
+        parsed = _Args()
+        for key, value in vars(_parser(command).parse_args(args)).items():
+            setattr(parsed, key, value)
+    return _resolve(parsed)
+
+
+def _resolve(parsed: _Args) -> _Args:
+    """Settle where the archive is: --archive-dir or --repo, else $PGTOOL_ARCHIVE_DIR or $PGTOOL_REPO."""
+    if parsed.archive_dir and parsed.repo:
+        raise _UsageError("give --archive-dir or --repo, not both")
+    if not parsed.archive_dir and not parsed.repo:
+        env_dir, env_repo = os.environ.get(ARCHIVE_DIR_ENV), os.environ.get(REPO_ENV)
+        if env_dir and env_repo:
+            raise _UsageError(
+                f"both ${ARCHIVE_DIR_ENV} and ${REPO_ENV} are set: pass --archive-dir or --repo"
+            )
+        if not env_dir and not env_repo:
+            raise _UsageError(f"--archive-dir or --repo is required (or ${ARCHIVE_DIR_ENV} / ${REPO_ENV})")
+        parsed.archive_dir, parsed.repo = env_dir or None, env_repo or None
+    if parsed.repo:
+        parsed.repo_key_file = parsed.repo_key_file or os.environ.get(REPO_KEY_FILE_ENV) or None
+        if parsed.compress == "lz4":
+            raise _UsageError("a repository stores WAL with zstd: use --compress zstd or none")
     return parsed
 
 
@@ -176,9 +214,13 @@ def _quick_parse(command: str, args: list[str]) -> _Args | None:
         else:
             positional.append(arg)
         i += 1
-    parsed.archive_dir = values.get("--archive-dir", parsed.archive_dir)
-    parsed.compress = values.get("--compress", parsed.compress)
-    if len(positional) != 2 or not parsed.archive_dir or parsed.compress not in ("none", "zstd", "lz4"):
+    parsed.archive_dir = values.get("--archive-dir")
+    parsed.compress = values.get("--compress")
+    if (
+        len(positional) != 2
+        or parsed.archive_dir == ""
+        or parsed.compress not in (None, "none", "zstd", "lz4")
+    ):
         return None
     if "--compress-level" in values:
         try:
@@ -207,17 +249,28 @@ def main(argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else usage_code
     try:
         if command == "archive-wal":
-            from pgtool.wal.archiving import archive_wal
-
             fields["wal_name"] = args.wal_name
-            result = archive_wal(
-                args.wal_path,
-                args.wal_name,
-                args.archive_dir,
-                compress=None if args.compress == "none" else args.compress,
-                level=args.compress_level,
-                allow_system_id_change=args.allow_system_id_change,
-            )
+            if args.repo:
+                archive_wal_repo = _repository_module(usage_code).archive_wal_repo
+                result = archive_wal_repo(
+                    args.wal_path,
+                    args.wal_name,
+                    args.repo,
+                    key_file=args.repo_key_file,
+                    compress=args.compress != "none",
+                    allow_system_id_change=args.allow_system_id_change,
+                )
+            else:
+                from pgtool.wal.archiving import archive_wal
+
+                result = archive_wal(
+                    args.wal_path,
+                    args.wal_name,
+                    args.archive_dir or "",
+                    compress=None if args.compress in (None, "none") else args.compress,
+                    level=args.compress_level,
+                    allow_system_id_change=args.allow_system_id_change,
+                )
             fields.update(
                 result=result.outcome,
                 path=result.path,
@@ -227,12 +280,21 @@ def main(argv: list[str]) -> int:
             if result.removed_temporaries:
                 fields["removed_temporaries"] = len(result.removed_temporaries)
         else:
-            from pgtool.wal.restoring import restore_wal
-
             fields["wal_name"] = args.wal_name
-            restored = restore_wal(
-                args.wal_name, args.dest_path, args.archive_dir, allow_unverified=args.allow_unverified
-            )
+            if args.repo:
+                restore_wal_repo = _repository_module(usage_code).restore_wal_repo
+                restored = restore_wal_repo(
+                    args.wal_name, args.dest_path, args.repo, key_file=args.repo_key_file
+                )
+            else:
+                from pgtool.wal.restoring import restore_wal
+
+                restored = restore_wal(
+                    args.wal_name,
+                    args.dest_path,
+                    args.archive_dir or "",
+                    allow_unverified=args.allow_unverified,
+                )
             fields.update(result="restored", path=restored.source, bytes=restored.bytes_out)
             if not restored.verified:
                 fields["checksum"] = "missing"
@@ -259,6 +321,19 @@ def main(argv: list[str]) -> int:
         return code
     _log(command, start, 0, None, fields)
     return 0
+
+
+def _repository_module(usage_code: int) -> ModuleType:
+    """pgtool.wal.repo_archive, or one clear line where it cannot load (the stdlib-only bundle)."""
+    try:
+        from pgtool.wal import repo_archive
+    except ImportError as exc:
+        raise WalCommandError(
+            f"--repo needs pgtool installed with its dependencies ({exc.name or exc})",
+            usage_code,
+            hint="the standalone bundle (pgtool wal-bundle) reads and writes archive directories only",
+        ) from exc
+    return repo_archive
 
 
 def _log(

@@ -1,0 +1,290 @@
+"""The WAL archive in a backup repository (`--repo`): archive-wal and restore-wal on a local directory,
+S3 or Azure, and the listing that the one archive model (`pgtool.wal.chain`) reads.
+
+The checks are the directory archive's (`pgtool.wal.archiving`, `pgtool.wal.restoring`), applied to
+objects `wal/<TLI>/<name>` (`pgtool.repo.layout`):
+  - archive-wal: the segment's page header against its name and size, the repository's system
+    identifier (object `wal/system-identifier`), the split-brain fork check against the history of
+    timeline T+1, then ONE conditional create (If-None-Match): an identical object already there is
+    success, a different one exit 1 with the object untouched. No check-then-write anywhere.
+  - restore-wal: the object's own checksum or authentication (`pgtool.repo.objformat`, which also
+    binds the object's name), then the page header against the name and the repository's system
+    identifier; DEST appears only after all of it (temporary, fsync, rename). Absent -> 1; an
+    unreachable store, a timeout, a damaged object, a missing or wrong key -> 126.
+
+Not stdlib: obstore and PyNaCl are imported with this module, which only `--repo` reaches; the
+directory archive and the zipapp bundle never import it. A segment is read into memory whole for the
+conditional create (16 MiB by default; at most 1 GiB, PostgreSQL's largest segment size).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from pgtool.repo import (
+    IntegrityError,
+    ObjectAbsent,
+    ObjectDiffers,
+    RepoError,
+    Repository,
+    RepoUsageError,
+    open_repository,
+)
+from pgtool.repo import layout as repo_layout
+from pgtool.wal import durable
+from pgtool.wal.archive import ArchivedFile, CorruptArchiveError
+from pgtool.wal.archiving import ALREADY_ARCHIVED, ARCHIVED, ArchiveResult, check_segment_fd
+from pgtool.wal.checksum import verified_chunks
+from pgtool.wal.errors import (
+    ARCHIVE_FAILED,
+    ARCHIVE_USAGE,
+    RESTORE_ERROR,
+    RESTORE_NOT_FOUND,
+    WalCommandError,
+)
+from pgtool.wal.names import WalName, format_lsn, history_name, parse_wal_name
+from pgtool.wal.restoring import RestoreResult
+from pgtool.wal.timelines import parse_history
+
+SYSTEM_ID_OBJECT = f"{repo_layout.WAL}/system-identifier"
+
+
+class RepoWal:
+    """The WAL part of one repository, as `ArchivedFile`s the archive model reads.
+
+    An ArchivedFile from here has `path` = its object name and `source` = this object, so
+    `pgtool.wal.archive.iter_content` streams it verified from the store.
+    """
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+
+    @property
+    def display(self) -> str:
+        return self.repo.url.display()
+
+    def where(self, name: str) -> str:
+        return self.repo.where(name)
+
+    def chunks(self, archived: ArchivedFile) -> Iterator[bytes]:
+        """The object's content, decompressed and decrypted; IntegrityError at the end if damaged."""
+        try:
+            yield from self.repo.open(archived.path)
+        except IntegrityError as exc:
+            raise CorruptArchiveError(str(exc)) from exc
+
+    def list_archive(self) -> list[ArchivedFile]:
+        """Every WAL object, sorted like `pgtool.wal.archive.list_archive` (RepoError on failure)."""
+        found = []
+        for info in self.repo.list(f"{repo_layout.WAL}/"):
+            parts = info.name.split("/")
+            if len(parts) != 3:
+                continue  # wal/system-identifier, or anything not pgtool's
+            try:
+                wal = parse_wal_name(parts[2])
+                if repo_layout.wal_name(parts[2]) != info.name:
+                    continue  # filed under another timeline's folder: not where readers look
+            except (ValueError, RepoUsageError):
+                continue
+            found.append(ArchivedFile(parts[2], wal, info.name, None, info.size, source=self))
+        return sorted(found, key=lambda f: (f.wal, f.name))
+
+    def find(self, name: str) -> ArchivedFile | None:
+        wal = parse_wal_name(name)
+        obj = repo_layout.wal_name(name)
+        info = self.repo.store.head(obj)
+        return None if info is None else ArchivedFile(name, wal, obj, None, info.size, source=self)
+
+    def system_id(self) -> int | None:
+        try:
+            text = self.repo.read_bytes(SYSTEM_ID_OBJECT).decode("ascii", "replace").strip()
+        except ObjectAbsent:
+            return None
+        if not text.isdigit():
+            raise CorruptArchiveError(f"{self.where(SYSTEM_ID_OBJECT)} does not hold a system identifier")
+        return int(text)
+
+    def fork_point(self, timeline: int) -> tuple[int, int] | None:
+        """Where timeline+1 forked from `timeline`, from its history object (see timelines.fork_point)."""
+        child = timeline + 1
+        try:
+            text = self.repo.read_bytes(repo_layout.wal_name(history_name(child)))
+        except ObjectAbsent:
+            return None
+        for entry in parse_history(text.decode("utf-8", "replace")):
+            if entry.parent == timeline:
+                return child, entry.switchpoint
+        return None
+
+
+def open_wal(url: str, key_file: str | None, *, create: bool) -> RepoWal:
+    return RepoWal(open_repository(url, key_file=key_file, create=create))
+
+
+def archive_wal_repo(
+    wal_path: str,
+    wal_name: str,
+    url: str,
+    *,
+    key_file: str | None = None,
+    compress: bool = True,
+    allow_system_id_change: bool = False,
+) -> ArchiveResult:
+    """Archive the WAL file at wal_path as `wal/<TLI>/<wal_name>` in the repository at `url`.
+
+    Raises WalCommandError: exit 2 for bad usage (a bad name or URL), 1 for anything else, with the
+    repository holding either nothing new or, for the name, what it held before.
+    """
+    try:
+        wal = parse_wal_name(wal_name)
+        obj = repo_layout.wal_name(wal_name)
+    except (ValueError, RepoUsageError) as exc:
+        raise WalCommandError(str(exc), ARCHIVE_USAGE) from exc
+    try:
+        with open(wal_path, "rb") as f:
+            sysid = None
+            if wal.has_page_header:
+                size = os.fstat(f.fileno()).st_size
+                sysid, seg_size = check_segment_fd(f.fileno(), size, wal_path, wal_name, wal)
+            data = f.read()
+    except OSError as exc:
+        raise WalCommandError(f"cannot read {wal_path}: {exc.strerror or exc}", ARCHIVE_FAILED) from exc
+    try:
+        archive = open_wal(url, key_file, create=True)
+        if sysid is not None:
+            _check_system_id(archive, sysid, wal_path, allow_system_id_change)
+            _check_fork(archive, wal, seg_size)
+        created = archive.repo.put_if_absent(obj, data, compress=compress)
+    except ObjectDiffers as exc:
+        raise WalCommandError(
+            f"{exc} (archiving {wal_path}); the archived object was left untouched",
+            ARCHIVE_FAILED,
+            hint="find out which copy is right before removing either",
+        ) from exc
+    except RepoUsageError as exc:
+        raise WalCommandError(exc.message, ARCHIVE_USAGE, hint=exc.hint) from exc
+    except (RepoError, CorruptArchiveError) as exc:
+        raise WalCommandError(
+            f"archiving {wal_path} failed: {exc}",
+            ARCHIVE_FAILED,
+            hint=getattr(exc, "hint", None) or "nothing was archived under that name; PostgreSQL retries",
+        ) from exc
+    return ArchiveResult(
+        ARCHIVED if created else ALREADY_ARCHIVED, archive.where(obj), len(data), len(data), sysid, []
+    )
+
+
+def _check_system_id(archive: RepoWal, sysid: int, wal_path: str, allow_change: bool) -> None:
+    recorded = archive.system_id()
+    if recorded == sysid:
+        return
+    if recorded is not None and not allow_change:
+        raise WalCommandError(
+            f"{wal_path} belongs to database system {sysid}, but repository {archive.display} holds "
+            f"WAL of system {recorded} (recorded in {SYSTEM_ID_OBJECT})",
+            ARCHIVE_FAILED,
+            hint="two clusters must not share one repository: use another --repo (or prefix), or pass "
+            "--allow-system-id-change if this cluster replaces the old one",
+        )
+    data = f"{sysid}\n".encode()
+    if recorded is None:
+        try:
+            archive.repo.put_if_absent(SYSTEM_ID_OBJECT, data, compress=False)
+            return
+        except ObjectDiffers:
+            pass  # another cluster's first segment won the race: compare again
+        if archive.system_id() != sysid:
+            raise WalCommandError(
+                f"{wal_path} belongs to database system {sysid}, but another system's WAL was "
+                f"recorded in {archive.where(SYSTEM_ID_OBJECT)} at the same time",
+                ARCHIVE_FAILED,
+            )
+        return
+    # --allow-system-id-change: the new cluster replaces the old one; its identifier becomes the record.
+    archive.repo.delete(SYSTEM_ID_OBJECT)
+    archive.repo.put_if_absent(SYSTEM_ID_OBJECT, data, compress=False)
+
+
+def _check_fork(archive: RepoWal, wal: WalName, seg_size: int) -> None:
+    """The split-brain check of `pgtool.wal.archiving._check_fork`, on the repository."""
+    fork = archive.fork_point(wal.timeline)
+    if fork is None:
+        return
+    child, switchpoint = fork
+    if wal.segno(seg_size) > switchpoint // seg_size:
+        raise WalCommandError(
+            f"{wal.name} is WAL of timeline {wal.timeline} past {format_lsn(switchpoint)}, where "
+            f"timeline {child} forked from it ({child:08X}.history in {archive.display}): this server "
+            "is a former primary still writing after a failover (split brain)",
+            ARCHIVE_FAILED,
+            hint="stop this server and rebuild it as a standby of the new primary; its WAL is not archived",
+        )
+
+
+def restore_wal_repo(
+    wal_name: str, dest_path: str, url: str, *, key_file: str | None = None
+) -> RestoreResult:
+    """Restore `wal_name` from the repository at `url` to dest_path, verified before it appears.
+
+    WalCommandError with exit 1 only when the repository exists and holds no such object; 126 for
+    everything else.
+    """
+    try:
+        wal = parse_wal_name(wal_name)
+        obj = repo_layout.wal_name(wal_name)
+    except (ValueError, RepoUsageError) as exc:
+        raise WalCommandError(str(exc), RESTORE_ERROR) from exc
+    dest_dir = os.path.dirname(os.path.abspath(dest_path))
+    tmp = None
+    try:
+        archive = open_wal(url, key_file, create=False)
+        where = archive.where(obj)
+        system_id = archive.system_id() if wal.has_page_header else None
+        content = archive.repo.open(obj)
+        first = next(content, None)  # ObjectAbsent surfaces here, before any file is made
+        tmp, fd = durable.create_temp(dest_dir, os.path.basename(dest_path))
+        written = 0
+        try:
+            chunks = _chain(first, content)
+            for chunk in verified_chunks(chunks, wal, None, system_id, where):
+                written += _write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest_path)
+        tmp = None
+        durable.fsync_path(dest_dir, directory=True)
+    except ObjectAbsent as exc:
+        raise WalCommandError(f"{wal_name} is not in repository {url}", RESTORE_NOT_FOUND) from exc
+    except (RepoError, CorruptArchiveError) as exc:
+        hint = getattr(exc, "hint", None) or "recovery stops here rather than skipping WAL"
+        raise WalCommandError(f"restoring {wal_name} failed: {exc}", RESTORE_ERROR, hint=hint) from exc
+    except OSError as exc:
+        raise WalCommandError(
+            f"restoring {wal_name} to {dest_path} failed: {exc.strerror or exc}", RESTORE_ERROR
+        ) from exc
+    finally:
+        if tmp is not None:
+            _unlink_quietly(tmp)
+    return RestoreResult(where, dest_path, written)
+
+
+def _chain(first: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _write_all(fd: int, chunk: bytes) -> int:
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(chunk)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:  # noqa: SIM105 - as in restoring.py
+        os.unlink(path)
+    except OSError:
+        pass
