@@ -1,0 +1,115 @@
+"""Base backups in a backup repository (`--repo`): upload, list, download and delete.
+
+Layout: `base/<stamp>/<relative path>` mirrors a complete local backup directory (see `base_catalog`:
+base.tar[.lz4|.zst|.gz], pg_wal.tar[.gz], backup_manifest, tablespace tars), and the metadata object
+`base/<stamp>/pgtool-basebackup.json` is uploaded LAST: a backup is listed only when its metadata
+object exists, so an upload killed half-way is never taken for a backup. Deleting goes the other way:
+the metadata first, so a half-deleted backup is no longer listed either.
+
+Every object carries the repository's checksum (and authentication, when encrypted); `download`
+verifies each one while writing it (`Repository.read_to_file`) and then compares its size with what
+the metadata recorded, so a backup that was read back is the backup that was written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from pgtool.errors import OperationError
+from pgtool.physical.base_catalog import METADATA_FILE, BaseBackupInfo, is_stamp
+from pgtool.repo import IntegrityError, ObjectAbsent, Repository, base_prefix
+
+
+def _files(backup_dir: Path) -> list[Path]:
+    return sorted(p for p in backup_dir.rglob("*") if p.is_file())
+
+
+def upload(repo: Repository, backup_dir: Path, stamp: str) -> int:
+    """Copy the complete local backup in `backup_dir` to `base/<stamp>/`; return the bytes read.
+
+    Each file streams in (multipart, chunk by chunk); the metadata goes last. The tars are already
+    compressed by pg_basebackup, so they are stored without a second compression.
+    """
+    prefix = base_prefix(stamp)
+    total = 0
+    files = _files(backup_dir)
+    meta = backup_dir / METADATA_FILE
+    if meta not in files:
+        raise OperationError(f"{backup_dir} has no {METADATA_FILE}: not a complete base backup")
+    for path in [p for p in files if p != meta] + [meta]:
+        rel = path.relative_to(backup_dir).as_posix()
+        compressed = path.suffix in (".lz4", ".zst", ".gz")
+        total += repo.put_file(prefix + rel, path, compress=not compressed)
+    return total
+
+
+def list_base_backups(repo: Repository) -> list[BaseBackupInfo]:
+    """Complete base backups in the repository, oldest first, each read and checked from its metadata.
+
+    `info.path` is None (the backup is not on local disk); `info.id` is the stamp. A metadata object
+    that fails its checksum is an IntegrityError (never skipped: a damaged newest backup must be loud).
+    """
+    found = []
+    for obj in repo.list("base/"):
+        parts = obj.name.split("/")
+        if len(parts) != 3 or parts[2] != METADATA_FILE or not is_stamp(parts[1]):
+            continue
+        try:
+            info = BaseBackupInfo.from_json(repo.read_bytes(obj.name).decode("utf-8"))
+        except ObjectAbsent:
+            continue  # deleted by a concurrent retention run
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IntegrityError(f"{repo.where(obj.name)} is not base backup metadata: {exc}") from exc
+        if info.id != parts[1]:
+            raise IntegrityError(f"{repo.where(obj.name)} describes backup {info.id}, not {parts[1]}")
+        found.append(info)
+    return sorted(found, key=lambda i: i.id)
+
+
+def download(repo: Repository, info: BaseBackupInfo, dest_parent: Path) -> Path:
+    """Fetch backup `info` into `dest_parent/<stamp>/`, verifying every object; return that directory.
+
+    The directory then reads like a local backup (`base_catalog.read_info` works on it). On any
+    failure the partial directory is removed and the error raised.
+    """
+    prefix = base_prefix(info.id)
+    target = dest_parent / info.id
+    target.mkdir(parents=True)
+    try:
+        objects = [o for o in repo.list(prefix) if o.name.startswith(prefix)]
+        names = {o.name[len(prefix) :] for o in objects}
+        missing = sorted(set(info.files) - names)
+        if missing:
+            raise IntegrityError(f"base backup {info.id} in {repo.url.display()} lacks {', '.join(missing)}")
+        for obj in objects:
+            rel = obj.name[len(prefix) :]
+            path = target / rel
+            if not path.resolve().is_relative_to(target.resolve()):
+                raise IntegrityError(f"{repo.where(obj.name)}: a name that leaves the backup directory")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written = repo.read_to_file(obj.name, path)
+            if rel in info.files and info.files[rel] != written:
+                raise IntegrityError(
+                    f"{repo.where(obj.name)} holds {written} bytes; the backup's metadata says "
+                    f"{info.files[rel]}"
+                )
+        recorded = json.loads((target / METADATA_FILE).read_text())
+        if recorded.get("id") != info.id:
+            raise IntegrityError(f"base backup {info.id}: its metadata changed while it was read")
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    info.path = target
+    return target
+
+
+def delete(repo: Repository, stamp: str) -> int:
+    """Remove backup `stamp`: its metadata first (it stops being listed), then the rest."""
+    prefix = base_prefix(stamp)
+    repo.delete(prefix + METADATA_FILE)
+    objects = repo.list(prefix)
+    for obj in objects:
+        repo.delete(obj.name)
+    return len(objects) + 1
