@@ -18,6 +18,7 @@ from pgtool.lint.rules.columns import SERIAL_TYPES, constraints_of
 _SMALL_INTS = {"int2": "smallint", "int4": "integer", "smallint": "smallint", "integer": "integer"}
 _SMALL_SERIALS = {"serial", "serial4", "serial2", "smallserial"}
 _COLUMN_STATEMENTS = ["CreateStmt", "AlterTableStmt"]
+_RETYPE_LATER = f"none now; {ACCESS_EXCLUSIVE} and a rewrite to change it later"
 
 
 def raw_type(coldef: dict[str, Any]) -> str:
@@ -124,12 +125,7 @@ def integer_key(ctx: FileContext, stmt: Statement) -> None:
         "ALTER TABLE t ALTER COLUMN at TYPE timestamptz;",
     ],
 )
-@rule(
-    "MIG034",
-    "timestamp-without-time-zone",
-    lock="none now; ACCESS EXCLUSIVE and a rewrite to change it later",
-    on=_COLUMN_STATEMENTS,
-)
+@rule("MIG034", "timestamp-without-time-zone", lock=_RETYPE_LATER, on=_COLUMN_STATEMENTS)
 def timestamp_without_zone(ctx: FileContext, stmt: Statement) -> None:
     """timestamp without time zone
 
@@ -142,7 +138,7 @@ def timestamp_without_zone(ctx: FileContext, stmt: Statement) -> None:
                 "MIG034",
                 f"{_column(relation, coldef)} is timestamp without time zone: its values mean different "
                 "instants to sessions in different time zones, and converting it later rewrites the table",
-                "none now; ACCESS EXCLUSIVE and a rewrite to change it later",
+                _RETYPE_LATER,
             )
 
 
