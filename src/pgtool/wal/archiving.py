@@ -169,13 +169,18 @@ def _check_fork(archive_dir: str, wal: WalName, seg_size: int) -> None:
         fork = fork_point(archive_dir, wal.timeline)
     except (CorruptArchiveError, ValueError) as exc:
         raise _fail(f"cannot read the timeline history in {archive_dir}: {exc}") from exc
+    refuse_past_fork(wal, seg_size, fork, archive_dir)
+
+
+def refuse_past_fork(wal: WalName, seg_size: int, fork: tuple[int, int] | None, where: str) -> None:
+    """The split-brain rule of both archives: `wal` past the point where timeline T+1 forked is refused."""
     if fork is None:
         return
     child, switchpoint = fork
     if wal.segno(seg_size) > switchpoint // seg_size:
         raise _fail(
             f"{wal.name} is WAL of timeline {wal.timeline} past {format_lsn(switchpoint)}, where "
-            f"timeline {child} forked from it ({child:08X}.history in {archive_dir}): this server is "
+            f"timeline {child} forked from it ({child:08X}.history in {where}): this server is "
             "a former primary still writing after a failover (split brain)",
             hint="stop this server and rebuild it as a standby of the new primary; its WAL is not archived",
         )

@@ -34,7 +34,13 @@ from pgtool.repo import (
 from pgtool.repo import layout as repo_layout
 from pgtool.wal import durable
 from pgtool.wal.archive import ArchivedFile, CorruptArchiveError
-from pgtool.wal.archiving import ALREADY_ARCHIVED, ARCHIVED, ArchiveResult, check_segment_fd
+from pgtool.wal.archiving import (
+    ALREADY_ARCHIVED,
+    ARCHIVED,
+    ArchiveResult,
+    check_segment_fd,
+    refuse_past_fork,
+)
 from pgtool.wal.checksum import verified_chunks
 from pgtool.wal.errors import (
     ARCHIVE_FAILED,
@@ -43,8 +49,8 @@ from pgtool.wal.errors import (
     RESTORE_NOT_FOUND,
     WalCommandError,
 )
-from pgtool.wal.names import WalName, format_lsn, history_name, parse_wal_name
-from pgtool.wal.restoring import RestoreResult
+from pgtool.wal.names import WalName, history_name, parse_wal_name
+from pgtool.wal.restoring import RestoreResult, unlink_quietly, write_all
 from pgtool.wal.timelines import parse_history
 
 SYSTEM_ID_OBJECT = f"{repo_layout.WAL}/system-identifier"
@@ -208,18 +214,7 @@ def _check_system_id(archive: RepoWal, sysid: int, wal_path: str, allow_change: 
 
 def _check_fork(archive: RepoWal, wal: WalName, seg_size: int) -> None:
     """The split-brain check of `pgtool.wal.archiving._check_fork`, on the repository."""
-    fork = archive.fork_point(wal.timeline)
-    if fork is None:
-        return
-    child, switchpoint = fork
-    if wal.segno(seg_size) > switchpoint // seg_size:
-        raise WalCommandError(
-            f"{wal.name} is WAL of timeline {wal.timeline} past {format_lsn(switchpoint)}, where "
-            f"timeline {child} forked from it ({child:08X}.history in {archive.display}): this server "
-            "is a former primary still writing after a failover (split brain)",
-            ARCHIVE_FAILED,
-            hint="stop this server and rebuild it as a standby of the new primary; its WAL is not archived",
-        )
+    refuse_past_fork(wal, seg_size, archive.fork_point(wal.timeline), archive.display)
 
 
 def restore_wal_repo(
@@ -248,7 +243,7 @@ def restore_wal_repo(
         try:
             chunks = _chain(first, content)
             for chunk in verified_chunks(chunks, wal, None, system_id, where):
-                written += _write_all(fd, chunk)
+                written += write_all(fd, chunk)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -266,7 +261,7 @@ def restore_wal_repo(
         ) from exc
     finally:
         if tmp is not None:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
     return RestoreResult(where, dest_path, written)
 
 
@@ -274,17 +269,3 @@ def _chain(first: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first is not None:
         yield first
     yield from rest
-
-
-def _write_all(fd: int, chunk: bytes) -> int:
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(fd, view) :]
-    return len(chunk)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:  # noqa: SIM105 - as in restoring.py
-        os.unlink(path)
-    except OSError:
-        pass

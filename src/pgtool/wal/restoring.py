@@ -75,30 +75,30 @@ def restore_wal(
             if allow_unverified:
                 verified = expected_checksum(archive_dir, wal_name) is not None
             for chunk in verified_content(archive_dir, archived, allow_unverified=allow_unverified):
-                written += _write_all(fd, chunk)
+                written += write_all(fd, chunk)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, dest_path)
         durable.fsync_path(dest_dir, directory=True)
     except ChecksumMissingError as exc:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise _error(
             f"{exc}: it cannot be verified",
             hint="archived before pgtool recorded checksums, or the record was removed; to replay it "
             "anyway pass --allow-unverified to restore-wal (pgtool recover --allow-unverified-wal)",
         ) from exc
     except CorruptArchiveError as exc:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise _error(
             f"archived file is damaged: {exc}",
             hint="recovery stops rather than skipping WAL; restore the file from another copy",
         ) from exc
     except CodecUnavailableError as exc:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise _error(f"cannot read {archived.path}: {exc}") from exc
     except OSError as exc:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise _error(f"restoring {archived.path} to {dest_path} failed: {exc.strerror or exc}") from exc
     try:  # noqa: SIM105 - no contextlib import on the per-segment path
         # Temporaries of restore runs killed earlier (recovery stopped mid-copy) would stay in pg_wal.
@@ -108,14 +108,14 @@ def restore_wal(
     return RestoreResult(archived.path, dest_path, written, verified)
 
 
-def _write_all(fd: int, chunk: bytes) -> int:
+def write_all(fd: int, chunk: bytes) -> int:
     view = memoryview(chunk)
     while view:
         view = view[os.write(fd, view) :]
     return len(chunk)
 
 
-def _unlink_quietly(path: str) -> None:
+def unlink_quietly(path: str) -> None:
     try:  # noqa: SIM105 - contextlib would add an import to the per-segment start-up path
         os.unlink(path)
     except OSError:
