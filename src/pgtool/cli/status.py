@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, Dsn, K8sMode, TextFormat, optional
+from pgtool.cli.options import FORMAT, Dsn, K8sMode, Repo, RepoKeyFile, TextFormat, optional
 
 
 def status(
@@ -24,6 +24,8 @@ def status(
         Path | None,
         optional("--base-dir", help="Where pgtool basebackup writes base backups."),
     ] = None,
+    repo: Repo = None,
+    repo_key_file: RepoKeyFile = None,
     pooler_dsn: Annotated[
         str | None,
         optional(
@@ -90,6 +92,8 @@ def status(
     Example: pgtool status --dsn postgresql://monitor@db/postgres --backup-dir /backups/dumps
 
     Example: pgtool status --base-dir /backups/base --archive-dir /backups/wal --format json
+
+    Example: pgtool status --repo s3://backups/prod --repo-key-file /secrets/repo.key
     """
     from pgtool.cli.runner import run_command
 
@@ -118,12 +122,16 @@ def status(
             max_xact_age=seconds("--max-xact-age", max_xact_age),
             max_pool_wait=seconds("--max-pool-wait", max_pool_wait),
         )
+        if repo is not None and (archive_dir is not None or base_dir is not None):
+            raise UsageError("--repo replaces --archive-dir and --base-dir: pass one or the other")
         cfg = settings(dsn)
         request = StatusRequest(
             dsn=cfg.dsn,
             backup_dir=backup_dir,
             archive_dir=archive_dir,
             base_dir=base_dir,
+            repo=repo,
+            repo_key_file=repo_key_file,
             pooler_dsn=pooler_dsn,
             pushgateway=pushgateway,
             exclude_databases=list(exclude_database or []),

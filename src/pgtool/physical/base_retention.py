@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pgtool.obs.logging import get_logger
 from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
+from pgtool.wal.archive import ArchivedFile
 from pgtool.wal.durable import fsync_path
 from pgtool.wal.listing import stored_copies
 
@@ -52,13 +53,40 @@ def wal_boundary(kept: list[BaseBackupInfo]) -> BaseBackupInfo | None:
     return kept[-2] if len(kept) >= 2 else kept[-1]
 
 
+def doomed_backups(complete: list[BaseBackupInfo], keep: int) -> list[BaseBackupInfo]:
+    """The complete backups (oldest first) retention deletes: all but the newest `keep` (at least 1),
+    never one on a timeline newer than the newest backup's."""
+    keep = max(1, keep)
+    newest_tli = complete[-1].timeline if complete else 0
+    return [b for b in (complete[:-keep] if len(complete) > keep else []) if b.timeline <= newest_tli]
+
+
+def prunable(
+    files: list[ArchivedFile], oldest_needed: str, *, max_timeline: int | None
+) -> list[ArchivedFile]:
+    """The archived files pruning removes: WAL older than segment `oldest_needed`, never `.history`
+    files, nor WAL on a timeline newer than `max_timeline` (the kept backup's)."""
+    from pgtool.wal.names import HISTORY, parse_wal_name
+
+    boundary = parse_wal_name(oldest_needed)
+    # The cutoff compares (log, seg) pairs only, so no segment size is assumed: an index keyed by
+    # segment number would merge names of different log ids when segments are smaller than 16 MiB.
+    # The timeline does not matter (as pg_archivecleanup), except that nothing newer than the kept
+    # backup's goes.
+    return [
+        f
+        for f in files
+        if f.wal.kind != HISTORY
+        and (f.wal.log, f.wal.seg) < (boundary.log, boundary.seg)
+        and (max_timeline is None or f.wal.timeline <= max_timeline)
+    ]
+
+
 def apply_retention(dest: Path, *, keep: int, archive_dir: Path | None = None) -> RetentionOutcome:
     """Delete complete backups beyond the newest `keep`, then prune `archive_dir` if given."""
     log = get_logger().bind(dest=str(dest))
     complete = list_base_backups(dest)
-    keep = max(1, keep)
-    newest_tli = complete[-1].timeline if complete else 0
-    doomed = [b for b in (complete[:-keep] if len(complete) > keep else []) if b.timeline <= newest_tli]
+    doomed = doomed_backups(complete, keep)
     outcome = RetentionOutcome(kept=[b for b in complete if b.id not in {d.id for d in doomed}])
     for info in doomed:
         assert info.path is not None
@@ -91,20 +119,9 @@ def prune_archive(archive_dir: Path, oldest_needed: str, *, max_timeline: int | 
     Returns the names removed (each file and its checksum record), oldest first.
     """
     from pgtool.wal.archive import list_archive
-    from pgtool.wal.names import HISTORY, parse_wal_name
 
-    boundary = parse_wal_name(oldest_needed)
-    # The cutoff compares (log, seg) pairs only, so no segment size is assumed: an index keyed by
-    # segment number would merge names of different log ids when segments are smaller than 16 MiB.
-    candidates = [f for f in list_archive(str(archive_dir)) if f.wal.kind != HISTORY]
     removed = []
-    for item in candidates:
-        # log and segment number; the timeline does not matter (as pg_archivecleanup), except that
-        # nothing on a newer timeline than the kept backup's goes.
-        if (item.wal.log, item.wal.seg) >= (boundary.log, boundary.seg):
-            continue
-        if max_timeline is not None and item.wal.timeline > max_timeline:
-            continue
+    for item in prunable(list_archive(str(archive_dir)), oldest_needed, max_timeline=max_timeline):
         for path in stored_copies(archive_dir, item.name):
             try:
                 path.unlink()

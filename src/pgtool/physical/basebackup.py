@@ -30,7 +30,7 @@ from pgtool.config import redact_dsn
 from pgtool.errors import ExternalCommandError, LockBusyError, OperationError, UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
-from pgtool.physical import base_catalog, base_retention, base_verify
+from pgtool.physical import base_catalog, base_guard, base_retention, base_verify
 from pgtool.physical.base_catalog import INCOMPLETE_PREFIX, LOCK_FILE, METADATA_FILE, STAMP_FORMAT
 from pgtool.wal.durable import fsync_path
 from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
@@ -200,32 +200,23 @@ def take_base_backup(
     OperationError (or ExternalCommandError) when the backup or its check fails; a failed backup
     leaves no complete-looking directory behind.
     """
-    if keep < 1:
-        raise UsageError(f"--keep must be at least 1 (got {keep})")
-    if compress not in COMPRESS_CHOICES:
-        raise UsageError(f"--compress must be one of {', '.join(COMPRESS_CHOICES)} (got {compress!r})")
     if archive_dir is not None and not Path(archive_dir).is_dir():
         raise UsageError(f"archive directory {archive_dir} does not exist")
-    from pgtool.pg import binaries
-    from pgtool.pg.command import libpq_args
+    facts, tools = prepare(dsn, keep=keep, compress=compress, pg_bindir=pg_bindir)
+    from pgtool.wal.archive import list_archive, read_system_id
 
     log = get_logger().bind(dest=str(dest))
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    facts = server_facts(dsn)
-    major = facts.server_version_num // 10000
-    if major < 13:
-        raise OperationError(
-            f"PostgreSQL {facts.server_version} has no backup manifests; pgtool needs 13 or newer"
-        )
-    if compress.startswith("server-") and major < 15:
-        raise UsageError(
-            f"server-side compression needs PostgreSQL 15 or newer (server: {facts.server_version})"
-        )
-    _check_same_system(dest, archive_dir, facts.system_identifier)
-    _check_not_behind(dest, archive_dir, facts.timeline, facts.wal_position)
-    tools = binaries.for_server(major, pg_bindir)
-    pg_basebackup = tools.path("pg_basebackup")
+    backups = base_catalog.list_base_backups(dest)
+    archive = None if archive_dir is None else str(archive_dir)
+    try:
+        archived_sysid = read_system_id(archive) if archive is not None else None
+    except ValueError:
+        archived_sysid = None
+    base_guard.check_same_system(backups, str(dest), archived_sysid, archive, facts.system_identifier)
+    files = list_archive(archive) if archive is not None else None
+    base_guard.check_not_behind(backups, str(dest), files, archive, facts.timeline, facts.wal_position)
 
     from pgtool.pg.terminate import sigterm_raises
 
@@ -233,29 +224,8 @@ def take_base_backup(
     with sigterm_raises(), dest_lock(dest):
         stamp = _new_stamp(dest)
         tmp = dest / f"{INCOMPLETE_PREFIX}{stamp}-{os.getpid()}"
-        started = time.monotonic()
-        start_time, _, _ = server_clock(dsn)
-        choices = [compress] if compress != "auto" else list(AUTO_ORDER if major >= 15 else ("none",))
-        used = ""
         try:
-            with libpq_args(dsn) as (conninfo, env):
-                for i, choice in enumerate(choices):
-                    try:
-                        _run_pg_basebackup(pg_basebackup, conninfo, env, tmp, f"pgtool {stamp}", choice)
-                        used = choice
-                        break
-                    except ExternalCommandError as exc:
-                        unsupported = "does not support compression" in exc.stderr_tail
-                        if not unsupported or i == len(choices) - 1:
-                            raise
-                        log.info("server cannot compress this way, trying the next", compression=choice)
-                        _remove(tmp)
-            stop_time, next_xid, superuser = server_clock(dsn)
-            check = base_verify.check_backup(tmp, tools, wal_segment_size=facts.wal_segment_size)
-            info = _describe(tmp, stamp, facts, check, used, start_time, stop_time, next_xid, started)
-            info.superuser = superuser
-            (tmp / METADATA_FILE).write_text(info.to_json())
-            _fsync_tree(tmp)
+            info = spool(dsn, facts, tools, tmp, stamp, compress)
             final = dest / stamp
             os.rename(tmp, final)
             fsync_path(dest, directory=True)
@@ -263,7 +233,9 @@ def take_base_backup(
         except BaseException:
             _remove(tmp)
             raise
-        log.info("base backup complete", backup=stamp, size_bytes=info.size_bytes, compression=used)
+        log.info(
+            "base backup complete", backup=stamp, size_bytes=info.size_bytes, compression=info.compression
+        )
 
         outcome = base_retention.apply_retention(dest, keep=keep, archive_dir=archive_dir)
     result = BaseBackupResult(
@@ -274,74 +246,76 @@ def take_base_backup(
         segments_pruned=outcome.segments_pruned,
         incomplete=[p.name for p in base_catalog.incomplete_entries(dest)],
     )
-    if result.incomplete:
-        log.warning("incomplete base backups left by interrupted runs", entries=result.incomplete)
-    if report is not None:
-        report.gauge("pgtool_basebackup_size_bytes", "Size of the new base backup", info.size_bytes)
-        report.gauge("pgtool_basebackup_kept_count", "Complete base backups kept", len(result.kept))
-        report.gauge(
-            "pgtool_basebackup_wal_segments_pruned", "Archived WAL segments removed", result.segments_pruned
-        )
+    report_result(result, report)
     return result
 
 
-def _check_same_system(dest: Path, archive_dir: Path | None, sysid: str) -> None:
-    """Refuse to mix clusters: retention and pruning would delete another cluster's backups or WAL."""
-    others = sorted({b.system_identifier for b in base_catalog.list_base_backups(dest)} - {sysid})
-    if others:
-        raise UsageError(
-            f"{dest} holds base backups of another database system ({', '.join(others)}; "
-            f"this server is {sysid})",
-            hint="use one --dest directory per cluster",
-        )
-    if archive_dir is None:
-        return
-    from pgtool.wal.archive import read_system_id
+def prepare(dsn: str, *, keep: int, compress: str, pg_bindir: str | None) -> tuple[ServerFacts, Any]:
+    """Check the options and the server (UsageError, OperationError); its facts and client binaries."""
+    if keep < 1:
+        raise UsageError(f"--keep must be at least 1 (got {keep})")
+    if compress not in COMPRESS_CHOICES:
+        raise UsageError(f"--compress must be one of {', '.join(COMPRESS_CHOICES)} (got {compress!r})")
+    from pgtool.pg import binaries
 
-    try:
-        archived = read_system_id(str(archive_dir))
-    except ValueError:
-        archived = None
-    if archived is not None and str(archived) != sysid:
-        raise UsageError(
-            f"WAL archive {archive_dir} belongs to database system {archived}, this server is {sysid}",
-            hint="pass the archive this server's archive_command writes to",
-        )
-
-
-def _check_not_behind(dest: Path, archive_dir: Path | None, timeline: int, position: int) -> None:
-    """Refuse a server that is behind a failover: an older timeline than the backups' newest, or a
-    timeline the archive's history says was forked from at a point this server has passed.
-
-    After a failover the promoted standby writes `T+1.history` (`T  switchpoint`); an old primary that
-    comes back still runs on T, past the switch point. A base backup of it would become the "newest",
-    and retention and WAL pruning keyed on it would delete the new timeline's backups and WAL.
-    """
-    newer = [b for b in base_catalog.list_base_backups(dest) if b.timeline > timeline]
-    found = None
-    if newer:
-        found = f"{dest} holds base backup {newer[-1].id} on timeline {newer[-1].timeline}"
-    elif archive_dir is not None:
-        from pgtool.wal.listing import list_archive, parse_history, read_archived_text
-
-        for item in list_archive(Path(archive_dir)):
-            if item.kind != "history" or item.timeline <= timeline:
-                continue
-            try:
-                entries = parse_history(read_archived_text(Path(archive_dir), item.wal_name))
-            except (OSError, ValueError) as exc:
-                raise OperationError(f"cannot read timeline history {item.wal_name}: {exc}") from None
-            if any(e.parent == timeline and e.switchpoint <= position for e in entries):
-                found = (
-                    f"WAL archive {archive_dir} holds timeline {item.timeline}, forked from it "
-                    f"({item.wal_name})"
-                )
-    if found:
+    facts = server_facts(dsn)
+    major = facts.server_version_num // 10000
+    if major < 13:
         raise OperationError(
-            f"this server is on timeline {timeline}, but {found}: it looks like a former primary "
-            "after a failover (split brain); no backup taken, nothing pruned",
-            hint="run basebackup against the current primary, and rebuild this server as its standby",
+            f"PostgreSQL {facts.server_version} has no backup manifests; pgtool needs 13 or newer"
         )
+    if compress.startswith("server-") and major < 15:
+        raise UsageError(
+            f"server-side compression needs PostgreSQL 15 or newer (server: {facts.server_version})"
+        )
+    return facts, binaries.for_server(major, pg_bindir)
+
+
+def spool(
+    dsn: str, facts: ServerFacts, tools: Any, tmp: Path, stamp: str, compress: str
+) -> base_catalog.BaseBackupInfo:
+    """Run pg_basebackup into `tmp`, check the result and write its metadata (fsynced); the caller
+    removes `tmp` on failure. `tools`: the client binaries (`prepare`)."""
+    from pgtool.pg.command import libpq_args
+
+    log = get_logger()
+    major = facts.server_version_num // 10000
+    pg_basebackup = tools.path("pg_basebackup")
+    started = time.monotonic()
+    start_time, _, _ = server_clock(dsn)
+    choices = [compress] if compress != "auto" else list(AUTO_ORDER if major >= 15 else ("none",))
+    used = ""
+    with libpq_args(dsn) as (conninfo, env):
+        for i, choice in enumerate(choices):
+            try:
+                _run_pg_basebackup(pg_basebackup, conninfo, env, tmp, f"pgtool {stamp}", choice)
+                used = choice
+                break
+            except ExternalCommandError as exc:
+                unsupported = "does not support compression" in exc.stderr_tail
+                if not unsupported or i == len(choices) - 1:
+                    raise
+                log.info("server cannot compress this way, trying the next", compression=choice)
+                _remove(tmp)
+    stop_time, next_xid, superuser = server_clock(dsn)
+    check = base_verify.check_backup(tmp, tools, wal_segment_size=facts.wal_segment_size)
+    info = _describe(tmp, stamp, facts, check, used, start_time, stop_time, next_xid, started)
+    info.superuser = superuser
+    (tmp / METADATA_FILE).write_text(info.to_json())
+    _fsync_tree(tmp)
+    return info
+
+
+def report_result(result: BaseBackupResult, report: RunReport | None) -> None:
+    if result.incomplete:
+        get_logger().warning("incomplete base backups left by interrupted runs", entries=result.incomplete)
+    if report is None:
+        return
+    report.gauge("pgtool_basebackup_size_bytes", "Size of the new base backup", result.backup.size_bytes)
+    report.gauge("pgtool_basebackup_kept_count", "Complete base backups kept", len(result.kept))
+    report.gauge(
+        "pgtool_basebackup_wal_segments_pruned", "Archived WAL segments removed", result.segments_pruned
+    )
 
 
 def _remove(path: Path) -> None:

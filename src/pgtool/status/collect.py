@@ -17,6 +17,8 @@ class StatusRequest:
     backup_dir: Path | None = None
     archive_dir: Path | None = None
     base_dir: Path | None = None
+    repo: str | None = None  # replaces archive_dir and base_dir
+    repo_key_file: str | None = None
     pooler_dsn: str | None = None
     pushgateway: str | None = None
     exclude_databases: list[str] = field(default_factory=list)
@@ -55,15 +57,21 @@ def collect_status(request: StatusRequest) -> StatusReport:
         current_lsn = read_current_lsn(conn)
     segment_size = info["settings"].get("wal_segment_size")
     sections.append(dumps_section(request.backup_dir, databases, t, exclude=request.exclude_databases))
-    sections.append(
-        base_backups_section(
-            request.base_dir,
-            request.archive_dir,
-            t,
-            server_segment_size=int(segment_size) if segment_size and segment_size.isdigit() else None,
-            last_archived_wal=archiver.data.get("last_archived_wal"),
+    seg = int(segment_size) if segment_size and segment_size.isdigit() else None
+    last = archiver.data.get("last_archived_wal")
+    if request.repo is not None:
+        from pgtool.status.repo_window import newest_start, repo_base_backups_section
+
+        base = repo_base_backups_section(
+            request.repo, request.repo_key_file, t, server_segment_size=seg, last_archived_wal=last
         )
-    )
+        newest = newest_start(base)
+    else:
+        base = base_backups_section(
+            request.base_dir, request.archive_dir, t, server_segment_size=seg, last_archived_wal=last
+        )
+        newest = newest_backup_start(request.base_dir)
+    sections.append(base)
     verification = verification_section(request.pushgateway, t)
     sections.append(verification)
     sections.append(
@@ -71,7 +79,7 @@ def collect_status(request: StatusRequest) -> StatusReport:
             verification.data.get("jobs", {}).get(BASE_JOB),
             archiver,
             current_lsn,
-            newest_backup_start(request.base_dir),
+            newest,
             pushgateway=request.pushgateway,
         )
     )

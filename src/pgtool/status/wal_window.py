@@ -32,7 +32,9 @@ from typing import Any
 from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
 from pgtool.status.durations import format_duration
 from pgtool.status.model import Section, Thresholds
-from pgtool.wal.chain import ArchiveIndex, ChainError, Span, first_needed
+from pgtool.status.recovery_path import recovery_path
+from pgtool.wal.archive import ArchivedFile
+from pgtool.wal.chain import ArchiveIndex, Span, first_needed
 from pgtool.wal.listing import DEFAULT_SEGMENT_SIZE, parse_lsn, parse_segment_name
 
 SELF_CONTAINED_WAL_METHODS = ("stream", "fetch")
@@ -105,8 +107,27 @@ def base_backups_section(
     except OSError as exc:
         section.problem(f"cannot read WAL archive {archive_dir}: {exc.strerror or exc}", "check the mount")
         return section
-    _check_archive(section, archive_dir, index, backups, segment_size, last_archived_wal, now)
+    check_archive(section, ArchiveReader(str(archive_dir)), index, backups, last_archived_wal, now)
     return section
+
+
+class ArchiveReader:
+    """How the window reads an archive directory; `repo_window.RepoReader` reads a repository."""
+
+    checks = "read in full: SHA-256 record, page header (address, timeline, system identifier)"
+    short = "SHA-256 records and page headers"
+    option = "--archive-dir"
+
+    def __init__(self, archive_dir: str) -> None:
+        self.archive_dir = archive_dir
+
+    def archived_at(self, archived: ArchivedFile) -> float:
+        return Path(archived.path).stat().st_mtime
+
+    def verify(self, archived: ArchivedFile) -> str | None:
+        from pgtool.wal.checksum import verify_archived
+
+        return verify_archived(self.archive_dir, archived)
 
 
 def _check_backups(
@@ -117,12 +138,24 @@ def _check_backups(
         base_dir, "base backup directory", "check --base-dir, or run pgtool basebackup --dest DIR"
     ):
         return []
-    backups = list_base_backups(base_dir)
+    return report_backups(section, list_base_backups(base_dir), str(base_dir), "--dest DIR", thresholds, now)
+
+
+def report_backups(
+    section: Section,
+    backups: list[BaseBackupInfo],
+    where: str,
+    option: str,
+    thresholds: Thresholds,
+    now: float,
+) -> list[BaseBackupInfo]:
+    """The backups' lines and data (`option`: where basebackup writes, for the hint)."""
     section.data["backups"] = [
         {
             "id": b.id,
             "start_time": b.start_time,
             "stop_time": b.stop_time,
+            "start_lsn": b.start_lsn,
             "start_wal_file": b.start_wal_file,
             "stop_wal_file": b.stop_wal_file,
             "timeline": b.timeline,
@@ -132,10 +165,10 @@ def _check_backups(
         for b in backups
     ]
     if not backups:
-        section.lines.append(f"no complete base backup in {base_dir}")
+        section.lines.append(f"no complete base backup in {where}")
         section.problem(
-            f"no complete base backup in {base_dir}",
-            "run pgtool basebackup --dest DIR; without one no point-in-time recovery is possible",
+            f"no complete base backup in {where}",
+            f"run pgtool basebackup {option}; without one no point-in-time recovery is possible",
         )
         return []
     newest = backups[-1]
@@ -154,15 +187,16 @@ def _check_backups(
     return backups
 
 
-def _check_archive(
+def check_archive(
     section: Section,
-    archive_dir: Path,
+    reader: ArchiveReader,
     index: ArchiveIndex,
     backups: list[BaseBackupInfo],
-    segment_size: int,
     last_archived_wal: str | None,
     now: float,
 ) -> None:
+    """WAL continuity along the recovery path, every segment of the window read, and the window."""
+    segment_size = index.segment_size
     if not index.segments:
         section.lines.append("WAL archive holds no segments")
         section.data["window"] = None
@@ -171,7 +205,7 @@ def _check_archive(
             "check archive_mode and archive_command (pgtool archive-wal) and the Archiver section",
         )
         return
-    path, backups = _recovery_path(section, index, backups)
+    path, backups = recovery_path(section, index, backups)
     if path is None:
         section.data["window"] = None
         return
@@ -186,7 +220,7 @@ def _check_archive(
     if not on_chain:
         section.problem(
             f"no archived segment lies on the recovery path (timelines {[s.tli for s in path]})",
-            "check that --archive-dir is where archive_command writes",
+            f"check that {reader.option} is where archive_command writes",
         )
         section.data["window"] = None
         return
@@ -195,7 +229,7 @@ def _check_archive(
     newest_name = index.name(path, newest_segno)
     newest_file = index.segment(path, newest_segno)
     assert newest_file is not None
-    newest_time = Path(newest_file.path).stat().st_mtime
+    newest_time = reader.archived_at(newest_file)
     start = min([_first_needed(b, segment_size) for b in backups], default=first_present)
     start = min(start, newest_segno)
     missing = index.missing(path, start, newest_segno)
@@ -220,7 +254,7 @@ def _check_archive(
         if (tli, segno) not in index.segments and segno > newest_segno:
             section.problem(
                 f"the server reports {last_archived_wal} archived but the archive's newest is {newest_name}",
-                "check that --archive-dir is where archive_command writes",
+                f"check that {reader.option} is where archive_command writes",
             )
     for first, last in _ranges(missing)[:MAX_GAP_LINES]:
         first_name = index.name(path, first)
@@ -238,7 +272,7 @@ def _check_archive(
             f"{len(_ranges(missing)) - MAX_GAP_LINES} more gaps in the WAL archive",
             "see --format json (missing_segments) for the full list",
         )
-    damaged = _verify_window(section, index, path, backups, missing, segment_size, newest_segno)
+    damaged = _verify_window(section, reader, index, path, backups, missing, segment_size, newest_segno)
     for segno, problem in damaged:
         name = index.name(path, segno)
         affected = [b.id for b in backups if _first_needed(b, segment_size) <= segno]
@@ -253,6 +287,7 @@ def _check_archive(
 
 def _verify_window(
     section: Section,
+    reader: ArchiveReader,
     index: ArchiveIndex,
     path: list[Span],
     backups: list[BaseBackupInfo],
@@ -264,8 +299,6 @@ def _verify_window(
 
     The scan stops at the first damaged segment: nothing older can be part of the window.
     """
-    from pgtool.wal.checksum import verify_archived
-
     section.data["verified"] = None
     last_gap = max(missing, default=-1)
     firsts = [_first_needed(b, segment_size) for b in backups]
@@ -276,7 +309,7 @@ def _verify_window(
     problems: list[tuple[int, str]] = []
     for span in path[1:]:
         history = index.histories.get(span.tli)
-        problem = verify_archived(index.archive_dir, history) if history else None
+        problem = reader.verify(history) if history else None
         if problem:
             problems.append((span.begin // segment_size, f"its timeline history: {problem}"))
     checked = 0
@@ -285,7 +318,7 @@ def _verify_window(
         if archived is None:
             continue  # already reported missing
         checked += 1
-        problem = verify_archived(index.archive_dir, archived)
+        problem = reader.verify(archived)
         if problem:
             problems.append((segno, problem))
             break
@@ -295,62 +328,13 @@ def _verify_window(
         "segments": checked,
         "from": first_read,
         "to": newest,
-        "checks": "read in full: SHA-256 record, page header (address, timeline, system identifier)",
+        "checks": reader.checks,
     }
     section.lines.append(
-        f"WAL read and verified: {checked} segments {first_read}..{newest} (SHA-256 records and page "
-        "headers)" + (f", {len(problems)} damaged" if problems else "")
+        f"WAL read and verified: {checked} segments {first_read}..{newest} ({reader.short})"
+        + (f", {len(problems)} damaged" if problems else "")
     )
     return problems
-
-
-def _recovery_path(
-    section: Section, index: ArchiveIndex, backups: list[BaseBackupInfo]
-) -> tuple[list[Span] | None, list[BaseBackupInfo]]:
-    """The path recovery follows (the same as recover's), and the backups on it.
-
-    From the oldest backup whose timeline and start lie on the archive's history (newer ones then lie
-    on it too); a backup off the history (an abandoned timeline) is reported and left out. Without
-    backups, from the oldest timeline holding segments.
-    """
-    for i, backup in enumerate(backups):
-        try:
-            path = index.path(backup.timeline, parse_lsn(backup.start_lsn))
-        except ChainError as exc:
-            section.problem(
-                f"base backup {backup.id} cannot be recovered with this archive: {exc}",
-                "take a new base backup on the current timeline",
-            )
-            continue
-        except (OSError, ValueError) as exc:
-            section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
-            return None, backups
-        return path, [backup, *_on_history(section, index, backups[i + 1 :])]
-    try:
-        return index.path(min(index.segment_timelines)), []
-    except (OSError, ValueError) as exc:
-        section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
-        return None, []
-
-
-def _on_history(section: Section, index: ArchiveIndex, backups: list[BaseBackupInfo]) -> list[BaseBackupInfo]:
-    """The backups recover accepts: a newer backup may still lie off the history (one of a former
-    primary that kept running on its old timeline after a failover), and recover refuses those."""
-    kept = []
-    for backup in backups:
-        try:
-            index.path(backup.timeline, parse_lsn(backup.start_lsn))
-        except ChainError as exc:
-            section.problem(
-                f"base backup {backup.id} cannot be recovered with this archive: {exc}",
-                "take a new base backup on the current timeline",
-            )
-            continue
-        except (OSError, ValueError) as exc:
-            section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
-            continue
-        kept.append(backup)
-    return kept
 
 
 def _window(
