@@ -31,6 +31,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("lint", "lint", "Lint SQL migrations for operationally unsafe DDL."),
     ("bench", "bench", "Benchmark query rewrites against a real PostgreSQL."),
     ("status", "status", "One screen: is the database recoverable right now? Exit 1 if not."),
+    ("check", "check", "Prove WAL archiving works end to end: switch WAL, wait until it is archived."),
     ("top", "top", "The slowest queries from pg_stat_statements, refreshing in the terminal."),
     ("demo", "demo", "Run pgtool's whole lifecycle on a throwaway embedded PostgreSQL."),
 ]
