@@ -7,20 +7,29 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import PgBindir, optional
+from pgtool.cli.options import PgBindir, Repo, RepoKeyFile, optional
 
 
 def recover(
-    base_dir: Annotated[
-        Path, typer.Option("--base-dir", help="Directory of base backups (pgtool basebackup --dest).")
-    ],
     pgdata: Annotated[
         Path, typer.Option("--pgdata", help="New (empty or missing) data directory to prepare.")
     ],
+    repo: Repo = None,
+    repo_key_file: RepoKeyFile = None,
+    base_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--base-dir", help="Directory of base backups (pgtool basebackup --dest); instead of --repo."
+        ),
+    ] = None,
     archive_dir: Annotated[
-        Path,
-        typer.Option("--archive-dir", envvar="PGTOOL_ARCHIVE_DIR", help="The WAL archive (read only)."),
-    ],
+        Path | None,
+        typer.Option(
+            "--archive-dir",
+            envvar="PGTOOL_ARCHIVE_DIR",
+            help="The WAL archive directory (read only); instead of --repo.",
+        ),
+    ] = None,
     target_time: Annotated[
         str | None,
         typer.Option("--target-time", help="ISO 8601 time with an offset: 2026-11-24T16:30:00+00:00."),
@@ -65,20 +74,33 @@ def recover(
 ) -> None:
     """Prepare a data directory for point-in-time recovery or as a standby; print the start command.
 
+    Reads base backups and WAL from a repository (--repo) or from --base-dir and --archive-dir.
     Picks the newest base backup that finished before the target, checks the WAL archive has no gap
-    up to the target, unpacks the backup, writes recovery.signal (or standby.signal), a restore_command
-    calling `pgtool restore-wal`, the target and recovery_target_action = 'promote', and turns
-    archiving off in the copy. Without a target it recovers to the end of the archive. It does not
-    start the server.
+    up to the target, unpacks the backup (from a repository: downloaded and verified into a scratch
+    directory beside --pgdata, removed afterwards), writes recovery.signal (or standby.signal), a
+    restore_command calling `pgtool restore-wal`, the target and recovery_target_action = 'promote',
+    and turns archiving off in the copy. Without a target it recovers to the end of the archive. It
+    does not start the server. With --repo, start it with the same AWS_* / AZURE_STORAGE_*
+    environment: restore-wal --repo reads them, and no credential is written into the copy.
 
-    Example: pgtool recover --base-dir /backups/base --archive-dir /wal-archive --pgdata /srv/pitr \\
+    Example: pgtool recover --repo s3://backups/prod --pgdata /srv/pitr \\
     --target-time 2026-11-24T16:30:00+00:00
     """
     from pgtool.cli.runner import run_command
 
     def body(_report: object) -> None:
+        from pgtool.errors import UsageError
         from pgtool.recovery.recover import build_target, prepare_recovery
 
+        store = None
+        if repo is not None:
+            if base_dir is not None or archive_dir is not None:
+                raise UsageError("give --repo or --base-dir and --archive-dir, not both")
+            from pgtool.repo import open_repository
+
+            store = open_repository(repo, key_file=repo_key_file)
+        elif base_dir is None or archive_dir is None:
+            raise UsageError("recover needs --repo, or --base-dir and --archive-dir")
         target = build_target(
             time=target_time, lsn=target_lsn, xid=target_xid, name=target_name, immediate=target_immediate
         )
@@ -93,6 +115,8 @@ def recover(
             backup_id=backup,
             pg_bindir=pg_bindir,
             allow_unverified_wal=allow_unverified_wal,
+            repo=store,
+            repo_key_file=repo_key_file,
         )
         what = (
             "standby"

@@ -28,6 +28,7 @@ from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
 from pgtool.physical import base_catalog, base_unpack
 from pgtool.recovery import archive_continuity, recovery_config, recovery_point
+from pgtool.recovery.wal_source import WalArchive, as_archive
 from pgtool.wal.listing import format_lsn, parse_lsn, parse_segment_name
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class BaseDrillResult:
 
 def run_base_drill(
     base_dir: Path,
-    archive_dir: Path,
+    archive_dir: Path | WalArchive,
     *,
     pg_bindir: str | None,
     amcheck: bool,
@@ -93,6 +94,8 @@ def run_base_drill(
 ) -> BaseDrillResult:
     """Restore the newest base backup in `base_dir`, replay `archive_dir` to its end, check, delete.
 
+    archive_dir: an archive directory, or a repository's WAL (`pgtool.recovery.wal_source.RepoArchive`:
+    the throwaway server then runs `restore-wal --repo`; `pgtool.physical.repo_drill` drills that way).
     pg_bindir: where the server binaries of the backup's major are (default: search as usual).
     work_dir: parent for the throwaway cluster (default: the system temp dir; needs room for the
     unpacked backup). Adds `pgtool_verify_base_replay_duration_seconds` to `report`.
@@ -110,8 +113,9 @@ def run_base_drill(
     if not backups:
         raise OperationError(f"no complete base backup in {base_dir}", hint="take one with pgtool basebackup")
     backup = backups[-1]
+    archive = as_archive(archive_dir)
     continuity = archive_continuity.check_continuity(
-        Path(archive_dir), backup, purpose=f"to replay base backup {backup.id} to the end of the archive"
+        archive, backup, purpose=f"to replay base backup {backup.id} to the end of the archive"
     )
     tools = binaries.find_major(backup.major, pg_bindir)
     root = Path(tempfile.mkdtemp(prefix="pgtool-drill-", dir=work_dir))
@@ -135,9 +139,9 @@ def run_base_drill(
             cluster.set_hba(["local all all trust"])
             from pgtool.recovery.archive_end import end_target
 
-            end = end_target(Path(archive_dir), backup, continuity.last_segment, tools.path("pg_waldump"))
+            end = end_target(archive, backup, continuity.last_segment, tools.path("pg_waldump"))
             target = recovery_config.RecoveryTarget("lsn", end) if end else None
-            settings = recovery_config.recovery_settings(Path(archive_dir), target=target)
+            settings = recovery_config.recovery_settings(archive, target=target)
             recovery_config.write_recovery_config(cluster.data_dir, settings)
             cluster.settings.update(
                 recovery_config.control_minimums(tools.path("pg_controldata"), cluster.data_dir)
@@ -157,7 +161,7 @@ def run_base_drill(
             _check_replayed_far_enough(replayed, continuity.last_segment, backup.wal_segment_size, cluster)
             replay_end = _replay_end(cluster)
             point = recovery_point.verified_point(
-                Path(archive_dir), continuity, backup, replay_end, tools.path("pg_waldump"), cluster
+                archive, continuity, backup, replay_end, tools.path("pg_waldump"), cluster
             )
             databases, indexes = _smoke(cluster, amcheck)
         except PgtoolError as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pgtool.errors import OperationError
 from pgtool.physical.base_catalog import BaseBackupInfo
+from pgtool.recovery.wal_source import DirArchive, WalArchive, as_archive
 from pgtool.wal.chain import ArchiveIndex, ChainError, Span
 from pgtool.wal.listing import format_lsn, parse_lsn, segno_of_lsn
 
@@ -56,24 +57,19 @@ def backup_path(index: ArchiveIndex, backup: BaseBackupInfo) -> list[Span]:
         raise OperationError(f"cannot read timeline history {target:08X}.history: {exc}") from None
 
 
-def _check_system(archive_dir: Path, backup: BaseBackupInfo) -> None:
+def _check_system(archive: WalArchive, backup: BaseBackupInfo) -> None:
     """The archive must hold this cluster's WAL (archive-wal records its system identifier)."""
-    from pgtool.wal.archive import read_system_id
-
-    try:
-        archived = read_system_id(str(archive_dir))
-    except ValueError:
-        return  # an unreadable marker: segment names are still checked below
+    archived = archive.system_id()
     if archived is not None and str(archived) != backup.system_identifier:
         raise OperationError(
-            f"WAL archive {archive_dir} belongs to database system {archived}, base backup {backup.id} "
-            f"to {backup.system_identifier}",
+            f"WAL archive {archive.display} belongs to database system {archived}, base backup "
+            f"{backup.id} to {backup.system_identifier}",
             hint="pass the archive of the cluster the backup was taken from",
         )
 
 
 def check_continuity(
-    archive_dir: Path,
+    archive_dir: Path | WalArchive,
     backup: BaseBackupInfo,
     *,
     until_lsn: int | None = None,
@@ -82,20 +78,19 @@ def check_continuity(
 ) -> Continuity:
     """Check the archive holds every segment from `backup`'s start to `until_lsn` (None: its end).
 
+    archive_dir: an archive directory or a `pgtool.recovery.wal_source` archive (a repository's WAL).
+
     Raises OperationError naming the first missing segment, or saying the target lies beyond the
     end of the archive. With allow_gap (targets that cannot be placed by name: a time, an xid), a
     missing segment after the backup's own WAL ends the checked range instead: the result's `gap`
     names it and `last_segment` is the one before it.
     """
-    archive_dir = Path(archive_dir)
-    if not archive_dir.is_dir():
-        raise OperationError(f"WAL archive {archive_dir} does not exist")
-    _check_system(archive_dir, backup)
+    archive = as_archive(archive_dir)
+    if isinstance(archive, DirArchive) and not archive.archive_dir.is_dir():
+        raise OperationError(f"WAL archive {archive.display} does not exist")
+    _check_system(archive, backup)
     seg_size = backup.wal_segment_size
-    try:
-        index = ArchiveIndex.load(str(archive_dir), seg_size)
-    except OSError as exc:
-        raise OperationError(f"cannot read WAL archive {archive_dir}: {exc.strerror or exc}") from None
+    index = archive.index(seg_size)
     path = backup_path(index, backup)
     first = segno_of_lsn(parse_lsn(backup.start_lsn), seg_size)
     carried = range(first, segno_of_lsn(parse_lsn(backup.stop_lsn), seg_size) + 1)
@@ -117,7 +112,7 @@ def check_continuity(
             gap, last = index.name(path, segno), segno - 1
             break
         raise OperationError(
-            f"WAL archive {archive_dir} has a gap: segment {index.name(path, segno)} is missing ({what}, "
+            f"WAL archive {archive.display} has a gap: segment {index.name(path, segno)} is missing ({what}, "
             f"from {backup.start_wal_file} to {index.name(path, last)})",
             hint="recover to an earlier target or from a newer base backup",
         )
@@ -127,7 +122,7 @@ def check_continuity(
         path=path,
         first_segment=backup.start_wal_file,
         last_segment=index.name(path, last),
-        last_segment_mtime=Path(archived.path).stat().st_mtime if archived else None,
+        last_segment_mtime=archive.mtime(archived) if archived else None,
         segments=last - first + 1,
         gap=gap,
     )

@@ -6,7 +6,8 @@ a segment missing in the middle then silently loses everything after it. With th
 refuses to promote before reaching it ("recovery ended before configured recovery target was reached").
 
 The last record is found with pg_waldump on a verified copy of the archive's last segment (restored by
-`pgtool.wal.restoring`, so its checksum and header are checked first). A record continuing into a
+`pgtool.recovery.wal_source` from the directory or the repository, so its checksum and header are
+checked first). A record continuing into a
 segment not yet archived is not complete, so it is not the end.
 """
 
@@ -18,25 +19,24 @@ from pathlib import Path
 
 from pgtool.errors import OperationError
 from pgtool.physical.base_catalog import BaseBackupInfo
-from pgtool.wal.errors import WalCommandError
+from pgtool.recovery.wal_source import WalArchive, as_archive
 from pgtool.wal.names import parse_lsn
 
 _LSN = re.compile(r"\blsn: ([0-9A-F]+/[0-9A-F]+),")
 
 
 def last_record_lsn(
-    archive_dir: Path, segment: str, pg_waldump: str, *, allow_unverified: bool = False
+    archive_dir: Path | WalArchive, segment: str, pg_waldump: str, *, allow_unverified: bool = False
 ) -> int:
     """The LSN of the last complete WAL record in archived `segment` (OperationError if none)."""
     from pgtool.pg import command
-    from pgtool.wal.restoring import restore_wal
 
     with tempfile.TemporaryDirectory(prefix="pgtool-walend-") as tmp:
         copy = Path(tmp) / segment
         try:
-            restore_wal(segment, str(copy), str(archive_dir), allow_unverified=allow_unverified)
-        except WalCommandError as exc:
-            raise OperationError(f"cannot read the archive's last segment: {exc.one_line()}") from None
+            as_archive(archive_dir).fetch(segment, copy, allow_unverified=allow_unverified)
+        except OperationError as exc:
+            raise OperationError(f"cannot read the archive's last segment: {exc.message}") from None
         # pg_waldump stops with an error at the end of the readable WAL: that is expected here.
         proc = command.run(
             [pg_waldump, str(copy)],
@@ -57,7 +57,7 @@ def last_record_lsn(
 
 
 def end_target(
-    archive_dir: Path,
+    archive_dir: Path | WalArchive,
     backup: BaseBackupInfo,
     last_segment: str,
     pg_waldump: str,
@@ -69,9 +69,9 @@ def end_target(
     None when the archive's last segment is not archived (the archive ends inside the backup's own
     WAL, which the backup carries) or ends before the backup does.
     """
-    from pgtool.wal.listing import format_lsn, stored_copies
+    from pgtool.wal.listing import format_lsn
 
-    if not stored_copies(archive_dir, last_segment):
+    if not as_archive(archive_dir).has(last_segment):
         return None
     end = last_record_lsn(archive_dir, last_segment, pg_waldump, allow_unverified=allow_unverified)
     if end < parse_lsn(backup.stop_lsn):

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import os
 import shlex
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgtool.config import redact_dsn
 from pgtool.errors import OperationError, UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.physical import base_catalog, base_unpack
 from pgtool.physical.base_catalog import BaseBackupInfo
-from pgtool.recovery import archive_continuity, recovery_config
+from pgtool.recovery import archive_continuity, recovery_config, repo_base
 from pgtool.recovery.recovery_config import RecoveryTarget
+from pgtool.recovery.wal_source import DirArchive, RepoArchive, WalArchive
 from pgtool.wal.listing import parse_lsn
+
+if TYPE_CHECKING:
+    from pgtool.repo import Repository
 
 
 @dataclass
@@ -152,8 +158,8 @@ def start_command(pgdata: Path, major: int, pg_bindir: str | None) -> tuple[str,
 
 
 def prepare_recovery(
-    base_dir: Path,
-    archive_dir: Path,
+    base_dir: Path | None,
+    archive_dir: Path | None,
     pgdata: Path,
     *,
     target: RecoveryTarget | None = None,
@@ -163,8 +169,15 @@ def prepare_recovery(
     backup_id: str | None = None,
     pg_bindir: str | None = None,
     allow_unverified_wal: bool = False,
+    repo: Repository | None = None,
+    repo_key_file: str | None = None,
 ) -> RecoverResult:
-    """Prepare `pgdata` for recovery (see the module docstring); nothing is written before all checks pass."""
+    """Prepare `pgdata` for recovery (see the module docstring); nothing is written before all checks pass.
+
+    From directories (base_dir and archive_dir) or from a repository (repo; base_dir and archive_dir
+    None). repo_key_file: the key file the recovered server's `restore-wal --repo` is given (None: it
+    reads $PGTOOL_REPO_KEY_FILE from its own environment).
+    """
     log = get_logger()
     if standby and target is not None:
         raise UsageError("a standby follows its primary: --standby does not take a --target-*")
@@ -174,25 +187,21 @@ def prepare_recovery(
         raise UsageError("--primary-conninfo is only for --standby")
     if port is not None and not 1 <= port <= 65535:
         raise UsageError(f"--port {port} is not a TCP port")
-    pgdata, archive_dir, base_dir = Path(pgdata).absolute(), Path(archive_dir).absolute(), Path(base_dir)
+    pgdata = Path(pgdata).absolute()
     if pgdata.exists() and (not pgdata.is_dir() or any(pgdata.iterdir())):
         raise UsageError(
             f"{pgdata} is not empty", hint="give a new or empty directory for the recovered copy"
         )
-    if not archive_dir.is_dir():
-        raise UsageError(f"WAL archive {archive_dir} does not exist")
+    archive, backups = _sources(base_dir, archive_dir, repo, repo_key_file, allow_unverified_wal)
     if not standby:
-        _check_not_empty(archive_dir)
-    backups = base_catalog.list_base_backups(base_dir)
-    if not backups and not base_dir.is_dir():
-        raise UsageError(f"base backup directory {base_dir} does not exist")
+        archive.check_not_empty()
 
     continuity = None
     if target is not None and target.kind == "name" and backup_id is None:
-        backup, continuity = _oldest_restorable(backups, archive_dir)
+        backup, continuity = _oldest_restorable(backups, archive)
     else:
         backup = choose_backup(backups, target, backup_id)
-        continuity = _check_archive(archive_dir, backup, target, standby)
+        continuity = _check_archive(archive, backup, target, standby)
     notes: list[str] = []
     if continuity is not None and continuity.gap:
         notes.append(_gap_note(continuity, target))
@@ -207,9 +216,17 @@ def prepare_recovery(
     end_lsn = None
     if target is None and not standby:
         # An explicit end: PostgreSQL then refuses to promote before it (a missing segment is an error).
-        end_lsn = _end_of_archive(archive_dir, backup, continuity, pg_bindir, allow_unverified_wal)
+        end_lsn = _end_of_archive(archive, backup, continuity, pg_bindir, allow_unverified_wal)
         if end_lsn is not None:
             target = RecoveryTarget("lsn", end_lsn)
+    settings = recovery_config.recovery_settings(
+        archive,
+        target=target,
+        standby=standby,
+        primary_conninfo=primary_conninfo,
+        port=port,
+        allow_unverified=allow_unverified_wal,
+    )
     log.info("recovering", backup=backup.id, target=target.describe() if target else "end of archive")
 
     from pgtool.pg.terminate import sigterm_raises
@@ -217,21 +234,22 @@ def prepare_recovery(
     created = not pgdata.exists()
     tablespaces = pgdata.with_name(pgdata.name + ".tablespaces")
     tablespaces_created = not tablespaces.exists()
-    try:
-        with sigterm_raises():
+    with sigterm_raises(), ExitStack() as stack:
+        if repo is not None:
+            # Beside PGDATA: the filesystem chosen to hold the recovered copy; removed on exit.
+            stack.enter_context(repo_base.scratch_copy(repo, backup, pgdata.parent))
+        try:
             unpacked = base_unpack.unpack_base_backup(backup, pgdata)
-            settings = recovery_config.recovery_settings(
-                archive_dir,
-                target=target,
-                standby=standby,
-                primary_conninfo=primary_conninfo,
-                port=port,
-                allow_unverified=allow_unverified_wal,
-            )
             recovery_config.write_recovery_config(pgdata, settings, standby=standby)
-    except BaseException:
-        _undo(pgdata, created, tablespaces if tablespaces_created else None)
-        raise
+        except BaseException:
+            _undo(pgdata, created, tablespaces if tablespaces_created else None)
+            raise
+    if repo is not None:
+        notes.append(
+            "the server runs restore-wal --repo: start it with the same AWS_* or AZURE_STORAGE_* "
+            "environment as this command"
+            + ("" if repo_key_file else ", and PGTOOL_REPO_KEY_FILE if the repository is encrypted")
+        )
     notes.extend(unpacked.notes)
     command, cmd_notes = start_command(pgdata, backup.major, pg_bindir)
     notes.extend(cmd_notes)
@@ -249,23 +267,37 @@ def prepare_recovery(
     )
 
 
-def _check_not_empty(archive_dir: Path) -> None:
-    """An archive with no WAL, or one that cannot be listed, is a mistake (unmounted?), not 'no WAL'."""
-    from pgtool.wal.listing import list_archive
+def _sources(
+    base_dir: Path | None,
+    archive_dir: Path | None,
+    repo: Repository | None,
+    repo_key_file: str | None,
+    allow_unverified: bool,
+) -> tuple[WalArchive, list[BaseBackupInfo]]:
+    """The WAL archive and the base backups (oldest first) recovery reads."""
+    if repo is not None:
+        if base_dir is not None or archive_dir is not None:
+            raise UsageError("give --repo or --base-dir and --archive-dir, not both")
+        if allow_unverified:
+            raise UsageError(
+                "--allow-unverified-wal is for archive directories: every object in a repository "
+                "carries its checksum"
+            )
+        from pgtool.physical import repo_catalog
 
-    try:
-        items = list_archive(archive_dir)
-    except OSError as exc:
-        raise OperationError(f"cannot read WAL archive {archive_dir}: {exc.strerror or exc}") from None
-    if not any(i.kind == "segment" for i in items):
-        raise OperationError(
-            f"WAL archive {archive_dir} holds no WAL segment",
-            hint="is the archive mounted, and is it the one archive_command writes to?",
-        )
+        return RepoArchive(repo, repo_key_file), repo_catalog.list_base_backups(repo)
+    if base_dir is None or archive_dir is None:
+        raise UsageError("recover needs --repo, or --base-dir and --archive-dir")
+    archive = DirArchive(archive_dir)
+    archive.check_exists()
+    backups = base_catalog.list_base_backups(Path(base_dir))
+    if not backups and not Path(base_dir).is_dir():
+        raise UsageError(f"base backup directory {base_dir} does not exist")
+    return archive, backups
 
 
 def _end_of_archive(
-    archive_dir: Path,
+    archive_dir: WalArchive,
     backup: BaseBackupInfo,
     continuity: archive_continuity.Continuity | None,
     pg_bindir: str | None,
@@ -300,7 +332,7 @@ def _undo(pgdata: Path, created: bool, tablespaces: Path | None) -> None:
 
 
 def _check_archive(
-    archive_dir: Path, backup: BaseBackupInfo, target: RecoveryTarget | None, standby: bool
+    archive_dir: WalArchive, backup: BaseBackupInfo, target: RecoveryTarget | None, standby: bool
 ) -> archive_continuity.Continuity:
     if target is not None and target.kind == "immediate":
         until = parse_lsn(backup.stop_lsn)  # carried by the backup itself
@@ -326,7 +358,7 @@ def _check_archive(
         if when > continuity.last_segment_mtime:
             archived = datetime.fromtimestamp(continuity.last_segment_mtime).astimezone().isoformat()
             raise OperationError(
-                f"recovery target {target.describe()} lies after a gap in WAL archive {archive_dir}: "
+                f"recovery target {target.describe()} lies after a gap in WAL archive {archive_dir.display}: "
                 f"segment {continuity.gap} is missing, and {continuity.last_segment} before it was "
                 f"archived at {archived}",
                 hint=f"recover to a time before {archived}, or from a base backup taken after the gap",
@@ -344,7 +376,7 @@ def _gap_note(continuity: archive_continuity.Continuity, target: RecoveryTarget 
 
 
 def _oldest_restorable(
-    backups: list[BaseBackupInfo], archive_dir: Path
+    backups: list[BaseBackupInfo], archive_dir: WalArchive
 ) -> tuple[BaseBackupInfo, archive_continuity.Continuity]:
     """For a named restore point: the oldest backup whose WAL is whole to the end of the archive."""
     if not backups:

@@ -16,6 +16,7 @@ from pathlib import Path
 from pgtool import wal_bundle
 from pgtool.pg.cluster import SETTINGS_MARK, quote_setting
 from pgtool.pg.privileges import give_to_server
+from pgtool.recovery.wal_source import WalArchive, as_archive
 
 BLOCK_MARK = "# pgtool recover settings"
 TARGET_KINDS = ("time", "lsn", "xid", "name", "immediate")
@@ -71,7 +72,7 @@ def restore_command(
 
 
 def recovery_settings(
-    archive_dir: Path,
+    archive_dir: Path | WalArchive,
     *,
     target: RecoveryTarget | None = None,
     standby: bool = False,
@@ -81,11 +82,12 @@ def recovery_settings(
 ) -> dict[str, str]:
     """The settings a recovered copy needs (see the module docstring).
 
+    archive_dir: an archive directory, or a `wal_source` archive (a repository: `restore-wal --repo`).
     allow_unverified: restore-wal replays archived files without a checksum record (archived by a
     pgtool that did not record them), with a warning each; see docs/wal.md.
     """
     settings = {
-        "restore_command": restore_command(archive_dir, allow_unverified=allow_unverified),
+        "restore_command": as_archive(archive_dir).restore_command(allow_unverified=allow_unverified),
         # Never archive from the copy: its WAL must not land in (or collide with) production's archive.
         "archive_mode": "off",
         "recovery_target_timeline": "latest",

@@ -5,7 +5,8 @@ applied, static after promotion). The last COMMIT (or COMMIT PREPARED) record th
 position and at or after the backup's start (its redo point: earlier commits were in the data files,
 not replayed) is the recovery point: every transaction committed up to its commit time is proven to
 come back. It is read with `pg_waldump --rmgr=Transaction` from verified copies of the archived
-segments (restored by `pgtool.wal.restoring`, checksums checked), newest segment first, stopping at
+segments (restored from the directory or the repository by `pgtool.recovery.wal_source`, checksums
+checked), newest segment first, stopping at
 the first segment holding one. Each segment is dumped together with its successor so that a record
 crossing into the next segment is still read whole.
 
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pgtool.errors import OperationError
 from pgtool.obs.metrics import RunReport
-from pgtool.wal.errors import WalCommandError
+from pgtool.recovery.wal_source import WalArchive, as_archive
 from pgtool.wal.names import format_lsn, parse_lsn
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def parse_commits(text: str) -> list[RecoveryPoint]:
 
 
 def last_replayed_commit(
-    archive_dir: Path,
+    archive_dir: Path | WalArchive,
     segment_names: dict[int, str],
     *,
     start_lsn: int,
@@ -106,19 +107,19 @@ def last_replayed_commit(
 
 
 def _dump_commits(
-    archive_dir: Path, name: str, following: str | None, pg_waldump: str
+    archive_dir: Path | WalArchive, name: str, following: str | None, pg_waldump: str
 ) -> list[RecoveryPoint]:
     from pgtool.pg import command
-    from pgtool.wal.restoring import restore_wal
 
+    archive = as_archive(archive_dir)
     with tempfile.TemporaryDirectory(prefix="pgtool-commit-") as tmp:
         for wanted in (name, following):
             if wanted is None:
                 continue
             try:
-                restore_wal(wanted, str(Path(tmp) / wanted), str(archive_dir))
-            except WalCommandError as exc:
-                raise OperationError(f"cannot read archived segment {wanted}: {exc.one_line()}") from None
+                archive.fetch(wanted, Path(tmp) / wanted)
+            except OperationError as exc:
+                raise OperationError(f"cannot read archived segment {wanted}: {exc.message}") from None
         # pg_waldump stops with an error at the end of the WAL it was given: expected here.
         proc = command.run(
             [pg_waldump, "--rmgr=Transaction", str(Path(tmp) / name)],
@@ -165,7 +166,7 @@ def record_gauges(
 
 
 def verified_point(
-    archive_dir: Path,
+    archive_dir: Path | WalArchive,
     continuity: Continuity,
     backup: BaseBackupInfo,
     replay_end: int,
@@ -173,10 +174,8 @@ def verified_point(
     cluster: Connectable,
 ) -> RecoveryPoint | None:
     """The last commit replayed, cross-checked against the server's own last replayed transaction time."""
-    from pgtool.wal.chain import ArchiveIndex
-
     seg = backup.wal_segment_size
-    index = ArchiveIndex.load(str(archive_dir), seg)
+    index = as_archive(archive_dir).index(seg)
     start = parse_lsn(backup.start_lsn)
     names = {
         n: index.name(continuity.path, n)

@@ -1,0 +1,65 @@
+"""A base backup from a repository as a local scratch copy, for `recover --repo` and the base drill.
+
+The tars are unpacked by the same code as a local backup's (`pgtool.physical.base_unpack`), which
+reads files. So the chosen backup is first downloaded, every object verified
+(`pgtool.physical.repo_catalog.download`), into a scratch directory that holds exactly that backup:
+its size is known from the metadata and checked against the free space first, and the directory is
+removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pgtool.errors import OperationError
+from pgtool.obs.logging import get_logger
+from pgtool.physical.base_catalog import BaseBackupInfo
+from pgtool.repo import Repository
+
+# Room left beside the download: metadata, filesystem overhead, other writers.
+SPARE_BYTES = 64 * 1024 * 1024
+
+
+def download_size(info: BaseBackupInfo) -> int:
+    """The bytes a download of `info` writes (the files its metadata lists; else its recorded size)."""
+    return sum(info.files.values()) or info.size_bytes
+
+
+def existing_parent(path: Path) -> Path:
+    """`path` or its nearest existing ancestor (where a scratch directory can be made)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+@contextmanager
+def scratch_copy(repo: Repository, info: BaseBackupInfo, parent: Path | None = None) -> Iterator[Path]:
+    """Download backup `info` verified into a new directory under `parent` (default: the temp dir).
+
+    Yields the directory that holds `<stamp>/` (a base-backup directory with that one backup); sets
+    `info.path`. OperationError when the filesystem has no room for it; removed on exit.
+    """
+    where = existing_parent(parent) if parent is not None else Path(tempfile.gettempdir())
+    need = download_size(info) + SPARE_BYTES
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise OperationError(
+            f"no room to download base backup {info.id} from {repo.url.display()}: it needs "
+            f"{need // 2**20} MiB in {where}, {free // 2**20} MiB are free",
+            hint="free space there, or point the scratch directory at a larger filesystem",
+        )
+    scratch = Path(tempfile.mkdtemp(prefix=".pgtool-base-download-", dir=where))
+    try:
+        from pgtool.physical import repo_catalog
+
+        get_logger().info("downloading base backup", backup=info.id, bytes=download_size(info))
+        repo_catalog.download(repo, info, scratch)
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        info.path = None
