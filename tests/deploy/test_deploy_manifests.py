@@ -83,8 +83,16 @@ def test_overlays_render_the_same_objects_as_base_less_what_qa_shares(
     def ids(target: str) -> set[tuple[str, str]]:
         return {(o["kind"], re.sub(r"-[a-z0-9]{10}$", "", o["metadata"]["name"])) for o in rendered[target]}
 
-    # production's one extra: the Job that gives QA's primary the shared pooler's password
-    assert ids("overlays/prod") == ids("base") | {("Job", "pgtool-bootstrap-qa-pooler")}
+    # production's extras: the Job that gives QA's primary the shared pooler's password, and the backup
+    # repository's settings and identity, which replace the backups and WAL-archive claims
+    assert ids("overlays/prod") == ids("base") - {
+        ("PersistentVolumeClaim", "postgres-backups"),
+        ("PersistentVolumeClaim", "postgres-wal-archive"),
+    } | {
+        ("Job", "pgtool-bootstrap-qa-pooler"),
+        ("ConfigMap", "pgtool-repo"),
+        ("ServiceAccount", "pgtool-repo"),
+    }
     shared = {
         ("Deployment", "pgbouncer"),
         ("PodDisruptionBudget", "pgbouncer"),
@@ -128,22 +136,35 @@ def test_postgres_deployment_contract(rendered: dict[str, list[dict[str, Any]]])
     pre_stop = postgres["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[:4] == ["pg_ctl", "stop", "-m", "fast"]
     assert postgres["args"] == ["-c", "config_file=/etc/postgresql/postgresql.conf"]
+    # WAL goes to the backup repository in prod (test_deploy_repository.py); the base archives to a volume
     mounts = {m["name"]: m["mountPath"] for m in postgres["volumeMounts"]}
-    assert mounts["wal-archive"] == "/wal-archive"
+    assert "wal-archive" not in mounts and mounts["repo-key"] == "/etc/pgtool-repo"
     claims = {
         v["name"]: v["persistentVolumeClaim"]["claimName"]
         for v in spec["volumes"]
         if "persistentVolumeClaim" in v
     }
-    assert claims == {"data": "postgres-data", "wal-archive": "postgres-wal-archive"}
+    assert claims == {"data": "postgres-data"}
+    base = find(rendered["base"], "Deployment", "postgres")["spec"]["template"]["spec"]
+    base_claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in base["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert base_claims == {"data": "postgres-data", "wal-archive": "postgres-wal-archive"}
     assert find(objs, "PodDisruptionBudget", "postgres")["spec"]["maxUnavailable"] == 0
     assert find(objs, "PodDisruptionBudget", "pgbouncer")["spec"]["maxUnavailable"] == 1
     sizes = {
-        name: find(objs, "PersistentVolumeClaim", name)["spec"]["resources"]["requests"]["storage"]
+        name: find(rendered["base"], "PersistentVolumeClaim", name)["spec"]["resources"]["requests"][
+            "storage"
+        ]
         for name in ("postgres-data", "postgres-backups", "postgres-wal-archive")
     }
-    assert sizes["postgres-wal-archive"] == "120Gi"  # docs/deployment.md, Sizing
     assert len(set(sizes)) == 3  # backups on a claim of their own, apart from data
+    assert (
+        find(objs, "PersistentVolumeClaim", "postgres-data")["spec"]["resources"]["requests"]["storage"]
+        == "500Gi"
+    )
     assert find(objs, "Service", "postgres")["spec"]["ports"][0]["port"] == 5432
 
 

@@ -36,9 +36,16 @@ def gib(quantity: str) -> float:
 @pytest.mark.parametrize("overlay", ["overlays/prod", "overlays/qa"])
 def test_wal_archive_holds_the_retention_with_margin(rendered, overlay: str) -> None:
     s = sizing()
-    conf = find(rendered[overlay], "ConfigMap", "postgres-config")["data"]["postgresql.conf"]
+    files = find(rendered[overlay], "ConfigMap", "postgres-config")["data"]
+    conf = files["postgresql.conf"]
     assert "--compress zstd" in conf_value(conf, "archive_command")
     assert int(conf_value(conf, "archive_timeout")) == s.ARCHIVE_TIMEOUT_SECONDS
+    if overlay == "overlays/prod":
+        # prod archives to the S3 repository (repository.conf replaces archive_command): no volume to size,
+        # still compressed, so the same arithmetic sizes what the bucket holds (docs/deployment.md)
+        assert "--compress zstd" in conf_value(files["repository.conf"], "archive_command")
+        assert not [o for o in rendered[overlay] if o["metadata"]["name"] == "postgres-wal-archive"]
+        return
     pvc = find(rendered[overlay], "PersistentVolumeClaim", "postgres-wal-archive")
     size = gib(pvc["spec"]["resources"]["requests"]["storage"])
     assert size >= s.archive_gib_needed(s.WAL_GIB_PER_DAY[overlay]), (overlay, size)
