@@ -47,7 +47,16 @@ ALREADY_ARCHIVED = "already archived"
 class ArchiveResult:
     """What archive_wal did: outcome (ARCHIVED or ALREADY_ARCHIVED), the archived path and sizes."""
 
-    __slots__ = ("bytes_in", "bytes_stored", "outcome", "path", "removed_temporaries", "system_identifier")
+    __slots__ = (
+        "ahead",
+        "ahead_failed",
+        "bytes_in",
+        "bytes_stored",
+        "outcome",
+        "path",
+        "removed_temporaries",
+        "system_identifier",
+    )
 
     def __init__(
         self,
@@ -64,6 +73,8 @@ class ArchiveResult:
         self.bytes_stored = bytes_stored
         self.system_identifier = system_identifier
         self.removed_temporaries = removed_temporaries
+        self.ahead: list[str] = []  # followers uploaded ahead by this call (repository only)
+        self.ahead_failed: list[str] = []  # followers not uploaded ahead, each with why
 
 
 def _fail(message: str, hint: str | None = None) -> WalCommandError:

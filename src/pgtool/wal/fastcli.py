@@ -116,6 +116,15 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "--compress-level", type=int, default=None, help="Codec level (zstd default 1, lz4 default 0)."
         )
         parser.add_argument(
+            "--ahead",
+            type=int,
+            default=None,
+            help="Repository only: also upload up to this many following segments PostgreSQL has "
+            "marked ready, in parallel; their own calls then just confirm them (default: 8 for s3:// "
+            "and azure://, 0 for a local repository; 0 turns it off). Never reports a segment "
+            "archived before the store acknowledged it; never touches archive_status.",
+        )
+        parser.add_argument(
             "--allow-system-id-change",
             action="store_true",
             help="Accept a segment from a different database system and record its identifier as the "
@@ -145,6 +154,7 @@ class _Args:
         self.compress: str | None = None
         self.compress_level: int | None = None
         self.allow_system_id_change = False
+        self.ahead: int | None = None
         self.allow_unverified = False
 
 
@@ -259,6 +269,7 @@ def main(argv: list[str]) -> int:
                     key_file=args.repo_key_file,
                     compress=args.compress != "none",
                     allow_system_id_change=args.allow_system_id_change,
+                    ahead=_ahead(args),
                 )
             else:
                 from pgtool.wal.archiving import archive_wal
@@ -271,6 +282,10 @@ def main(argv: list[str]) -> int:
                     level=args.compress_level,
                     allow_system_id_change=args.allow_system_id_change,
                 )
+            if result.ahead or result.ahead_failed:
+                fields.update(ahead=len(result.ahead))
+                if result.ahead_failed:
+                    fields.update(ahead_failed=len(result.ahead_failed), ahead_problem=result.ahead_failed[0])
             fields.update(
                 result=result.outcome,
                 path=result.path,
@@ -321,6 +336,15 @@ def main(argv: list[str]) -> int:
         return code
     _log(command, start, 0, None, fields)
     return 0
+
+
+REMOTE_AHEAD = 8  # followers uploaded ahead by default for a remote repository (pgtool.wal.repo_ahead)
+
+
+def _ahead(args: _Args) -> int:
+    if args.ahead is not None:
+        return max(0, args.ahead)
+    return REMOTE_AHEAD if (args.repo or "").startswith(("s3://", "azure://")) else 0
 
 
 def _repository_module(usage_code: int) -> ModuleType:

@@ -32,7 +32,7 @@ from pgtool.repo import (
     open_repository,
 )
 from pgtool.repo import layout as repo_layout
-from pgtool.wal import durable
+from pgtool.wal import durable, repo_ahead
 from pgtool.wal.archive import ArchivedFile, CorruptArchiveError
 from pgtool.wal.archiving import (
     ALREADY_ARCHIVED,
@@ -49,11 +49,12 @@ from pgtool.wal.errors import (
     RESTORE_NOT_FOUND,
     WalCommandError,
 )
-from pgtool.wal.names import WalName, history_name, parse_wal_name
+from pgtool.wal.names import history_name, parse_wal_name
 from pgtool.wal.restoring import RestoreResult, unlink_quietly, write_all
 from pgtool.wal.timelines import parse_history
 
 SYSTEM_ID_OBJECT = f"{repo_layout.WAL}/system-identifier"
+AHEAD = "archived ahead"  # uploaded by an earlier call (repo_ahead); confirmed now
 
 
 class RepoWal:
@@ -136,11 +137,14 @@ def archive_wal_repo(
     key_file: str | None = None,
     compress: bool = True,
     allow_system_id_change: bool = False,
+    ahead: int = 0,
 ) -> ArchiveResult:
     """Archive the WAL file at wal_path as `wal/<TLI>/<wal_name>` in the repository at `url`.
 
-    Raises WalCommandError: exit 2 for bad usage (a bad name or URL), 1 for anything else, with the
-    repository holding either nothing new or, for the name, what it held before.
+    ahead: also upload up to this many following ready segments in parallel (`pgtool.wal.repo_ahead`);
+    their own calls then only confirm them. Raises WalCommandError: exit 2 for bad usage (a bad name or
+    URL), 1 for anything else, with the repository holding either nothing new or, for the name, what it
+    held before.
     """
     try:
         wal = parse_wal_name(wal_name)
@@ -156,11 +160,18 @@ def archive_wal_repo(
             data = f.read()
     except OSError as exc:
         raise WalCommandError(f"cannot read {wal_path}: {exc.strerror or exc}", ARCHIVE_FAILED) from exc
+    batch = None
     try:
         archive = open_wal(url, key_file, create=True)
+        if ahead and sysid is not None and repo_ahead.confirm(archive, url, wal_path, wal_name, data):
+            return ArchiveResult(AHEAD, archive.where(obj), len(data), len(data), sysid, [])
         if sysid is not None:
             _check_system_id(archive, sysid, wal_path, allow_system_id_change)
-            _check_fork(archive, wal, seg_size)
+            fork = archive.fork_point(wal.timeline)
+            refuse_past_fork(wal, seg_size, fork, archive.display)
+            if ahead:
+                repo_ahead.forget_stale_markers(wal_path)
+                batch = repo_ahead.start(archive, url, wal_path, wal, sysid, seg_size, fork, ahead, compress)
         created = archive.repo.put_if_absent(obj, data, compress=compress)
     except ObjectDiffers as exc:
         raise WalCommandError(
@@ -176,9 +187,15 @@ def archive_wal_repo(
             ARCHIVE_FAILED,
             hint=getattr(exc, "hint", None) or "nothing was archived under that name; PostgreSQL retries",
         ) from exc
-    return ArchiveResult(
+    finally:
+        if batch is not None:
+            batch.finish()  # the followers' markers are written only for what the store acknowledged
+    result = ArchiveResult(
         ARCHIVED if created else ALREADY_ARCHIVED, archive.where(obj), len(data), len(data), sysid, []
     )
+    if batch is not None:
+        result.ahead, result.ahead_failed = batch.uploaded, batch.failed
+    return result
 
 
 def _check_system_id(archive: RepoWal, sysid: int, wal_path: str, allow_change: bool) -> None:
@@ -210,11 +227,6 @@ def _check_system_id(archive: RepoWal, sysid: int, wal_path: str, allow_change: 
     # --allow-system-id-change: the new cluster replaces the old one; its identifier becomes the record.
     archive.repo.delete(SYSTEM_ID_OBJECT)
     archive.repo.put_if_absent(SYSTEM_ID_OBJECT, data, compress=False)
-
-
-def _check_fork(archive: RepoWal, wal: WalName, seg_size: int) -> None:
-    """The split-brain check of `pgtool.wal.archiving._check_fork`, on the repository."""
-    refuse_past_fork(wal, seg_size, archive.fork_point(wal.timeline), archive.display)
 
 
 def restore_wal_repo(
