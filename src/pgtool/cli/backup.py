@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pgtool.cli.options import Dsn, PgBindir, Pushgateway, optional
+from pgtool.cli.options import Dsn, PgBindir, Pushgateway, Repo, RepoKeyFile, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 
 def backup(
     dest: Annotated[
-        Path,
-        optional("--dest", help="Backup directory; dumps go to DEST/<database>/."),
-    ],
+        Path | None,
+        optional("--dest", help="Backup directory; dumps go to DEST/<database>/. Or use --repo."),
+    ] = None,
+    repo: Repo = None,
+    repo_key_file: RepoKeyFile = None,
     dsn: Dsn = None,
     database: Annotated[
         list[str] | None,
@@ -37,7 +39,10 @@ def backup(
     ] = 7,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Databases dumped at the same time.")] = 1,
     wait: Annotated[
-        bool, typer.Option("--wait", help="If another backup holds DEST's lock, wait instead of failing.")
+        bool,
+        typer.Option(
+            "--wait", help="If another backup holds the lock (DEST's or --repo's), wait instead of failing."
+        ),
     ] = False,
     pushgateway: Pushgateway = None,
     pg_bindir: PgBindir = None,
@@ -46,10 +51,14 @@ def backup(
 
     Each database goes to DEST/<database>/<database>-<UTC stamp>.dump with a .sha256 and a
     .manifest.json holding the exact row count of every table, counted in the dump's own snapshot.
+    With --repo instead, pg_dump streams into the repository (dumps/<database>/<stamp>/: compressed,
+    checksummed, encrypted with --repo-key-file) with no local copy; see docs/logical-backups.md.
     Exit 0 if every database was dumped, 1 if any failed (the others are still dumped), 3 if the
     server cannot be reached.
 
     Example: pgtool backup --dsn postgresql://backup@db/postgres --dest /backups/dumps --jobs 2
+
+    Example: pgtool backup --dsn postgresql://backup@db/postgres --repo s3://backups/prod
     """
     from pgtool.cli.options import settings
     from pgtool.cli.runner import run_with_binaries
@@ -57,13 +66,15 @@ def backup(
     cfg = settings(dsn, pushgateway, pg_bindir)
 
     def body(report: RunReport) -> None:
-        from pgtool.errors import OperationError
-        from pgtool.logical.dumping import run_backup
+        from pgtool.errors import OperationError, UsageError
         from pgtool.logical.dumps import display
 
-        outcome = run_backup(
-            cfg.dsn,
-            dest,
+        if (dest is None) == (repo is None):
+            raise UsageError(
+                "backup needs exactly one of --dest and --repo"
+                + (" (--repo may come from $PGTOOL_REPO)" if dest is not None else "")
+            )
+        run: dict[str, Any] = dict(
             databases=database or [],
             exclude=exclude or [],
             retention_days=retention_days,
@@ -72,10 +83,22 @@ def backup(
             pg_bindir=cfg.pg_bindir,
             report=report,
         )
+        if repo is not None:
+            from pgtool.logical import repo_backup
+            from pgtool.repo import open_repository
+
+            store = open_repository(repo, key_file=repo_key_file, create=True)
+            outcome = repo_backup.run_backup(cfg.dsn, store, **run)
+        else:
+            from pgtool.logical.dumping import run_backup
+
+            assert dest is not None
+            outcome = run_backup(cfg.dsn, dest, **run)
         for r in outcome.results:
             if r.ok:
                 typer.echo(
-                    f"ok      {display(r.database)}  {display(str(r.path))}  {r.size_bytes} bytes  "
+                    f"ok      {display(r.database)}  {display(r.location or str(r.path))}  "
+                    f"{r.size_bytes} bytes  "
                     f"{r.tables} tables  {r.rows} rows  {r.duration_seconds:.1f}s"
                 )
             else:

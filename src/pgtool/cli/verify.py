@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pgtool.cli.options import Dsn, PgBindir, Pushgateway, optional
+from pgtool.cli.options import Dsn, PgBindir, Pushgateway, Repo, RepoKeyFile, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 def verify(
     backup_dir: Annotated[
         Path | None,
-        optional("--backup-dir", help="Directory `pgtool backup --dest` wrote."),
+        optional("--backup-dir", help="Directory `pgtool backup --dest` wrote. Or use --repo."),
     ] = None,
+    repo: Repo = None,
+    repo_key_file: RepoKeyFile = None,
     dsn: Dsn = None,
     database: Annotated[
         list[str] | None,
@@ -59,10 +61,14 @@ def verify(
     count against the manifest, and with --amcheck every btree index. A dump that passes gets a
     .verified.json record, which backup's retention honours. Every drill, passed or failed, appends a
     hash-chained (signed with --evidence-key-file) record to <backup-dir>/.evidence or <base-dir>/.evidence
-    (pgtool evidence; a record that cannot be written fails the run). Exit 0 only if every database passed,
+    (pgtool evidence; a record that cannot be written fails the run). With --repo, each dump is first
+    downloaded (verified) into $TMPDIR, which needs room for the largest dump; the verified record and
+    the evidence (evidence/dumps/) go into the repository. Exit 0 only if every database passed,
     1 naming each failure, 2 on bad arguments, 3 if the server cannot be reached.
 
     Example: pgtool verify --dsn postgresql://verify@scratch-db/postgres --backup-dir /backups/dumps
+
+    Example: pgtool verify --dsn postgresql://verify@scratch-db/postgres --repo s3://backups/prod
 
     Example: pgtool verify --base --base-dir /backups/base --archive-dir /wal-archive --amcheck
     """
@@ -103,11 +109,13 @@ def verify(
 
         if base_dir is not None or archive_dir is not None:
             raise UsageError("--base-dir/--archive-dir need --base")
-        if backup_dir is None:
-            raise UsageError("verify needs --backup-dir (or --base with --base-dir and --archive-dir)")
-        results = verify_dumps(
-            cfg.dsn,
-            backup_dir,
+        if (backup_dir is None) == (repo is None):
+            raise UsageError(
+                "verify needs exactly one of --backup-dir and --repo "
+                "(or --base with --base-dir and --archive-dir)"
+                + (" (--repo may come from $PGTOOL_REPO)" if backup_dir is not None else "")
+            )
+        run: dict[str, Any] = dict(
             databases=database or [],
             amcheck=amcheck,
             jobs=jobs,
@@ -115,11 +123,21 @@ def verify(
             report=report,
             key_file=evidence_key_file,
         )
+        if repo is not None:
+            from pgtool.evidence import repo_drills
+            from pgtool.repo import open_repository
+
+            store = open_repository(repo, key_file=repo_key_file)
+            results = repo_drills.verify_dumps(cfg.dsn, store, **run)
+        else:
+            assert backup_dir is not None
+            results = verify_dumps(cfg.dsn, backup_dir, **run)
         for r in results:
             if r.ok:
                 checked = f"  {r.indexes_checked} indexes amchecked" if amcheck else ""
                 typer.echo(
-                    f"ok      {display(r.database)}  {display(str(r.dump))}  {r.tables} tables  "
+                    f"ok      {display(r.database)}  {display(r.location or str(r.dump))}  "
+                    f"{r.tables} tables  "
                     f"{r.rows} rows  restored in {r.restore_seconds:.1f}s{checked}"
                 )
             else:

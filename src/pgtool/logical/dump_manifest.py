@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,50 @@ def read_checksum(path: Path) -> str | None:
     return None
 
 
-def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+def build_manifest(
+    database: str,
+    dump_file: str,
+    stamp: str,
+    started_at: datetime,
+    duration: float,
+    *,
+    server_version: str,
+    server_version_num: int,
+    pg_dump_version: str,
+    size: int,
+    db_size: int,
+    encoding: str,
+    digest: str,
+    counts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The manifest of one dump (the fields above but format and version)."""
+    return {
+        "database": database,
+        "dump_file": dump_file,
+        "stamp": stamp,
+        "started_at": started_at.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "duration_seconds": duration,
+        "server_version": server_version,
+        "server_version_num": server_version_num,
+        "pg_dump_version": pg_dump_version,
+        "dump_format": "custom",
+        "dump_size_bytes": size,
+        "database_size_bytes": db_size,
+        "database_encoding": encoding,
+        "sha256": digest,
+        "tables": counts,
+    }
+
+
+def manifest_document(manifest: dict[str, Any]) -> bytes:
+    """The bytes of a manifest as stored (a file beside the dump, or a repository object)."""
     document = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, **manifest}
-    write_durably(path, (json.dumps(document, indent=2, sort_keys=False) + "\n").encode())
+    return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode()
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    write_durably(path, manifest_document(manifest))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

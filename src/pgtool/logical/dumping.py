@@ -19,6 +19,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,14 @@ import psycopg
 
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
 from pgtool.logical import dumps
-from pgtool.logical.dump_manifest import checksum_line, sha256_file, write_durably, write_manifest
+from pgtool.logical.dump_manifest import (
+    build_manifest,
+    checksum_line,
+    sha256_file,
+    write_durably,
+    write_manifest,
+)
+from pgtool.logical.dump_metrics import Newest, record_metrics
 from pgtool.logical.dump_retention import apply_retention
 from pgtool.logical.dump_sessions import cancel_all, one_row, session
 from pgtool.logical.locking import directory_lock
@@ -61,6 +69,7 @@ class DumpResult:
 
     database: str
     path: Path | None = None
+    location: str | None = None  # where a repository dump went ("dumps/... in s3://...")
     size_bytes: int = 0
     duration_seconds: float = 0.0
     tables: int = 0
@@ -75,7 +84,7 @@ class DumpResult:
 @dataclass
 class BackupResult:
     results: list[DumpResult]
-    removed: list[Path] = field(default_factory=list)
+    removed: list[Path | str] = field(default_factory=list)  # dump files, or repository objects
 
     @property
     def failed(self) -> list[DumpResult]:
@@ -124,12 +133,12 @@ def dump_database(
     started_at = datetime.now(UTC)
     partial: Path | None = None
     try:
-        _require_utf8_name(database)
+        require_utf8_name(database)
         db_dir = dumps.database_dir(dest, database)
         db_dir.mkdir(parents=True, exist_ok=True)
         stamp, final = _new_target(db_dir, database)
         partial = dumps.partial_path(final)
-        counts, db_size, encoding = _dump_in_snapshot(dsn, database, partial, pg, stop)
+        counts, db_size, encoding = dump_in_snapshot(dsn, database, partial, pg, stop)
         # pg_dump runs with --no-sync: the flush to disk (I/O) overlaps the hash (CPU) instead.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as syncing:
             synced = syncing.submit(fsync_path, partial)
@@ -137,23 +146,21 @@ def dump_database(
             synced.result()
         size = partial.stat().st_size
         duration = round(time.monotonic() - start, 3)
-        manifest = {
-            "database": database,
-            "dump_file": final.name,
-            "stamp": stamp,
-            "started_at": started_at.isoformat(),
-            "finished_at": datetime.now(UTC).isoformat(),
-            "duration_seconds": duration,
-            "server_version": server.version,
-            "server_version_num": server.version_num,
-            "pg_dump_version": pg.version,
-            "dump_format": "custom",
-            "dump_size_bytes": size,
-            "database_size_bytes": db_size,
-            "database_encoding": encoding,
-            "sha256": digest,
-            "tables": counts,
-        }
+        manifest = build_manifest(
+            database,
+            final.name,
+            stamp,
+            started_at,
+            duration,
+            server_version=server.version,
+            server_version_num=server.version_num,
+            pg_dump_version=pg.version,
+            size=size,
+            db_size=db_size,
+            encoding=encoding,
+            digest=digest,
+            counts=counts,
+        )
         _write_sidecars(final, digest, manifest)
         # The rename comes last: a final-named dump always has its checksum and manifest beside it.
         os.replace(partial, final)
@@ -174,7 +181,7 @@ def dump_database(
     return result
 
 
-def _require_utf8_name(database: str) -> None:
+def require_utf8_name(database: str) -> None:
     """psycopg takes connection strings as str and encodes them as UTF-8: a database name holding other
     bytes (possible in a SQL_ASCII cluster) cannot be reached; say so rather than crash the run."""
     try:
@@ -199,12 +206,20 @@ def _write_sidecars(final: Path, digest: str, manifest: dict[str, Any]) -> None:
         raise
 
 
-def _dump_in_snapshot(
-    dsn: str, database: str, partial: Path, pg: binaries.PgBinaries, stop: threading.Event
+def dump_in_snapshot(
+    dsn: str,
+    database: str,
+    partial: Path | None,
+    pg: binaries.PgBinaries,
+    stop: threading.Event,
+    *,
+    stdout: int | None = None,
 ) -> tuple[list[dict[str, Any]], int, str]:
     """Run pg_dump on an exported snapshot and count rows in it meanwhile; (counts, size, encoding).
 
     One session exports the snapshot and, once pg_dump runs, counts in that same transaction.
+    pg_dump writes to `partial`, or without one to its stdout, the file descriptor `stdout` (the
+    caller's pipe into a repository upload, `pgtool.logical.repo_backup`).
     """
     from pgtool.logical.row_counts import count_rows, list_tables
 
@@ -219,7 +234,7 @@ def _dump_in_snapshot(
             argv = [
                 pg.path("pg_dump"),
                 "--format=custom",
-                f"--file={partial}",
+                *([f"--file={partial}"] if partial is not None else []),
                 f"--snapshot={snapshot}",
                 "--no-sync",  # pgtool fsyncs the file itself, beside hashing it
                 "--no-password",
@@ -230,7 +245,12 @@ def _dump_in_snapshot(
 
             def run_pg_dump() -> None:
                 try:
-                    command.run(argv, env=env, what=f"pg_dump of {database}")
+                    command.run(
+                        argv,
+                        env=env,
+                        what=f"pg_dump of {database}",
+                        stdout=command.DEVNULL if stdout is None else stdout,
+                    )
                 except BaseException as exc:  # handed to the waiting thread
                     dump_error.append(exc)
                     dump_failed.set()
@@ -269,7 +289,7 @@ class _Either:
         return any(e.is_set() for e in self._events)
 
 
-def _server_info(dsn: str) -> tuple[ServerInfo, list[str]]:
+def server_info(dsn: str) -> tuple[ServerInfo, list[str]]:
     """The server's version and the databases the role may dump."""
     with session(dsn, application_name="pgtool-backup") as conn:
         rows = conn.execute(SERVER_INFO_SQL).fetchall()
@@ -295,14 +315,10 @@ def run_backup(
     Raises ConnectError (server unreachable), LockBusyError (another run holds `dest`), UsageError;
     per-database failures are in the result (the caller turns them into exit 1).
     """
-    if jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    if not 0 <= retention_days <= MAX_RETENTION_DAYS:
-        # Checked before any work: a date that far back would only overflow after the dumps were taken.
-        raise UsageError(f"--retention-days must be between 0 (keep everything) and {MAX_RETENTION_DAYS}")
+    check_options(jobs, retention_days)
     dest = Path(dest)
     # Connect first: an unreachable server must not leave an empty backup directory behind.
-    server, available = _server_info(dsn)
+    server, available = server_info(dsn)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -317,25 +333,48 @@ def run_backup(
         pg = binaries.for_server(server.major, pg_bindir)
         pg.path("pg_dump")  # fail once, clearly, rather than once per database
         get_logger().info("backup starting", databases=len(targets), jobs=jobs, pg_dump=pg.version)
-        with sigterm_raises() as stop:
-            executor = ThreadPoolExecutor(max_workers=min(jobs, len(targets)), thread_name_prefix="dump")
-            try:
-                futures: list[Future[DumpResult]] = [
-                    executor.submit(dump_database, dsn, db, dest, pg, server, stop=stop) for db in targets
-                ]
-                results = [f.result() for f in futures]
-            except BaseException:
-                cancel_all()  # SIGTERM: counts in flight stop now, not when they are done
-                raise
-            finally:
-                executor.shutdown(wait=True, cancel_futures=True)
+        results = dump_all(
+            targets, jobs, lambda db, stop: dump_database(dsn, db, dest, pg, server, stop=stop)
+        )
         _warn_leftovers(dest, targets)
-        removed: list[Path] = []
+        removed: list[Path | str] = []
         if retention_days > 0:
             for db in targets:
                 removed += apply_retention(dumps.database_dir(dest, db), retention_days)
-        _record_metrics(report, dest, results)
+        record_metrics(report, results, lambda db: _newest(dest, db))
     return BackupResult(results, removed)
+
+
+def _newest(dest: Path, database: str) -> Newest | None:
+    found = dumps.list_database_dumps(dumps.database_dir(dest, database))
+    if not found:
+        return None
+    last = found[-1]
+    return Newest(last.finished_at, last.size_bytes, float(last.manifest.get("duration_seconds") or 0.0))
+
+
+def check_options(jobs: int, retention_days: int) -> None:
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if not 0 <= retention_days <= MAX_RETENTION_DAYS:
+        # Checked before any work: a date that far back would only overflow after the dumps were taken.
+        raise UsageError(f"--retention-days must be between 0 (keep everything) and {MAX_RETENTION_DAYS}")
+
+
+def dump_all(
+    targets: list[str], jobs: int, dump_one: Callable[[str, threading.Event], DumpResult]
+) -> list[DumpResult]:
+    """`dump_one(database, stop)` for each target, `jobs` at a time; SIGTERM stops them all."""
+    with sigterm_raises() as stop:
+        executor = ThreadPoolExecutor(max_workers=min(jobs, len(targets)), thread_name_prefix="dump")
+        try:
+            futures: list[Future[DumpResult]] = [executor.submit(dump_one, db, stop) for db in targets]
+            return [f.result() for f in futures]
+        except BaseException:
+            cancel_all()  # SIGTERM: counts in flight stop now, not when they are done
+            raise
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _warn_leftovers(dest: Path, targets: list[str]) -> None:
@@ -346,34 +385,3 @@ def _warn_leftovers(dest: Path, targets: list[str]) -> None:
             get_logger().warning(
                 "partial dump left by an interrupted run", file=str(path), hint="delete it when convenient"
             )
-
-
-def _record_metrics(report: RunReport, dest: Path, results: list[DumpResult]) -> None:
-    """Per-database gauges. Time, size and duration come from the newest complete dump on disk, so a
-    database that failed this run still reports its last good dump (the Pushgateway's POST replaces a
-    whole metric family: a series left out would vanish)."""
-    for r in results:
-        samples: list[tuple[str, str, float]] = [
-            (
-                "pgtool_backup_database_success",
-                "1 if this database's dump succeeded in the last run",
-                1 if r.ok else 0,
-            )
-        ]
-        newest = dumps.list_database_dumps(dumps.database_dir(dest, r.database))
-        if newest:
-            last = newest[-1]
-            samples += [
-                (
-                    "pgtool_backup_database_last_success_timestamp_seconds",
-                    "When this database was last dumped successfully",
-                    last.finished_at,
-                ),
-                ("pgtool_backup_database_size_bytes", "Size of the newest dump", last.size_bytes),
-                (
-                    "pgtool_backup_database_duration_seconds",
-                    "How long the newest dump took",
-                    float(last.manifest.get("duration_seconds") or 0.0),
-                ),
-            ]
-        report.gauges(samples, database=r.database)

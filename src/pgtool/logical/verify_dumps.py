@@ -19,6 +19,7 @@ loses any record it had. The throwaway database is dropped whatever happens (SIG
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,8 @@ class VerifyResult:
     database: str
     dump: Path | None = None
     error: str | None = None
+    location: str | None = None  # a repository dump: its object and store
+    manifest: dict[str, Any] | None = None  # a repository dump's manifest (for the evidence record)
     tables: int = 0
     rows: int = 0
     restore_seconds: float | None = None
@@ -66,7 +69,7 @@ def databases_in(backup_dir: Path) -> list[str]:
 
 
 @dataclass
-class _Run:
+class Run:
     """What every database's drill shares: the maintenance session, the server, the run's token."""
 
     conn: psycopg.Connection[Any]
@@ -79,7 +82,7 @@ class _Run:
     pg_bindir: str | None
 
 
-def verify_database(run: _Run, database: str) -> VerifyResult:
+def verify_database(run: Run, database: str) -> VerifyResult:
     """Verify the newest dump of `database`; failures go into the result (Terminated propagates)."""
     log = get_logger().bind(database=database)
     result = VerifyResult(database)
@@ -93,7 +96,7 @@ def verify_database(run: _Run, database: str) -> VerifyResult:
         _stamp, dump = files[-1]
         result.dump = dump
         try:
-            digest = _drill(run, database, dump, result)
+            digest = drill(run, database, dump, result)
         except (PgtoolError, OSError):
             with contextlib.suppress(OSError):
                 dumps.verified_path(dump).unlink()  # a dump that once verified does not any more
@@ -124,7 +127,7 @@ def verify_database(run: _Run, database: str) -> VerifyResult:
     return result
 
 
-def _drill(run: _Run, database: str, dump: Path, result: VerifyResult) -> str:
+def drill(run: Run, database: str, dump: Path, result: VerifyResult) -> str:
     """Steps 1-6 for one dump, into `result`; the dump's verified SHA-256. Raises on any failure."""
     log = get_logger().bind(database=database)
     manifest, pg, checksum = check_manifest(database, dump, run.pg, run.pg_bindir)
@@ -166,7 +169,7 @@ def _drill(run: _Run, database: str, dump: Path, result: VerifyResult) -> str:
     return digest
 
 
-def _drop_throwaway(run: _Run, scratch: str, result: VerifyResult) -> None:
+def _drop_throwaway(run: Run, scratch: str, result: VerifyResult) -> None:
     try:
         verify_throwaway.drop(run.dsn, scratch, run.conn)
     except PgtoolError as exc:
@@ -190,14 +193,42 @@ def run_verify(
     Raises ConnectError (server unreachable), LockBusyError (another verify runs on this server),
     UsageError, OperationError (nothing to verify); per-database failures are in the results.
     """
-    if not 1 <= jobs <= MAX_JOBS:
-        raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}")
+    check_jobs(jobs)
     backup_dir = Path(backup_dir)
     if not backup_dir.is_dir():
         raise OperationError(f"backup directory {backup_dir} does not exist")
     targets = list(dict.fromkeys(databases)) or databases_in(backup_dir)
     if not targets:
         raise OperationError(f"no dumps found in {backup_dir}", hint="run pgtool backup --dest first")
+    return drill_each(
+        dsn,
+        backup_dir,
+        targets,
+        verify_database,
+        amcheck=amcheck,
+        jobs=jobs,
+        pg_bindir=pg_bindir,
+        report=report,
+    )
+
+
+def check_jobs(jobs: int) -> None:
+    if not 1 <= jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs must be between 1 and {MAX_JOBS}")
+
+
+def drill_each(
+    dsn: str,
+    backup_dir: Path,
+    targets: list[str],
+    verify_one: Callable[[Run, str], VerifyResult],
+    *,
+    amcheck: bool,
+    jobs: int,
+    pg_bindir: str | None,
+    report: RunReport,
+) -> list[VerifyResult]:
+    """`verify_one(run, database)` for each target, on one maintenance session and run token."""
     results: list[VerifyResult] = []
     token = verify_throwaway.new_token()
     # The maintenance session creates and drops the throwaway databases; ending it releases the locks.
@@ -206,12 +237,12 @@ def run_verify(
         major = conn.info.server_version // 10000
         pg = binaries.for_server(major, pg_bindir)
         pg.path("pg_restore")
-        run = _Run(conn, dsn, backup_dir, pg, token, jobs, amcheck, pg_bindir)
+        run = Run(conn, dsn, backup_dir, pg, token, jobs, amcheck, pg_bindir)
         with sigterm_raises():
             verify_throwaway.drop_stale(conn, dsn)
             try:
                 for database in targets:
-                    results.append(verify_database(run, database))
+                    results.append(verify_one(run, database))
             finally:
                 _record_metrics(report, results)
     return results

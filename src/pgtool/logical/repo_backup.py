@@ -1,0 +1,255 @@
+"""`pgtool backup --repo`: each database's pg_dump streams straight into the backup repository.
+
+Per database (the snapshot, the row counts and the parallelism are those of `pgtool.logical.dumping`):
+pg_dump writes custom format to a pipe; a thread reads the pipe, hashes what it reads (the manifest's
+sha256, which `verify` checks again after the download) and hands it to `Repository.put_stream`, which
+compresses, encrypts, checksums and uploads it in 8 MiB parts. No local copy is made. The upload is
+committed only when pg_dump exited 0 and the counts are done: otherwise the chunk iterator raises at
+the pipe's end, the multipart upload is abandoned and nothing is visible. Then `manifest.json` is
+created (`pgtool.logical.repo_catalog`: it marks the dump complete). If the upload fails first (the
+store stops), the pipe is closed, pg_dump fails on its next write, and the store's error is reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pgtool.errors import PgtoolError, UsageError, error_line
+from pgtool.logical import dumps, repo_catalog
+from pgtool.logical.dump_manifest import build_manifest, manifest_document
+from pgtool.logical.dump_metrics import Newest, record_metrics
+from pgtool.logical.dumping import (
+    BackupResult,
+    DumpResult,
+    ServerInfo,
+    check_options,
+    dump_all,
+    dump_in_snapshot,
+    require_utf8_name,
+    select_databases,
+    server_info,
+)
+from pgtool.logical.repo_lock import repo_lock
+from pgtool.obs.logging import get_logger
+from pgtool.obs.metrics import RunReport
+from pgtool.pg import binaries
+from pgtool.repo import Repository, dump_prefix
+
+_READ = 1024 * 1024
+
+
+class _NotCommitted(Exception):
+    """Raised into the upload at the pipe's end when pg_dump or the counts failed: nothing is stored."""
+
+
+def _new_stamp(repo: Repository, database: str) -> str:
+    """A stamp no object of this database uses yet (a run within the same second as the last waits)."""
+    while True:
+        stamp = dumps.format_stamp(datetime.now(UTC))
+        if not repo.list(dump_prefix(database, stamp)):
+            return stamp
+        time.sleep(0.2)
+
+
+class _Upload:
+    """The thread that streams pg_dump's stdout (the read end of a pipe) into `name`."""
+
+    def __init__(self, repo: Repository, name: str, read_fd: int) -> None:
+        self.pipe = os.fdopen(read_fd, "rb")
+        self.digest = hashlib.sha256()
+        self.verdict: Future[bool] = Future()  # set by the dumping thread: commit or not
+        self.done: Future[int] = Future()
+        self._thread = threading.Thread(target=self._run, args=(repo, name), name="upload", daemon=True)
+        self._thread.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while block := self.pipe.read(_READ):
+            self.digest.update(block)
+            yield block
+        if not self.verdict.result():
+            raise _NotCommitted
+
+    def _run(self, repo: Repository, name: str) -> None:
+        try:
+            self.done.set_result(repo.put_stream(name, self._chunks()))
+        except BaseException as exc:
+            self.done.set_exception(exc)
+        finally:
+            # pg_dump's next write fails (EPIPE) instead of blocking on a pipe nobody reads.
+            self.pipe.close()
+
+    def finish(self, ok: bool) -> int:
+        """Tell the upload whether to commit, wait for it, return the content bytes or raise its error."""
+        self.verdict.set_result(ok)
+        self._thread.join()
+        return self.done.result()
+
+
+def dump_database(
+    dsn: str,
+    database: str,
+    repo: Repository,
+    pg: binaries.PgBinaries,
+    server: ServerInfo,
+    *,
+    stop: threading.Event,
+) -> DumpResult:
+    """Dump one database into the repository; never raises a PgtoolError (it goes into the result)."""
+    log = get_logger().bind(database=database)
+    result = DumpResult(database)
+    if stop.is_set():
+        result.error = "not started: the run is being terminated"
+        return result
+    start = time.monotonic()
+    started_at = datetime.now(UTC)
+    try:
+        require_utf8_name(database)
+        stamp = _new_stamp(repo, database)
+        prefix = dump_prefix(database, stamp)
+        target = prefix + repo_catalog.DUMP_OBJECT
+        size, digest, (counts, db_size, encoding) = _stream_dump(dsn, database, repo, target, pg, stop)
+        duration = round(time.monotonic() - start, 3)
+        manifest = build_manifest(
+            database,
+            dumps.dump_name(database, stamp),
+            stamp,
+            started_at,
+            duration,
+            server_version=server.version,
+            server_version_num=server.version_num,
+            pg_dump_version=pg.version,
+            size=size,
+            db_size=db_size,
+            encoding=encoding,
+            digest=digest,
+            counts=counts,
+        )
+        try:
+            repo.put_if_absent(prefix + repo_catalog.MANIFEST_OBJECT, manifest_document(manifest))
+        except BaseException:
+            # A dump without its manifest is never listed; remove it rather than leave it for an operator.
+            with contextlib.suppress(PgtoolError):
+                repo.delete(target)
+            raise
+        result.location = repo.where(target)
+        result.size_bytes, result.duration_seconds = size, duration
+        result.tables, result.rows = len(counts), sum(t["rows"] for t in counts)
+        log.info(
+            "dump stored", object=result.location, size_bytes=size, duration_s=duration, tables=len(counts)
+        )
+    except (PgtoolError, OSError) as exc:
+        result.error = error_line(exc)
+    if result.error:
+        result.duration_seconds = round(time.monotonic() - start, 3)
+        log.error("dump failed", error=result.error)
+    return result
+
+
+def _stream_dump(
+    dsn: str, database: str, repo: Repository, target: str, pg: binaries.PgBinaries, stop: threading.Event
+) -> tuple[int, str, tuple[list[dict[str, Any]], int, str]]:
+    """pg_dump into `target` through a pipe; (content bytes, sha256, (counts, db size, encoding))."""
+    read_fd, write_fd = os.pipe()
+    try:
+        upload = _Upload(repo, target, read_fd)
+    except BaseException:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    ok = False
+    dump_error: BaseException | None = None
+    try:
+        snapshot = dump_in_snapshot(dsn, database, None, pg, stop, stdout=write_fd)
+        ok = True
+    except BaseException as exc:
+        dump_error = exc
+    finally:
+        os.close(write_fd)  # pg_dump has exited: the upload now sees the pipe's end
+    try:
+        size = upload.finish(ok)
+    except _NotCommitted:
+        assert dump_error is not None
+        raise dump_error from None
+    except BaseException:
+        # The store failed first: pg_dump's broken pipe, if that is what it reported, is only the echo.
+        if dump_error is not None and not isinstance(dump_error, PgtoolError | OSError):
+            raise dump_error from None  # SIGTERM and the like win
+        raise
+    if dump_error is not None:  # cannot happen (the upload commits only when ok), kept for safety
+        raise dump_error
+    return size, upload.digest.hexdigest(), snapshot
+
+
+def run_backup(
+    dsn: str,
+    repo: Repository,
+    *,
+    databases: list[str],
+    exclude: list[str],
+    retention_days: int,
+    jobs: int,
+    wait: bool,
+    pg_bindir: str | None,
+    report: RunReport,
+) -> BackupResult:
+    """`pgtool.logical.dumping.run_backup`, into a repository: the same results, metrics and rules."""
+    check_options(jobs, retention_days)
+    server, available = server_info(dsn)
+    with repo_lock(repo, wait=wait):
+        targets = select_databases(available, databases, exclude)
+        if not targets:
+            raise UsageError(
+                "no database to back up",
+                hint="the role can connect to none, or --database/--exclude left none",
+            )
+        pg = binaries.for_server(server.major, pg_bindir)
+        pg.path("pg_dump")
+        get_logger().info(
+            "backup starting", databases=len(targets), jobs=jobs, pg_dump=pg.version, repo=repo.url.display()
+        )
+        results = dump_all(
+            targets, jobs, lambda db, stop: dump_database(dsn, db, repo, pg, server, stop=stop)
+        )
+        for db in targets:
+            for left in repo_catalog.leftovers(repo, db):
+                get_logger().warning(
+                    "dump without a manifest left by an interrupted run",
+                    object=repo.where(left.dump_object),
+                    hint="delete it when convenient",
+                )
+        removed: list[Path | str] = []
+        if retention_days > 0:
+            for db in targets:
+                removed += repo_catalog.apply_retention(repo, db, retention_days)
+        record_metrics(report, results, lambda db: newest(repo, db))
+    return BackupResult(results, removed)
+
+
+def newest(repo: Repository, database: str) -> Newest | None:
+    """The metrics' view of the newest complete dump of `database` (from its manifest)."""
+    found = repo_catalog.complete_dumps(repo, database)
+    if not found:
+        return None
+    last = found[-1]
+    manifest = repo_catalog.read_json(repo, last.manifest_object) or {}
+    finished = manifest.get("finished_at")
+    try:
+        when = datetime.fromisoformat(str(finished)).timestamp()
+    except ValueError:
+        when = last.taken_at.timestamp()
+    size = manifest.get("dump_size_bytes")
+    duration = manifest.get("duration_seconds")
+    return Newest(
+        when,
+        size if isinstance(size, int) else last.size_bytes,
+        float(duration) if isinstance(duration, int | float) else 0.0,
+    )
