@@ -2,10 +2,14 @@
 `postgres -c config_file=.../postgresql.conf` with the manifests' pg_hba.conf, archive_command running
 pgtool archive-wal, and a standby seeded by the replica Deployment's own init-container script and started
 with `config_file=.../replica.conf` (which includes postgresql.conf). Only ports, paths and
-listen_addresses are rewritten (and shared_buffers made small)."""
+listen_addresses are rewritten (and shared_buffers made small). The prod overlay's repository.conf
+(archive_command and restore_command with `--repo "$PGTOOL_REPO"`) is used as rendered: the servers get
+the environment the pods get (ConfigMap pgtool-repo, the Secrets' variables and key file), pointed at a
+bucket on moto's S3 server, encrypted with a key file as the Secret mounts it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +22,7 @@ from deploy_support import find, rewrite, server_pgtool
 from pgharness import binaries_for, retry, rmtree, server_writable_dir
 from pgtool.pg.cluster import free_port
 from pgtool.pg.privileges import give_to_server, server_user
+from pgtool.repo import RepoKeyError, open_repository, wal_name
 
 REPLICATOR_PASSWORD = "replicator-secret"
 # lines of manifests/base/files/*.conf that name pod paths or Service names
@@ -36,12 +41,15 @@ def as_server(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str
 
 
 class Server:
-    def __init__(self, bindir: Path, data: Path, config: Path, port: int) -> None:
+    def __init__(self, bindir: Path, data: Path, config: Path, port: int, env: dict[str, str]) -> None:
         self.bindir, self.data, self.config, self.port = bindir, data, config, port
+        self.env = env  # the container's environment, which archive_command and restore_command inherit
 
     def start(self) -> None:
         result = as_server(
             [
+                "/usr/bin/env",
+                *(f"{k}={v}" for k, v in self.env.items()),
                 str(self.bindir / "pg_ctl"),
                 "-D",
                 str(self.data),
@@ -86,8 +94,9 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def servers(rendered) -> Iterator[dict[str, Any]]:
+def servers(rendered, s3_server) -> Iterator[dict[str, Any]]:
     files = find(rendered["overlays/prod"], "ConfigMap", "postgres-config")["data"]
+    repo_config = find(rendered["overlays/prod"], "ConfigMap", "pgtool-repo")["data"]
     replica = find(rendered["overlays/prod"], "Deployment", "postgres-replica")
     seed_script = replica["spec"]["template"]["spec"]["initContainers"][0]["args"][0]
     bindir = binaries_for(15).bindir
@@ -98,6 +107,24 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
         path.mkdir()
         give_to_server(path)
     primary_port, standby_port = free_port(), free_port()
+    # The pods' repository environment: ConfigMap pgtool-repo with the test's bucket on moto for the real
+    # one, the Secret's AWS variables (moto's, plus its endpoint), the key file as the Secret mounts it.
+    bucket = f"pgtool-deploy-{os.getpid()}"
+    s3_server.make_bucket(bucket)
+    key_file = work / "repo-key" / "repo.key"
+    key_file.parent.mkdir()
+    key_file.write_bytes(os.urandom(32))
+    for path in (key_file.parent, key_file):
+        give_to_server(path)
+    key_file.chmod(0o400)
+    repo_env = {
+        **repo_config,
+        **{k: v for k, v in s3_server.env().items() if k.startswith("AWS_")},
+        "PGTOOL_REPO": f"s3://{bucket}/db-prod",
+        "PGTOOL_REPO_KEY_FILE": str(key_file),
+        "PATH": "/usr/bin:/bin",
+    }
+    assert repo_config["PGTOOL_REPO"].startswith("s3://") and repo_config["PGTOOL_REPO_KEY_FILE"]
 
     def write_conf(directory: Path, port: int) -> None:
         directory.mkdir()
@@ -119,6 +146,10 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
             )
         )
         (directory / "pg_hba.conf").write_text(files["pg_hba.conf"])
+        # as rendered, only pgtool's path: it names the repository through $PGTOOL_REPO
+        (directory / "repository.conf").write_text(
+            files["repository.conf"].replace("'pgtool ", f"'{pgtool} ")
+        )
         (directory / "replica.conf").write_text(
             rewrite(
                 files["replica.conf"],
@@ -136,8 +167,8 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
 
     write_conf(work / "primary-etc", primary_port)
     write_conf(work / "standby-etc", standby_port)
-    primary = Server(bindir, work / "primary", work / "primary-etc/postgresql.conf", primary_port)
-    standby = Server(bindir, work / "standby", work / "standby-etc/replica.conf", standby_port)
+    primary = Server(bindir, work / "primary", work / "primary-etc/postgresql.conf", primary_port, repo_env)
+    standby = Server(bindir, work / "standby", work / "standby-etc/replica.conf", standby_port, repo_env)
     started: list[Server] = []
     try:
         result = as_server(
@@ -182,6 +213,8 @@ def servers(rendered) -> Iterator[dict[str, Any]]:
             "primary": primary,
             "standby": standby,
             "archive": archive,
+            "repo": lambda: open_repository(repo_env["PGTOOL_REPO"], key_file=key_file, environ=repo_env),
+            "repo_env": repo_env,
             "bindir": bindir,
             "standby_logs": logs / "standby-etc",
         }
@@ -200,10 +233,18 @@ def test_primary_runs_the_manifest_settings(servers) -> None:
 
 
 def test_archive_command_archives_through_pgtool(servers) -> None:
+    """Into the repository (prod's repository.conf), encrypted with the key file; never the local volume."""
     primary = servers["primary"]
+    assert "--repo" in primary.psql("SHOW archive_command")
     segment = primary.psql("SELECT pg_walfile_name(pg_switch_wal())")
-    retry(lambda: list(servers["archive"].glob(segment + "*")), timeout=60)
+    repo = servers["repo"]()
+    retry(lambda: repo.exists(wal_name(segment)), timeout=60)
     assert primary.psql("SELECT failed_count FROM pg_stat_archiver") == "0"
+    assert len(repo.read_bytes(wal_name(segment))) == 16 * 1024 * 1024  # decrypted, decompressed, verified
+    assert not list(servers["archive"].iterdir())
+    with pytest.raises(RepoKeyError):  # encrypted: without the key it is unreadable
+        keyless = {k: v for k, v in servers["repo_env"].items() if k != "PGTOOL_REPO_KEY_FILE"}
+        open_repository(servers["repo_env"]["PGTOOL_REPO"], environ=keyless).read_bytes(wal_name(segment))
 
 
 def test_idle_forced_segments_archive_compressed_and_small(servers) -> None:
@@ -211,15 +252,15 @@ def test_idle_forced_segments_archive_compressed_and_small(servers) -> None:
     segment every 5 minutes; compressed, each costs at most IDLE_SEGMENT_BYTES, not 16 MiB."""
     from deploy_support import load_generator
 
-    primary, archive = servers["primary"], servers["archive"]
+    primary, repo = servers["primary"], servers["repo"]()
     names = []
     for _ in range(3):
         primary.psql("SELECT pg_catalog.txid_current()")  # one record, as an idle database's checkpoints
         names.append(primary.psql("SELECT pg_walfile_name(pg_switch_wal())"))
     for name in names:
-        retry(lambda name=name: (archive / f"{name}.zst").exists(), timeout=60)
-        assert not (archive / name).exists()  # stored compressed only
-        assert (archive / f"{name}.zst").stat().st_size <= load_generator().deploy_sizing.IDLE_SEGMENT_BYTES
+        retry(lambda name=name: repo.exists(wal_name(name)), timeout=60)
+        (stored,) = [o for o in repo.list(wal_name(name).rsplit("/", 1)[0]) if o.name == wal_name(name)]
+        assert stored.size <= load_generator().deploy_sizing.IDLE_SEGMENT_BYTES  # compressed, then encrypted
 
 
 def test_hba_allows_replication_only_to_the_replicator(servers) -> None:
