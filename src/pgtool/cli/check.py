@@ -47,7 +47,7 @@ def check(
 
     Needs a superuser, or EXECUTE on pg_create_restore_point(text) and pg_switch_wal().
 
-    Exit 0 when all passed (warnings allowed), 1 when a problem was found, 2 for bad usage, 3 when the server cannot be reached.
+    Exit 0 all passed (warnings allowed), 1 a problem found, 2 bad usage, 3 server unreachable.
 
     Example: pgtool check --dsn postgresql://postgres@db/postgres --repo s3://backups/prod
 
