@@ -10,8 +10,10 @@ and each container's exact args (and command) from the rendered manifests, with 
 - with PostgreSQL 18's client and server tools (the image ships postgresql-client-18; the PostgreSQL image,
   where verify --base runs, the server), against a real PostgreSQL 18 that archives through the
   manifests' own archive_command, run by the same installed pgtool.
-Only the cluster address, the volume paths and the Pushgateway are pointed at the test's. Each must exit 0,
-and each pgtool command must push a successful run to a real Pushgateway."""
+Only the cluster address, the volume paths, the Pushgateway and the backup repository (prod's bucket
+becomes one on moto's S3 server, the Secret's AWS variables moto's, the key file mounted from the test's
+directory) are pointed at the test's. Each must exit 0, and each pgtool command must push a successful
+run to a real Pushgateway."""
 
 from __future__ import annotations
 
@@ -116,8 +118,20 @@ def install_wheel(workdir: Path) -> Path:
     return venv / "bin"
 
 
+def repository_env(rendered: dict[str, Any], workdir: Path, s3_server: Any) -> dict[str, str]:
+    """ConfigMap pgtool-repo as rendered, its bucket replaced by the test's, plus what Secret pgtool-repo-s3
+    would hold (moto's credentials and endpoint)."""
+    env = dict(find(rendered["overlays/prod"], "ConfigMap", "pgtool-repo")["data"])
+    assert env["PGTOOL_REPO"].startswith("s3://")
+    bucket = f"pgtool-cronjobs-{os.getpid()}"
+    s3_server.make_bucket(bucket)
+    env["PGTOOL_REPO"] = f"s3://{bucket}/db-prod"
+    env.update({k: v for k, v in s3_server.env().items() if k.startswith("AWS_")})
+    return env
+
+
 @pytest.fixture(scope="module")
-def environment(rendered, pushgateway_server) -> Iterator[dict[str, Any]]:
+def environment(rendered, pushgateway_server, s3_server) -> Iterator[dict[str, Any]]:
     from pgtool import sample
     from pgtool.pg.conn import connect
 
@@ -131,12 +145,23 @@ def environment(rendered, pushgateway_server) -> Iterator[dict[str, Any]]:
     readonly = workdir / "cwd"
     readonly.mkdir()
     readonly.chmod(0o555)
-    # The server runs the manifests' archive_command, with the installed pgtool and the test's archive.
-    conf = find(rendered["overlays/prod"], "ConfigMap", "postgres-config")["data"]["postgresql.conf"]
+    # The repository key as Secret pgtool-repo-key mounts it: 32 random bytes, 0400, the pods' uid.
+    key_dir = workdir / "repo-key"
+    key_dir.mkdir()
+    (key_dir / "repo.key").write_bytes(os.urandom(32))
+    ids = server_uid_gid()
+    if ids is not None:
+        os.chown(key_dir / "repo.key", *ids)
+    (key_dir / "repo.key").chmod(0o400)
+    repo_env = repository_env(rendered, workdir, s3_server)
+    repo_env["PGTOOL_REPO_KEY_FILE"] = str(key_dir / "repo.key")
+    # The server runs prod's archive_command (repository.conf) with the installed pgtool, in the environment
+    # the postgres container gets (the cluster harness takes no environment: the command exports it).
+    conf = find(rendered["overlays/prod"], "ConfigMap", "postgres-config")["data"]["repository.conf"]
     archive_command = re.search(r"^archive_command = '(.*)'$", conf, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    archive_command = archive_command.replace("pgtool ", f"{bindir}/pgtool ", 1).replace(
-        "/wal-archive", str(workdir / "wal-archive")
-    )
+    assert "--repo" in archive_command
+    exports = " ".join(f"{k}={v}" for k, v in repo_env.items())
+    archive_command = f"export {exports}; " + archive_command.replace("pgtool ", f"{bindir}/pgtool ", 1)
     cluster = start_cluster(
         18,
         settings={
@@ -159,6 +184,7 @@ def environment(rendered, pushgateway_server) -> Iterator[dict[str, Any]]:
             "bindir": bindir,
             "cwd": readonly,
             "pushgateway": pushgateway_server,
+            "repo_env": repo_env,
         }
     finally:
         cluster.cleanup()
@@ -201,13 +227,27 @@ def nss_hiding(workdir: Path) -> list[str]:
     ]
 
 
+def local(arg: str, mounts: dict[str, str]) -> str:
+    """A pod path under a mount, as the test's directory."""
+    for path, replacement in mounts.items():
+        if arg == path or arg.startswith(path + "/"):
+            return replacement + arg[len(path) :]
+    return arg
+
+
 def run_job(environment: dict[str, Any], kind: str, name: str) -> subprocess.CompletedProcess[str]:
     rendered, cluster, workdir = environment["rendered"], environment["cluster"], environment["workdir"]
     pg18 = str(reachable_by_server(binaries_for(18)).bindir)
     obj = find(rendered["overlays/prod"], kind, name)
     container = container_of(obj)
     env = image_env()
-    env.update(find(rendered["overlays/prod"], "ConfigMap", "pgtool-env")["data"])
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            name = re.sub(r"-[a-z0-9]{10}$", "", source["configMapRef"]["name"])
+            data = find(rendered["overlays/prod"], "ConfigMap", name)["data"]
+            env.update(environment["repo_env"] if name == "pgtool-repo" else data)
+        elif source["secretRef"]["name"] == "pgtool-repo-s3":  # the Secret's AWS variables (test: moto's)
+            env.update({k: v for k, v in environment["repo_env"].items() if k.startswith("AWS_")})
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = item["value"]
@@ -222,15 +262,15 @@ def run_job(environment: dict[str, Any], kind: str, name: str) -> subprocess.Com
         PATH=f"{environment['bindir']}:{pg18}:/usr/bin:/bin",
     )
     assert "HOME" not in env
-    mounts = {"/backups": str(workdir / "backups"), "/wal-archive": str(workdir / "wal-archive")}
+    mounts = {
+        "/backups": str(workdir / "backups"),
+        "/wal-archive": str(workdir / "wal-archive"),
+        "/etc/pgtool-repo": str(workdir / "repo-key"),
+    }
+    if env.get("PGTOOL_REPO_KEY_FILE"):
+        env["PGTOOL_REPO_KEY_FILE"] = local(env["PGTOOL_REPO_KEY_FILE"], mounts)
 
-    def local(arg: str) -> str:
-        for path, replacement in mounts.items():
-            if arg == path or arg.startswith(path + "/"):
-                return replacement + arg[len(path) :]
-        return arg
-
-    argv = [*(container.get("command") or ["pgtool"]), *(local(a) for a in container["args"])]
+    argv = [*(container.get("command") or ["pgtool"]), *(local(a, mounts) for a in container["args"])]
     assignments = [f"{k}={v}" for k, v in env.items()]
     return subprocess.run(
         [*identity(workdir), "/usr/bin/env", "-i", *nss_hiding(workdir), *assignments, *argv],
@@ -295,14 +335,17 @@ def test_job_runs(environment: dict[str, Any], kind: str, name: str) -> None:
 
 
 def test_jobs_did_their_work(environment: dict[str, Any]) -> None:
-    """After the runs above: compressed WAL archived, dumps, a base backup, 18 months of partitions, a
-    plan logged by the canary."""
-    workdir, cluster = environment["workdir"], environment["cluster"]
-    archived = [p.name for p in (workdir / "wal-archive").iterdir()]
-    assert any(name.endswith(".zst") for name in archived)
-    assert not [n for n in archived if re.fullmatch(r"[0-9A-F]{24}", n)]  # nothing stored uncompressed
-    assert list((workdir / "backups/dumps/shop").glob("shop-*.dump"))
-    assert [p for p in (workdir / "backups/base").iterdir() if p.is_dir()]
+    """After the runs above: WAL archived, dumps and a base backup, all in prod's repository (encrypted with
+    the key file) and nothing on the local volumes; 18 months of partitions, a plan logged by the canary."""
+    from pgtool.repo import open_repository
+
+    workdir, cluster, env = environment["workdir"], environment["cluster"], environment["repo_env"]
+    repo = open_repository(env["PGTOOL_REPO"], key_file=env["PGTOOL_REPO_KEY_FILE"], environ=env)
+    names = [o.name for o in repo.list("")]
+    assert [n for n in names if re.fullmatch(r"wal/[0-9A-F]{8}/[0-9A-F]{24}", n)]
+    assert [n for n in names if n.startswith("dumps/shop/")]
+    assert [n for n in names if n.startswith("base/")]
+    assert not list((workdir / "wal-archive").iterdir()) and not list((workdir / "backups").iterdir())
     with cluster.connect("shop") as conn:
         partitions = conn.execute(
             "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.orders'::regclass"
