@@ -144,6 +144,23 @@ def test_archive_mode_off_is_a_problem_line(pg15):
         rmtree(archive)
 
 
+def test_a_role_that_may_not_switch_wal_gets_the_grant_named(primary):
+    cluster, work = primary
+    archive_dir = work / "archive-grant"
+    archive_dir.mkdir()
+    archive_dir.chmod(0o777)
+    archive_to(cluster, f"--archive-dir {shlex.quote(str(archive_dir))}")
+    with cluster.connect(autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS check_monitor")
+        conn.execute("CREATE ROLE check_monitor LOGIN")
+    proc, out = check(cluster.dsn(user="check_monitor"), "--archive-dir", str(archive_dir), "--timeout", "5")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = line_of(out, "end-to-end")
+    assert "GRANT EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) TO check_monitor" in line
+    assert "GRANT EXECUTE ON FUNCTION pg_catalog.pg_switch_wal() TO check_monitor" in line
+    assert states(out)["archive_mode"] == "ok"  # the settings are still checked for this role
+
+
 def test_server_down_exits_3(tmp_path):
     dsn = f"host=127.0.0.1 port={free_port()} dbname=postgres connect_timeout=3"
     proc = run_pgtool("check", "--dsn", dsn, "--archive-dir", str(tmp_path))
