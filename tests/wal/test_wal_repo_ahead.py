@@ -121,3 +121,49 @@ def test_a_marker_is_never_trusted_without_the_object(backlog, tmp_path):
     # pgtool never renamed a .ready file: the archiver still owns all of them
     ready = {p.name for p in (pg_wal / "archive_status").iterdir()}
     assert {f"{n}.ready" for n in names} <= ready
+
+
+def test_prefetch_serves_only_verified_exact_names_and_follows_the_timeline(backlog, tmp_path):
+    """restore-wal --prefetch: the next segments land verified in pg_wal/.pgtool-prefetch and are moved
+    into place by their own calls; a damaged object is never spooled; a segment of a newer timeline
+    empties the spool of the old one."""
+    cluster, backend, names = backlog
+    pg_wal = cluster.data_dir / "pg_wal"
+    for name in names:
+        proc = run_pgtool(
+            "archive-wal", str(pg_wal / name), name, "--repo", backend.url, "--ahead", "0", env=backend.env
+        )
+        assert proc.returncode == 0, proc.stderr
+    repo = backend.open(create=False)
+    target = tmp_path / "pg_wal"
+    target.mkdir()
+    spool = target / ".pgtool-prefetch"
+
+    def restore(name: str, depth: int = 4):
+        argv = ["restore-wal", name, str(target / "RECOVERYXLOG"), "--repo", backend.url]
+        proc = run_pgtool(*argv, "--prefetch", str(depth), env=backend.env)
+        return proc, json.loads(proc.stderr.strip().splitlines()[-1])
+
+    proc, first = restore(names[0])
+    assert proc.returncode == 0 and first["prefetched"] == 4, proc.stderr
+    assert sorted(p.name for p in spool.iterdir()) == names[1:5]
+    proc, second = restore(names[1])
+    assert proc.returncode == 0 and ".pgtool-prefetch" in second["path"]
+    assert (target / "RECOVERYXLOG").read_bytes() == b"".join(repo.open(wal_object(names[1])))
+    # names[6] is damaged in the store: the refill after names[2] fetches 5 and 6, keeps only 5
+    obj = wal_object(names[6])
+    stored = bytearray(b"".join(repo.store.get_stream(obj)))
+    stored[len(stored) // 2] ^= 0x40
+    repo.store.delete(obj)
+    repo.store.create(obj, bytes(stored))
+    proc, _third = restore(names[2])
+    assert proc.returncode == 0
+    assert names[5] in {p.name for p in spool.iterdir()} and names[6] not in {p.name for p in spool.iterdir()}
+    proc, damaged = restore(names[6])
+    assert proc.returncode == 126 and obj in damaged["error"]
+    # A newer timeline's segment (here: names[7]'s content, whose header may carry the parent timeline)
+    newer = "00000002" + names[7][8:]
+    repo.put_if_absent(wal_object(newer), b"".join(repo.open(wal_object(names[7]))))
+    proc, _ = restore(newer)
+    assert proc.returncode == 0, proc.stderr
+    assert not [p for p in spool.iterdir() if p.name.startswith("00000001")]

@@ -132,6 +132,14 @@ def _parser(command: str) -> argparse.ArgumentParser:
         )
     else:
         parser.add_argument(
+            "--prefetch",
+            type=int,
+            default=None,
+            help="Repository only: keep up to this many following segments of the timeline fetched "
+            "in parallel and verified into pg_wal/.pgtool-prefetch (default: 8 for s3:// and azure://, "
+            "0 for a local repository; 0 turns it off).",
+        )
+        parser.add_argument(
             "--allow-unverified",
             action="store_true",
             help="Restore a file that has no checksum record (archived by a pgtool that did not record "
@@ -155,6 +163,7 @@ class _Args:
         self.compress_level: int | None = None
         self.allow_system_id_change = False
         self.ahead: int | None = None
+        self.prefetch: int | None = None
         self.allow_unverified = False
 
 
@@ -269,7 +278,7 @@ def main(argv: list[str]) -> int:
                     key_file=args.repo_key_file,
                     compress=args.compress != "none",
                     allow_system_id_change=args.allow_system_id_change,
-                    ahead=_ahead(args),
+                    ahead=_remote_default(args.ahead, args),
                 )
             else:
                 from pgtool.wal.archiving import archive_wal
@@ -299,7 +308,11 @@ def main(argv: list[str]) -> int:
             if args.repo:
                 restore_wal_repo = _repository_module(usage_code).restore_wal_repo
                 restored = restore_wal_repo(
-                    args.wal_name, args.dest_path, args.repo, key_file=args.repo_key_file
+                    args.wal_name,
+                    args.dest_path,
+                    args.repo,
+                    key_file=args.repo_key_file,
+                    prefetch=_remote_default(args.prefetch, args),
                 )
             else:
                 from pgtool.wal.restoring import restore_wal
@@ -311,6 +324,8 @@ def main(argv: list[str]) -> int:
                     allow_unverified=args.allow_unverified,
                 )
             fields.update(result="restored", path=restored.source, bytes=restored.bytes_out)
+            if restored.prefetched:
+                fields["prefetched"] = restored.prefetched
             if not restored.verified:
                 fields["checksum"] = "missing"
                 _log(
@@ -338,13 +353,15 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-REMOTE_AHEAD = 8  # followers uploaded ahead by default for a remote repository (pgtool.wal.repo_ahead)
+# Segments uploaded ahead (pgtool.wal.repo_ahead) or prefetched (repo_prefetch) by default from a remote
+# repository, where each request pays a round trip; a local one gains nothing from it.
+REMOTE_PARALLEL = 8
 
 
-def _ahead(args: _Args) -> int:
-    if args.ahead is not None:
-        return max(0, args.ahead)
-    return REMOTE_AHEAD if (args.repo or "").startswith(("s3://", "azure://")) else 0
+def _remote_default(given: int | None, args: _Args) -> int:
+    if given is not None:
+        return max(0, given)
+    return REMOTE_PARALLEL if (args.repo or "").startswith(("s3://", "azure://")) else 0
 
 
 def _repository_module(usage_code: int) -> ModuleType:

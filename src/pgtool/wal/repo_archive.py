@@ -32,7 +32,7 @@ from pgtool.repo import (
     open_repository,
 )
 from pgtool.repo import layout as repo_layout
-from pgtool.wal import durable, repo_ahead
+from pgtool.wal import durable, repo_ahead, repo_prefetch
 from pgtool.wal.archive import ArchivedFile, CorruptArchiveError
 from pgtool.wal.archiving import (
     ALREADY_ARCHIVED,
@@ -49,7 +49,7 @@ from pgtool.wal.errors import (
     RESTORE_NOT_FOUND,
     WalCommandError,
 )
-from pgtool.wal.names import history_name, parse_wal_name
+from pgtool.wal.names import SEGMENT, WalName, history_name, parse_wal_name
 from pgtool.wal.restoring import RestoreResult, unlink_quietly, write_all
 from pgtool.wal.timelines import parse_history
 
@@ -230,10 +230,12 @@ def _check_system_id(archive: RepoWal, sysid: int, wal_path: str, allow_change: 
 
 
 def restore_wal_repo(
-    wal_name: str, dest_path: str, url: str, *, key_file: str | None = None
+    wal_name: str, dest_path: str, url: str, *, key_file: str | None = None, prefetch: int = 0
 ) -> RestoreResult:
     """Restore `wal_name` from the repository at `url` to dest_path, verified before it appears.
 
+    prefetch: keep up to this many following segments of the timeline fetched ahead, verified, in a
+    spool beside dest_path (`pgtool.wal.repo_prefetch`); a segment found there is moved into place.
     WalCommandError with exit 1 only when the repository exists and holds no such object; 126 for
     everything else.
     """
@@ -242,6 +244,16 @@ def restore_wal_repo(
         obj = repo_layout.wal_name(wal_name)
     except (ValueError, RepoUsageError) as exc:
         raise WalCommandError(str(exc), RESTORE_ERROR) from exc
+    spool = repo_prefetch.Spool(dest_path) if prefetch > 0 and wal.kind == SEGMENT else None
+    if spool is not None:
+        try:
+            taken = spool.take(wal_name, dest_path)
+        except OSError:
+            taken = None
+        if taken is not None:
+            result = RestoreResult(f"{spool.dir}/{wal_name}", dest_path, taken)
+            result.prefetched = _refill(spool, wal, dest_path, url, key_file, prefetch)
+            return result
     dest_dir = os.path.dirname(os.path.abspath(dest_path))
     tmp = None
     try:
@@ -274,7 +286,35 @@ def restore_wal_repo(
     finally:
         if tmp is not None:
             unlink_quietly(tmp)
-    return RestoreResult(where, dest_path, written)
+    result = RestoreResult(where, dest_path, written)
+    if spool is not None:
+        result.prefetched = _refill(spool, wal, dest_path, url, key_file, prefetch, archive, system_id)
+    return result
+
+
+def _refill(
+    spool: repo_prefetch.Spool,
+    wal: WalName,
+    dest_path: str,
+    url: str,
+    key_file: str | None,
+    depth: int,
+    archive: RepoWal | None = None,
+    system_id: int | None = None,
+) -> int:
+    """Top the spool up after `wal` was restored; best effort: a failure here never fails the restore
+    that already succeeded (each segment's own call fetches and checks it again)."""
+    seg_size = repo_prefetch.segment_size_of(dest_path)
+    spool.keep_only_after(wal, seg_size)
+    if seg_size is None:
+        return 0
+    try:
+        if archive is None:
+            archive = open_wal(url, key_file, create=False)
+            system_id = archive.system_id()
+        return repo_prefetch.refill(archive, spool, wal, seg_size, depth, system_id)
+    except (RepoError, CorruptArchiveError, OSError):
+        return 0
 
 
 def _chain(first: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -27,13 +27,14 @@ RESTORED = "restored"
 class RestoreResult:
     """What restore_wal did: the archived source, the destination and the bytes written."""
 
-    __slots__ = ("bytes_out", "dest", "source", "verified")
+    __slots__ = ("bytes_out", "dest", "prefetched", "source", "verified")
 
     def __init__(self, source: str, dest: str, bytes_out: int, verified: bool = True) -> None:
         self.source = source
         self.dest = dest
         self.bytes_out = bytes_out
         self.verified = verified  # False: no checksum record, restored because the caller allowed it
+        self.prefetched = 0  # segments fetched ahead into the spool by this call (repository only)
 
 
 def _error(message: str, hint: str | None = None) -> WalCommandError:
