@@ -70,7 +70,7 @@ def verify(
 
     Example: pgtool verify --dsn postgresql://verify@scratch-db/postgres --repo s3://backups/prod
 
-    Example: pgtool verify --base --base-dir /backups/base --archive-dir /wal-archive --amcheck
+    Example: pgtool verify --base --repo s3://backups/prod --amcheck
     """
     from pgtool.cli.options import settings
     from pgtool.cli.runner import run_command, run_with_binaries
@@ -84,10 +84,29 @@ def verify(
 
             if backup_dir is not None or database:
                 raise UsageError(
-                    "--base drills base backups: use --base-dir/--archive-dir, not --backup-dir/--database"
+                    "--base drills base backups: use --repo or --base-dir/--archive-dir, "
+                    "not --backup-dir/--database"
                 )
+            if repo is not None:
+                if base_dir is not None or archive_dir is not None:
+                    raise UsageError(
+                        "--base takes --repo or --base-dir/--archive-dir, not both"
+                        + (" (--repo may come from $PGTOOL_REPO)" if base_dir or archive_dir else "")
+                    )
+                from pgtool.evidence.repo_base import verify_base_repo
+
+                repo_result = verify_base_repo(
+                    repo,
+                    repo_key_file,
+                    pg_bindir=cfg.pg_bindir,
+                    amcheck=amcheck,
+                    report=report,
+                    key_file=evidence_key_file,
+                )
+                typer.echo(repo_result.summary())
+                return
             if base_dir is None or archive_dir is None:
-                raise UsageError("--base needs --base-dir and --archive-dir")
+                raise UsageError("--base needs --repo, or --base-dir and --archive-dir")
             from pgtool.evidence.drills import verify_base
 
             result = verify_base(
