@@ -18,7 +18,7 @@ from repo_pitr_support import (
     start_repo_primary,
 )
 
-from pgharness import rmtree
+from pgharness import retry, rmtree
 from pgtool.repo import wal_name
 
 
@@ -80,6 +80,10 @@ def test_pitr_from_s3_after_losing_the_machine(repo_primary: RepoPrimary, work_d
         with copy.connect(pin="off") as conn:
             rows = [r[0] for r in conn.execute("SELECT i FROM t ORDER BY i").fetchall()]
         assert rows == list(range(1, 21))
+        # restore-wal prefetched from S3 into pg_wal/.pgtool-prefetch; recovery_end_command removed it
+        assert "recovery_end_command = 'rm -rf pg_wal/.pgtool-prefetch'" in auto
+        retry(lambda: not (pgdata / "pg_wal" / ".pgtool-prefetch").exists(), timeout=30)
+        assert '"prefetched"' in copy.log_file.read_text()  # it did fetch ahead
     finally:
         copy.cleanup()
 

@@ -16,12 +16,14 @@ from pathlib import Path
 from pgtool import wal_bundle
 from pgtool.pg.cluster import SETTINGS_MARK, quote_setting
 from pgtool.pg.privileges import give_to_server
-from pgtool.recovery.wal_source import WalArchive, as_archive
+from pgtool.recovery.wal_source import RepoArchive, WalArchive, as_archive
+from pgtool.wal.repo_prefetch import SPOOL_DIR
 
 BLOCK_MARK = "# pgtool recover settings"
 TARGET_KINDS = ("time", "lsn", "xid", "name", "immediate")
 MANAGED_KEYS = (
     "restore_command",
+    "recovery_end_command",
     "archive_mode",
     "archive_command",
     "archive_library",
@@ -86,8 +88,9 @@ def recovery_settings(
     allow_unverified: restore-wal replays archived files without a checksum record (archived by a
     pgtool that did not record them), with a warning each; see docs/wal.md.
     """
+    archive = as_archive(archive_dir)
     settings = {
-        "restore_command": as_archive(archive_dir).restore_command(allow_unverified=allow_unverified),
+        "restore_command": archive.restore_command(allow_unverified=allow_unverified),
         # Never archive from the copy: its WAL must not land in (or collide with) production's archive.
         "archive_mode": "off",
         "recovery_target_timeline": "latest",
@@ -103,6 +106,10 @@ def recovery_settings(
         settings["recovery_target_action"] = "promote"
     if port is not None:
         settings["port"] = str(port)
+    if isinstance(archive, RepoArchive):
+        # restore-wal --repo prefetches into pg_wal/.pgtool-prefetch (pgtool.wal.repo_prefetch); once
+        # recovery ends, what it fetched ahead is of no use. PostgreSQL runs this in the data directory.
+        settings["recovery_end_command"] = f"rm -rf pg_wal/{SPOOL_DIR}"
     return settings
 
 
