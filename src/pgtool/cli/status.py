@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pgtool.cli.options import FORMAT, Dsn, K8sMode, Repo, RepoKeyFile, TextFormat, optional
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 
 def status(
@@ -39,9 +42,17 @@ def status(
         optional(
             "--pushgateway",
             envvar="PGTOOL_PUSHGATEWAY_URL",
-            help="Pushgateway to read the last pgtool verify result from.",
+            help="Pushgateway to read the last pgtool verify result from (and to --push to).",
         ),
     ] = None,
+    push: Annotated[
+        bool,
+        typer.Option(
+            "--push",
+            help="Also push this run's RPO, archive backlog and archiver failures to --pushgateway "
+            "(job pgtool-status).",
+        ),
+    ] = False,
     output_format: Annotated[TextFormat, FORMAT] = TextFormat.text,
     exclude_database: Annotated[
         list[str] | None,
@@ -58,6 +69,12 @@ def status(
     ] = "8d",
     max_archive_lag: Annotated[
         str, typer.Option("--max-archive-lag", help="A WAL segment waiting longer to be archived: a problem.")
+    ] = "15m",
+    max_rpo: Annotated[
+        str,
+        typer.Option(
+            "--max-rpo", help="RPO (now - when the newest archived segment was archived) above: a problem."
+        ),
     ] = "15m",
     max_replication_lag: Annotated[
         str, typer.Option("--max-replication-lag", help="A replica's replay lag above this: a problem.")
@@ -87,6 +104,8 @@ def status(
 
     Each problem is one line with what to do.
 
+    RPO: now - when the newest archived WAL segment was archived, with the backlog not archived.
+
     Exit 0 when healthy, 1 when something needs attention, 3 when the server cannot be reached.
 
     Example: pgtool status --dsn postgresql://monitor@db/postgres --backup-dir /backups/dumps
@@ -97,7 +116,7 @@ def status(
     """
     from pgtool.cli.runner import run_command
 
-    def body(_report: object) -> int:
+    def body(run_report: RunReport) -> int:
         import sys
 
         from pgtool.cli.options import settings
@@ -118,10 +137,13 @@ def status(
             max_base_age=seconds("--max-base-age", max_base_age),
             max_verify_age=seconds("--max-verify-age", max_verify_age),
             max_archive_lag=seconds("--max-archive-lag", max_archive_lag),
+            max_rpo=seconds("--max-rpo", max_rpo),
             max_replication_lag=seconds("--max-replication-lag", max_replication_lag),
             max_xact_age=seconds("--max-xact-age", max_xact_age),
             max_pool_wait=seconds("--max-pool-wait", max_pool_wait),
         )
+        if push and not pushgateway:
+            raise UsageError("--push needs --pushgateway (or PGTOOL_PUSHGATEWAY_URL)")
         if repo is not None and (archive_dir is not None or base_dir is not None):
             raise UsageError("--repo replaces --archive-dir and --base-dir: pass one or the other")
         cfg = settings(dsn)
@@ -139,12 +161,12 @@ def status(
             k8s_namespace=k8s_namespace,
             thresholds=thresholds,
         )
-        report = collect_status(request)
+        report = collect_status(request, run_report)
         if output_format is TextFormat.json:
             sys.stdout.write(render_json(report))
         else:
             sys.stdout.write(render_text(report, target=cfg.safe_dsn))
         return 0 if report.healthy else 1
 
-    # The status run itself is not pushed: --pushgateway here is where to read verify results from.
-    run_command("status", body)
+    # --pushgateway alone is where to read verify results from; the run itself is pushed only with --push.
+    run_command("status", body, pushgateway=pushgateway if push else None)

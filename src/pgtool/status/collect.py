@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgtool.status.model import Section, StatusReport, Thresholds
+
+if TYPE_CHECKING:
+    from pgtool.obs.metrics import RunReport
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,13 @@ class StatusRequest:
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
-def collect_status(request: StatusRequest) -> StatusReport:
-    """Every section, in screen order. ConnectError (exit 3) when the server cannot be reached."""
+def collect_status(request: StatusRequest, report: RunReport | None = None) -> StatusReport:
+    """Every section, in screen order. ConnectError (exit 3) when the server cannot be reached.
+
+    report: where the RPO's gauges go (pushed by `status --push`)."""
     from pgtool.pg.conn import connect
     from pgtool.status import server
-    from pgtool.status.dump_check import DATABASES_SQL, dumps_section
+    from pgtool.status.dump_check import DATABASES_SQL, dumps_section, repo_dumps_section
     from pgtool.status.kube import kubernetes_section
     from pgtool.status.pooler import pooler_section
     from pgtool.status.recoverability import (
@@ -40,8 +46,10 @@ def collect_status(request: StatusRequest) -> StatusReport:
         read_current_lsn,
         recoverability_section,
     )
+    from pgtool.status.rpo import measure_rpo, record_rpo_gauges
     from pgtool.status.verification import verification_section
     from pgtool.status.wal_window import base_backups_section
+    from pgtool.wal.listing import DEFAULT_SEGMENT_SIZE
 
     t = request.thresholds
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -56,7 +64,13 @@ def collect_status(request: StatusRequest) -> StatusReport:
         transactions = server.transactions_section(conn, t)
         current_lsn = read_current_lsn(conn)
     segment_size = info["settings"].get("wal_segment_size")
-    sections.append(dumps_section(request.backup_dir, databases, t, exclude=request.exclude_databases))
+    if request.backup_dir is None and request.repo is not None:
+        dumps = repo_dumps_section(
+            request.repo, request.repo_key_file, databases, t, request.exclude_databases
+        )
+    else:
+        dumps = dumps_section(request.backup_dir, databases, t, exclude=request.exclude_databases)
+    sections.append(dumps)
     seg = int(segment_size) if segment_size and segment_size.isdigit() else None
     last = archiver.data.get("last_archived_wal")
     if request.repo is not None:
@@ -74,13 +88,17 @@ def collect_status(request: StatusRequest) -> StatusReport:
     sections.append(base)
     verification = verification_section(request.pushgateway, t)
     sections.append(verification)
+    rpo = measure_rpo(archiver, base, current_lsn, seg or DEFAULT_SEGMENT_SIZE)
+    if report is not None:
+        record_rpo_gauges(report, rpo)
     sections.append(
         recoverability_section(
             verification.data.get("jobs", {}).get(BASE_JOB),
-            archiver,
+            rpo,
             current_lsn,
             newest,
             pushgateway=request.pushgateway,
+            thresholds=t,
         )
     )
     sections.append(replication)

@@ -77,6 +77,7 @@ class Thresholds:
     max_base_age: float = 8 * 86400
     max_verify_age: float = 8 * 86400
     max_archive_lag: float = 15 * 60
+    max_rpo: float = 15 * 60
     max_replication_lag: float = 5 * 60
     max_replication_lag_bytes: int = 1024 * 1024 * 1024
     max_xact_age: float = 15 * 60

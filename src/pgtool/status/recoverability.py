@@ -1,7 +1,7 @@
 """Recoverability on one screen: the RPO now, the verified recovery point, and a predicted RTO for now.
 
-- RPO now: WAL not yet archived is lost with the server. The archiver section knows when the last
-  segment was archived; everything written since is at risk.
+- RPO now: WAL not yet archived is lost with the server (`rpo`: now - when the newest archived
+  segment was archived, the backlog not archived and the archiver's failures).
 - Verified recovery point: the commit time of the last transaction the newest base drill
   (`pgtool verify --base`) actually replayed, read from the Pushgateway like the other verify results
   (`pgtool_verified_recovery_point_timestamp_seconds`, job `pgtool-verify-base`).
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgtool.status.durations import format_bytes, format_duration
-from pgtool.status.model import Section
+from pgtool.status.model import Section, Thresholds
 
 if TYPE_CHECKING:
     import psycopg
@@ -70,28 +70,22 @@ def predicted_rto(restore_seconds: float, wal_bytes: int, bytes_per_second: floa
 
 def recoverability_section(
     drill: dict[str, Any] | None,
-    archiver: Section,
+    rpo: dict[str, Any],
     current_lsn: int | None,
     newest: tuple[str, int] | None,
     *,
     pushgateway: str | None,
+    thresholds: Thresholds,
     now: float | None = None,
 ) -> Section:
-    """drill: the pgtool-verify-base gauges read from the Pushgateway (None: none there)."""
+    """drill: the pgtool-verify-base gauges read from the Pushgateway (None: none there).
+    rpo: `rpo.measure_rpo`'s facts (the RPO is a problem above --max-rpo)."""
+    from pgtool.status.rpo import rpo_lines
     from pgtool.wal.names import format_lsn
 
     section = Section("recoverability", "Recoverability")
     now = time.time() if now is None else now
-    age = archiver.data.get("last_archived_age_seconds")
-    if archiver.data.get("last_archived_wal") and age is not None:
-        section.lines.append(
-            f"RPO now: last WAL archived {format_duration(age)} ago ({archiver.data['last_archived_wal']}); "
-            "WAL written since is on the server only"
-        )
-        section.data["rpo_seconds"] = round(float(age), 1)
-    else:
-        section.lines.append("RPO now: unknown (see Archiver)")
-        section.data["rpo_seconds"] = None
+    rpo_lines(section, rpo, thresholds)
     if not pushgateway:
         section.lines.append("verified recovery point and RTO: pass --pushgateway where verify --base pushes")
         return section.skip("pass --pushgateway to read the last base drill's measurements")

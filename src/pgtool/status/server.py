@@ -189,6 +189,7 @@ def archiver_section(conn: psycopg.Connection[Any], info: dict[str, Any], thresh
         current_wal=current,
         waiting_segments=backlog[0]["waiting"] if backlog else None,
         oldest_waiting_age_seconds=backlog[0]["oldest_age_s"] if backlog else None,
+        waiting_segments_hidden=denied or None,
     )
     if row["last_archived_wal"]:
         section.lines.append(
