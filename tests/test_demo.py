@@ -14,8 +14,9 @@ import pytest
 
 from installcopy import copy_installation
 from pgharness import pgtool_argv, rmtree, run_pgtool, server_writable_dir
+from pgtool.repo import RepoKeyError, open_repository
 
-STEPS = 12
+STEPS = 13
 
 
 def _postgres_running_under(path: Path) -> bool:
@@ -53,6 +54,11 @@ def test_demo_walks_the_whole_lifecycle_from_a_private_checkout_and_leaves_nothi
         assert "'before the mistake' is there" in pitr and "'after the mistake' is not" in pitr
         lint = next(line for line in ok_lines if "lint" in line)
         assert "MIG002" in lint
+        start = next(line for line in ok_lines if "start PostgreSQL" in line)
+        if os.geteuid() == 0:  # the server user runs the WAL bundle, which reads directories only
+            assert "no repository: the server user cannot run this pgtool" in start, start
+        else:
+            assert "(encrypted at rest, key repo.key)" in start, start
         assert not list(tmp.iterdir())
         assert not _postgres_running_under(tmp)
         if os.geteuid() == 0:  # the server ran as another user: through the bundle and the mirror
@@ -73,6 +79,9 @@ def test_demo_keep_leaves_a_running_cluster_to_connect_to():
         with psycopg.connect(dsn) as conn:
             notes = [r[0] for r in conn.execute("SELECT note FROM demo_pitr ORDER BY at")]
         assert notes == ["before the mistake", "after the mistake"]
+        start = next(line for line in proc.stdout.splitlines() if "start PostgreSQL" in line)
+        assert f"backups in repository {keep}/repo (encrypted at rest, key repo.key)" in start, start
+        _assert_encrypted_repository(keep, proc.stdout)
         stop = re.search(r"stop:\s+(.+)", proc.stdout).group(1).split()
         subprocess.run(stop, check=True, capture_output=True)
         assert not _postgres_running_under(keep)
@@ -81,6 +90,21 @@ def test_demo_keep_leaves_a_running_cluster_to_connect_to():
             pid = int(pid_file.read_text().split()[0])
             os.kill(pid, signal.SIGQUIT)
         rmtree(keep)
+
+
+def _assert_encrypted_repository(keep: Path, stdout: str) -> None:
+    """WAL, the base backup, dumps and the drills' evidence in one repository, unreadable without its key."""
+    repo, key = keep / "repo", keep / "repo.key"
+    assert f"backups: --repo {repo} --repo-key-file {key}" in stdout
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
+    assert open_repository(str(repo), key_file=key).encrypted
+    with pytest.raises(RepoKeyError):
+        open_repository(str(repo), key_file=None, environ={})
+    kinds = {p.relative_to(repo).parts[0] for p in repo.rglob("*") if p.is_file()}
+    assert {"wal", "base", "dumps", "evidence"} <= kinds, kinds
+    for stored in (p for p in repo.rglob("*") if p.is_file() and p.name != "pgtool.repo.json"):
+        data = stored.read_bytes()
+        assert data[:4] == b"PGTR" and data[5] & 2, f"{stored} is not encrypted"
 
 
 # `trap '' INT` leaves SIGINT ignored, as a shell script's `cmd &` does: pgtool must still end on it.

@@ -2,14 +2,16 @@
 
 Every step runs the real `pgtool` command an operator would type (or, for the sample data, the library
 call the other commands share) against a cluster configured as production is: pg_stat_statements and
-auto_explain preloaded, WAL archived through `pgtool archive-wal`. Everything lives under one work
-directory that is removed at the end (also on Ctrl-C), unless `--keep DIR` is given.
+auto_explain preloaded, WAL archived through `pgtool archive-wal` into a backup repository that also
+holds the base backups and dumps (`pgtool.demo.storage`). Everything lives under one work directory that
+is removed at the end (also on Ctrl-C), unless `--keep DIR` is given.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import shutil
 import tempfile
 import time
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from pgtool.demo import storage
 from pgtool.demo.steps import StepResult, StepRunner, run_pgtool
 from pgtool.errors import OperationError
 from pgtool.pg import binaries, command
@@ -57,9 +60,7 @@ class Demo:
         self.work = work_dir
         self.bins = bins
         self.out = out
-        self.archive = work_dir / "wal-archive"
-        self.dumps = work_dir / "backups" / "dumps"
-        self.base = work_dir / "backups" / "base"
+        self.store: storage.Storage | None = None
         self.recovered = work_dir / "recovered"
         self.cluster: LocalCluster | None = None
         self.replica: LocalCluster | None = None
@@ -73,6 +74,13 @@ class Demo:
         return self.cluster
 
     @property
+    def backups(self) -> storage.Storage:
+        """Where the backups go (set by "start PostgreSQL")."""
+        if self.store is None:
+            raise OperationError("the demo's backup repository was not created")
+        return self.store
+
+    @property
     def dsn(self) -> str:
         return self.primary.uri("shop")
 
@@ -82,16 +90,17 @@ class Demo:
         # The server user may not reach this venv (a checkout under /root): then a system python3
         # runs pgtool's WAL bundle, still pgtool's own archive-wal.
         exe = server_command()
-        for d in (self.archive, self.dumps.parent):
-            d.mkdir(parents=True, exist_ok=True)
-            give_to_server(d)
+        self.store = storage.prepare(self.work)
         settings = dict(PRODUCTION_SETTINGS)
-        settings["archive_command"] = f"{exe} archive-wal %p %f --archive-dir {self.archive}"
+        settings["archive_command"] = f"{exe} archive-wal %p %f {shlex.join(self.store.wal)}"
         self.cluster = LocalCluster(self.bins, self.work / "primary", settings=settings, durable=True)
         self.cluster.init().start()
         with self.cluster.connect() as conn:
             conn.execute("CREATE DATABASE shop")
-        return f"PostgreSQL {self.bins.version} on port {self.cluster.port}, WAL archived by pgtool"
+        return (
+            f"PostgreSQL {self.bins.version} on port {self.cluster.port}, WAL archived by pgtool; "
+            f"backups in {self.store.where}"
+        )
 
     def bootstrap(self) -> str:
         proc = run_pgtool(["bootstrap-extensions", "--dsn", self.dsn])
@@ -122,33 +131,25 @@ class Demo:
         return "materialized views refreshed concurrently"
 
     def backup(self) -> str:
-        run_pgtool(["backup", "--dsn", self.primary.uri(), "--dest", str(self.dumps)])
-        dumps = sorted(p.name for p in self.dumps.glob("*/*.dump"))
+        proc = run_pgtool(["backup", "--dsn", self.primary.uri(), *self.backups.backup])
+        dumps = [line for line in (proc.stdout or "").splitlines() if line.startswith("ok ")]
+        if not dumps:
+            raise OperationError(f"backup reported no dump: {_last_stdout(proc) or 'no output'}")
         return f"{len(dumps)} database dumps with checksums and row counts"
 
     def basebackup(self) -> str:
-        run_pgtool(
-            [
-                "basebackup",
-                "--dsn",
-                self.primary.uri(),
-                "--dest",
-                str(self.base),
-                "--archive-dir",
-                str(self.archive),
-            ]
-        )
+        run_pgtool(["basebackup", "--dsn", self.primary.uri(), *self.backups.basebackup])
         return "base backup taken and checked"
 
     def verify_dumps(self) -> str:
-        run_pgtool(["verify", "--dsn", self.primary.uri(), "--backup-dir", str(self.dumps)])
+        run_pgtool(["verify", "--dsn", self.primary.uri(), *self.backups.verify_dumps])
         return "every dump restored into a throwaway database, row counts match"
 
     def verify_base(self) -> str:
         with self.primary.connect() as conn:
             conn.execute("SELECT pg_switch_wal()")
         _wait_archived(self.primary)
-        run_pgtool(["verify", "--base", "--base-dir", str(self.base), "--archive-dir", str(self.archive)])
+        run_pgtool(["verify", "--base", *self.backups.base])
         return "base backup + WAL replayed in a throwaway cluster, smoke query ok"
 
     def pitr(self) -> str:
@@ -164,10 +165,7 @@ class Demo:
         proc = run_pgtool(
             [
                 "recover",
-                "--base-dir",
-                str(self.base),
-                "--archive-dir",
-                str(self.archive),
+                *self.backups.base,
                 "--pgdata",
                 str(self.recovered),
                 "--target-time",
@@ -185,6 +183,22 @@ class Demo:
             raise OperationError(f"recovered rows {notes}, expected only 'before the mistake'")
         del proc
         return f"recovered to {self.target_time}: 'before the mistake' is there, 'after the mistake' is not"
+
+    def status(self) -> str:
+        proc = run_pgtool(
+            ["status", "--dsn", self.primary.uri(), *self.backups.status, "--k8s", "off", "--format", "json"],
+            ok_codes=(0, 1),
+        )
+        report = json.loads(proc.stdout or "")
+        base = report["sections"]["base_backups"]
+        if base["state"] != "ok":
+            raise OperationError(f"status: base backups and WAL not ok: {report['problems']}")
+        window = (base.get("window") or {}).get("seconds")
+        problems = len(report["problems"])
+        return (
+            f"newest base backup {base.get('newest')}, {base.get('segments')} WAL segments read, "
+            f"recoverable window {window}s; " + (f"{problems} to look at" if problems else "healthy")
+        )
 
     def lint(self) -> str:
         from pgtool import sample
@@ -282,6 +296,7 @@ def run_demo(*, pg_bindir: str | None, keep_dir: Path | None, out: TextIO) -> li
             ("verify dumps", demo.verify_dumps),
             ("verify base backup", demo.verify_base),
             ("point-in-time recovery", demo.pitr),
+            ("status", demo.status),
             ("lint migrations", demo.lint),
             ("bench", demo.bench),
         ]:
@@ -304,6 +319,8 @@ def _finish(demo: Demo, keep_dir: Path | None, out: TextIO) -> None:
         stop = command.run_as_prefix(demo.cluster.run_as) + stop
         print(f"kept in {work}", file=out)
         print(f"  connect: psql {quote_setting(demo.cluster.dsn('shop'))}", file=out)
+        if demo.store is not None:
+            print(f"  backups: {shlex.join(demo.store.status)}", file=out)
         print(f"  stop:    {' '.join(stop)}", file=out)
 
 
