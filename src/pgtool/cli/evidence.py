@@ -8,10 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, TextFormat, optional
+from pgtool.cli.options import FORMAT, Repo, RepoKeyFile, TextFormat, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
+
+
+class EvidenceChain(StrEnum):
+    dumps = "dumps"
+    base = "base"
 
 
 class EvidenceAction(StrEnum):
@@ -28,15 +33,26 @@ def evidence(
             help="list the records, show one, verify the chain, or report on a period.", case_sensitive=False
         ),
     ],
-    directory: Annotated[
-        Path,
-        typer.Option(
-            "--dir", help="The evidence directory, e.g. <backup-dir>/.evidence or <base-dir>/.evidence."
-        ),
-    ],
     record: Annotated[
         str | None,
         typer.Argument(help="With show: the record's number or file name.", show_default=False),
+    ] = None,
+    directory: Annotated[
+        Path | None,
+        optional(
+            "--dir",
+            help="The evidence directory: <backup-dir>/.evidence or <base-dir>/.evidence. Or use --repo.",
+        ),
+    ] = None,
+    repo: Repo = None,
+    repo_key_file: RepoKeyFile = None,
+    chain: Annotated[
+        EvidenceChain | None,
+        optional(
+            "--chain",
+            help="With --repo: the chain to read, dumps (verify --repo) or base (verify --base --repo).",
+            case_sensitive=False,
+        ),
     ] = None,
     public_key_file: Annotated[
         Path | None,
@@ -54,23 +70,39 @@ def evidence(
     """Read and check the evidence log the restore drills (pgtool verify) append to.
 
     Each drill appends one JSON record to <backup-dir>/.evidence (dumps) or
-    <base-dir>/.evidence (verify --base), chained by SHA-256 and, with
+    <base-dir>/.evidence (verify --base), or with --repo to the repository's
+    evidence/dumps/ or evidence/base/ (--chain), chained by SHA-256 and, with
     --evidence-key-file, signed with Ed25519. verify exits 0 only if the whole chain
     holds (and every signature, by the --public-key-file key if given), 1 naming
-    each removed, edited or reordered record. See docs/evidence.md.
+    each removed, edited, reordered or damaged record. See docs/evidence.md.
 
     Example: pgtool evidence verify --dir /backups/dumps/.evidence --public-key-file evidence.pub
+
+    Example: pgtool evidence verify --repo s3://backups/prod --repo-key-file /secrets/repo.key --chain base
 
     Example: pgtool evidence report --dir /backups/base/.evidence --since 2026-10-01
     """
     from pgtool.cli.runner import run_command
 
     def body(report: RunReport) -> int | None:
+        from pgtool.errors import UsageError
         from pgtool.evidence import view
 
+        if (directory is None) == (repo is None):
+            raise UsageError(
+                "evidence needs exactly one of --dir and --repo"
+                + (" (--repo may come from $PGTOOL_REPO)" if directory is not None else "")
+            )
+        if directory is not None:
+            if chain is not None:
+                raise UsageError("--chain goes with --repo (a directory holds one chain)")
+            records = view.directory_records(directory)
+        else:
+            assert repo is not None
+            records = view.repository_records(repo, repo_key_file, chain.value if chain else None)
         text, code = view.run(
             action.value,
-            directory,
+            records,
             record=record,
             public_key_file=public_key_file,
             since=since,

@@ -6,7 +6,9 @@ canonical bytes (JSON, keys sorted, no spaces, ASCII only) are hashed into `sha2
 and `seq` counts from 1. A record lives in `<dir>/NNNNNNNN-<stamp>.json` (NNNNNNNN = seq): written to a
 hidden temporary file, fsynced, then hard-linked to its name (link() refuses an existing name, like
 O_EXCL) and the directory fsynced. Appends take a flock on `<dir>/.lock` so two drills never claim the
-same seq. The files are plain objects keyed by name: a repository (issue 17) can hold them unchanged.
+same seq. The files are plain objects keyed by name: a repository holds them unchanged
+(`pgtool.evidence.repo_log`), and the readers here (`verify_chain`, `find`) take either a directory or a
+`Records` source, so a chain is checked the same way wherever it is stored.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pgtool.durable_write import write_via_temporary
 from pgtool.errors import OperationError
@@ -31,6 +33,67 @@ FORMAT = "pgtool-evidence/1"
 GENESIS = "0" * 64
 _NAME = re.compile(r"^(\d{8})-(\d{8}T\d{6}Z)\.json$")
 _UNSIGNED = ("sha256", "signature")
+
+
+class UnreadableRecord(OperationError):
+    """One record cannot be read or parsed: a break in the chain, not a reason to stop reading it."""
+
+
+class Records(Protocol):
+    """Where a chain's records are: their names in seq order, and each one's bytes."""
+
+    @property
+    def label(self) -> str:
+        """Where the chain is, for messages: a directory, or a prefix in a repository."""
+        ...
+
+    def names(self) -> list[str]:
+        """The record names (NNNNNNNN-<stamp>.json), sorted; other names are ignored."""
+        ...
+
+    def read(self, name: str) -> bytes:
+        """The record's bytes; UnreadableRecord when that record alone cannot be read."""
+        ...
+
+
+@dataclass(frozen=True)
+class DirRecords:
+    """A chain in a local directory (`<backup-dir>/.evidence`, `<base-dir>/.evidence`)."""
+
+    directory: Path
+
+    @property
+    def label(self) -> str:
+        return str(self.directory)
+
+    def names(self) -> list[str]:
+        return [p.name for p in record_files(self.directory)]
+
+    def read(self, name: str) -> bytes:
+        try:
+            return (Path(self.directory) / name).read_bytes()
+        except OSError as exc:
+            raise UnreadableRecord(f"cannot read evidence record {name}: {exc.strerror or exc}") from None
+
+
+def as_records(where: Path | Records) -> Records:
+    return DirRecords(where) if isinstance(where, Path) else where
+
+
+def parse(name: str, raw: bytes) -> dict[str, Any]:
+    """The record `name` holds in `raw`; UnreadableRecord if it is not a JSON object."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise UnreadableRecord(f"evidence record {name} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise UnreadableRecord(f"evidence record {name} is not a JSON object")
+    return data
+
+
+def load(records: Records, name: str) -> dict[str, Any]:
+    """The record `name` in `records`; UnreadableRecord as for `parse`."""
+    return parse(name, records.read(name))
 
 
 def canonical(obj: dict[str, Any]) -> bytes:
@@ -59,17 +122,12 @@ def read_record(path: Path) -> dict[str, Any]:
 
 
 def _read(path: Path) -> tuple[bytes, dict[str, Any]]:
-    """The bytes of the record in `path` and the record; OperationError as for `read_record`."""
+    """The bytes of the record in `path` and the record; UnreadableRecord as for `read_record`."""
     try:
         raw = path.read_bytes()
-        data = json.loads(raw)
     except OSError as exc:
-        raise OperationError(f"cannot read evidence record {path}: {exc.strerror or exc}") from None
-    except ValueError:
-        raise OperationError(f"evidence record {path.name} is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise OperationError(f"evidence record {path.name} is not a JSON object")
-    return raw, data
+        raise UnreadableRecord(f"cannot read evidence record {path}: {exc.strerror or exc}") from None
+    return raw, parse(path.name, raw)
 
 
 @contextlib.contextmanager
@@ -139,7 +197,7 @@ class ChainCheck:
         return not self.breaks
 
 
-def verify_chain(directory: Path, public_key: Any = None) -> ChainCheck:
+def verify_chain(where: Path | Records, public_key: Any = None) -> ChainCheck:
     """Check every record: its name, seq, digest, link to the previous one, and signature.
 
     With `public_key` (an Ed25519PublicKey), every record must carry a valid signature by it.
@@ -148,14 +206,15 @@ def verify_chain(directory: Path, public_key: Any = None) -> ChainCheck:
     """
     from pgtool.evidence import signing
 
+    records = as_records(where)
     result = ChainCheck()
     prev_seq, prev_sha = 0, GENESIS
-    for path in record_files(directory):
+    for name in records.names():
         result.records += 1
-        name = path.name
         try:
-            raw, record = _read(path)
-        except OperationError as exc:
+            raw = records.read(name)
+            record = parse(name, raw)
+        except UnreadableRecord as exc:
             result.breaks.append(f"{name}: {exc.message}")
             prev_seq, prev_sha = int(name[:8]), "?"
             continue
@@ -192,9 +251,10 @@ def verify_chain(directory: Path, public_key: Any = None) -> ChainCheck:
     return result
 
 
-def find(directory: Path, ident: str) -> Path:
-    """The record file for `ident`: its seq number (3 or 00000003) or its file name."""
-    for path in record_files(directory):
-        if path.name == ident or (ident.isdigit() and int(path.name[:8]) == int(ident)):
-            return path
-    raise OperationError(f"no evidence record {ident} in {directory}", hint="pgtool evidence list --dir ...")
+def find(where: Path | Records, ident: str) -> str:
+    """The record name for `ident`: its seq number (3 or 00000003) or its file name."""
+    records = as_records(where)
+    for name in records.names():
+        if name == ident or (ident.isdigit() and int(name[:8]) == int(ident)):
+            return name
+    raise OperationError(f"no evidence record {ident} in {records.label}", hint="pgtool evidence list ...")

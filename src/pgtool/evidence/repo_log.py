@@ -3,8 +3,11 @@
 The same records as `pgtool.evidence.log` (same body, chain, digest and signature), stored as repository
 objects (checksummed, encrypted with the repository). A record's seq is claimed by a conditional create
 (`put_if_absent`), not a lock: of two drills appending at once, one wins the name and the other reads
-the new head and tries the next seq. `download` copies the records into a directory, where `pgtool
-evidence --dir` lists and verifies them.
+the new head and tries the next seq. `RepoRecords` reads a chain where it is, so `pgtool evidence
+--repo` checks it exactly as `--dir` checks a directory; `download` copies the records into a directory.
+
+A repository holds one chain per kind of drill: `evidence/dumps/` (`verify --repo`) and `evidence/base/`
+(`verify --base --repo`, `pgtool.evidence.repo_base`), as a dump and a base-backup directory each hold one.
 """
 
 from __future__ import annotations
@@ -17,10 +20,36 @@ from typing import Any
 
 from pgtool.errors import OperationError
 from pgtool.evidence import log
-from pgtool.repo import ObjectDiffers, RepoError, Repository
+from pgtool.repo import IntegrityError, ObjectAbsent, ObjectDiffers, RepoError, Repository
 
 PREFIX = "evidence/dumps/"
+CHAINS = {"dumps": PREFIX, "base": "evidence/base/"}
 _ATTEMPTS = 10
+
+
+class RepoRecords:
+    """A chain in a repository, read in place (`log.Records`). Every read verifies the object's checksum
+    (or authentication): a damaged or missing record is that record's break; an unreachable store or a
+    wrong key stops the command, as it says nothing about the chain."""
+
+    def __init__(self, repo: Repository, prefix: str = PREFIX) -> None:
+        self.repo, self.prefix = repo, prefix
+        self._read: dict[str, bytes] = {}  # report reads each record twice: fetch it once
+
+    @property
+    def label(self) -> str:
+        return f"{self.prefix} in {self.repo.url.display()}"
+
+    def names(self) -> list[str]:
+        return [n[len(self.prefix) :] for n in _records(self.repo, self.prefix)]
+
+    def read(self, name: str) -> bytes:
+        if name not in self._read:
+            try:
+                self._read[name] = self.repo.read_bytes(self.prefix + name)
+            except (IntegrityError, ObjectAbsent) as exc:
+                raise log.UnreadableRecord(f"damaged object: {exc.message}") from None
+        return self._read[name]
 
 
 def _records(repo: Repository, prefix: str) -> list[str]:

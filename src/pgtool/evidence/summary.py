@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pgtool.errors import OperationError
 from pgtool.evidence import log
 
 
@@ -84,17 +83,18 @@ def _when(record: dict[str, Any]) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def build(directory: Path, since: datetime, until: datetime | None = None) -> Report:
+def build(where: Path | log.Records, since: datetime, until: datetime | None = None) -> Report:
     """The report for records finished in [since, until] (until: now)."""
+    records = log.as_records(where)
     until = until or datetime.now(UTC)
     report = Report(since=since, until=until)
-    chain = log.verify_chain(directory)
+    chain = log.verify_chain(records)
     report.chain_ok, report.chain_breaks = chain.ok, chain.breaks
     successes: list[datetime] = []
-    for path in log.record_files(directory):
+    for name in records.names():
         try:
-            record = log.read_record(path)
-        except OperationError:  # already a chain break; the report counts what it can read
+            record = log.load(records, name)
+        except log.UnreadableRecord:  # already a chain break; the report counts what it can read
             continue
         when = _when(record)
         if when is None or not since <= when <= until:

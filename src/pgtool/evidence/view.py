@@ -11,9 +11,31 @@ from pgtool.errors import UsageError
 from pgtool.evidence import log
 
 
+def directory_records(directory: Path) -> log.Records:
+    """The chain in a local evidence directory (`--dir`)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"evidence directory {directory} does not exist")
+    return log.DirRecords(directory)
+
+
+def repository_records(url: str, key_file: str | None, chain: str | None) -> log.Records:
+    """The chain `chain` (dumps or base) in the repository at `url` (`--repo`), read in place."""
+    from pgtool.evidence import repo_log
+    from pgtool.repo import open_repository
+
+    if chain not in repo_log.CHAINS:
+        raise UsageError(
+            "--repo holds two evidence chains: name one with --chain dumps (verify) or --chain base "
+            "(verify --base)"
+        )
+    # Never created by a reader: a missing repository is an error, not an empty chain.
+    return repo_log.RepoRecords(open_repository(url, key_file=key_file), repo_log.CHAINS[chain])
+
+
 def run(
     action: str,
-    directory: Path,
+    records: log.Records,
     *,
     record: str | None,
     public_key_file: Path | None,
@@ -21,19 +43,16 @@ def run(
     as_json: bool,
 ) -> tuple[str, int | None]:
     """The output of `action` and its exit code: None on success, 1 when verify finds the chain broken."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UsageError(f"evidence directory {directory} does not exist")
     if action != "show" and record is not None:
         raise UsageError(f"{action} takes no record argument")
     if action != "report" and since is not None:
         raise UsageError("--since goes with report")
     if action == "list":
-        return _list(directory, as_json), None
+        return _list(records, as_json), None
     if action == "show":
         if record is None:
             raise UsageError("show needs a record: its number or file name")
-        data = log.read_record(log.find(directory, record))
+        data = log.load(records, log.find(records, record))
         return json.dumps(data, indent=2, sort_keys=True), None
     public_key = None
     if public_key_file is not None:
@@ -41,14 +60,14 @@ def run(
 
         public_key = signing.load_public_key(public_key_file)
     if action == "verify":
-        return _verify(directory, public_key, as_json)
+        return _verify(records, public_key, as_json)
     if since is None:
         raise UsageError("report needs --since DATE")
     from pgtool.evidence import summary
 
-    report = summary.build(directory, _parse_since(since))
+    report = summary.build(records, _parse_since(since))
     if public_key is not None:
-        chain = log.verify_chain(directory, public_key)
+        chain = log.verify_chain(records, public_key)
         report.chain_ok, report.chain_breaks = chain.ok, chain.breaks
     return (json.dumps(report.to_dict(), indent=2) if as_json else report.text()), None
 
@@ -63,11 +82,11 @@ def _parse_since(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _row(path: Path) -> dict[str, Any]:
+def _row(records: log.Records, name: str) -> dict[str, Any]:
     try:
-        r = log.read_record(path)
-    except Exception as exc:
-        return {"file": path.name, "error": str(exc)}
+        r = log.load(records, name)
+    except log.UnreadableRecord as exc:
+        return {"file": name, "error": exc.message}
     backup = r.get("backup") or {}
     dbs = r.get("databases")
     what = (
@@ -80,7 +99,7 @@ def _row(path: Path) -> dict[str, Any]:
     )
     return {
         "seq": r.get("seq"),
-        "file": path.name,
+        "file": name,
         "kind": r.get("kind"),
         "finished_at": r.get("finished_at"),
         "outcome": r.get("outcome"),
@@ -90,12 +109,12 @@ def _row(path: Path) -> dict[str, Any]:
     }
 
 
-def _list(directory: Path, as_json: bool) -> str:
-    rows = [_row(p) for p in log.record_files(directory)]
+def _list(records: log.Records, as_json: bool) -> str:
+    rows = [_row(records, name) for name in records.names()]
     if as_json:
         return json.dumps(rows, indent=2)
     if not rows:
-        return f"no evidence records in {directory}"
+        return f"no evidence records in {records.label}"
     lines = []
     for row in rows:
         if "error" in row:
@@ -109,8 +128,8 @@ def _list(directory: Path, as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def _verify(directory: Path, public_key: Any, as_json: bool) -> tuple[str, int | None]:
-    chain = log.verify_chain(directory, public_key)
+def _verify(records: log.Records, public_key: Any, as_json: bool) -> tuple[str, int | None]:
+    chain = log.verify_chain(records, public_key)
     if as_json:
         text = json.dumps(
             {
