@@ -187,6 +187,34 @@ def recovery_point_and_rto(b: Builder) -> None:
             ),
         ]
     )
+    status = '{job="pgtool-status"}'
+    b.line(
+        [
+            timeseries(
+                "RPO (pgtool status)",
+                [
+                    prom_target(f"max(pgtool_rpo_seconds{status})", "RPO at the last status run", ref="A"),
+                    prom_target(
+                        f"max(pgtool_rpo_seconds{status}"
+                        f" + (time() - pgtool_last_run_timestamp_seconds{status}))",
+                        "known now (alert PgtoolRpoAboveObjective)",
+                        ref="B",
+                    ),
+                ],
+                "s",
+                "now - when the newest archived WAL segment was archived (0 when nothing was written since), "
+                "as pgtool status --push measures it; plus the time since that run, what the alert compares "
+                "with the 15 min objective.",
+            ),
+            timeseries(
+                "Archive backlog (pgtool status)",
+                [prom_target(f"max(pgtool_archive_backlog_bytes{status})", "not archived", ref="A")],
+                "bytes",
+                "WAL the server wrote past the end of the newest archived segment (pgtool status --push); "
+                "segments and .ready files: pgtool_archive_backlog_segments, pgtool_archive_ready_files.",
+            ),
+        ]
+    )
 
 
 def connections(b: Builder) -> None:
