@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,6 +49,36 @@ def basebackup(
             case_sensitive=False,
         ),
     ] = BaseCompress.auto,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="PostgreSQL 17+ with summarize_wal = on: only the blocks changed since the newest backup "
+            "(the first backup of a chain is full). Otherwise: one line, exit 2.",
+        ),
+    ] = False,
+    incremental_fallback: Annotated[
+        str,
+        typer.Option(
+            "--incremental-fallback",
+            help="refuse (exit 2) or full: take a full backup when the server cannot take an incremental.",
+        ),
+    ] = "refuse",
+    retention_window: Annotated[
+        str | None,
+        typer.Option(
+            "--retention-window",
+            help="Also keep what recovering to any moment of this window needs (14d, 36h, 2w): "
+            "backups, their chains, and WAL.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Take no backup: list what retention with these options would delete now, and why.",
+        ),
+    ] = False,
     pushgateway: Pushgateway = None,
     pg_bindir: PgBindir = None,
 ) -> None:
@@ -59,6 +90,13 @@ def basebackup(
     sizes) goes to pgtool-basebackup.json inside it. With --repo it is written and checked in a
     spool directory, uploaded to base/<stamp>/ (metadata last), and the spool removed; retention and
     WAL pruning then run on the repository.
+
+    Retention never deletes a backup a kept incremental needs (whole chains are kept), and with
+    --retention-window also keeps the newest backup older than the window, everything after it and
+    the WAL from its start. --dry-run prints that plan without taking a backup or deleting anything.
+
+    Example: pgtool basebackup --dsn 'host=db user=replicator' --dest /backups/base --incremental \
+    --keep 2 --retention-window 14d --archive-dir /wal-archive
 
     Example: pgtool basebackup --dsn 'host=db user=replicator' --dest /backups/base --keep 4 \\
     --archive-dir /wal-archive
@@ -77,6 +115,12 @@ def basebackup(
             raise UsageError("pass exactly one of --dest DIR and --repo URL")
         if repo is not None and archive_dir is not None:
             raise UsageError("--archive-dir goes with --dest; with --repo the repository's WAL is pruned")
+        from pgtool.physical.base_retention import parse_window
+
+        window = parse_window(retention_window) if retention_window is not None else None
+        if dry_run:
+            _dry_run(dest, repo, repo_key_file, keep, window, archive_dir)
+            return
         if repo is not None:
             from pgtool.physical.repo_basebackup import take_repo_base_backup
 
@@ -89,6 +133,9 @@ def basebackup(
                 spool_dir=spool_dir,
                 pg_bindir=cfg.pg_bindir,
                 report=report,
+                incremental=incremental,
+                fallback=incremental_fallback,
+                window=window,
             )
         else:
             from pgtool.physical.basebackup import take_base_backup
@@ -102,10 +149,14 @@ def basebackup(
                 compress=compress.value,
                 pg_bindir=cfg.pg_bindir,
                 report=report,
+                incremental=incremental,
+                fallback=incremental_fallback,
+                window=window,
             )
         info = result.backup
+        kind = f"incremental on {info.parent} (chain of {len(info.chain) + 1})" if info.parent else "full"
         typer.echo(
-            f"base backup {info.id}: {info.size_bytes} bytes, {info.compression}, "
+            f"base backup {info.id} ({kind}): {info.size_bytes} bytes, {info.compression}, "
             f"LSN {info.start_lsn}..{info.stop_lsn} (timeline {info.timeline}), "
             f"checked with {info.verified_with}"
         )
@@ -118,3 +169,35 @@ def basebackup(
             )
 
     run_with_binaries("basebackup", body, cfg)
+
+
+def _dry_run(
+    dest: Path | None,
+    repo: str | None,
+    key_file: str | None,
+    keep: int,
+    window: timedelta | None,
+    archive_dir: Path | None,
+) -> None:
+    """Print what retention would delete, and why; delete nothing."""
+    if repo is not None:
+        from pgtool.physical.repo_retention import apply_repo_retention
+        from pgtool.repo import open_repository
+
+        store = open_repository(repo, key_file=key_file)
+        outcome = apply_repo_retention(store, keep=keep, window=window, dry_run=True)
+    else:
+        from pgtool.physical.base_retention import apply_retention
+
+        assert dest is not None
+        outcome = apply_retention(dest, keep=keep, archive_dir=archive_dir, window=window, dry_run=True)
+    typer.echo(f"dry run: would keep {len(outcome.kept)}: {' '.join(b.id for b in outcome.kept)}")
+    for backup_id in outcome.deleted:
+        typer.echo(f"would delete {backup_id}: {outcome.reasons[backup_id]}")
+    if not outcome.deleted:
+        typer.echo("would delete no base backup")
+    if outcome.wal_boundary is not None and (archive_dir is not None or repo is not None):
+        typer.echo(
+            f"would prune {outcome.segments_pruned} WAL segments ({len(outcome.wal_pruned)} files) "
+            f"before {outcome.wal_boundary}: {outcome.wal_reason}"
+        )

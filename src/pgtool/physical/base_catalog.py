@@ -41,6 +41,10 @@ class BaseBackupInfo:
     the moment the backup became consistent: choosing backups by it is safe for PITR.
     next_xid is the server's next transaction id at that moment (for --target-xid); both, and
     superuser, are None when the backup role could not open an ordinary connection.
+    parent is set on an incremental backup (`basebackup --incremental`): the id of the backup it was
+    taken against; chain lists the ids it needs to be restored, the full backup first and the parent
+    last (empty for a full backup). Both are absent from records written before incrementals existed,
+    which read as full backups.
     """
 
     id: str
@@ -65,12 +69,22 @@ class BaseBackupInfo:
     duration_seconds: float = 0.0
     tablespaces: list[str] = field(default_factory=list)
     pgtool_version: str = ""
+    parent: str | None = None
+    chain: list[str] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     path: Path | None = None  # where it was found (not stored)
 
     @property
     def major(self) -> int:
         return self.server_version_num // 10000
+
+    @property
+    def incremental(self) -> bool:
+        return self.parent is not None
+
+    @property
+    def kind(self) -> str:
+        return "incremental" if self.incremental else "full"
 
     @property
     def stop_datetime(self) -> datetime:

@@ -1,17 +1,18 @@
 """The base-backup restore drill behind `pgtool verify --base`: restore, replay, start, query, delete.
 
-The newest complete base backup is unpacked into a throwaway local cluster of the backup's PostgreSQL
-major, configured like `pgtool recover` with no target (recovery_target_lsn = the archive's last
-complete record, so PostgreSQL refuses to promote before it), started, and checked: it must leave
-recovery, have replayed into the newest archived segment (so the archive really was read, not just the
-WAL inside the backup), accept queries in every database, and with `amcheck` pass `bt_index_check` on
-every valid btree index. It then reports the verified recovery point (the last COMMIT replayed, its
-commit time and LSN: `pgtool.recovery.recovery_point`), the restore time (unpacking and configuring),
-the replay time (server start to promotion) and the replay rate (WAL bytes from the backup's start
-LSN to the last replayed record, per second of replay). While waiting for replay, the server must
-stay alive: if it dies (a damaged segment, a missing one before the target) the drill fails at once
-quoting its last FATAL log line.
-The cluster is deleted whatever happens. Any failure raises a `pgtool.errors` exception naming the step.
+The newest complete base backup (an incremental one with its whole chain: every member checked with
+pg_verifybackup, then pg_combinebackup, `base_combine`) is restored into a throwaway local cluster of
+the backup's PostgreSQL major, configured like `pgtool recover` with no target (recovery_target_lsn =
+the archive's last complete record, so PostgreSQL refuses to promote before it), started, and checked:
+it must leave recovery, have replayed into the newest archived segment (so the archive really was read,
+not just the WAL inside the backup), accept queries in every database, and with `amcheck` pass
+`bt_index_check` on every valid btree index. It then reports the verified recovery point (the last
+COMMIT replayed, its commit time and LSN: `pgtool.recovery.recovery_point`), the restore time (unpacking
+and configuring), the replay time (server start to promotion) and the replay rate (WAL bytes from the
+backup's start LSN to the last replayed record, per second of replay). While waiting for replay, the
+server must stay alive: if it dies (a damaged segment, a missing one before the target) the drill fails
+at once quoting its last FATAL log line. The cluster is deleted whatever happens. Any failure raises a
+`pgtool.errors` exception naming the step.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pgtool.errors import FindingsError, OperationError, PgtoolError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
-from pgtool.physical import base_catalog, base_unpack
+from pgtool.physical import base_catalog, base_chain, base_combine
 from pgtool.recovery import archive_continuity, recovery_config, recovery_point
 from pgtool.recovery.wal_source import WalArchive, as_archive
 from pgtool.wal.listing import format_lsn, parse_lsn, parse_segment_name
@@ -113,6 +114,7 @@ def run_base_drill(
     if not backups:
         raise OperationError(f"no complete base backup in {base_dir}", hint="take one with pgtool basebackup")
     backup = backups[-1]
+    chain = base_chain.chain_of(backups, backup)  # a broken chain is refused before anything starts
     archive = as_archive(archive_dir)
     continuity = archive_continuity.check_continuity(
         archive, backup, purpose=f"to replay base backup {backup.id} to the end of the archive"
@@ -133,7 +135,7 @@ def run_base_drill(
             shutil.rmtree(root, ignore_errors=True)  # e.g. no copy of the binaries the server user can run
             raise
         try:
-            base_unpack.unpack_base_backup(backup, cluster.data_dir)
+            base_combine.restore_chain(chain, cluster.data_dir, tools, scratch_parent=root)
             # Production's pg_hba.conf may demand passwords or peer names we do not have: the throwaway
             # server accepts its own unix socket only (no TCP line), without a password.
             cluster.set_hba(["local all all trust"])

@@ -4,6 +4,15 @@ Retention keeps the newest `keep` complete backups. It only ever considers compl
 `base_catalog`), so an interrupted run's temporary directory is neither counted nor deleted, and the
 newest complete backup always survives (keep >= 1).
 
+Chains: a kept incremental backup keeps every backup of its chain (`base_chain.with_ancestors`), so
+retention never deletes a backup a kept incremental needs, and never leaves a chain without a member.
+
+Recovery window (`--retention-window 14d`): to recover to any moment of the last 14 days, recovery
+needs a backup that finished before the window began (the window's anchor: the newest such backup,
+with its chain) and every backup and WAL file after it. Those are kept too, on top of the `keep`
+newest, and the WAL boundary moves back to the anchor's start if that is older. When no backup is
+old enough yet, nothing is old enough to delete either.
+
 WAL pruning follows the deployment rule "keep WAL back to the second-newest kept base backup" (with
 one kept backup: back to it): archived segments, `.partial` and `.backup` files whose segment number
 is older than that backup's start WAL file are removed, like `pg_archivecleanup` (which compares names
@@ -20,12 +29,16 @@ which `basebackup` refuses first); deleting them would delete the history recove
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pgtool.errors import UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
+from pgtool.physical.base_chain import with_ancestors
 from pgtool.wal.archive import ArchivedFile
 from pgtool.wal.durable import fsync_path
 from pgtool.wal.listing import stored_copies
@@ -39,11 +52,91 @@ class RetentionOutcome:
     deleted: list[str] = field(default_factory=list)
     wal_pruned: list[str] = field(default_factory=list)  # file names removed
     wal_boundary: str | None = None
+    reasons: dict[str, str] = field(default_factory=dict)  # deleted backup id -> why
+    wal_reason: str = ""  # why WAL older than wal_boundary is not needed
+    dry_run: bool = False  # deleted / wal_pruned list what would go; nothing was removed
 
     @property
     def segments_pruned(self) -> int:
         """Whole WAL segments removed (not .partial/.backup files, each segment counted once)."""
         return len({n[:24] for n in self.wal_pruned if len(n) == 24 or n[24:] in (".zst", ".lz4")})
+
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_window(text: str) -> timedelta:
+    """`14d`, `36h`, `2w`, `90m` -> timedelta; UsageError otherwise."""
+    match = _INTERVAL.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise UsageError(f"--retention-window {text!r} is not a duration such as 14d, 36h or 2w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass
+class RetentionPlan:
+    """What retention keeps and deletes (with why), and the kept backup the WAL must reach back to."""
+
+    kept: list[BaseBackupInfo]
+    doomed: list[BaseBackupInfo]
+    reasons: dict[str, str]
+    boundary: BaseBackupInfo | None
+    wal_reason: str = ""
+
+
+def plan_retention(
+    complete: list[BaseBackupInfo],
+    keep: int,
+    window: timedelta | None = None,
+    now: datetime | None = None,
+) -> RetentionPlan:
+    """The shared rules (see the module docstring), for a directory and a repository alike.
+
+    complete: the complete backups, oldest first. now: the window's end (default: the clock).
+    """
+    keep = max(1, keep)
+    newest_tli = complete[-1].timeline if complete else 0
+    kept = {b.id for b in complete[-keep:]} | {b.id for b in complete if b.timeline > newest_tli}
+    anchor = None
+    cutoff = None
+    if window is not None:
+        cutoff = (now or datetime.now(UTC)) - window
+        before = [b for b in complete if b.stop_datetime <= cutoff]
+        anchor = before[-1] if before else None
+        kept |= {b.id for b in complete if b.stop_datetime > cutoff}
+        kept |= {anchor.id} if anchor else set()
+    kept = with_ancestors(complete, kept)
+    kept_list = [b for b in complete if b.id in kept]
+    doomed = [b for b in complete if b.id not in kept]
+    why = f"older than the newest {keep} (--keep {keep}) and no kept incremental needs it"
+    if window is not None and anchor is not None:
+        why += (
+            f"; not needed for the {_show(window)} window: {anchor.id} finished before it began "
+            f"({cutoff.isoformat(timespec='seconds') if cutoff else ''})"
+        )
+    boundary = wal_boundary(kept_list)
+    wal_reason = f"older than the start of {boundary.id}" if boundary else ""
+    if anchor is not None and boundary is not None and _older(anchor, boundary):
+        boundary = anchor
+        wal_reason = f"older than the start of {anchor.id}, the backup the {_show(window)} window starts from"
+    return RetentionPlan(kept_list, doomed, {b.id: why for b in doomed}, boundary, wal_reason)
+
+
+def _older(a: BaseBackupInfo, b: BaseBackupInfo) -> bool:
+    from pgtool.wal.listing import parse_lsn
+
+    return parse_lsn(a.start_lsn) < parse_lsn(b.start_lsn)
+
+
+def _show(window: timedelta | None) -> str:
+    if window is None:
+        return ""
+    secs = int(window.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if secs % size == 0:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
 
 
 def wal_boundary(kept: list[BaseBackupInfo]) -> BaseBackupInfo | None:
@@ -54,11 +147,9 @@ def wal_boundary(kept: list[BaseBackupInfo]) -> BaseBackupInfo | None:
 
 
 def doomed_backups(complete: list[BaseBackupInfo], keep: int) -> list[BaseBackupInfo]:
-    """The complete backups (oldest first) retention deletes: all but the newest `keep` (at least 1),
-    never one on a timeline newer than the newest backup's."""
-    keep = max(1, keep)
-    newest_tli = complete[-1].timeline if complete else 0
-    return [b for b in (complete[:-keep] if len(complete) > keep else []) if b.timeline <= newest_tli]
+    """The complete backups (oldest first) retention deletes: all but the newest `keep` (at least 1)
+    and the chains they need, never one on a timeline newer than the newest backup's."""
+    return plan_retention(complete, keep).doomed
 
 
 def prunable(
@@ -82,23 +173,40 @@ def prunable(
     ]
 
 
-def apply_retention(dest: Path, *, keep: int, archive_dir: Path | None = None) -> RetentionOutcome:
-    """Delete complete backups beyond the newest `keep`, then prune `archive_dir` if given."""
+def apply_retention(
+    dest: Path,
+    *,
+    keep: int,
+    archive_dir: Path | None = None,
+    window: timedelta | None = None,
+    dry_run: bool = False,
+) -> RetentionOutcome:
+    """Delete what `plan_retention` dooms, then prune `archive_dir` if given (dry_run: only list)."""
+    from pgtool.wal.archive import list_archive
+
     log = get_logger().bind(dest=str(dest))
-    complete = list_base_backups(dest)
-    doomed = doomed_backups(complete, keep)
-    outcome = RetentionOutcome(kept=[b for b in complete if b.id not in {d.id for d in doomed}])
-    for info in doomed:
+    plan = plan_retention(list_base_backups(dest), keep, window)
+    outcome = RetentionOutcome(kept=plan.kept, reasons=plan.reasons, dry_run=dry_run)
+    for info in plan.doomed:
         assert info.path is not None
+        outcome.deleted.append(info.id)
+        if dry_run:
+            continue
         # Rename first: the backup leaves the catalogue atomically even if the delete is interrupted.
         trash = info.path.with_name(DELETING_PREFIX + info.id)
         os.rename(info.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
-        outcome.deleted.append(info.id)
-        log.info("base backup deleted by retention", backup=info.id)
-    boundary = wal_boundary(outcome.kept)
+        log.info("base backup deleted by retention", backup=info.id, reason=plan.reasons[info.id])
+    boundary = plan.boundary
     if archive_dir is not None and boundary is not None:
         outcome.wal_boundary = boundary.start_wal_file
+        outcome.wal_reason = plan.wal_reason
+        if dry_run:
+            files = prunable(
+                list_archive(str(archive_dir)), boundary.start_wal_file, max_timeline=boundary.timeline
+            )
+            outcome.wal_pruned = [f.name for f in files]
+            return outcome
         outcome.wal_pruned = prune_archive(
             Path(archive_dir), boundary.start_wal_file, max_timeline=boundary.timeline
         )

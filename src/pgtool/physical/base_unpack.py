@@ -71,6 +71,14 @@ def unpack_base_backup(backup: BaseBackupInfo, pgdata: Path) -> Unpacked:
         give_to_server(target.parent, recursive=True)
     if result.tablespaces:
         _rewrite_tablespace_map(pgdata, result.tablespaces)
+    finish(pgdata, result)
+    log.info("base backup unpacked", bytes=result.bytes_written, tablespaces=len(result.tablespaces))
+    return result
+
+
+def finish(pgdata: Path, result: Unpacked) -> None:
+    """What every restored data directory gets: the config files the server needs, archive_status,
+    mode 0700, and (as root) the server user as owner."""
     for name, text in (("postgresql.conf", MINIMAL_CONF), ("pg_hba.conf", MINIMAL_HBA)):
         if not (pgdata / name).exists():
             (pgdata / name).write_text(text)
@@ -78,8 +86,6 @@ def unpack_base_backup(backup: BaseBackupInfo, pgdata: Path) -> Unpacked:
     (pgdata / "pg_wal" / "archive_status").mkdir(parents=True, exist_ok=True)
     pgdata.chmod(0o700)
     give_to_server(pgdata, recursive=True)
-    log.info("base backup unpacked", bytes=result.bytes_written, tablespaces=len(result.tablespaces))
-    return result
 
 
 def _rewrite_tablespace_map(pgdata: Path, locations: dict[str, Path]) -> None:

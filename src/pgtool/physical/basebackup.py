@@ -9,6 +9,9 @@ One run:
 4. checks it (`base_verify`), writes `pgtool-basebackup.json`, fsyncs, renames to `DEST/<stamp>/`;
 5. applies retention and, with an archive directory, prunes archived WAL (`base_retention`).
 
+With `incremental`, pg_basebackup runs with `--incremental=<manifest>` of the newest backup
+(`base_incremental`), and the record names its parent and chain.
+
 Compression: `auto` (the default) asks the server to compress with lz4, then zstd, and falls back to
 none if the server was built without them; server-side compression is several times faster than
 client-side gzip. `gzip` compresses on the client.
@@ -22,7 +25,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ from pgtool.config import redact_dsn
 from pgtool.errors import ExternalCommandError, LockBusyError, OperationError, UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
-from pgtool.physical import base_catalog, base_guard, base_retention, base_verify
+from pgtool.physical import base_catalog, base_guard, base_incremental, base_retention, base_verify
 from pgtool.physical.base_catalog import INCOMPLETE_PREFIX, LOCK_FILE, METADATA_FILE, STAMP_FORMAT
 from pgtool.wal.durable import fsync_path
 from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
@@ -159,7 +162,13 @@ def _new_stamp(dest: Path) -> str:
 
 
 def _run_pg_basebackup(
-    pg_basebackup: str, conninfo: str, env: dict[str, str], target: Path, label: str, compress: str
+    pg_basebackup: str,
+    conninfo: str,
+    env: dict[str, str],
+    target: Path,
+    label: str,
+    compress: str,
+    incremental_from: Path | None = None,
 ) -> None:
     from pgtool.pg import command
 
@@ -176,6 +185,7 @@ def _run_pg_basebackup(
         "--label",
         label,
         "--no-password",
+        *([f"--incremental={incremental_from}"] if incremental_from is not None else []),
     ]
     if compress == "gzip":
         argv.append("--compress=client-gzip")
@@ -193,8 +203,14 @@ def take_base_backup(
     compress: str = "auto",
     pg_bindir: str | None = None,
     report: RunReport | None = None,
+    incremental: bool = False,
+    fallback: str = "refuse",
+    window: timedelta | None = None,
 ) -> BaseBackupResult:
     """Take one base backup into `dest/<UTC stamp>/`, then retention and WAL pruning.
+
+    incremental: against the newest backup in `dest` (`base_incremental`; fallback `full` takes a
+    full backup when the server cannot). window: retention's recovery window (`base_retention`).
 
     Raises UsageError for bad options, ConnectError when the server cannot be reached,
     OperationError (or ExternalCommandError) when the backup or its check fails; a failed backup
@@ -217,6 +233,10 @@ def take_base_backup(
     base_guard.check_same_system(backups, str(dest), archived_sysid, archive, facts.system_identifier)
     files = list_archive(archive) if archive is not None else None
     base_guard.check_not_behind(backups, str(dest), files, archive, facts.timeline, facts.wal_position)
+    parent = None
+    if incremental:
+        major = facts.server_version_num // 10000
+        parent = base_incremental.choose_parent(dsn, facts.server_version, major, backups, fallback=fallback)
 
     from pgtool.pg.terminate import sigterm_raises
 
@@ -225,7 +245,8 @@ def take_base_backup(
         stamp = _new_stamp(dest)
         tmp = dest / f"{INCOMPLETE_PREFIX}{stamp}-{os.getpid()}"
         try:
-            info = spool(dsn, facts, tools, tmp, stamp, compress)
+            manifest = base_incremental.manifest_of(parent) if parent else None
+            info = spool(dsn, facts, tools, tmp, stamp, compress, parent, manifest)
             final = dest / stamp
             os.rename(tmp, final)
             fsync_path(dest, directory=True)
@@ -233,11 +254,8 @@ def take_base_backup(
         except BaseException:
             _remove(tmp)
             raise
-        log.info(
-            "base backup complete", backup=stamp, size_bytes=info.size_bytes, compression=info.compression
-        )
-
-        outcome = base_retention.apply_retention(dest, keep=keep, archive_dir=archive_dir)
+        log.info("base backup complete", backup=stamp, kind=info.kind, size_bytes=info.size_bytes)
+        outcome = base_retention.apply_retention(dest, keep=keep, archive_dir=archive_dir, window=window)
     result = BaseBackupResult(
         backup=info,
         kept=[b.id for b in outcome.kept],
@@ -272,10 +290,18 @@ def prepare(dsn: str, *, keep: int, compress: str, pg_bindir: str | None) -> tup
 
 
 def spool(
-    dsn: str, facts: ServerFacts, tools: Any, tmp: Path, stamp: str, compress: str
+    dsn: str,
+    facts: ServerFacts,
+    tools: Any,
+    tmp: Path,
+    stamp: str,
+    compress: str,
+    parent: base_catalog.BaseBackupInfo | None = None,
+    parent_manifest: Path | None = None,
 ) -> base_catalog.BaseBackupInfo:
     """Run pg_basebackup into `tmp`, check the result and write its metadata (fsynced); the caller
-    removes `tmp` on failure. `tools`: the client binaries (`prepare`)."""
+    removes `tmp` on failure. `tools`: the client binaries (`prepare`). parent, parent_manifest: take
+    an incremental backup against that backup, whose manifest is that local file."""
     from pgtool.pg.command import libpq_args
 
     log = get_logger()
@@ -288,7 +314,8 @@ def spool(
     with libpq_args(dsn) as (conninfo, env):
         for i, choice in enumerate(choices):
             try:
-                _run_pg_basebackup(pg_basebackup, conninfo, env, tmp, f"pgtool {stamp}", choice)
+                label = f"pgtool {stamp}"
+                _run_pg_basebackup(pg_basebackup, conninfo, env, tmp, label, choice, parent_manifest)
                 used = choice
                 break
             except ExternalCommandError as exc:
@@ -301,6 +328,7 @@ def spool(
     check = base_verify.check_backup(tmp, tools, wal_segment_size=facts.wal_segment_size)
     info = _describe(tmp, stamp, facts, check, used, start_time, stop_time, next_xid, started)
     info.superuser = superuser
+    base_incremental.record_chain(info, parent)
     (tmp / METADATA_FILE).write_text(info.to_json())
     _fsync_tree(tmp)
     return info

@@ -12,6 +12,9 @@ One run:
 4. removes the spool, always: after success, after a failure, and on SIGTERM (`sigterm_raises`);
 5. applies retention and prunes the repository's WAL (`repo_retention`).
 
+With `incremental`, the newest backup's `backup_manifest` is downloaded (verified) into the spool and
+pg_basebackup runs with `--incremental` against it (`base_incremental`).
+
 Why a local spool rather than streaming: pg_basebackup writes to stdout only in tar format with
 `--wal-method=fetch` or `none` and a single tablespace, and `fetch` can fail on a busy server that
 recycled a segment the backup still needs; and pgtool checks a backup (manifest checksum, member sizes,
@@ -24,14 +27,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pgtool.errors import UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
-from pgtool.physical import base_guard, repo_catalog, repo_retention
-from pgtool.physical.base_catalog import STAMP_FORMAT
+from pgtool.physical import base_guard, base_incremental, repo_catalog, repo_retention
+from pgtool.physical.base_catalog import MANIFEST_FILE, STAMP_FORMAT
 from pgtool.physical.basebackup import BaseBackupResult, prepare, report_result, spool
 from pgtool.repo import Repository, base_prefix, open_repository
 from pgtool.wal.repo_archive import RepoWal
@@ -49,6 +52,9 @@ def take_repo_base_backup(
     spool_dir: Path | None = None,
     pg_bindir: str | None = None,
     report: RunReport | None = None,
+    incremental: bool = False,
+    fallback: str = "refuse",
+    window: timedelta | None = None,
 ) -> BaseBackupResult:
     """Take one base backup into the repository at `repo_url`, then retention and WAL pruning there.
 
@@ -67,6 +73,10 @@ def take_repo_base_backup(
     backups = repo_catalog.list_base_backups(repo)
     base_guard.check_same_system(backups, where, wal.system_id(), where, facts.system_identifier)
     base_guard.check_not_behind(backups, where, wal.list_archive(), where, facts.timeline, facts.wal_position)
+    against = None
+    if incremental:
+        major = facts.server_version_num // 10000
+        against = base_incremental.choose_parent(dsn, facts.server_version, major, backups, fallback=fallback)
 
     from pgtool.pg.terminate import sigterm_raises
 
@@ -75,18 +85,23 @@ def take_repo_base_backup(
         stamp = _new_stamp(repo)
         work = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=parent))  # mode 0700
         try:
-            info = spool(dsn, facts, tools, work / stamp, stamp, compress)
+            manifest = None
+            if against is not None:
+                manifest = work / f"{against.id}.backup_manifest"
+                repo.read_to_file(base_prefix(against.id) + MANIFEST_FILE, manifest)
+            info = spool(dsn, facts, tools, work / stamp, stamp, compress, against, manifest)
             uploaded = repo_catalog.upload(repo, work / stamp, stamp)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         log.info(
             "base backup uploaded",
             backup=stamp,
+            kind=info.kind,
             size_bytes=info.size_bytes,
             uploaded_bytes=uploaded,
             compression=info.compression,
         )
-        outcome = repo_retention.apply_repo_retention(repo, keep=keep)
+        outcome = repo_retention.apply_repo_retention(repo, keep=keep, window=window)
     result = BaseBackupResult(
         backup=info,
         kept=[b.id for b in outcome.kept],

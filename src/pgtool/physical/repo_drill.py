@@ -1,10 +1,10 @@
 """The base-backup restore drill (`verify --base`) over a backup repository (`--repo`).
 
-The newest complete base backup in the repository is downloaded, every object verified, into a
-scratch directory (its size checked against the free space first), and the drill of
-`pgtool.physical.base_drill` runs on it with the repository as its WAL archive: the gap check and the
-archive's end are computed from the repository's listing (the one archive model), pg_waldump reads
-verified copies of the objects it needs, and the throwaway server's restore_command is
+The newest complete base backup in the repository (with its whole chain when it is incremental) is
+downloaded, every object verified, into a scratch directory (its size checked against the free space
+first), and the drill of `pgtool.physical.base_drill` runs on it with the repository as its WAL archive:
+the gap check and the archive's end are computed from the repository's listing (the one archive model),
+pg_waldump reads verified copies of the objects it needs, and the throwaway server's restore_command is
 `pgtool restore-wal --repo URL`, so every replayed segment is verified by restore-wal. The scratch
 directory is removed whatever happens.
 
@@ -40,7 +40,8 @@ def run_repo_base_drill(
     for an unreachable store or a damaged object, RepoUsageError for a malformed URL: exit 2).
     """
     from pgtool.physical import repo_catalog
-    from pgtool.recovery.repo_base import scratch_copy
+    from pgtool.physical.base_chain import chain_of
+    from pgtool.recovery.repo_base import scratch_chain
     from pgtool.recovery.wal_source import RepoArchive
     from pgtool.repo import open_repository
 
@@ -51,8 +52,8 @@ def run_repo_base_drill(
             f"no complete base backup in repository {repo.url.display()}",
             hint="take one with pgtool basebackup --repo",
         )
-    newest = backups[-1]
-    with scratch_copy(repo, newest, work_dir) as scratch:
+    chain = chain_of(backups, backups[-1])  # a broken chain is refused before any download
+    with scratch_chain(repo, chain, work_dir) as scratch:
         return run_base_drill(
             scratch,
             RepoArchive(repo, key_file),

@@ -2,15 +2,16 @@
 
 It picks the base backup (the newest that finished before the target, by its recorded stop time, LSN
 or next transaction id), checks the WAL archive has no gap between that backup and the target,
-unpacks the backup, writes the recovery settings and signal file, and returns the exact command that
-starts the server. It never starts the server itself: the operator decides when and where.
+unpacks the backup (an incremental one with its whole chain, each member verified, combined with
+pg_combinebackup: `chain_restore`; a missing member is refused before anything is written), writes
+the recovery settings and signal file, and returns the exact command that starts the server. It
+never starts the server itself: the operator decides when and where.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +20,9 @@ from typing import TYPE_CHECKING
 from pgtool.config import redact_dsn
 from pgtool.errors import OperationError, UsageError
 from pgtool.obs.logging import get_logger
-from pgtool.physical import base_catalog, base_unpack
+from pgtool.physical import base_catalog, base_chain
 from pgtool.physical.base_catalog import BaseBackupInfo
-from pgtool.recovery import archive_continuity, recovery_config, repo_base
+from pgtool.recovery import archive_continuity, chain_restore, recovery_config
 from pgtool.recovery.recovery_config import RecoveryTarget
 from pgtool.recovery.wal_source import DirArchive, RepoArchive, WalArchive
 from pgtool.wal.listing import parse_lsn
@@ -202,6 +203,7 @@ def prepare_recovery(
     else:
         backup = choose_backup(backups, target, backup_id)
         continuity = _check_archive(archive, backup, target, standby)
+    chain = base_chain.chain_of(backups, backup)  # a broken chain: refused before anything is written
     notes: list[str] = []
     if continuity is not None and continuity.gap:
         notes.append(_gap_note(continuity, target))
@@ -234,12 +236,9 @@ def prepare_recovery(
     created = not pgdata.exists()
     tablespaces = pgdata.with_name(pgdata.name + ".tablespaces")
     tablespaces_created = not tablespaces.exists()
-    with sigterm_raises(), ExitStack() as stack:
-        if repo is not None:
-            # Beside PGDATA: the filesystem chosen to hold the recovered copy; removed on exit.
-            stack.enter_context(repo_base.scratch_copy(repo, backup, pgdata.parent))
+    with sigterm_raises():
         try:
-            unpacked = base_unpack.unpack_base_backup(backup, pgdata)
+            unpacked = chain_restore.restore(chain, pgdata, repo=repo, pg_bindir=pg_bindir)
             recovery_config.write_recovery_config(pgdata, settings, standby=standby)
         except BaseException:
             _undo(pgdata, created, tablespaces if tablespaces_created else None)

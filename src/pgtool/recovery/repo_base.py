@@ -4,7 +4,9 @@ The tars are unpacked by the same code as a local backup's (`pgtool.physical.bas
 reads files. So the chosen backup is first downloaded, every object verified
 (`pgtool.physical.repo_catalog.download`), into a scratch directory that holds exactly that backup:
 its size is known from the metadata and checked against the free space first, and the directory is
-removed whatever happens.
+removed whatever happens. An incremental backup needs its whole chain (`base_chain.chain_of`):
+`scratch_chain` downloads every member into one scratch directory, which then reads like a local
+base-backup directory holding that chain.
 """
 
 from __future__ import annotations
@@ -44,12 +46,24 @@ def scratch_copy(repo: Repository, info: BaseBackupInfo, parent: Path | None = N
     Yields the directory that holds `<stamp>/` (a base-backup directory with that one backup); sets
     `info.path`. OperationError when the filesystem has no room for it; removed on exit.
     """
+    with scratch_chain(repo, [info], parent) as scratch:
+        yield scratch
+
+
+@contextmanager
+def scratch_chain(
+    repo: Repository, chain: list[BaseBackupInfo], parent: Path | None = None
+) -> Iterator[Path]:
+    """Download every backup of `chain` verified into one new directory under `parent` (default: the
+    temp dir), each as `<stamp>/`; sets their `path`. OperationError when the filesystem has no room
+    for all of them (checked before the first byte is written); removed on exit."""
     where = existing_parent(parent) if parent is not None else Path(tempfile.gettempdir())
-    need = download_size(info) + SPARE_BYTES
+    need = sum(download_size(m) for m in chain) + SPARE_BYTES
     free = shutil.disk_usage(where).free
     if free < need:
+        names = ", ".join(m.id for m in chain)
         raise OperationError(
-            f"no room to download base backup {info.id} from {repo.url.display()}: it needs "
+            f"no room to download base backup {names} from {repo.url.display()}: it needs "
             f"{need // 2**20} MiB in {where}, {free // 2**20} MiB are free",
             hint="free space there, or point the scratch directory at a larger filesystem",
         )
@@ -57,9 +71,11 @@ def scratch_copy(repo: Repository, info: BaseBackupInfo, parent: Path | None = N
     try:
         from pgtool.physical import repo_catalog
 
-        get_logger().info("downloading base backup", backup=info.id, bytes=download_size(info))
-        repo_catalog.download(repo, info, scratch)
+        for member in chain:
+            get_logger().info("downloading base backup", backup=member.id, bytes=download_size(member))
+            repo_catalog.download(repo, member, scratch)
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        info.path = None
+        for member in chain:
+            member.path = None
