@@ -16,11 +16,14 @@ server: the bytes cross real sockets and the faults happen to real TCP connectio
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -127,3 +130,83 @@ class NetNamespace:
         if self.holder.poll() is None:
             self.holder.kill()
             self.holder.wait()
+
+
+class FaultyProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server: every chunk waits `delay` seconds in each
+    direction (a long link), and `lose_answer(marker, times)` arms a fault: the next `times` requests
+    whose bytes contain `marker` reach the server, but the connection is reset before the server's
+    answer reaches the client, as when a link dies between request and response."""
+
+    def __init__(self, target_port: int, *, delay: float = 0.0) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self._marker = b""
+        self._times = 0
+        self.answers_lost = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def lose_answer(self, marker: bytes, times: int = 1) -> None:
+        with self._lock:
+            self._marker, self._times = marker, times
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            doomed = threading.Event()  # a marked request went up: its answer must not come back
+            threading.Thread(target=self._pump_up, args=(client, upstream, doomed), daemon=True).start()
+            threading.Thread(target=self._pump_down, args=(upstream, client, doomed), daemon=True).start()
+
+    def _pump_up(self, src: socket.socket, dst: socket.socket, doomed: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                with self._lock:
+                    if self._times and self._marker and self._marker in data:
+                        self._times -= 1
+                        doomed.set()
+                if self.delay:
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _shut(dst)
+
+    def _pump_down(self, src: socket.socket, dst: socket.socket, doomed: threading.Event) -> None:
+        try:
+            while data := src.recv(65536):
+                if doomed.is_set():
+                    # The server answered the marked request: reset the client's connection instead.
+                    with self._lock:
+                        self.answers_lost += 1
+                    # SO_LINGER 0: close sends a reset. shutdown(SHUT_RD) first wakes the other
+                    # pump, blocked in recv on this socket, so that close really releases it.
+                    dst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    dst.shutdown(socket.SHUT_RD)
+                    dst.close()
+                    src.close()
+                    return
+                if self.delay:
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _shut(dst)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)

@@ -9,7 +9,9 @@ nothing half-written becomes visible once the link is back.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,7 @@ import pytest
 import repo_links
 
 import repo_servers
+from pgtool.repo import ObjectDiffers, open_repository, wal_name
 
 # The client runs inside the namespace: a separate process (obstore's sockets live on its own threads,
 # which a per-thread setns in the test process would not reach).
@@ -180,3 +183,73 @@ def test_dead_link_fails_clearly_within_the_timeouts_and_shows_nothing(linked, t
     netns.heal()
     check = _client(netns, server, url, "check", tmp_path / "check", timeout=60)
     assert check["names"] == ["pgtool.repo.json"] and not check["base_exists"]
+
+
+# -- a proxy between client and server: a long link, and answers lost on the way back ---------------
+
+
+@pytest.fixture(params=["s3", "azure"])
+def proxied(request: pytest.FixtureRequest):
+    """(proxy, url, env): a fresh bucket on the session's server, reached only through a FaultyProxy."""
+    server = request.getfixturevalue(f"{request.param}_server")
+    bucket = f"pgtool-proxied-{next(_buckets)}"
+    server.make_bucket(bucket)
+    proxy = repo_links.FaultyProxy(server.port)
+    request.addfinalizer(proxy.close)
+    if request.param == "s3":
+        env = server.env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}")
+    else:
+        env = server.env(AZURE_STORAGE_ENDPOINT=f"http://127.0.0.1:{proxy.port}/{repo_servers.AZ_ACCOUNT}")
+    return proxy, f"{request.param}://{bucket}/p", env
+
+
+_buckets = itertools.count(1)
+SEGMENT = wal_name("000000010000000000000009")
+
+
+def test_long_link_operations_succeed(proxied, tmp_path):
+    """200 ms each way on every exchange (what netem's delay would do): slower, but everything works."""
+    proxy, url, env = proxied
+    proxy.delay = 0.2
+    repo = open_repository(url, environ=env, create=True)
+    started = time.monotonic()
+    assert repo.put_if_absent(SEGMENT, b"wal" * 100_000) is True
+    assert repo.put_stream("base/20261207T020000Z/base.tar", iter([os.urandom(1 << 20)] * 10)) == 10 << 20
+    assert repo.read_to_file("base/20261207T020000Z/base.tar", tmp_path / "base.tar") == 10 << 20
+    assert repo.read_bytes(SEGMENT) == b"wal" * 100_000
+    assert time.monotonic() - started > 2.0  # the delay was really in the path
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_conditional_create_whose_answer_was_lost(proxied, keyed, random_key_file):
+    """The store created the segment, the connection died before its answer arrived: pgtool retries
+    the conditional create, finds its own object and reports success (False: it was already there)
+    instead of failing archive-wal; the stored content is the one sent."""
+    proxy, url, env = proxied
+    repo = open_repository(url, environ=env, create=True, key_file=random_key_file if keyed else None)
+    data = os.urandom(1 << 20)
+    proxy.lose_answer(b"000000010000000000000009")
+    assert repo.put_if_absent(SEGMENT, data) is False
+    assert proxy.answers_lost == 1
+    assert repo.read_bytes(SEGMENT) == data
+    with pytest.raises(ObjectDiffers):  # and a different segment is still refused after such a retry
+        proxy.lose_answer(b"000000010000000000000009")
+        repo.put_if_absent(SEGMENT, os.urandom(1 << 20))
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_multipart_completion_whose_answer_was_lost(proxied, keyed, random_key_file):
+    """The store committed a multipart upload and the answer was lost: the retried completion fails
+    (S3: NoSuchUpload, Azure: the blocks are already committed), yet the object is whole. put_stream
+    proves it is this upload (size and last bytes) and succeeds, instead of a backup reported failed
+    whose name then refuses the retry ("already exists")."""
+    proxy, url, env = proxied
+    repo = open_repository(url, environ=env, create=True, key_file=random_key_file if keyed else None)
+    name = "base/20261207T030000Z/base.tar"
+    parts = [os.urandom(1 << 20) for _ in range(20)]
+    bucket = url.split("://")[1].split("/")[0]
+    # the completing request: S3's CompleteMultipartUpload, Azure's Put Block List
+    proxy.lose_answer(f"POST /{bucket}/p/{name}?uploadId=".encode() if "s3" in url else b"comp=blocklist")
+    assert repo.put_stream(name, iter(parts), compress=False) == 20 << 20
+    assert proxy.answers_lost == 1
+    assert repo.read_bytes(name) == b"".join(parts)

@@ -27,7 +27,7 @@ import zstandard
 from nacl import bindings as sodium
 from nacl.exceptions import CryptoError
 
-from pgtool.repo.errors import IntegrityError, RepoKeyError
+from pgtool.repo.errors import IntegrityError
 
 MAGIC = b"PGTR"
 VERSION = 1
@@ -134,7 +134,10 @@ def decode(name: str, stored: Iterable[bytes], *, key: bytes | None, where: str)
     header = reader.read(HEADER_LEN)
     flags = read_header(header, where)
     if flags & FLAG_ENCRYPTED and key is None:
-        raise RepoKeyError(f"{where} is encrypted and no repository key was given")
+        # `key is None` only for a repository whose record says it is not encrypted (an encrypted one
+        # is never opened without its key), so this flag was flipped or the object planted: damage,
+        # not a missing key.
+        raise IntegrityError(f"{where} is marked encrypted but the repository is not", hint=_TAMPER_HINT)
     if not flags & FLAG_ENCRYPTED and key is not None:
         # An encrypted repository never holds a cleartext object: one here was planted.
         raise IntegrityError(f"{where} is not encrypted but the repository is", hint=_TAMPER_HINT)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from pgtool.repo import keys, layout, objformat
-from pgtool.repo.errors import ObjectAbsent, ObjectDiffers, RepoError, RepoKeyError
+from pgtool.repo.errors import ObjectAbsent, ObjectDiffers, RepoError, RepoKeyError, StoreUnavailable
 from pgtool.repo.store import ObjectInfo, Store
 from pgtool.repo.url import RepoURL, parse_repo_url
 
@@ -28,6 +28,7 @@ KEY_FILE_ENV = "PGTOOL_REPO_KEY_FILE"
 REPO_ENV = "PGTOOL_REPO"
 _RECORD_LIMIT = 64 * 1024
 _FILE_CHUNK = 1024 * 1024
+_PROOF_LEN = 32
 
 
 class Repository:
@@ -74,6 +75,9 @@ class Repository:
         if self.store.head(name) is not None:
             raise ObjectDiffers(f"{self.where(name)} already exists", hint="backups are never overwritten")
         total = 0
+        sent = 0
+        last = b""  # the last bytes sent: a SHA-256 trailer or a final authentication tag
+        complete = False
 
         def counted() -> Iterator[bytes]:
             nonlocal total
@@ -81,8 +85,34 @@ class Repository:
                 total += len(chunk)
                 yield chunk
 
-        self.store.put_stream(name, objformat.encode(name, counted(), key=self._key, compress=compress))
+        def tracked() -> Iterator[bytes]:
+            nonlocal sent, last, complete
+            for piece in objformat.encode(name, counted(), key=self._key, compress=compress):
+                sent += len(piece)
+                last = (last + piece)[-_PROOF_LEN:]
+                yield piece
+            complete = True
+
+        try:
+            self.store.put_stream(name, tracked())
+        except RepoError as exc:
+            # The store may have committed the object and lost its answer: a retried completion then
+            # fails (S3: NoSuchUpload, Azure: 400 on the block list) though the object is whole.
+            # Same size and same last bytes (a SHA-256 over the content and name, or the final tag of a
+            # stream under a fresh random header) prove it is this upload.
+            if complete and self._committed(name, sent, last):
+                return total
+            if isinstance(exc, ObjectAbsent):  # a write never means "absent": the upload vanished
+                raise StoreUnavailable(f"cannot write {self.where(name)}: the upload was lost") from None
+            raise
         return total
+
+    def _committed(self, name: str, size: int, last: bytes) -> bool:
+        try:
+            found = self.store.tail(name, len(last))
+        except RepoError:
+            return False
+        return found is not None and found == (size, last)
 
     def put_file(self, name: str, path: str | os.PathLike[str], *, compress: bool = True) -> int:
         def chunks() -> Iterator[bytes]:
@@ -118,8 +148,15 @@ class Repository:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, dest)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                # The local side failed (a full spool, a missing directory): one line naming both ends,
+                # not a traceback; restore-wal maps it to 126+, never to "absent".
+                raise RepoError(
+                    f"cannot write {self.where(name)} to {dest}: {exc.strerror or exc}",
+                    hint="free space or choose another destination; nothing was left behind",
+                ) from None
             raise
         return total
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -125,6 +126,8 @@ class Store:
     ) -> None:
         env = os.environ if environ is None else environ
         self.url = url
+        self._max_retries = max_retries
+        self._retry_timeout = retry_timeout
         self._secrets = [v for k in _SECRET_ENV if (v := env.get(k, "")) and len(v) >= 4]
         retry: RetryConfig = {
             "max_retries": max_retries,
@@ -233,15 +236,41 @@ class Store:
 
     def create(self, name: str, data: bytes) -> bool:
         """Store `data` under `name` only if nothing is there (one conditional request, If-None-Match: *
-        on the clouds, link-without-replace locally). True if created, False if something already was."""
-        try:
-            obstore.put(self._store, name, data, mode="create", use_multipart=False)
-        except (obx.AlreadyExistsError, obx.PreconditionError, FileExistsError):
+        on the clouds, link-without-replace locally). True if created, False if something already was.
+
+        obstore does not retry a conditional PUT whose connection broke (it is not idempotent to it),
+        so a transient failure is retried here, within the retry budget: the retry either creates the
+        object or finds one, maybe our own from the attempt whose answer was lost, and returns False;
+        the caller then compares content, which is what makes the retry safe."""
+        deadline = time.monotonic() + self._retry_timeout
+        backoff = 0.1
+        for attempt in range(self._max_retries + 1):
+            try:
+                obstore.put(self._store, name, data, mode="create", use_multipart=False)
+            except (obx.AlreadyExistsError, obx.PreconditionError, FileExistsError):
+                return False
+            except (obx.BaseError, OSError) as exc:
+                mapped = self._map(exc, name, "write")
+                if (
+                    not self._transient(exc)
+                    or attempt >= self._max_retries
+                    or time.monotonic() + backoff > deadline
+                ):
+                    raise mapped from None
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._sync_local(name)
+            return True
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _transient(self, exc: BaseException) -> bool:
+        """A failure that a retry may cure: a broken connection, a timeout, a 5xx. Not a denial, a
+        missing bucket, or anything on a local filesystem."""
+        if self.url.kind == "local" or not isinstance(exc, obx.GenericError):
             return False
-        except (obx.BaseError, OSError) as exc:
-            raise self._map(exc, name, "write") from None
-        self._sync_local(name)
-        return True
+        text = str(exc).lower()
+        return not any(marker.lower() in text for marker in _MISSING_CONTAINER)
 
     def put_stream(self, name: str, chunks: Iterable[bytes]) -> None:
         """Multipart upload: the object appears under `name` only when the last part is committed."""
@@ -257,6 +286,19 @@ class Store:
         except (obx.BaseError, OSError) as exc:
             raise self._map(exc, name, "write") from None
         self._sync_local(name)
+
+    def tail(self, name: str, length: int) -> tuple[int, bytes] | None:
+        """(size, last `length` bytes) of the object stored under `name`, None if nothing is there."""
+        info = self.head(name)
+        if info is None:
+            return None
+        if info.size < length:
+            return info.size, b""
+        try:
+            data = obstore.get_range(self._store, name, start=info.size - length, end=info.size)
+        except (obx.BaseError, OSError) as exc:
+            raise self._map(exc, name, "read") from None
+        return info.size, bytes(data)
 
     def get_stream(self, name: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         """The stored bytes of `name`, streamed. Raises ObjectAbsent, or RepoError for anything else."""
