@@ -191,12 +191,13 @@ class Demo:
         )
         report = json.loads(proc.stdout or "")
         base = report["sections"]["base_backups"]
-        if base["state"] != "ok":
-            raise OperationError(f"status: base backups and WAL not ok: {report['problems']}")
+        for name in ("dumps", "base_backups"):
+            if report["sections"][name]["state"] != "ok":
+                raise OperationError(f"status: {name} not ok: {report['problems']}")
         window = (base.get("window") or {}).get("seconds")
         problems = len(report["problems"])
         return (
-            f"newest base backup {base.get('newest')}, {base.get('segments')} WAL segments read, "
+            f"dumps ok, newest base backup {base.get('newest')}, {base.get('segments')} WAL segments read, "
             f"recoverable window {window}s; " + (f"{problems} to look at" if problems else "healthy")
         )
 
