@@ -6,8 +6,9 @@ COPY src ./src
 RUN pip install --no-cache-dir build==1.2.2 && python -m build --wheel --outdir /dist
 
 FROM python:3.12-slim-bookworm
-# PostgreSQL client binaries for every supported server major (pg_dump must not be older than the
-# server), from the PostgreSQL project's apt repository.
+# PostgreSQL binaries for every supported server major, from the PostgreSQL project's apt repository:
+# the clients (pg_dump must not be older than the server) and the servers, since `pgtool verify`
+# restores dumps into a throwaway cluster of its own, initdb'd with the dumps' major.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
@@ -17,7 +18,8 @@ RUN apt-get update \
  && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
       > /etc/apt/sources.list.d/pgdg.list \
  && apt-get update \
- && apt-get install -y --no-install-recommends postgresql-client-15 postgresql-client-18 zstd lz4 \
+ && apt-get install -y --no-install-recommends postgresql-client-15 postgresql-client-18 \
+      postgresql-15 postgresql-18 zstd lz4 \
  && apt-get purge -y curl gnupg && apt-get autoremove -y \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /dist/*.whl /tmp/

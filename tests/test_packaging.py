@@ -41,3 +41,17 @@ def test_setup_installs_kubectl_with_kustomize_v5_into_the_venv():
     assert kubectl.is_file(), "bash scripts/setup.sh installs kubectl (scripts/install_kubectl.py)"
     out = subprocess.run([str(kubectl), "version", "--client"], capture_output=True, text=True).stdout
     assert "Client Version: v1.33.9" in out and "Kustomize Version: v5." in out, out
+
+
+def test_image_carries_the_server_binaries_the_drills_need():
+    """verify (dumps) and verify --base initdb throwaway clusters: the server packages of every supported
+    major, not just the clients, installed without recommended extras to keep the image lean."""
+    text = (ROOT / "Dockerfile").read_text()
+    install = next(line for line in text.splitlines() if "postgresql-client-15" in line)
+    block = text[text.index(install) - 200 : text.index(install) + 200]
+    for package in ("postgresql-client-15", "postgresql-client-18", "postgresql-15", "postgresql-18"):
+        assert f" {package} " in block + " " or f" {package}\n" in block, package
+    for line in text.splitlines():
+        if "apt-get install" in line:
+            assert "--no-install-recommends" in line, line
+    assert "rm -rf /var/lib/apt/lists/*" in text

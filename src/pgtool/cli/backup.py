@@ -12,6 +12,11 @@ from pgtool.cli.options import Dsn, PgBindir, Pushgateway, Repo, RepoKeyFile, op
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
 
+PASSWORDS_NEED_ENCRYPTION = (
+    "--with-role-passwords stores password hashes: only into an encrypted repository "
+    "(--repo with --repo-key-file)"
+)
+
 
 def backup(
     dest: Annotated[
@@ -44,15 +49,27 @@ def backup(
             "--wait", help="If another backup holds the lock (DEST's or --repo's), wait instead of failing."
         ),
     ] = False,
+    with_role_passwords: Annotated[
+        bool,
+        typer.Option(
+            "--with-role-passwords",
+            help="Store the roles' password hashes with the globals. Only into an encrypted "
+            "repository (--repo with --repo-key-file).",
+        ),
+    ] = False,
     pushgateway: Pushgateway = None,
     pg_bindir: PgBindir = None,
 ) -> None:
     """Dump every database with pg_dump (custom format), with checksums, row-count manifests and retention.
 
     Each database goes to DEST/<database>/<database>-<UTC stamp>.dump with a .sha256 and a
-    .manifest.json holding the exact row count of every table, counted in the dump's own snapshot.
-    With --repo instead, pg_dump streams into the repository (dumps/<database>/<stamp>/: compressed,
-    checksummed, encrypted with --repo-key-file) with no local copy; see docs/logical-backups.md.
+    .manifest.json holding the exact row count of every table, counted in the dump's own snapshot,
+    and the database's owner, privileges, settings and comment. The cluster's global objects (roles,
+    memberships, tablespaces: pg_dumpall --globals-only, without password hashes unless
+    --with-role-passwords) go to DEST/.globals/<UTC stamp>.sql. With --repo instead, pg_dump
+    streams into the repository (dumps/<database>/<stamp>/: compressed, checksummed, encrypted
+    with --repo-key-file) with no local copy, the globals to dumps/.globals/<stamp>/globals.sql;
+    see docs/logical-backups.md.
     Exit 0 if every database was dumped, 1 if any failed (the others are still dumped), 3 if the
     server cannot be reached.
 
@@ -82,12 +99,17 @@ def backup(
             wait=wait,
             pg_bindir=cfg.pg_bindir,
             report=report,
+            with_role_passwords=with_role_passwords,
         )
+        if with_role_passwords and (repo is None or repo_key_file is None):
+            raise UsageError(PASSWORDS_NEED_ENCRYPTION)
         if repo is not None:
             from pgtool.logical import repo_backup
             from pgtool.repo import open_repository
 
             store = open_repository(repo, key_file=repo_key_file, create=True)
+            if with_role_passwords and not store.encrypted:
+                raise UsageError(PASSWORDS_NEED_ENCRYPTION)
             outcome = repo_backup.run_backup(cfg.dsn, store, **run)
         else:
             from pgtool.logical.dumping import run_backup
@@ -103,6 +125,10 @@ def backup(
                 )
             else:
                 typer.echo(f"FAILED  {display(r.database)}  {display(r.error or '')}")
+        if outcome.globals_location is not None:
+            typer.echo(f"ok      globals  {display(outcome.globals_location)}")
+        else:
+            typer.echo(f"FAILED  globals  {display(outcome.globals_error or '')}")
         for path in outcome.removed:
             typer.echo(f"removed {path} (retention)")
         failed = outcome.failed
@@ -111,5 +137,7 @@ def backup(
             raise OperationError(
                 f"backup failed for {len(failed)} of {len(outcome.results)} databases: {names}"
             )
+        if outcome.globals_error is not None:
+            raise OperationError(f"backup of the global objects failed: {outcome.globals_error}")
 
     run_with_binaries("backup", body, cfg)

@@ -21,6 +21,15 @@ def verify(
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,
     dsn: Dsn = None,
+    target_dsn: Annotated[
+        str | None,
+        optional(
+            "--target-dsn",
+            envvar="PGTOOL_VERIFY_TARGET_DSN",
+            help="Drill the dumps on this scratch server (throwaway databases, dropped after) instead "
+            "of in a throwaway local cluster of verify's own. Never a production server.",
+        ),
+    ] = None,
     database: Annotated[
         list[str] | None,
         typer.Option("--database", "-d", help="Verify only this database's dump (repeatable). Default: all."),
@@ -57,8 +66,14 @@ def verify(
     """Prove backups restore: restore drills with row counts, pushed to Prometheus.
 
     For each database, the newest dump: checksum, pg_restore --list, a restore into a throwaway
-    database pgtool_verify_<run token>_<db> on the --dsn server (always dropped), every table's row
-    count against the manifest, and with --amcheck every btree index. A dump that passes gets a
+    database, every table's row count against the manifest, and with --amcheck every btree index.
+    By default the restore runs in a throwaway local cluster of verify's own (PostgreSQL server
+    binaries of the dumps' major, or newer, must be installed; it is always stopped and deleted):
+    the newest stored globals (roles, tablespaces) are restored into it first, each dump restores
+    with its owners and grants, and the database's owner, privileges, settings and comment are
+    checked against the dump's manifest. --target-dsn drills on a scratch server instead
+    (pgtool_verify_<run token>_<db> databases, always dropped; no owners or grants). Production is
+    never touched: --dsn is accepted for compatibility and not used. A dump that passes gets a
     .verified.json record, which backup's retention honours. Every drill, passed or failed, appends a
     hash-chained (signed with --evidence-key-file) record to <backup-dir>/.evidence or <base-dir>/.evidence
     (pgtool evidence; a record that cannot be written fails the run). With --repo, each dump is first
@@ -66,9 +81,9 @@ def verify(
     the evidence (evidence/dumps/) go into the repository. Exit 0 only if every database passed,
     1 naming each failure, 2 on bad arguments, 3 if the server cannot be reached.
 
-    Example: pgtool verify --dsn postgresql://verify@scratch-db/postgres --backup-dir /backups/dumps
+    Example: pgtool verify --backup-dir /backups/dumps
 
-    Example: pgtool verify --dsn postgresql://verify@scratch-db/postgres --repo s3://backups/prod
+    Example: pgtool verify --repo s3://backups/prod --target-dsn postgresql://verify@scratch-db/postgres
 
     Example: pgtool verify --base --repo s3://backups/prod --amcheck
     """
@@ -124,6 +139,7 @@ def verify(
     def body(report: RunReport) -> None:
         from pgtool.errors import FindingsError, UsageError
         from pgtool.evidence.drills import verify_dumps
+        from pgtool.logical.drill_server import drill_target
         from pgtool.logical.dumps import display
 
         if base_dir is not None or archive_dir is not None:
@@ -134,6 +150,18 @@ def verify(
                 "(or --base with --base-dir and --archive-dir)"
                 + (" (--repo may come from $PGTOOL_REPO)" if backup_dir is not None else "")
             )
+        if target_dsn is not None:
+            from pgtool.pg.conninfo import check
+
+            check(target_dsn)
+        elif dsn is not None:
+            from pgtool.obs.logging import get_logger
+
+            get_logger().info(
+                "--dsn is not used: the drill runs in a throwaway local cluster of its own",
+                hint="--target-dsn names a scratch server to drill on instead",
+            )
+        where: dict[str, Any] = dict(databases=database or [], jobs=jobs, pg_bindir=cfg.pg_bindir)
         run: dict[str, Any] = dict(
             databases=database or [],
             amcheck=amcheck,
@@ -147,13 +175,16 @@ def verify(
             from pgtool.repo import open_repository
 
             store = open_repository(repo, key_file=repo_key_file)
-            results = repo_drills.verify_dumps(cfg.dsn, store, **run)
+            with drill_target(target_dsn, repo=store, **where) as server:
+                results = repo_drills.verify_dumps(server, store, **run)
         else:
             assert backup_dir is not None
-            results = verify_dumps(cfg.dsn, backup_dir, **run)
+            with drill_target(target_dsn, backup_dir=backup_dir, **where) as server:
+                results = verify_dumps(server, backup_dir, **run)
         for r in results:
             if r.ok:
                 checked = f"  {r.indexes_checked} indexes amchecked" if amcheck else ""
+                checked += "  owner, privileges and settings as recorded" if r.properties_checked else ""
                 typer.echo(
                     f"ok      {display(r.database)}  {display(r.location or str(r.dump))}  "
                     f"{r.tables} tables  "

@@ -9,6 +9,8 @@ Manifest (`<database>-<stamp>.manifest.json`):
     dump_size_bytes, database_size_bytes, sha256
     database_encoding the database's encoding (verify restores into a database of the same one)
     tables            [{"schema", "name", "rows"}]: exact row counts taken in the dump's own snapshot
+    database_properties  owner, acl, settings, comment of the database, read in the same snapshot
+                      (`pgtool.logical.db_properties`; absent in manifests of older versions)
 
 Names are stored as read in the database's encoding; bytes that are not valid text there (SQL_ASCII)
 are JSON `\\udcXX` escapes of lone surrogates (`pgtool.logical.dump_sessions`).
@@ -84,6 +86,7 @@ def build_manifest(
     encoding: str,
     digest: str,
     counts: list[dict[str, Any]],
+    properties: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of one dump (the fields above but format and version)."""
     return {
@@ -102,6 +105,7 @@ def build_manifest(
         "database_encoding": encoding,
         "sha256": digest,
         "tables": counts,
+        **({"database_properties": properties} if properties is not None else {}),
     }
 
 

@@ -28,6 +28,8 @@ from pgtool.pg import binaries, command
 _DBNAME = re.compile(r"^;\s+dbname:\s?(.*)$", re.M)
 _ENTRIES = re.compile(r"^;\s+TOC Entries:\s*(\d+)\s*$", re.M)
 _TABLE_DATA = re.compile(r"^(\d+); \d+ \d+ TABLE DATA (.+)$", re.M)
+# Listed only with --create: "<id>; 1262 <oid> DATABASE - <name> <owner>".
+_DATABASE = re.compile(r"^\d+; \d+ \d+ DATABASE - (.+)$", re.M)
 _FINISHED = re.compile(r"^pg_restore: finished item (\d+) TABLE DATA ")
 # What pg_restore --verbose says that is neither an error nor its context (which stay in messages).
 _PROGRESS = re.compile(r"^pg_restore: (?!error:|warning:|detail:|hint:)")
@@ -49,6 +51,8 @@ class Toc:
     entries: int
     # TABLE DATA dump id -> the rest of its listing line: "<schema> <table> <owner>".
     table_data: dict[int, str] = field(default_factory=dict)
+    # The DATABASE entry's "<name> <owner>" (None in an archive without one).
+    database_entry: str | None = None
 
     def table_ids(self, tables: Iterable[tuple[str, str]]) -> dict[int, tuple[str, str]]:
         """Dump id -> (schema, table) for each of `tables` whose TABLE DATA line names it unambiguously."""
@@ -59,6 +63,13 @@ class Toc:
             if len(matches) == 1:
                 by_id[dump_id] = matches[0]
         return by_id
+
+    def database_owner(self, database: str) -> str | None:
+        """The owner the DATABASE entry names, if it names `database` (None when it cannot tell)."""
+        head = toc_form(database) + " "
+        if self.database_entry is None or not self.database_entry.startswith(head):
+            return None
+        return self.database_entry[len(head) :] or None
 
 
 def toc_form(name: str) -> str:
@@ -73,11 +84,14 @@ def read_toc(pg: binaries.PgBinaries, dump: Path) -> Toc:
 
     The count is the header's "TOC Entries", which includes the ENCODING/SEARCHPATH entries every
     dump has: an empty database (often `postgres`) lists no objects, yet its dump is perfectly good.
+    With --create the listing includes the DATABASE entry (its owner): nothing else changes.
     Raises DumpReadError.
     """
     try:
         out = command.run(
-            [pg.path("pg_restore"), "--list", str(dump)], capture_stdout=True, log_stderr_level="debug"
+            [pg.path("pg_restore"), "--list", "--create", str(dump)],
+            capture_stdout=True,
+            log_stderr_level="debug",
         ).stdout
     except PgtoolError as exc:
         raise DumpReadError(f"TOC unreadable: {exc.message}") from None
@@ -89,6 +103,7 @@ def read_toc(pg: binaries.PgBinaries, dump: Path) -> Toc:
         dbname=name.group(1) if name else None,
         entries=int(header.group(1)) if header else listed,
         table_data={int(m.group(1)): m.group(2) for m in _TABLE_DATA.finditer(text)},
+        database_entry=database.group(1) if (database := _DATABASE.search(text)) else None,
     )
 
 
@@ -100,8 +115,12 @@ def restore(
     jobs: int,
     *,
     on_data_loaded: Callable[[int], None] | None = None,
+    keep_owners: bool = False,
 ) -> float:
     """Restore `dump` into the existing database `dbname`; the seconds it took. Raises RestoreError.
+
+    keep_owners: restore ownership and grants as in the dump (the drill's own cluster, where the
+    globals brought the roles back); otherwise `--no-owner --no-acl`.
 
     on_data_loaded: with jobs > 1, called (from a reader thread) with the dump id of each TABLE
     DATA item as soon as its data is committed; `Toc.table_ids` says which table that is.
@@ -121,10 +140,9 @@ def restore(
         argv = [
             pg.path("pg_restore"),
             "--exit-on-error",
-            # Ownership and grants name roles the verify server may not have; the drill proves the
-            # schema and data restore, which is what a restore in anger needs first.
-            "--no-owner",
-            "--no-acl",
+            # On a scratch server (--target-dsn), ownership and grants name roles it may not have; the
+            # drill there proves the schema and data restore, which a restore in anger needs first.
+            *([] if keep_owners else ["--no-owner", "--no-acl"]),
             "--no-password",
             *([f"--jobs={jobs}"] if jobs > 1 else []),
             *(["--verbose"] if on_progress is not None else []),

@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
-from pgtool.logical import dumps
+from pgtool.logical import db_properties, dumps, globals_dump
 from pgtool.logical.dump_manifest import (
     build_manifest,
     checksum_line,
@@ -85,6 +85,8 @@ class DumpResult:
 class BackupResult:
     results: list[DumpResult]
     removed: list[Path | str] = field(default_factory=list)  # dump files, or repository objects
+    globals_location: str | None = None  # where pg_dumpall --globals-only went
+    globals_error: str | None = None
 
     @property
     def failed(self) -> list[DumpResult]:
@@ -138,7 +140,7 @@ def dump_database(
         db_dir.mkdir(parents=True, exist_ok=True)
         stamp, final = _new_target(db_dir, database)
         partial = dumps.partial_path(final)
-        counts, db_size, encoding = dump_in_snapshot(dsn, database, partial, pg, stop)
+        counts, db_size, encoding, properties = dump_in_snapshot(dsn, database, partial, pg, stop)
         # pg_dump runs with --no-sync: the flush to disk (I/O) overlaps the hash (CPU) instead.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as syncing:
             synced = syncing.submit(fsync_path, partial)
@@ -160,6 +162,7 @@ def dump_database(
             encoding=encoding,
             digest=digest,
             counts=counts,
+            properties=properties,
         )
         _write_sidecars(final, digest, manifest)
         # The rename comes last: a final-named dump always has its checksum and manifest beside it.
@@ -214,8 +217,9 @@ def dump_in_snapshot(
     stop: threading.Event,
     *,
     stdout: int | None = None,
-) -> tuple[list[dict[str, Any]], int, str]:
-    """Run pg_dump on an exported snapshot and count rows in it meanwhile; (counts, size, encoding).
+) -> tuple[list[dict[str, Any]], int, str, dict[str, Any]]:
+    """Run pg_dump on an exported snapshot and count rows in it meanwhile; (counts, size, encoding,
+    the database's own properties: `pgtool.logical.db_properties`).
 
     One session exports the snapshot and, once pg_dump runs, counts in that same transaction.
     pg_dump writes to `partial`, or without one to its stdout, the file descriptor `stdout` (the
@@ -265,6 +269,7 @@ def dump_in_snapshot(
                 # critical path: without parallel workers they take only the spare core, not pg_dump's.
                 conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 db_size, encoding = one_row(conn, DATABASE_SQL)
+                properties = db_properties.read(conn)
                 counts = count_rows(conn, list_tables(conn), stop=_Either(stop, dump_failed))
             except (OperationError, psycopg.Error):
                 if not dump_failed.is_set():
@@ -276,7 +281,7 @@ def dump_in_snapshot(
                 worker.join()
     if dump_error:
         raise dump_error[0]
-    return counts, int(db_size), str(encoding)
+    return counts, int(db_size), str(encoding), properties
 
 
 class _Either:
@@ -309,8 +314,9 @@ def run_backup(
     wait: bool,
     pg_bindir: str | None,
     report: RunReport,
+    with_role_passwords: bool = False,
 ) -> BackupResult:
-    """Dump the chosen databases into `dest`, apply retention, record metrics in `report`.
+    """Dump the chosen databases and the globals into `dest`, apply retention, record metrics.
 
     Raises ConnectError (server unreachable), LockBusyError (another run holds `dest`), UsageError;
     per-database failures are in the result (the caller turns them into exit 1).
@@ -337,12 +343,16 @@ def run_backup(
             targets, jobs, lambda db, stop: dump_database(dsn, db, dest, pg, server, stop=stop)
         )
         _warn_leftovers(dest, targets)
+        stored = globals_dump.store(
+            lambda: str(globals_dump.store_in_dir(dest, dsn, pg, with_passwords=with_role_passwords))
+        )
         removed: list[Path | str] = []
         if retention_days > 0:
             for db in targets:
                 removed += apply_retention(dumps.database_dir(dest, db), retention_days)
+            removed += globals_dump.retention_in_dir(dest, retention_days)
         record_metrics(report, results, lambda db: _newest(dest, db))
-    return BackupResult(results, removed)
+    return BackupResult(results, removed, *stored)
 
 
 def _newest(dest: Path, database: str) -> Newest | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pgtool.errors import PgtoolError, UsageError, error_line
-from pgtool.logical import dumps, repo_catalog
+from pgtool.logical import dumps, globals_dump, repo_catalog
 from pgtool.logical.dump_manifest import build_manifest, manifest_document
 from pgtool.logical.dump_metrics import Newest, record_metrics
 from pgtool.logical.dumping import (
@@ -116,7 +116,9 @@ def dump_database(
         stamp = _new_stamp(repo, database)
         prefix = dump_prefix(database, stamp)
         target = prefix + repo_catalog.DUMP_OBJECT
-        size, digest, (counts, db_size, encoding) = _stream_dump(dsn, database, repo, target, pg, stop)
+        size, digest, (counts, db_size, encoding, properties) = _stream_dump(
+            dsn, database, repo, target, pg, stop
+        )
         duration = round(time.monotonic() - start, 3)
         manifest = build_manifest(
             database,
@@ -132,6 +134,7 @@ def dump_database(
             encoding=encoding,
             digest=digest,
             counts=counts,
+            properties=properties,
         )
         try:
             repo.put_if_absent(prefix + repo_catalog.MANIFEST_OBJECT, manifest_document(manifest))
@@ -156,8 +159,8 @@ def dump_database(
 
 def _stream_dump(
     dsn: str, database: str, repo: Repository, target: str, pg: binaries.PgBinaries, stop: threading.Event
-) -> tuple[int, str, tuple[list[dict[str, Any]], int, str]]:
-    """pg_dump into `target` through a pipe; (content bytes, sha256, (counts, db size, encoding))."""
+) -> tuple[int, str, tuple[list[dict[str, Any]], int, str, dict[str, Any]]]:
+    """pg_dump into `target` through a pipe; (content bytes, sha256, `dump_in_snapshot`'s result)."""
     read_fd, write_fd = os.pipe()
     try:
         upload = _Upload(repo, target, read_fd)
@@ -200,8 +203,12 @@ def run_backup(
     wait: bool,
     pg_bindir: str | None,
     report: RunReport,
+    with_role_passwords: bool = False,
 ) -> BackupResult:
-    """`pgtool.logical.dumping.run_backup`, into a repository: the same results, metrics and rules."""
+    """`pgtool.logical.dumping.run_backup`, into a repository: the same results, metrics and rules.
+
+    with_role_passwords: store the roles' password hashes with the globals (the CLI allows it only
+    into an encrypted repository)."""
     check_options(jobs, retention_days)
     server, available = server_info(dsn)
     with repo_lock(repo, wait=wait):
@@ -226,12 +233,16 @@ def run_backup(
                     object=repo.where(left.dump_object),
                     hint="delete it when convenient",
                 )
+        stored = globals_dump.store(
+            lambda: repo.where(globals_dump.store_in_repo(repo, dsn, pg, with_passwords=with_role_passwords))
+        )
         removed: list[Path | str] = []
         if retention_days > 0:
             for db in targets:
                 removed += repo_catalog.apply_retention(repo, db, retention_days)
+            removed += globals_dump.retention_in_repo(repo, retention_days)
         record_metrics(report, results, lambda db: newest(repo, db))
-    return BackupResult(results, removed)
+    return BackupResult(results, removed, *stored)
 
 
 def newest(repo: Repository, database: str) -> Newest | None:

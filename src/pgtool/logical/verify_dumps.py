@@ -6,11 +6,15 @@ failure (the checks themselves are in `pgtool.logical.verify_checks`):
   2. SHA-256 of the file equals its `.sha256` (and the manifest's): computed while steps 3-4 run, and
      reported in preference to their errors, since damage explains them;
   3. `pg_restore --list` reads the table of contents, which has entries and names the same database;
-  4. restore (`pg_restore -j N --exit-on-error --no-owner --no-acl`) into a throwaway database
-     `pgtool_verify_<token>_<db>` on the `--dsn` server, in the dump's encoding;
+  4. restore (`pg_restore -j N --exit-on-error`) into a throwaway database `pgtool_verify_<token>_<db>`,
+     in the dump's encoding, on the drill's server (`pgtool.logical.drill_server`): its own cluster,
+     where the globals were restored first and owners and grants restore as in the dump, or a scratch
+     server (`--target-dsn`), where they are left out (`--no-owner --no-acl`);
   5. every table's exact row count equals the manifest's, and no table is missing or extra (each
      table is counted as soon as pg_restore reports its data committed, see `dump_restore`);
-  6. with amcheck, `bt_index_check(..., heapallindexed => true)` on every restored leaf btree index.
+  6. with amcheck, `bt_index_check(..., heapallindexed => true)` on every restored leaf btree index;
+  7. in the own cluster, the database's owner, ACL, settings and comment recorded at backup are
+     applied and read back (`pgtool.logical.db_properties`), the owner also against the dump's TOC.
 A dump that passes gets a `.verified.json` record beside it, which retention honours; one that fails
 loses any record it had. The throwaway database is dropped whatever happens (SIGTERM included, see
 `pgtool.pg.terminate`); `verify_throwaway` says how runs keep out of each other's way.
@@ -29,7 +33,7 @@ from typing import Any
 import psycopg
 
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
-from pgtool.logical import dumps, verify_throwaway
+from pgtool.logical import db_properties, drill_server, dumps, verify_throwaway
 from pgtool.logical.dump_manifest import write_verified
 from pgtool.logical.dump_restore import DumpReadError, RestoreError, Toc, restore
 from pgtool.logical.dump_sessions import session
@@ -55,6 +59,7 @@ class VerifyResult:
     rows: int = 0
     restore_seconds: float | None = None
     indexes_checked: int = 0
+    properties_checked: bool = False  # owner, ACL, settings and comment as recorded (own cluster)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +85,7 @@ class Run:
     jobs: int
     amcheck: bool
     pg_bindir: str | None
+    keep_owners: bool = False  # owners and grants restored as in the dump (globals restored first)
 
 
 def verify_database(run: Run, database: str) -> VerifyResult:
@@ -150,7 +156,9 @@ def drill(run: Run, database: str, dump: Path, result: VerifyResult) -> str:
                     log.debug("table data restored, counting its rows", table=qualified(*ids[dump_id]))
                     counter.submit(ids[dump_id])
 
-            result.restore_seconds = restore(run.dsn, dump, scratch, pg, run.jobs, on_data_loaded=loaded)
+            result.restore_seconds = restore(
+                run.dsn, dump, scratch, pg, run.jobs, on_data_loaded=loaded, keep_owners=run.keep_owners
+            )
         except (VerifyFailure, DumpReadError, RestoreError, OperationError):
             checksum.check()
             raise
@@ -163,10 +171,36 @@ def drill(run: Run, database: str, dump: Path, result: VerifyResult) -> str:
         result.tables, result.rows = len(restored), sum(t["rows"] for t in restored)
         if run.amcheck:
             result.indexes_checked = amcheck(run.dsn, scratch)
+        if run.keep_owners:
+            result.properties_checked = _check_properties(run, database, scratch, manifest, toc)
     finally:
         counter.abandon()
         _drop_throwaway(run, scratch, result)
     return digest
+
+
+def _check_properties(run: Run, database: str, scratch: str, manifest: dict[str, Any], toc: Toc) -> bool:
+    """Step 7, after the restore and counts (a setting such as default_transaction_read_only would
+    stop them); False when the manifest predates the record (nothing to compare)."""
+    recorded = manifest.get("database_properties")
+    if recorded is None:
+        return False
+    if not db_properties.valid(recorded):
+        raise VerifyFailure("manifest: database_properties is malformed")
+    differs = db_properties.toc_owner(toc.database_owner(database), recorded)
+    if differs is not None:
+        raise VerifyFailure(differs)
+    problems: list[str] = []
+    with session(run.dsn, application_name="pgtool-verify") as conn:
+        try:
+            db_properties.apply(conn, scratch, recorded)
+        except db_properties.PropertiesError as exc:
+            raise VerifyFailure(str(exc)) from None
+        problems += db_properties.check(conn, scratch, recorded)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VerifyFailure(problems[0] + more)
+    return True
 
 
 def _drop_throwaway(run: Run, scratch: str, result: VerifyResult) -> None:
@@ -228,8 +262,13 @@ def drill_each(
     pg_bindir: str | None,
     report: RunReport,
 ) -> list[VerifyResult]:
-    """`verify_one(run, database)` for each target, on one maintenance session and run token."""
+    """`verify_one(run, database)` for each target, on one maintenance session and run token.
+
+    `dsn` names the drill's server (`drill_server.describe`): in its own cluster the globals are
+    restored first; if they do not restore, GlobalsError and no database is drilled.
+    """
     results: list[VerifyResult] = []
+    server = drill_server.describe(dsn)
     token = verify_throwaway.new_token()
     # The maintenance session creates and drops the throwaway databases; ending it releases the locks.
     with session(dsn, application_name="pgtool-verify") as conn:
@@ -237,8 +276,9 @@ def drill_each(
         major = conn.info.server_version // 10000
         pg = binaries.for_server(major, pg_bindir)
         pg.path("pg_restore")
-        run = Run(conn, dsn, backup_dir, pg, token, jobs, amcheck, pg_bindir)
         with sigterm_raises():
+            keep_owners = server.prepare()
+            run = Run(conn, dsn, backup_dir, pg, token, jobs, amcheck, pg_bindir, keep_owners)
             verify_throwaway.drop_stale(conn, dsn)
             try:
                 for database in targets:
