@@ -64,6 +64,56 @@ def schema_job_pushes(pushgateway_server) -> set[str]:
 
 
 @pytest.fixture(scope="module")
+def status_pushes(pushgateway_server) -> set[str]:
+    """What a real `pgtool status --push` pushes for a primary whose archive_command failed after archiving
+    one segment (so the failure gauges are there too)."""
+    import shlex
+
+    from pgharness import pgtool_argv, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
+    from pgtool.pg.privileges import give_to_server
+
+    pushgateway_server.wipe()
+    workdir = server_writable_dir("pgtool-status-push-")
+    archive = workdir / "wal"
+    archive.mkdir()
+    archive.chmod(0o777)
+    give_to_server(archive)
+    command = f"{shlex.quote(pgtool_argv()[0])} archive-wal %p %f --archive-dir {shlex.quote(str(archive))}"
+    cluster = start_cluster(15, settings={"archive_mode": "on", "archive_command": command})
+    try:
+        with cluster.connect(autocommit=True) as conn:
+            conn.execute("SELECT pg_switch_wal()")
+            retry(lambda: conn.execute("SELECT archived_count FROM pg_stat_archiver").fetchone()[0] > 0)
+            conn.execute("ALTER SYSTEM SET archive_command = 'false'")
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("CREATE TABLE push_filler AS SELECT 1 AS x")
+            conn.execute("SELECT pg_switch_wal()")
+            retry(lambda: conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] > 0)
+        result = run_pgtool(
+            "status",
+            "--dsn",
+            cluster.dsn(),
+            "--archive-dir",
+            str(archive),
+            "--k8s",
+            "off",
+            "--pushgateway",
+            pushgateway_server.url,
+            "--push",
+        )
+        assert result.returncode == 1, result.stdout + result.stderr  # archiving fails: a finding
+        return {
+            name
+            for name, samples in parse_exposition(pushgateway_server.metrics_text()).items()
+            if any(labels.get("job") == "pgtool-status" for labels, _ in samples)
+        }
+    finally:
+        cluster.cleanup()
+        rmtree(workdir)
+        pushgateway_server.wipe()
+
+
+@pytest.fixture(scope="module")
 def drill_pushes(pushgateway_server) -> set[str]:
     from deploy_drill_push import base_drill_pushes
 
@@ -72,9 +122,9 @@ def drill_pushes(pushgateway_server) -> set[str]:
 
 @pytest.fixture(scope="module")
 def produced(
-    exporter_runs, pushed_samples, schema_job_pushes, drill_pushes, pgbouncer_setup
+    exporter_runs, pushed_samples, schema_job_pushes, drill_pushes, status_pushes, pgbouncer_setup
 ) -> dict[str, set[str]]:
-    pushes = (*pushed_samples, *schema_job_pushes, *drill_pushes)
+    pushes = (*pushed_samples, *schema_job_pushes, *drill_pushes, *status_pushes)
     return {
         "postgres_exporter": set().union(*(run.names() for run in exporter_runs.values())),
         "pgtool push": {name for name in pushes if name.startswith("pgtool_")},
@@ -126,6 +176,22 @@ def test_pushed_pgtool_metrics_are_documented(pushed_samples) -> None:
     assert pushed <= documented, sorted(pushed - documented)
     jobs = {labels["job"] for labels, _ in pushed_samples["pgtool_last_run_success"]}
     assert {"pgtool-backup", "pgtool-verify", "pgtool-basebackup"} <= jobs
+
+
+def test_status_pushes_the_rpo_and_they_are_documented(status_pushes) -> None:
+    documented = set(re.findall(r"`(pgtool_[a-z_]+)`", (REPO / "docs/metrics.md").read_text()))
+    assert {
+        "pgtool_rpo_seconds",
+        "pgtool_archive_backlog_bytes",
+        "pgtool_archive_backlog_segments",
+        "pgtool_archive_ready_files",
+        "pgtool_archiver_failed_count",
+        "pgtool_archiver_failing",
+        "pgtool_archiver_last_failed_timestamp_seconds",
+        "pgtool_last_run_success",
+    } <= status_pushes
+    ours = {name for name in status_pushes if name.startswith("pgtool_")}  # not the gateway's push_time_*
+    assert ours <= documented, sorted(ours - documented)
 
 
 def test_alert_test_files_cover_every_alert() -> None:
