@@ -133,7 +133,7 @@ def _show(window: timedelta | None) -> str:
     if window is None:
         return ""
     secs = int(window.total_seconds())
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if secs % size == 0:
             return f"{secs // size}{unit}"
     return f"{secs}s"
