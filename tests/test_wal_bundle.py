@@ -95,6 +95,8 @@ names = [n[:-3].replace("/", ".").removesuffix(".__init__") for n in zipfile.Zip
          if n.endswith(".py") and n != "__main__.py"]
 before = set(sys.modules)
 for name in names:
+    if name == "pgtool.repo" or name.startswith(("pgtool.repo.", "pgtool.wal.repo_")):
+        continue  # loaded only with --repo, with obstore and PyNaCl beside the bundle
     __import__(name)
 loaded = set(sys.modules) - before
 print(sorted(names))
@@ -111,9 +113,35 @@ def test_bundle_holds_every_wal_module_and_imports_only_the_stdlib(work):
     names_line, outside_line = proc.stdout.splitlines()
     modules = set(ast.literal_eval(names_line))
     every = {f"pgtool.wal.{p.stem}" for p in SRC_WAL.glob("*.py") if p.stem != "__init__"}
-    assert every - wal_bundle.REPOSITORY_ONLY <= modules
-    assert not wal_bundle.REPOSITORY_ONLY & modules
+    assert every <= modules
+    assert {"pgtool.repo", "pgtool.repo.store", "pgtool.repo.objformat"} <= modules
     assert outside_line == "[]"
+
+
+def test_the_bundle_uses_a_repository_with_its_packages_beside_it(work, cluster):
+    """As throwaway clusters run it (`cached_bundle`): the repository packages copied beside the bundle
+    for this interpreter's ABI, run by the base interpreter as the server user with site-packages off,
+    archive into an encrypted local repository and restore from it."""
+    import os
+    import sys
+
+    bundle = wal_bundle.write_bundle(work / "b.pyz")
+    wal_bundle._copy_codecs(bundle.with_suffix(".lib"))
+    repo, key = work / "repo", work / "repo.key"
+    key.write_bytes(os.urandom(32))
+    make_server_dir(repo)
+    shutil.chown(key, server_user()) if server_user() else None
+    key.chmod(0o600)
+    segment, name = _segment(cluster, work)
+    python = getattr(sys, "_base_executable", sys.executable)
+    common = ["--repo", str(repo), "--repo-key-file", str(key)]
+    archived = _as_server(python, "-I", "-S", str(bundle), "archive-wal", str(segment), name, *common)
+    assert archived.returncode == 0, archived.stderr
+    restored_dir = work / "restored"
+    make_server_dir(restored_dir)
+    back = _as_server(python, "-I", "-S", str(bundle), "restore-wal", name, str(restored_dir / "X"), *common)
+    assert back.returncode == 0, back.stderr
+    assert (restored_dir / "X").read_bytes() == segment.read_bytes()
 
 
 def test_the_bundle_refuses_a_repository_in_one_line(work):

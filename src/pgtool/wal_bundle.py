@@ -11,8 +11,11 @@ layout:
 
 Compression needs the `zstandard` / `lz4` packages, which are not stdlib: the interpreter running the
 bundle must have them, or `--compress` and compressed archives fail (archive-wal 1, restore-wal 126).
-For throwaway clusters (`server_command`), copies of them go beside the bundle when the server's
-interpreter is the one they were built for.
+A backup repository (`--repo`) needs `obstore` and PyNaCl (with cffi's `_cffi_backend`) the same way:
+the repository modules ride in the bundle, but import those only when `--repo` is given; without them
+archive-wal/restore-wal --repo say so in one line. For throwaway clusters (`server_command`), copies
+of all these packages go beside the bundle when the server's interpreter is the one they were built
+for (`server_runs_repository` tells whether that is so).
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ from pgtool.errors import OperationError
 
 # Imported only inside the codec functions, and only to (de)compress: optional in the bundle.
 OPTIONAL_IMPORTS = frozenset({"zstandard", "lz4"})
+# Imported by the repository modules, which only `--repo` loads: optional in the bundle, allowed there only.
+REPOSITORY_IMPORTS = frozenset({"obstore", "nacl", "zstandard"})
+# Copied beside the bundle for throwaway clusters (top-level packages or single-file extension modules).
+COPIED_PACKAGES = ("_cffi_backend", "lz4", "nacl", "obstore", "zstandard")
 MIN_PYTHON = (3, 11)
 # A fixed timestamp makes the bundle's bytes (and so its cache name) depend on its content only.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
@@ -115,7 +122,9 @@ def _imports(name: str, path: Path) -> tuple[set[str], set[str]]:
 
 # WAL in a backup repository (--repo) needs obstore and PyNaCl: the bundle leaves it out, and its
 # archive-wal/restore-wal say so in one line when given --repo (pgtool.wal.fastcli).
-REPOSITORY_ONLY = frozenset({"pgtool.wal.repo_archive"})
+def _repository_module(name: str) -> bool:
+    """The modules `--repo` loads: pgtool.repo and pgtool.wal.repo_*; they may import REPOSITORY_IMPORTS."""
+    return name == "pgtool.repo" or name.startswith(("pgtool.repo.", "pgtool.wal.repo_"))
 
 
 def bundle_modules() -> dict[str, Path]:
@@ -125,15 +134,13 @@ def bundle_modules() -> dict[str, Path]:
     """
     wal_dir = _package_root() / "wal"
     todo = ["pgtool.wal"] + [
-        f"pgtool.wal.{p.stem}"
-        for p in sorted(wal_dir.glob("*.py"))
-        if p.stem != "__init__" and f"pgtool.wal.{p.stem}" not in REPOSITORY_ONLY
+        f"pgtool.wal.{p.stem}" for p in sorted(wal_dir.glob("*.py")) if p.stem != "__init__"
     ]
     found: dict[str, Path] = {}
     outside: dict[str, str] = {}
     while todo:
         name = todo.pop()
-        if name in found or name in REPOSITORY_ONLY:
+        if name in found:
             continue
         path = _module_file(name)
         if path is None:
@@ -143,7 +150,8 @@ def bundle_modules() -> dict[str, Path]:
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages
         ours, others = _imports(name, path)
         todo.extend(ours)
-        for module in others - set(sys.stdlib_module_names) - OPTIONAL_IMPORTS:
+        allowed = OPTIONAL_IMPORTS | (REPOSITORY_IMPORTS if _repository_module(name) else frozenset())
+        for module in others - set(sys.stdlib_module_names) - allowed:
             outside.setdefault(module, name)
     if outside:
         listed = ", ".join(f"{m} (in {n})" for m, n in sorted(outside.items()))
@@ -248,15 +256,19 @@ def server_python() -> str:
 
 
 def _copy_codecs(lib: Path) -> None:
-    """Copies of the installed zstandard / lz4 packages in `lib`, tagged with this interpreter's ABI."""
+    """Copies of the installed codec and repository packages in `lib`, tagged with this interpreter's ABI."""
     import importlib.util
     import shutil
 
     staging = Path(tempfile.mkdtemp(prefix=f".{lib.name}.", dir=lib.parent))
     try:
-        for name in sorted(OPTIONAL_IMPORTS):
+        for name in COPIED_PACKAGES:
             spec = importlib.util.find_spec(name)
-            if spec is None or not spec.submodule_search_locations:
+            if spec is None:
+                continue
+            if not spec.submodule_search_locations:  # a single-file module (_cffi_backend's .so)
+                if spec.origin and os.path.isfile(spec.origin):
+                    shutil.copy2(spec.origin, staging / os.path.basename(spec.origin))
                 continue
             for location in spec.submodule_search_locations:
                 shutil.copytree(location, staging / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -290,6 +302,24 @@ def cached_bundle() -> Path:
             _copy_codecs(lib)
         write_bundle(path, data)
     return path
+
+
+@functools.lru_cache(maxsize=1)
+def server_runs_repository() -> bool:
+    """Whether the server user's archive-wal/restore-wal can use a backup repository (`--repo`): this
+    installation's pgtool, or the bundle under an interpreter of this one's ABI, for which the
+    repository packages are copied beside it (`cached_bundle`)."""
+    from pgtool.pg import binaries, command
+
+    if server_can_run_console_script(binaries.pgtool_executable()):
+        return True
+    probe = command.run(
+        [server_python(), "-I", "-S", "-c", "import sys; print(sys.implementation.cache_tag)"],
+        capture_stdout=True,
+        check=False,
+        log_stderr_level="debug",
+    )
+    return probe.returncode == 0 and (probe.stdout or "").strip() == sys.implementation.cache_tag
 
 
 def server_command() -> str:

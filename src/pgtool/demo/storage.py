@@ -5,9 +5,10 @@ production configures with `--repo s3://...` and a key from a Secret, on a local
 command of the demo gets the same `--repo`/`--repo-key-file`, the server's archive_command and the
 recovered cluster's restore_command included.
 
-The server user runs archive-wal/restore-wal. When it cannot run this installation's pgtool (root in a
-checkout under /root), they come from the stdlib-only WAL bundle, which reads and writes archive
-directories only: then, and only then, the demo keeps its backups in directories and says why.
+The server user runs archive-wal/restore-wal: this installation's pgtool, or (root in a checkout under
+/root) the WAL bundle with the repository packages copied beside it for the server's python3. Only when
+neither can reach a repository (no python3 of this interpreter's ABI for the server user) does the demo
+keep its backups in directories, and it says why.
 """
 
 from __future__ import annotations
@@ -35,11 +36,10 @@ class Storage:
 
 
 def server_runs_pgtool() -> bool:
-    """Whether the server user can run this pgtool (and so archive-wal --repo), not only the bundle."""
+    """Whether the server user's archive-wal/restore-wal can use a repository (pgtool or the bundle)."""
     from pgtool import wal_bundle
-    from pgtool.pg import binaries
 
-    return wal_bundle.server_can_run_console_script(binaries.pgtool_executable())
+    return wal_bundle.server_runs_repository()
 
 
 def prepare(work: Path) -> Storage:
@@ -78,8 +78,8 @@ def _directories(work: Path) -> Storage:
         give_to_server(d)
     return Storage(
         where=(
-            f"directories under {work} (no repository: the server user cannot run this pgtool, and the "
-            "WAL bundle it runs instead reads archive directories only)"
+            f"directories under {work} (no repository: the server user can run neither this pgtool nor "
+            "a python3 of its ABI, which the WAL bundle needs for the repository packages)"
         ),
         wal=["--archive-dir", str(archive)],
         backup=["--dest", str(dumps)],

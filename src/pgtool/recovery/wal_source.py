@@ -170,25 +170,26 @@ def repo_restore_command(url: str, key_file: str | None, executable: str | None 
     """`<pgtool> restore-wal %f %p --repo URL [--repo-key-file F]`, shell-quoted, `%` doubled.
 
     Never a credential: the server needs the same AWS_* / AZURE_STORAGE_* environment (and
-    PGTOOL_REPO_KEY_FILE when no key file is named here). The zipapp bundle cannot read a repository,
-    so the server user must be able to run this installation's pgtool.
+    PGTOOL_REPO_KEY_FILE when no key file is named here). The server user runs this installation's
+    pgtool, or the WAL bundle with the repository packages copied beside it for its interpreter.
     """
     if executable is None:
         from pgtool import wal_bundle
-        from pgtool.pg import binaries
 
-        executable = binaries.pgtool_executable()
-        if not wal_bundle.server_can_run_console_script(executable):
+        if not wal_bundle.server_runs_repository():
             raise OperationError(
-                f"the database server's user cannot run {executable}, and restore-wal --repo needs the "
-                "full pgtool (the WAL bundle reads archive directories only)",
+                "the database server's user can run neither this pgtool nor a python3 of its ABI "
+                "(for the WAL bundle with the repository packages), and restore-wal --repo needs one",
                 hint="install pgtool where the server user can run it (a venv every user can read)",
             )
-    parts = [executable, "restore-wal", "%f", "%p", "--repo", url]
+        prefix = wal_bundle.server_command().replace("%", "%%")
+    else:
+        prefix = shlex.quote(executable).replace("%", "%%")
+    parts = ["restore-wal", "%f", "%p", "--repo", url]
     if key_file:
         parts += ["--repo-key-file", str(Path(key_file).absolute())]
     quoted = [p if p in ("%f", "%p") else shlex.quote(p).replace("%", "%%") for p in parts]
-    return " ".join(quoted)
+    return " ".join([prefix, *quoted])
 
 
 WalArchive = DirArchive | RepoArchive
