@@ -129,6 +129,14 @@ def open_wal(url: str, key_file: str | None, *, create: bool) -> RepoWal:
     return RepoWal(open_repository(url, key_file=key_file, create=create))
 
 
+def _names(wal_name: str, usage_code: int) -> tuple[WalName, str]:
+    """The parsed WAL name and its object name; a bad name is bad usage (`usage_code`)."""
+    try:
+        return parse_wal_name(wal_name), repo_layout.wal_name(wal_name)
+    except (ValueError, RepoUsageError) as exc:
+        raise WalCommandError(str(exc), usage_code) from exc
+
+
 def archive_wal_repo(
     wal_path: str,
     wal_name: str,
@@ -146,11 +154,7 @@ def archive_wal_repo(
     URL), 1 for anything else, with the repository holding either nothing new or, for the name, what it
     held before.
     """
-    try:
-        wal = parse_wal_name(wal_name)
-        obj = repo_layout.wal_name(wal_name)
-    except (ValueError, RepoUsageError) as exc:
-        raise WalCommandError(str(exc), ARCHIVE_USAGE) from exc
+    wal, obj = _names(wal_name, ARCHIVE_USAGE)
     try:
         with open(wal_path, "rb") as f:
             sysid = None
@@ -239,11 +243,7 @@ def restore_wal_repo(
     WalCommandError with exit 1 only when the repository exists and holds no such object; 126 for
     everything else.
     """
-    try:
-        wal = parse_wal_name(wal_name)
-        obj = repo_layout.wal_name(wal_name)
-    except (ValueError, RepoUsageError) as exc:
-        raise WalCommandError(str(exc), RESTORE_ERROR) from exc
+    wal, obj = _names(wal_name, RESTORE_ERROR)
     spool = repo_prefetch.Spool(dest_path) if prefetch > 0 and wal.kind == SEGMENT else None
     if spool is not None:
         try:
