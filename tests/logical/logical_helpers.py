@@ -23,8 +23,12 @@ def backup(cluster: Any, dest: Path, *names: str, extra: tuple[str, ...] = (), d
     return run_pgtool(*args, *extra)
 
 
-def verify(cluster: Any, backup_dir: Path, *names: str, extra: tuple[str, ...] = ()) -> Any:
-    args = ["verify", "--dsn", cluster.dsn(), "--backup-dir", str(backup_dir)]
+def verify(
+    cluster: Any, backup_dir: Path, *names: str, extra: tuple[str, ...] = (), target: bool = False
+) -> Any:
+    """`pgtool verify`: by default in its own cluster (--dsn given, and ignored); with `target`, on
+    `cluster` through --target-dsn (throwaway databases there, as on a scratch server)."""
+    args = ["verify", "--target-dsn" if target else "--dsn", cluster.dsn(), "--backup-dir", str(backup_dir)]
     for name in names:
         args += ["--database", name]
     return run_pgtool(*args, *extra)

@@ -152,7 +152,7 @@ def test_two_verifies_on_different_maintenance_databases_keep_their_throwaways(c
         [
             *pgtool_argv(),
             "verify",
-            "--dsn",
+            "--target-dsn",
             cluster.dsn(),
             "--backup-dir",
             str(tmp_path),
@@ -173,7 +173,13 @@ def test_two_verifies_on_different_maintenance_databases_keep_their_throwaways(c
 
         retry(restoring, timeout=120, interval=0.05)
         second = run_pgtool(
-            "verify", "--dsn", cluster.dsn(maintenance.name), "--backup-dir", str(tmp_path), "-d", small.name
+            "verify",
+            "--target-dsn",
+            cluster.dsn(maintenance.name),
+            "--backup-dir",
+            str(tmp_path),
+            "-d",
+            small.name,
         )
         _out, err = first.communicate(timeout=300)
     finally:
@@ -213,7 +219,7 @@ def test_forced_row_level_security_counts_every_row_for_a_non_superuser_verify_r
     with cluster.connect() as conn:
         conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(login_role)))
     proc = run_pgtool(
-        "verify", "--dsn", cluster.dsn(user=login_role), "--backup-dir", str(tmp_path), "-d", db.name
+        "verify", "--target-dsn", cluster.dsn(user=login_role), "--backup-dir", str(tmp_path), "-d", db.name
     )
     assert proc.returncode == 0, proc.stderr
     assert "1 tables  10 rows" in proc.stdout

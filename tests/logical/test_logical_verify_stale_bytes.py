@@ -27,7 +27,7 @@ def test_stale_throwaway_with_undecodable_name_is_dropped(cluster, make_db, tmp_
     try:
         with psycopg.connect(cluster.dsn(ascii_db), autocommit=True) as conn:
             conn.execute(b"CREATE DATABASE " + stale)
-        proc = verify(cluster, tmp_path, db.name)
+        proc = verify(cluster, tmp_path, db.name, target=True)
         # libpq cannot quote those bytes on a UTF-8 session: the drop fails by name, logged, and
         # the drill goes on (before, quoting raised UnicodeEncodeError and ended the run).
         assert proc.returncode == 0, proc.stderr

@@ -151,9 +151,17 @@ def verify(
                 + (" (--repo may come from $PGTOOL_REPO)" if backup_dir is not None else "")
             )
         if target_dsn is not None:
+            from pgtool.config import redact_dsn
             from pgtool.pg.conninfo import check
 
             check(target_dsn)
+            if redact_dsn(target_dsn) != target_dsn:
+                from pgtool.obs.logging import get_logger
+
+                get_logger().warning(
+                    "a password was passed with --target-dsn, where any local user can read it (ps)",
+                    hint="pass it through PGTOOL_VERIFY_TARGET_DSN, PGPASSWORD or ~/.pgpass",
+                )
         elif dsn is not None:
             from pgtool.obs.logging import get_logger
 
