@@ -9,8 +9,12 @@ FROM python:3.12-slim-bookworm
 # PostgreSQL binaries for every supported server major, from the PostgreSQL project's apt repository:
 # the clients (pg_dump must not be older than the server) and the servers, since `pgtool verify`
 # restores dumps into a throwaway cluster of its own, initdb'd with the dumps' major.
+# The CronJobs run as uid 999 (the server pods' uid); initdb and postgres need a passwd entry for the
+# user they run as, so the postgres user the server packages would create gets uid/gid 999 first.
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN groupadd --system --gid 999 postgres \
+ && useradd --system --uid 999 --gid 999 --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres \
+ && apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
  && install -d /usr/share/postgresql-common/pgdg \
  && curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc \

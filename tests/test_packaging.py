@@ -55,3 +55,5 @@ def test_image_carries_the_server_binaries_the_drills_need():
         if "apt-get install" in line:
             assert "--no-install-recommends" in line, line
     assert "rm -rf /var/lib/apt/lists/*" in text
+    # initdb refuses to run as a uid without a passwd entry: the jobs' uid 999 is the postgres user.
+    assert "useradd --system --uid 999" in text and text.index("--uid 999") < text.index("postgresql-15")
