@@ -20,6 +20,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("verify", "verify", "Prove backups restore: restore drills with row counts, pushed to Prometheus."),
     ("evidence", "evidence", "List, show and verify the hash-chained evidence of restore drills; report."),
     ("recover", "recover", "Prepare a data directory for point-in-time recovery or as a standby."),
+    ("fetch", "fetch", "Copy a verified dump or the globals out of the backup repository to a file."),
     (
         "bootstrap-extensions",
         "bootstrap_extensions",
