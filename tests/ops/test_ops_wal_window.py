@@ -99,3 +99,23 @@ def test_status_and_recover_answer_alike_across_a_timeline_switch_and_a_gap(tmp_
     assert section.data["newest_wal"] == continuity.last_segment == segment_name(2, 6)
     assert section.data["missing_segments"] == [segment_name(1, 4)]
     assert f"segment {segment_name(1, 4)} is missing" in str(gap.value)
+
+
+def test_an_incremental_whose_chain_lost_a_member_gives_no_window(tmp_path):
+    """status asks the chain the way recover does: an incremental without its full backup is a problem,
+    and the window starts at the backups that still restore."""
+    base = tmp_path / "base"
+    full = fake_base_backup(base, "20260101T000000Z", 1, 3)
+    incremental = fake_base_backup(base, "20260102T000000Z", 1, 4)
+    incremental.parent, incremental.chain = full.id, [full.id]
+    (base / incremental.id / "pgtool-basebackup.json").write_text(incremental.to_json())
+    archive = _archive(tmp_path, [(1, 3), (1, 4), (1, 5)], history=False)
+    whole = base_backups_section(base, archive, Thresholds(max_base_age=10**10))
+    assert not [p for p in whole.problems if "chain" in p.message]
+    assert whole.data["newest"] == incremental.id
+    for entry in (base / full.id).iterdir():
+        entry.unlink()
+    (base / full.id).rmdir()
+    broken = base_backups_section(base, archive, Thresholds(max_base_age=10**10))
+    assert any(f"needs {full.id}, which is missing" in p.message for p in broken.problems)
+    assert "newest" not in broken.data  # no backup left that restores

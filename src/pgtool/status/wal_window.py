@@ -161,9 +161,11 @@ def report_backups(
             "timeline": b.timeline,
             "size_bytes": b.size_bytes,
             "wal_method": b.wal_method,
+            "parent": b.parent,
         }
         for b in backups
     ]
+    backups = _restorable(section, backups)
     if not backups:
         section.lines.append(f"no complete base backup in {where}")
         section.problem(
@@ -185,6 +187,23 @@ def report_backups(
             "check the basebackup CronJob's last runs and logs, then run pgtool basebackup",
         )
     return backups
+
+
+def _restorable(section: Section, backups: list[BaseBackupInfo]) -> list[BaseBackupInfo]:
+    """The backups that restore: an incremental whose chain lost a member is a problem, and gives no
+    window (recover and the drill refuse it the same way, through the same `chain_of`)."""
+    from pgtool.errors import OperationError
+    from pgtool.physical.base_chain import chain_of
+
+    usable = []
+    for b in backups:
+        try:
+            chain_of(backups, b)
+        except OperationError as exc:
+            section.problem(exc.message, exc.hint or "take a new full base backup")
+            continue
+        usable.append(b)
+    return usable
 
 
 def check_archive(
