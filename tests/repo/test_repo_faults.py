@@ -12,8 +12,8 @@ import urllib.parse
 
 import obstore
 import pytest
-import repo_servers
 
+import repo_servers
 from pgtool.repo import (
     IntegrityError,
     ObjectAbsent,
@@ -211,3 +211,31 @@ def test_a_record_with_malformed_encryption_parameters_is_an_integrity_error(
     obstore.put(repo.store.backend, "pgtool.repo.json", json.dumps(body).encode())
     with pytest.raises(RepoKeyError, match="wrong key"):
         backend.open(key_file=random_key_file, create=False)
+
+
+def test_a_planted_record_cannot_demand_an_unbounded_key_derivation(local_backend, passphrase_file):
+    """Argon2id's cost comes from the record, which anyone with write access can replace: above
+    libsodium's sensitive level (1 GiB) it is refused before any memory is spent, not derived."""
+    from nacl import pwhash
+
+    backend = local_backend
+    repo = backend.open(key_file=passphrase_file)
+    encryption = dict(repo.record["encryption"])
+    encryption["memlimit"] = 64 * pwhash.argon2id.MEMLIMIT_SENSITIVE
+    body = {"format": "pgtool-repository", "version": 1, "created_at": "x", "encryption": encryption}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    body["checksum"] = hashlib.sha256(canonical).hexdigest()
+    obstore.put(repo.store.backend, "pgtool.repo.json", json.dumps(body).encode())
+    with pytest.raises(IntegrityError, match="beyond libsodium's sensitive level"):
+        backend.open(key_file=passphrase_file, create=False)
+
+
+def test_secretstream_constants_are_libsodiums():
+    """objformat spells them out so that nacl.bindings loads only for encrypted repositories."""
+    from nacl import bindings as sodium
+
+    from pgtool.repo import objformat
+
+    assert sodium.crypto_secretstream_xchacha20poly1305_ABYTES == objformat._ABYTES
+    assert sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES == objformat._SS_HEADER
+    assert sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL == objformat._TAG_FINAL

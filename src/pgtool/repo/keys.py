@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nacl import pwhash
-
 from pgtool.repo.errors import IntegrityError, RepoKeyError, RepoUsageError
 
 RECORD_NAME = "pgtool.repo.json"
@@ -73,6 +71,8 @@ def new_encryption(secret: bytes) -> JSONObject:
     if len(secret) >= 32 and not _is_text(secret):
         params["kdf"] = "blake2b"
     else:
+        from nacl import pwhash  # only for passphrases: ~15 ms of import archive-wal does not need
+
         params.update(
             kdf="argon2id",
             opslimit=pwhash.argon2id.OPSLIMIT_INTERACTIVE,
@@ -87,10 +87,20 @@ def derive_key(params: JSONObject, secret: bytes) -> bytes:
     if params["kdf"] == "blake2b":
         return hashlib.blake2b(secret, digest_size=32, salt=salt, person=_PERSON).digest()
     if params["kdf"] == "argon2id":
-        # Floors so a planted record cannot lower the cost below libsodium's interactive level.
-        ops = max(int(params["opslimit"]), pwhash.argon2id.OPSLIMIT_INTERACTIVE)
-        mem = max(int(params["memlimit"]), pwhash.argon2id.MEMLIMIT_INTERACTIVE)
-        return pwhash.argon2id.kdf(32, secret, salt, opslimit=ops, memlimit=mem)
+        from nacl import pwhash
+
+        argon = pwhash.argon2id
+        # Floors so a planted record cannot lower the cost below libsodium's interactive level, and
+        # ceilings (its "sensitive" level: 1 GiB) so it cannot make every archive-wal exhaust memory
+        # before the key check could refuse it.
+        ops = max(int(params["opslimit"]), argon.OPSLIMIT_INTERACTIVE)
+        mem = max(int(params["memlimit"]), argon.MEMLIMIT_INTERACTIVE)
+        if ops > argon.OPSLIMIT_SENSITIVE or mem > argon.MEMLIMIT_SENSITIVE:
+            raise IntegrityError(
+                f"{RECORD_NAME}: key derivation cost beyond libsodium's sensitive level "
+                f"(opslimit {ops}, memlimit {mem}): not a record pgtool wrote"
+            )
+        return argon.kdf(32, secret, salt, opslimit=ops, memlimit=mem)
     raise IntegrityError(f"{RECORD_NAME}: unknown key derivation {params['kdf']!r}")
 
 

@@ -24,7 +24,6 @@ import struct
 from collections.abc import Iterable, Iterator
 
 import zstandard
-from nacl import bindings as sodium
 from nacl.exceptions import CryptoError
 
 from pgtool.repo.errors import IntegrityError
@@ -36,9 +35,14 @@ FLAG_ENCRYPTED = 2
 HEADER_LEN = 6
 TRAILER_LEN = 32
 CHUNK = 1024 * 1024  # plaintext per encrypted message: bounds memory on both sides
-_ABYTES = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
-_SS_HEADER = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
-_TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+# libsodium's secretstream constants (fixed by its format; tests/repo check them against PyNaCl's), so
+# that nacl.bindings, ~20 ms of import, loads only for an encrypted repository.
+_ABYTES = 17
+_SS_HEADER = 24
+_TAG_FINAL = 3
+# zstd level 1: on WAL it is both faster and smaller than level 3 (benchdata/archive-wal-s3.md), and
+# archive-wal pays compression on PostgreSQL's critical path once per segment.
+ZSTD_LEVEL = 1
 _DOMAIN = b"pgtool-object-v1\x00"
 
 
@@ -54,7 +58,7 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
 
 
 def _compressed(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    comp = zstandard.ZstdCompressor(level=3).compressobj()
+    comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
     for chunk in chunks:
         out = comp.compress(chunk)
         if out:
@@ -77,6 +81,8 @@ def encode(
                 yield piece
         yield digest.digest()
         return
+    from nacl import bindings as sodium
+
     state = sodium.crypto_secretstream_xchacha20poly1305_state()
     yield sodium.crypto_secretstream_xchacha20poly1305_init_push(state, key)
     ad = header + name.encode()
@@ -179,6 +185,8 @@ def _open(name: str, header: bytes, reader: _Reader, key: bytes, where: str) -> 
     ss_header = reader.read(_SS_HEADER)
     if len(ss_header) < _SS_HEADER:
         raise IntegrityError(f"{where} is truncated", hint=_TAMPER_HINT)
+    from nacl import bindings as sodium
+
     state = sodium.crypto_secretstream_xchacha20poly1305_state()
     try:
         sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, ss_header, key)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from pgtool.repo import RepoError
 from pgtool.repo import layout as repo_layout
@@ -33,6 +32,8 @@ from pgtool.wal.names import SEGMENT, WalName, parse_wal_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from pgtool.wal.repo_archive import RepoWal
 
 MARKER_DIR = ".pgtool-ahead"
@@ -143,6 +144,8 @@ def start(
     if not names:
         return batch
     pg_wal = os.path.dirname(os.path.abspath(wal_path))
+    from concurrent.futures import ThreadPoolExecutor  # here: most calls have no follower to upload
+
     batch.pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="pgtool-ahead")
     for name in names:
         path = os.path.join(pg_wal, name)
