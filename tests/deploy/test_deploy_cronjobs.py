@@ -53,6 +53,7 @@ JOBS = [
     ("CronJob", "pgtool-partitions"),
     ("CronJob", "pgtool-refresh-mv"),
     ("CronJob", "pgtool-auto-explain-canary"),
+    ("CronJob", "pgtool-status"),  # last: it reads what the jobs above stored and pushed
 ]
 IMAGE_BINDIR = "/usr/lib/postgresql/18/bin"  # both images' PostgreSQL 18 binaries
 

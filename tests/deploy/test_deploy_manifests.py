@@ -216,6 +216,7 @@ EXPECTED_SCHEDULES = {
     "pgtool-refresh-mv": ("*/15 * * * *", "refresh-mv"),
     "pgtool-auto-explain-canary": ("7 * * * *", None),
     "pgtool-verify-base": ("0 10 * * 0", "verify"),
+    "pgtool-status": ("*/5 * * * *", "status"),  # the RPO gauges PgtoolRpoAboveObjective reads
 }
 # verify --base starts a throwaway server: it runs in the PostgreSQL image (server binaries plus pgtool).
 SERVER_IMAGE_JOBS = {"pgtool-verify-base"}

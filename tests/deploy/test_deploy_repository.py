@@ -108,6 +108,7 @@ def test_every_backup_container_in_prod_uses_the_repository(
         "pgtool-basebackup",
         "pgtool-verify",
         "pgtool-verify-base",
+        "pgtool-status",
     }
     for name, spec, container in containers:
         env = container_env(objs, container)
