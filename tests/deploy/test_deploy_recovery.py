@@ -1,18 +1,14 @@
 """runbooks/postgres-recovery.md, executed: every plain ```bash block of each scenario (the ```bash
 kubernetes blocks aside) runs, in order and in one shell, as the PostgreSQL server user against real
-PostgreSQL clusters whose backups come from real `pgtool backup` / `pgtool basebackup` runs and whose WAL
-is archived by `pgtool archive-wal`. The variables the restore shell would set point at the test's
-clusters and directories."""
+PostgreSQL clusters. Their WAL, base backups, dumps and global objects are in the backup repository as the
+prod overlay keeps them: an encrypted repository (the key file as Secret pgtool-repo-key mounts it) in a
+bucket on moto's S3 server, written by real `pgtool archive-wal`, `basebackup`, `backup --repo` runs. The
+variables the restore shell would set point at the test's clusters, bucket and key."""
 
 from __future__ import annotations
 
-import os
-import re
 import shlex
-import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,62 +17,42 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO, server_pgtool, tool
+from deploy_recovery_support import (
+    BOTH_LIBRARIES,
+    PASSWORDS,
+    PWNED,
+    RUNBOOK,
+    TENANT_DB,
+    TENANT_OWNER,
+    Listener,
+    Production,
+    S3Repository,
+    adopt,
+    blocks,
+    cluster_facts,
+    hostile_names,
+    make_tenant,
+    run_scenario,
+)
+from deploy_support import REPO, tool
 from psycopg import sql
 
-from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
-from pgtool.pg.binaries import reachable_by_server
-from pgtool.pg.cluster import LocalCluster, free_port
+from pgharness import rmtree, server_writable_dir, start_cluster
+from pgtool.pg.cluster import free_port
 from pgtool.pg.conn import connect
-from pgtool.pg.privileges import server_user
-
-RUNBOOK = REPO / "runbooks/postgres-recovery.md"
-PASSWORDS = {
-    "PGTOOL_GRAFANA_READER_PASSWORD": "reader-secret",
-    "PGTOOL_REPLICATOR_PASSWORD": "replicator-secret",
-    "PGTOOL_PGBOUNCER_AUTH_PASSWORD": "auth-secret",
-}
-BOTH_LIBRARIES = {"shared_preload_libraries": "pg_stat_statements,auto_explain"}
-
-
-def scenario_blocks() -> dict[int, list[str]]:
-    """Scenario number -> its executable blocks (```bash), Kubernetes blocks (```bash kubernetes) left out."""
-    scenarios: dict[int, list[str]] = {}
-    current = None
-    for match in re.finditer(
-        r"^## (\d+)\. |^```bash( kubernetes)?\n(.*?)^```$", RUNBOOK.read_text(), re.MULTILINE | re.DOTALL
-    ):
-        if match.group(1):
-            current = int(match.group(1))
-            scenarios[current] = []
-        elif current is not None and not match.group(2):
-            scenarios[current].append(match.group(3))
-    return scenarios
 
 
 def test_runbook_has_four_scenarios_with_commands() -> None:
-    blocks = scenario_blocks()
-    assert sorted(blocks) == [1, 2, 3, 4]
-    assert all(blocks.values())
-    text = RUNBOOK.read_text()
-    assert text.count("```bash kubernetes") >= 4  # the cluster steps are written down too
-    assert "pgtool recover" in "".join(blocks[1]) and "--target-time" in "".join(blocks[4])
-    assert "pg_restore" in "".join(blocks[2]) and "pg_restore" in "".join(blocks[3])
-
-
-def kubernetes_blocks() -> dict[int, list[str]]:
-    """Scenario number -> its ```bash kubernetes blocks."""
-    scenarios: dict[int, list[str]] = {}
-    current = None
-    for match in re.finditer(
-        r"^## (\d+)\. |^```bash kubernetes\n(.*?)^```$", RUNBOOK.read_text(), re.MULTILINE | re.DOTALL
-    ):
-        if match.group(1):
-            current = int(match.group(1))
-            scenarios[current] = []
-        elif current is not None:
-            scenarios[current].append(match.group(2))
-    return scenarios
+    plain = blocks(kubernetes=False)
+    assert sorted(plain) == [1, 2, 3, 4]
+    assert all(plain.values())
+    assert RUNBOOK.read_text().count("```bash kubernetes") >= 4  # the cluster steps are written down too
+    text = {n: "".join(b) for n, b in plain.items()}
+    assert "pgtool recover --repo" in text[1] and "--target-time" in text[4] and "--repo" in text[4]
+    assert "pgtool fetch globals" in text[2] and "pg_restore --dbname=template1 --create --clean" in text[2]
+    assert "pgtool fetch dump" in text[3] and "--create" in text[3]
+    for n, body in text.items():  # the repository is the path: no volume of the old layout
+        assert "$BACKUPS" not in body and "$ARCHIVE" not in body and "--archive-dir" not in body, n
 
 
 RECORDING_KUBECTL = """#!/bin/bash
@@ -94,7 +70,7 @@ def test_scenario_1_never_starts_the_primary_on_the_fresh_volume(tmp_path: Path)
     (bindir / "kubectl").write_text(RECORDING_KUBECTL)
     (bindir / "kubectl").chmod(0o755)
     log = tmp_path / "kubectl.log"
-    block = kubernetes_blocks()[1][0]
+    block = blocks(kubernetes=True)[1][0]
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "KUBECTL_LOG": str(log)}
     subprocess.run(["/bin/bash", "-euo", "pipefail", "-c", block], env=env, cwd=REPO, check=True)
     replicas, claim, shell = 1, "old", False
@@ -140,97 +116,6 @@ def test_held_overlay_is_prod_with_the_primary_at_zero() -> None:
     assert held == prod
 
 
-def run_scenario(
-    number: int, major: int, env: dict[str, str], workdir: Path
-) -> subprocess.CompletedProcess[str]:
-    """The scenario's blocks as one bash script (set -euo pipefail), as the server user."""
-    script = workdir / f"scenario{number}.sh"
-    script.write_text("set -euo pipefail\n" + "\n".join(scenario_blocks()[number]))
-    script.chmod(0o755)
-    bindir = str(reachable_by_server(binaries_for(major)).bindir)  # the venv's 18 may be out of reach
-    path = f"{bindir}:{Path(server_pgtool()).parent}:/usr/bin:/bin"
-    assignments = [f"{k}={v}" for k, v in {"PATH": path, "HOME": str(workdir), **env}.items()]
-    user = server_user()
-    prefix = ["runuser", "-u", user, "--"] if user else []
-    result = subprocess.run(
-        [*prefix, "/usr/bin/env", "-i", *assignments, "/bin/bash", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd="/",
-    )
-    assert result.returncode == 0, (
-        f"scenario {number} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result
-
-
-def as_server_user(*args: str) -> None:
-    """pgtool as the CronJobs run it: as the same user as the server (manifests: uid 999 everywhere), so
-    the restore steps, run as that user too, can read what it wrote (pgtool writes backups 0600)."""
-    user = server_user()
-    prefix = ["runuser", "-u", user, "--"] if user else []
-    pgtool = server_pgtool()  # the checkout may be out of the server user's reach
-    result = subprocess.run([*prefix, pgtool, *args], capture_output=True, text=True, timeout=600, cwd="/")
-    assert result.returncode == 0, f"pgtool {args[0]}: {result.stderr[-2000:]}"
-
-
-class Production:
-    """A 'production' cluster whose WAL goes to ARCHIVE through pgtool archive-wal, with a shop database."""
-
-    def __init__(self, major: int, workdir: Path) -> None:
-        self.workdir = workdir
-        self.backups = workdir / "backups"
-        self.archive = workdir / "wal-archive"
-        for path in (self.backups, self.archive):
-            path.mkdir()
-            path.chmod(0o777)
-        pgtool = Path(sys.executable).parent / "pgtool"
-        self.cluster = start_cluster(
-            major,
-            settings={
-                **BOTH_LIBRARIES,
-                "archive_mode": "on",
-                "archive_command": f"{pgtool} archive-wal %p %f --archive-dir {self.archive}",
-                "archive_timeout": "60",
-            },
-        )
-        boot = run_pgtool("bootstrap-extensions", "--dsn", self.cluster.dsn(), env=PASSWORDS)
-        assert boot.returncode == 0, boot.stderr[-2000:]
-        with self.cluster.connect() as conn:
-            conn.execute("CREATE DATABASE shop")
-        boot = run_pgtool(
-            "bootstrap-extensions", "--dsn", self.cluster.dsn(), "--database", "shop", env=PASSWORDS
-        )
-        assert boot.returncode == 0, boot.stderr[-2000:]
-        self.sql("shop", "CREATE TABLE public.orders (id int PRIMARY KEY, note text)")
-
-    def sql(self, db: str, statement: str) -> list[tuple[Any, ...]]:
-        with self.cluster.connect(db) as conn:
-            cur = conn.execute(statement)
-            return cur.fetchall() if cur.description else []
-
-    def insert(self, first: int, last: int) -> None:
-        self.sql(
-            "shop",
-            f"INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series({first}, {last}) g",
-        )
-
-    def basebackup(self) -> None:
-        as_server_user("basebackup", "--dsn", self.cluster.dsn(), "--dest", str(self.backups / "base"))
-
-    def dump(self, *databases: str) -> None:
-        args = [f"--database={db}" for db in databases]
-        as_server_user("backup", "--dsn", self.cluster.dsn(), "--dest", str(self.backups / "dumps"), *args)
-
-    def archive_everything(self) -> None:
-        """Switch WAL and wait until the switched segment is in the archive."""
-        segment = self.sql("postgres", "SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-        retry(
-            lambda: (self.archive / segment).exists() or list(self.archive.glob(segment + ".*")), timeout=120
-        )
-
-
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     path = server_writable_dir("pgtool-recovery-")
@@ -238,17 +123,18 @@ def workdir() -> Iterator[Path]:
     rmtree(path)
 
 
-def adopt(major: int, data_dir: Path, workdir: Path) -> LocalCluster:
-    """Start a data directory the runbook left stopped, to look at what it holds."""
-    base = workdir / f"adopt-{data_dir.name}"
-    base.mkdir()
-    os.chmod(base, 0o777)
-    return LocalCluster(binaries_for(major), base, data_dir=data_dir).start()
+@pytest.fixture
+def repo(s3_server: Any, workdir: Path) -> S3Repository:
+    return S3Repository(s3_server, workdir)
+
+
+def client_env(cluster: Any) -> dict[str, str]:
+    return {"PGHOST": str(cluster.socket_dir), "PGPORT": str(cluster.port), "PGUSER": "postgres"}
 
 
 @pytest.mark.parametrize("major", [15, 18])
-def test_scenario_1_fresh_volume_reset(major: int, workdir: Path) -> None:
-    prod = Production(major, workdir)
+def test_scenario_1_fresh_volume_reset(major: int, workdir: Path, repo: S3Repository) -> None:
+    prod = Production(major, repo)
     recovered = None
     try:
         prod.insert(1, 100)
@@ -256,17 +142,10 @@ def test_scenario_1_fresh_volume_reset(major: int, workdir: Path) -> None:
         prod.insert(101, 200)  # after the base backup: only the archive has these
         prod.archive_everything()
         # The data volume is lost: stop the server, empty its data directory.
-        data_dir, socket_dir, port = prod.cluster.data_dir, prod.cluster.socket_dir, prod.cluster.port
+        data_dir = prod.cluster.data_dir
+        env = {**repo.env, **client_env(prod.cluster), "PGDATA": str(data_dir)}
         prod.cluster.stop("immediate")
         rmtree(data_dir)
-        env = {
-            "BACKUPS": str(prod.backups),
-            "ARCHIVE": str(prod.archive),
-            "PGDATA": str(data_dir),
-            "PGHOST": str(socket_dir),
-            "PGPORT": str(port),
-            "PGUSER": "postgres",
-        }
         run_scenario(1, major, env, workdir)
         auto = (data_dir / "postgresql.auto.conf").read_text()
         assert "archive_mode" not in auto and "restore_command" not in auto  # overrides dropped
@@ -280,98 +159,24 @@ def test_scenario_1_fresh_volume_reset(major: int, workdir: Path) -> None:
         prod.cluster.cleanup()
 
 
-def test_scenario_2_full_restore_from_dumps(workdir: Path) -> None:
-    prod = Production(15, workdir)
-    fresh = start_cluster(15, settings=BOTH_LIBRARIES)  # the empty server the image initialises
-    try:
-        prod.insert(1, 300)
-        prod.sql("postgres", "CREATE DATABASE reports")
-        prod.sql("reports", "CREATE TABLE public.daily AS SELECT g AS day FROM generate_series(1, 30) g")
-        prod.dump()  # every database
-        env = {
-            "BACKUPS": str(prod.backups),
-            "PGHOST": str(fresh.socket_dir),
-            "PGPORT": str(fresh.port),
-            "PGUSER": "postgres",
-            **PASSWORDS,
-        }
-        result = run_scenario(2, 15, env, workdir)
-        assert "restored shop" in result.stdout and "restored reports" in result.stdout
-        with fresh.connect("shop") as conn:
-            assert conn.execute("SELECT count(*), sum(id) FROM public.orders").fetchone() == (300, 45150)
-            assert conn.execute(
-                "SELECT pg_catalog.to_regprocedure('pgbouncer.get_auth(text)') IS NOT NULL"
-            ).fetchone()[0]
-        with fresh.connect("reports") as conn:
-            assert conn.execute("SELECT count(*) FROM public.daily").fetchone() == (30,)
-        with fresh.connect() as conn:
-            roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-        assert {"grafana_reader", "replicator", "pgbouncer_auth"} <= roles
-    finally:
-        fresh.cleanup()
-        prod.cluster.cleanup()
-
-
-class Listener:
-    """A TCP port on 127.0.0.1 that records every connection made to it: the attacker's host."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def hostile_names(port: int) -> list[str]:
-    """Database names an attacker with CREATEDB could choose, each aimed at a way a shell loop can fail."""
-    return [
-        "q'uote\"d",
-        "back\\slash",
-        f"host=127.0.0.1 port={port} dbname=x",  # a conninfo string where a name is expected
-        f"postgresql://127.0.0.1:{port}/x",
-        "%41",  # pgtool backup stores it as %2541: it must come back as %41
-        "a/b",
-        "new\nline",
-        "new\rline",  # beside new\nline: neither may be taken for the other
-        "tab\tand\x7fdel",
-        ".leading-dot",
-        "trailing newline\n",
-        "x'; CREATE ROLE pwned_e; --",
-        f"\\! touch {PWNED}",  # a psql meta-command
-        ":'db' :\"db\" :db",  # psql variable references
-        "with space",
-        "-leading-dash",
-        f"$(touch {PWNED})",
-    ]
-
-
-PWNED = "/tmp/pgtool-recovery-pwned"
-
-
 @pytest.mark.parametrize("major", [15, 18])
-def test_scenario_2_hostile_database_names(major: int, workdir: Path) -> None:
-    """Finding 2 of issue 14: no name runs SQL or shell, sends a connection elsewhere, or comes back
-    under another name; an existing database (here the first name) is restored into, not recreated."""
+def test_scenario_2_full_restore_brings_everything_back(
+    major: int, workdir: Path, repo: S3Repository
+) -> None:
+    """Issue 19 part 4 and finding 2 of issue 14: from the bucket, the globals then every database with
+    `pg_restore --create`. The restored cluster equals the original in roles (attributes, settings,
+    memberships), each database's owner, ACL (REVOKE CONNECT), settings (per database and per role in
+    it), comment and connection limit, and every table's owner, grants and row count. No hostile name runs
+    SQL or shell, sends a connection elsewhere, or comes back under another name; a database that exists
+    on the new server (here the first hostile name, holding something else) is replaced by its dump."""
     listener = Listener()
     names = hostile_names(listener.port)
-    prod = Production(major, workdir)
-    fresh = start_cluster(major, settings=BOTH_LIBRARIES)
+    prod = Production(major, repo)
+    fresh = start_cluster(major, settings=BOTH_LIBRARIES)  # the empty server the image initialises
     Path(PWNED).unlink(missing_ok=True)
     try:
+        prod.insert(1, 300)
+        make_tenant(prod)
         for i, name in enumerate(names):
             with prod.cluster.connect() as conn:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -379,29 +184,46 @@ def test_scenario_2_hostile_database_names(major: int, workdir: Path) -> None:
                 conn.execute(
                     sql.SQL("CREATE TABLE public.t AS SELECT generate_series(1, {}) AS n").format(i + 1)
                 )
+        prod.bootstrap()  # the install hook ran after these databases were made, as in production
+        prod.dump()  # every database, and the globals
         with fresh.connect() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names[0])))
-        prod.dump()
+        with connect(fresh.dsn(), dbname=names[0]) as conn:
+            conn.execute("CREATE TABLE public.stray AS SELECT 1 AS x")
+        scratch = workdir / "scratch"
+        scratch.mkdir()
+        scratch.chmod(0o777)
         env = {
-            "BACKUPS": str(prod.backups),
-            "PGHOST": str(fresh.socket_dir),
-            "PGPORT": str(fresh.port),
-            "PGUSER": "postgres",
+            **repo.env,
+            **client_env(fresh),
+            "SCRATCH": str(scratch),
             "PGPASSWORD": "superuser-secret",  # exported in the restore shell: must reach no other host
             **PASSWORDS,
         }
-        run_scenario(2, major, env, workdir)
-        with fresh.connect() as conn:
-            databases = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-            roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-        assert set(names) <= databases
-        assert databases - set(names) == {"postgres", "shop", "template0", "template1"}
-        for i, name in enumerate(names):
-            with connect(fresh.dsn(), dbname=name) as conn:
-                assert conn.execute("SELECT count(*) FROM public.t").fetchone() == (i + 1,), name
-        assert "pwned_e" not in roles
+        result = run_scenario(2, major, env, workdir)
+        assert "restored shop" in result.stdout
+        original, restored = cluster_facts(prod.cluster), cluster_facts(fresh)
+        assert set(names) | {TENANT_DB, "shop", "postgres"} == {row[0] for row in restored["databases"]}
+        for key in original:
+            assert restored.get(key) == original[key], key
+        assert restored.keys() == original.keys()
+        # the facts compared above hold what the tenant database is about
+        tenant = next(row for row in restored["databases"] if row[0] == TENANT_DB)
+        assert tenant[1] == TENANT_OWNER and tenant[2] == 20 and tenant[6] == "tenant one: 'restricted'"
+        assert not [acl for acl in tenant[4] if acl.startswith("-=")]  # PUBLIC: no CONNECT, no TEMPORARY
+        assert "tenant_group=CONNECT/" + sql.Identifier(TENANT_OWNER).as_string(None) in tenant[4]
+        assert any("work_mem=8MB" in s for s in tenant[7]) and any("lock_timeout=1s" in s for s in tenant[7])
+        assert ("tenant_group", "tenant_app", True) in restored["members"]
+        assert restored[f"tables of {TENANT_DB!r}"][0][4] == 42
+        with connect(fresh.dsn(), dbname="shop") as conn:
+            assert conn.execute("SELECT count(*), sum(id) FROM public.orders").fetchone() == (300, 45150)
+            assert conn.execute(
+                "SELECT pg_catalog.to_regprocedure('pgbouncer.get_auth(text)') IS NOT NULL"
+            ).fetchone()[0]
+        assert not [r for r in restored["roles"] if r[0] == "pwned_e"]
         assert not Path(PWNED).exists()
         assert listener.connections == 0
+        assert not list(scratch.iterdir())  # every fetched file removed
     finally:
         listener.close()
         Path(PWNED).unlink(missing_ok=True)
@@ -414,12 +236,16 @@ HOSTILE_DB = "-q'u\"o\\te %41/x\n:'db' host=127.0.0.1 dbname=x"
 
 
 @pytest.mark.parametrize("db", ["shop", HOSTILE_DB], ids=["shop", "hostile-name"])
-def test_scenario_3_single_database(db: str, workdir: Path) -> None:
-    prod = Production(15, workdir)
+def test_scenario_3_single_database(db: str, workdir: Path, repo: S3Repository) -> None:
+    prod = Production(15, repo)
     try:
         if db != "shop":
             with prod.cluster.connect() as conn:
                 conn.execute(sql.SQL("ALTER DATABASE shop RENAME TO {}").format(sql.Identifier(db)))
+        with prod.cluster.connect() as conn:  # what only pg_restore --create brings back
+            conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '3MB'").format(sql.Identifier(db)))
+            conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS 'the shop'").format(sql.Identifier(db)))
 
         def count(database: str, table: str) -> Any:
             with connect(prod.cluster.dsn(), dbname=database) as conn:
@@ -432,17 +258,14 @@ def test_scenario_3_single_database(db: str, workdir: Path) -> None:
         with connect(prod.cluster.dsn(), dbname=db) as conn:
             conn.execute("INSERT INTO public.orders SELECT g, 'order ' || g FROM generate_series(1, 100) g")
         prod.dump(db)
+        before = [r for r in cluster_facts(prod.cluster)["databases"] if r[0] == db]
         with connect(prod.cluster.dsn(), dbname=db) as conn:
             conn.execute("DELETE FROM public.orders WHERE id > 50")  # the bad migration
         prod.sql("other", "INSERT INTO public.keep VALUES (2)")  # untouched by the restore
-        env = {
-            "BACKUPS": str(prod.backups),
-            "DB": db,
-            "PGHOST": str(prod.cluster.socket_dir),
-            "PGPORT": str(prod.cluster.port),
-            "PGUSER": "postgres",
-            **PASSWORDS,
-        }
+        scratch = workdir / "scratch"
+        scratch.mkdir()
+        scratch.chmod(0o777)
+        env = {**repo.env, **client_env(prod.cluster), "DB": db, "SCRATCH": str(scratch), **PASSWORDS}
         run_scenario(3, 15, env, workdir)
         assert count(db, "orders") == (100,)
         with prod.cluster.connect() as conn:
@@ -450,16 +273,19 @@ def test_scenario_3_single_database(db: str, workdir: Path) -> None:
                 sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(db + "_broken"))
             )
             names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+        # owner, ACL (REVOKE CONNECT), settings and comment as dumped
+        assert [r for r in cluster_facts(prod.cluster)["databases"] if r[0] == db] == before
         assert names == {"postgres", "template0", "template1", "other", db, db + "_broken"}
         assert count(db + "_broken", "orders") == (50,)
         assert prod.sql("other", "SELECT count(*) FROM public.keep") == [(2,)]
+        assert not list(scratch.iterdir())
     finally:
         prod.cluster.cleanup()
 
 
 @pytest.mark.parametrize("major", [15, 18])
-def test_scenario_4_point_in_time(major: int, workdir: Path) -> None:
-    prod = Production(major, workdir)
+def test_scenario_4_point_in_time(major: int, workdir: Path, repo: S3Repository) -> None:
+    prod = Production(major, repo)
     recovered = None
     try:
         prod.insert(1, 100)
@@ -471,13 +297,13 @@ def test_scenario_4_point_in_time(major: int, workdir: Path) -> None:
         prod.sql("shop", "DELETE FROM public.orders WHERE id <= 120")  # the mistake, after the target
         prod.insert(200, 210)
         prod.archive_everything()
+        objects_before = {o.name for o in repo.open().list("")}
         pitr = workdir / "pitr"
         socket = workdir / "s"
         socket.mkdir()
         socket.chmod(0o777)
         env = {
-            "BACKUPS": str(prod.backups),
-            "ARCHIVE": str(prod.archive),
+            **repo.env,
             "TARGET_TIME": target.isoformat(),
             "PITR_PGDATA": str(pitr),
             "PITR_PORT": str(free_port()),
@@ -493,8 +319,10 @@ def test_scenario_4_point_in_time(major: int, workdir: Path) -> None:
                 1,
                 150,
             )
-        # production was not touched and its archive got nothing from the copy
+        # production was not touched and the copy archived nothing of its own into the repository
         assert prod.sql("shop", "SELECT count(*) FROM public.orders") == [(41,)]
+        added = {o.name for o in repo.open().list("")} - objects_before
+        assert not [n for n in added if ".history" in n], added  # the copy's new timeline stayed local
     finally:
         if recovered is not None:
             recovered.stop("immediate")
