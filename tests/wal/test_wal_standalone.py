@@ -1,5 +1,6 @@
-"""pgtool.wal works on its own: archive-wal and restore-wal with only pgtool/__init__.py and pgtool/wal/
-on the path and no site-packages (how it is bundled for the server user), checksums included."""
+"""pgtool.wal works on its own: archive-wal and restore-wal with only pgtool/__init__.py, pgtool/wal/ and
+pgtool/durable_write.py (pgtool's one durable-write helper, stdlib only) on the path and no site-packages
+(how it is bundled for the server user), checksums included."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def test_archive_and_restore_with_nothing_but_the_wal_package(segment, archive_d
     (lib / "pgtool").mkdir(parents=True)
     package = Path(pgtool.__file__).parent
     shutil.copy(package / "__init__.py", lib / "pgtool" / "__init__.py")
+    shutil.copy(package / "durable_write.py", lib / "pgtool" / "durable_write.py")
     shutil.copytree(package / "wal", lib / "pgtool" / "wal", ignore=shutil.ignore_patterns("__pycache__"))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

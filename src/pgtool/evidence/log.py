@@ -25,9 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from pgtool.durable_write import write_via_temporary
+from pgtool.durable_write import fsync_path, write_via_temporary
 from pgtool.errors import OperationError
-from pgtool.wal.durable import fsync_path
 
 FORMAT = "pgtool-evidence/1"
 GENESIS = "0" * 64

@@ -152,6 +152,6 @@ def write_verified(path: Path, record: dict[str, Any]) -> None:
     """The durable record that a drill restored this dump (`dumps.is_verified` reads it)."""
     document = {"format": VERIFIED_FORMAT, "version": 1, **record}
     write_durably(path, (json.dumps(document, indent=2) + "\n").encode())
-    from pgtool.wal.durable import fsync_path
+    from pgtool.durable_write import fsync_path
 
     fsync_path(path.parent, directory=True)

@@ -15,6 +15,7 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pgtool.durable_write import fsync_path
 from pgtool.logical.dumps import (
     checksum_path,
     is_verified,
@@ -23,7 +24,6 @@ from pgtool.logical.dumps import (
     verified_path,
 )
 from pgtool.obs.logging import get_logger
-from pgtool.wal.durable import fsync_path
 
 
 def expired_dumps(db_dir: Path, retention_days: int, *, now: datetime | None = None) -> list[Path]:

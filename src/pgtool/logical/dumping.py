@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from pgtool.durable_write import fsync_path
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
 from pgtool.logical import db_properties, dumps, globals_dump
 from pgtool.logical.dump_manifest import (
@@ -45,7 +46,6 @@ from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
 from pgtool.pg import binaries, command
 from pgtool.pg.terminate import sigterm_raises
-from pgtool.wal.durable import fsync_path
 
 # One row per database the role may dump (or one with a NULL name if none), each with the version.
 SERVER_INFO_SQL = """

@@ -78,7 +78,7 @@ def dump_to(dsn: str, pg: binaries.PgBinaries, path: Path, *, with_passwords: bo
 
 def store_in_dir(dest: Path, dsn: str, pg: binaries.PgBinaries, *, with_passwords: bool) -> Path:
     """Dump the globals into `dest/.globals/<stamp>.sql` (+ .sha256, written first); the file's path."""
-    from pgtool.wal.durable import fsync_path
+    from pgtool.durable_write import fsync_path
 
     directory = dest / GLOBALS_DIR
     directory.mkdir(mode=0o700, exist_ok=True)

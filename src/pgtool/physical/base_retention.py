@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pgtool.durable_write import fsync_path
 from pgtool.errors import UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
 from pgtool.physical.base_chain import with_ancestors
 from pgtool.wal.archive import ArchivedFile
-from pgtool.wal.durable import fsync_path
 from pgtool.wal.listing import stored_copies
 
 DELETING_PREFIX = ".deleting-"

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from pgtool.config import redact_dsn
+from pgtool.durable_write import fsync_path
 from pgtool.errors import ExternalCommandError, LockBusyError, OperationError, UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
 from pgtool.physical import base_catalog, base_guard, base_incremental, base_retention, base_verify
 from pgtool.physical.base_catalog import INCOMPLETE_PREFIX, LOCK_FILE, METADATA_FILE, STAMP_FORMAT
-from pgtool.wal.durable import fsync_path
 from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
 
 COMPRESS_CHOICES = ("auto", "server-lz4", "server-zstd", "gzip", "none")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+from pgtool.durable_write import TEMP_PREFIX
 from pgtool.wal.codecs import SUFFIXES, CorruptArchiveError, codec_of, decompress_chunks
 from pgtool.wal.header import LONG_HEADER_SIZE, WalHeaderError, parse_long_header
 from pgtool.wal.names import WalName, parse_wal_name
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
         def chunks(self, archived: ArchivedFile) -> Iterator[bytes]: ...
 
 
-TEMP_PREFIX = ".pgtool-tmp."
 SYSTEM_ID_FILE = ".pgtool-system-identifier"
 _READ_CHUNK = 1024 * 1024
 

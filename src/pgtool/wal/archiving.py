@@ -11,14 +11,15 @@ Semantics follow contrib/basic_archive, plus a system identifier check and optio
   5. otherwise write a unique temporary in the archive directory while hashing the content, fsync it,
      record the checksum durably (pgtool.wal.checksum), link the file to its final name (never
      replacing anything), fsync the directory.
-Temporaries left by killed runs are removed on the next run (pgtool.wal.durable).
+Temporaries left by killed runs are removed on the next run (pgtool.durable_write).
 """
 
 from __future__ import annotations
 
 import os
 
-from pgtool.wal import checksum, durable
+from pgtool import durable_write as durable
+from pgtool.wal import checksum
 from pgtool.wal.archive import (
     SYSTEM_ID_FILE,
     ArchivedFile,

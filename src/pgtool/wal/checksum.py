@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from pgtool.wal import durable
+from pgtool import durable_write as durable
 from pgtool.wal.codecs import CorruptArchiveError
 from pgtool.wal.header import LONG_HEADER_SIZE, WalHeaderError, parse_long_header
 from pgtool.wal.names import WalName, format_lsn

@@ -22,9 +22,9 @@ import contextlib
 import hashlib
 import os
 
+from pgtool import durable_write as durable
 from pgtool.repo import RepoError
 from pgtool.repo import layout as repo_layout
-from pgtool.wal import durable
 from pgtool.wal.archive import CorruptArchiveError
 from pgtool.wal.archiving import check_segment_fd, refuse_past_fork
 from pgtool.wal.errors import WalCommandError

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from pgtool import durable_write as durable
 from pgtool.repo import (
     IntegrityError,
     ObjectAbsent,
@@ -32,7 +33,7 @@ from pgtool.repo import (
     open_repository,
 )
 from pgtool.repo import layout as repo_layout
-from pgtool.wal import durable, repo_ahead, repo_prefetch
+from pgtool.wal import repo_ahead, repo_prefetch
 from pgtool.wal.archive import ArchivedFile, CorruptArchiveError
 from pgtool.wal.archiving import (
     ALREADY_ARCHIVED,

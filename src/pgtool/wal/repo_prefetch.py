@@ -21,9 +21,9 @@ import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from pgtool import durable_write as durable
 from pgtool.repo import ObjectAbsent, RepoError
 from pgtool.repo import layout as repo_layout
-from pgtool.wal import durable
 from pgtool.wal.archive import CorruptArchiveError
 from pgtool.wal.checksum import verified_chunks
 from pgtool.wal.names import SEGMENT, WalName, parse_wal_name, segment_name

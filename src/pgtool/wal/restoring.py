@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from pgtool.wal import durable
+from pgtool import durable_write as durable
 from pgtool.wal.archive import CorruptArchiveError, find_archived
 from pgtool.wal.checksum import ChecksumMissingError, expected_checksum, verified_content
 from pgtool.wal.codecs import CodecUnavailableError

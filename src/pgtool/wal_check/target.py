@@ -160,7 +160,7 @@ class DirTarget:
 
     def check(self) -> Status:
         """The directory exists, and this process can write, fsync and remove a file in it."""
-        from pgtool.wal import durable
+        from pgtool import durable_write as durable
 
         if not os.path.isdir(self.path):
             return Status(
