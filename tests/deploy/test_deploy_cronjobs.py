@@ -4,8 +4,9 @@ No container engine here, so the next best thing to the image: pgtool's wheel (`
 as the Dockerfile's build stage makes it) installed into a fresh venv with nothing else of this checkout,
 and each container's exact args (and command) from the rendered manifests, with its environment
 (ConfigMap pgtool-env plus the container's env, plus the image's ENV), run:
-- as the server's uid and gid (the pods all run as 999) with no passwd entry for it (the pgtool image
-  has none for 999): nss_wrapper reads a passwd file without that entry;
+- as the server's uid and gid (the pods all run as 999), named `postgres` with the image's home and
+  shell, as the pgtool image's Dockerfile creates it (initdb, which verify's drill runs, needs the
+  entry): nss_wrapper reads a passwd file holding exactly that entry for the uid;
 - with no HOME, from a read-only working directory;
 - with PostgreSQL 18's client and server tools (the image ships postgresql-client-18; the PostgreSQL image,
   where verify --base runs, the server), against a real PostgreSQL 18 that archives through the
@@ -194,12 +195,12 @@ def environment(rendered, pushgateway_server, s3_server) -> Iterator[dict[str, A
 
 
 def identity(workdir: Path) -> list[str]:
-    """Run as the server's uid and gid, as the pods do (999 for both images, fsGroup 999), but with no
-    passwd entry for it, as in the pgtool image. Nothing when the tests do not run as root (then they run
-    as an ordinary user already).
+    """Run as the server's uid and gid, as the pods do (999 for both images, fsGroup 999), with the passwd
+    entry the pgtool image has for it (Dockerfile: postgres, home /var/lib/postgresql, no login shell).
+    Nothing when the tests do not run as root (then they run as an ordinary user already).
 
-    The passwd entry is hidden with nss_wrapper (Debian's libnss-wrapper, what OpenShift-style images use
-    for arbitrary uids): a preloaded NSS that reads a passwd file without the server user. Unlike a bind
+    The entry is the image's, not this machine's, through nss_wrapper (Debian's libnss-wrapper, what
+    OpenShift-style images use for arbitrary uids): a preloaded NSS that reads our passwd file. Unlike a bind
     mount over /etc/passwd in a private mount namespace, it needs no mount privileges, so it also works in
     a chroot (whose root is not a mount point). The returned prefix ends in `env` with the wrapper's
     variables, so the caller's own `env -i ...` must come through `job_env`."""
@@ -210,7 +211,9 @@ def identity(workdir: Path) -> list[str]:
     passwd = workdir / "passwd"
     if not passwd.exists():
         lines = Path("/etc/passwd").read_text().splitlines()
-        passwd.write_text("".join(f"{line}\n" for line in lines if line.split(":")[2] != str(uid)))
+        others = [f"{line}\n" for line in lines if line.split(":")[2] != str(uid)]
+        image = f"postgres:x:{uid}:{gid}::/var/lib/postgresql:/usr/sbin/nologin\n"
+        passwd.write_text("".join([*others, image]))
         passwd.chmod(0o644)
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
 
@@ -292,10 +295,10 @@ def test_every_job_is_covered(rendered) -> None:
 
 
 def test_the_job_identity_is_the_images(environment) -> None:
-    """The conditions the jobs run under, checked once: no passwd entry, no HOME, a cwd it cannot write,
-    the wheel's pgtool and PostgreSQL 18's psql first on PATH."""
+    """The conditions the jobs run under, checked once: the image's passwd entry, no HOME, a cwd it
+    cannot write, the wheel's pgtool and PostgreSQL 18's psql first on PATH."""
     probe = (
-        'id -u; getent passwd "$(id -u)" || echo no-passwd; echo "home=${HOME:-}"; '
+        'id -u; getent passwd "$(id -u)" | cut -d: -f1,6 || echo no-passwd; echo "home=${HOME:-}"; '
         "touch x 2>/dev/null && echo writable || echo read-only; command -v pgtool; psql --version"
     )
     prefix = identity(environment["workdir"])
@@ -316,7 +319,8 @@ def test_the_job_identity_is_the_images(environment) -> None:
     )
     lines = result.stdout.split("\n")
     if prefix:
-        assert lines[0] == str(server_uid_gid()[0]) and lines[1] == "no-passwd"  # type: ignore[index]
+        assert lines[0] == str(server_uid_gid()[0])  # type: ignore[index]
+        assert lines[1] == "postgres:/var/lib/postgresql"  # the image's entry, whatever this machine has
     assert "home=" in lines and "read-only" in lines
     assert f"{environment['bindir']}/pgtool" in lines
     assert "psql (PostgreSQL) 18." in result.stdout
