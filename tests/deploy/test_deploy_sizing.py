@@ -121,7 +121,7 @@ def test_docs_state_the_numbers() -> None:
         f"{s.RETENTION_DAYS} days",
         f"{s.COMPRESSION_RATIO:g}x",
         f"{int(s.FILL_LIMIT * 100)} %",
-        "120Gi",
+        "none: the S3 bucket",  # prod archives into the repository, not a volume
         "16Gi",
         f"max_db_connections = {s.MAX_DB_CONNECTIONS}",
     ):
