@@ -77,7 +77,7 @@ def backup(
 
     Example: pgtool backup --dsn postgresql://backup@db/postgres --repo s3://backups/prod
     """
-    from pgtool.cli.options import settings
+    from pgtool.cli.options import one_place, settings
     from pgtool.cli.runner import run_with_binaries
 
     cfg = settings(dsn, pushgateway, pg_bindir)
@@ -86,11 +86,7 @@ def backup(
         from pgtool.errors import OperationError, UsageError
         from pgtool.logical.dumps import display
 
-        if (dest is None) == (repo is None):
-            raise UsageError(
-                "backup needs exactly one of --dest and --repo"
-                + (" (--repo may come from $PGTOOL_REPO)" if dest is not None else "")
-            )
+        one_place("backup", "--dest", dest, repo)
         run: dict[str, Any] = dict(
             databases=database or [],
             exclude=exclude or [],

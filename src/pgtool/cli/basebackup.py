@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pgtool.cli.options import BaseCompress, Dsn, PgBindir, Pushgateway, Repo, RepoKeyFile, optional
+from pgtool.cli.options import (
+    BaseCompress,
+    Dsn,
+    PgBindir,
+    Pushgateway,
+    Repo,
+    RepoKeyFile,
+    archive_dir_option,
+    optional,
+)
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
+
+PRUNE_ARCHIVE = (
+    "WAL archive to prune: WAL older than the second-newest kept backup needs is removed "
+    "(never .history files)."
+)
 
 
 def basebackup(
@@ -32,15 +46,7 @@ def basebackup(
     ] = None,
     dsn: Dsn = None,
     keep: Annotated[int, typer.Option("--keep", help="Complete base backups to keep (at least 1).")] = 4,
-    archive_dir: Annotated[
-        Path | None,
-        optional(
-            "--archive-dir",
-            envvar="PGTOOL_ARCHIVE_DIR",
-            help="WAL archive to prune: WAL older than the second-newest kept backup needs is removed "
-            "(never .history files).",
-        ),
-    ] = None,
+    archive_dir: Annotated[Path | None, archive_dir_option(PRUNE_ARCHIVE)] = None,
     compress: Annotated[
         BaseCompress,
         typer.Option(
@@ -121,38 +127,24 @@ def basebackup(
         if dry_run:
             _dry_run(dest, repo, repo_key_file, keep, window, archive_dir)
             return
+        run: dict[str, Any] = dict(
+            keep=keep,
+            compress=compress.value,
+            pg_bindir=cfg.pg_bindir,
+            report=report,
+            incremental=incremental,
+            fallback=incremental_fallback,
+            window=window,
+        )
         if repo is not None:
             from pgtool.physical.repo_basebackup import take_repo_base_backup
 
-            result = take_repo_base_backup(
-                cfg.dsn,
-                repo,
-                key_file=repo_key_file,
-                keep=keep,
-                compress=compress.value,
-                spool_dir=spool_dir,
-                pg_bindir=cfg.pg_bindir,
-                report=report,
-                incremental=incremental,
-                fallback=incremental_fallback,
-                window=window,
-            )
+            result = take_repo_base_backup(cfg.dsn, repo, key_file=repo_key_file, spool_dir=spool_dir, **run)
         else:
             from pgtool.physical.basebackup import take_base_backup
 
             assert dest is not None
-            result = take_base_backup(
-                cfg.dsn,
-                dest,
-                keep=keep,
-                archive_dir=archive_dir,
-                compress=compress.value,
-                pg_bindir=cfg.pg_bindir,
-                report=report,
-                incremental=incremental,
-                fallback=incremental_fallback,
-                window=window,
-            )
+            result = take_base_backup(cfg.dsn, dest, archive_dir=archive_dir, **run)
         info = result.backup
         kind = f"incremental on {info.parent} (chain of {len(info.chain) + 1})" if info.parent else "full"
         typer.echo(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, Dsn, Pushgateway, Repo, RepoKeyFile, TextFormat, optional
+from pgtool.cli.options import FORMAT, ArchiveDir, Dsn, Pushgateway, Repo, RepoKeyFile, TextFormat
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -16,14 +16,7 @@ def check(
     dsn: Dsn = None,
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,
-    archive_dir: Annotated[
-        str | None,
-        optional(
-            "--archive-dir",
-            envvar="PGTOOL_ARCHIVE_DIR",
-            help="The WAL archive directory (archive-wal's --archive-dir). Give this or --repo.",
-        ),
-    ] = None,
+    archive_dir: ArchiveDir = None,
     timeout: Annotated[
         float,
         typer.Option("--timeout", min=1, help="Seconds to wait for the switched WAL segment to be archived."),
@@ -67,7 +60,7 @@ def check(
             dsn=cfg.dsn,
             repo=repo or None,
             repo_key_file=repo_key_file or None,
-            archive_dir=archive_dir or None,
+            archive_dir=str(archive_dir) if archive_dir else None,
             timeout=timeout,
         )
         result = run_check(request, report)

@@ -82,17 +82,14 @@ def evidence(
 
     Example: pgtool evidence report --dir /backups/base/.evidence --since 2026-10-01
     """
+    from pgtool.cli.options import one_place
     from pgtool.cli.runner import run_command
 
     def body(report: RunReport) -> int | None:
         from pgtool.errors import UsageError
         from pgtool.evidence import view
 
-        if (directory is None) == (repo is None):
-            raise UsageError(
-                "evidence needs exactly one of --dir and --repo"
-                + (" (--repo may come from $PGTOOL_REPO)" if directory is not None else "")
-            )
+        one_place("evidence", "--dir", directory, repo)
         if directory is not None:
             if chain is not None:
                 raise UsageError("--chain goes with --repo (a directory holds one chain)")

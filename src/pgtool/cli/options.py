@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -28,14 +29,14 @@ Dsn = Annotated[
         "PGPASSWORD, not here: a command line is visible to every user in ps.",
     ),
 ]
-Pushgateway = Annotated[
-    str | None,
-    optional(
-        "--pushgateway",
-        envvar="PGTOOL_PUSHGATEWAY_URL",
-        help="Prometheus Pushgateway URL to push the run's result to.",
-    ),
-]
+
+
+def pushgateway_option(help: str = "Prometheus Pushgateway URL to push the run's result to.") -> Any:
+    """--pushgateway; status reads from it as well, and says so in its own help."""
+    return optional("--pushgateway", envvar="PGTOOL_PUSHGATEWAY_URL", help=help)
+
+
+Pushgateway = Annotated[str | None, pushgateway_option()]
 PgBindir = Annotated[
     str | None,
     optional(
@@ -65,6 +66,56 @@ RepoKeyFile = Annotated[
         "client-side. Required once a repository is encrypted; set it when the repository is created.",
     ),
 ]
+
+
+# Where backups are without a repository: each of these is the alternative to --repo, and one
+# spelling, help and environment variable serves every command that reads or writes that place.
+BackupDir = Annotated[
+    Path | None,
+    optional("--backup-dir", help="Directory of the dumps (`pgtool backup --dest`). Or use --repo."),
+]
+BaseDir = Annotated[
+    Path | None,
+    optional("--base-dir", help="Directory of the base backups (`pgtool basebackup --dest`). Or use --repo."),
+]
+
+
+def archive_dir_option(
+    help: str = "The WAL archive directory (archive-wal's --archive-dir). Or use --repo.",
+) -> Any:
+    """--archive-dir, from $PGTOOL_ARCHIVE_DIR as archive-wal and restore-wal read it; basebackup
+    prunes it and says so in its own help."""
+    return optional("--archive-dir", envvar="PGTOOL_ARCHIVE_DIR", help=help)
+
+
+ArchiveDir = Annotated[Path | None, archive_dir_option()]
+
+
+def one_place(command: str, flag: str, place: object, repo: str | None, alternative: str = "") -> None:
+    """Refuse (exit 2) unless exactly one of `flag` and --repo was given.
+
+    `alternative` names another way the command takes (verify: --base). --repo may come from the
+    environment, which the message says when a flag was given as well.
+    """
+    if (place is None) == (repo is None):
+        from pgtool.errors import UsageError
+
+        also = " (--repo may come from $PGTOOL_REPO)" if place is not None else ""
+        raise UsageError(f"{command} needs exactly one of {flag} and --repo{alternative}{also}")
+
+
+def base_and_archive(command: str, base_dir: Path | None, archive_dir: Path | None, repo: str | None) -> None:
+    """Refuse (exit 2) unless base backups and WAL come from --repo, or from --base-dir and --archive-dir."""
+    from pgtool.errors import UsageError
+
+    given = base_dir is not None or archive_dir is not None
+    if repo is not None and given:
+        raise UsageError(
+            f"{command} takes --repo, or --base-dir and --archive-dir, not both"
+            " (--repo may come from $PGTOOL_REPO, --archive-dir from $PGTOOL_ARCHIVE_DIR)"
+        )
+    if repo is None and (base_dir is None or archive_dir is None):
+        raise UsageError(f"{command} needs --repo, or --base-dir and --archive-dir")
 
 
 def settings(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import PgBindir, Repo, RepoKeyFile, optional
+from pgtool.cli.options import ArchiveDir, BaseDir, PgBindir, Repo, RepoKeyFile, optional
 
 
 def recover(
@@ -16,20 +16,8 @@ def recover(
     ],
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,
-    base_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--base-dir", help="Directory of base backups (pgtool basebackup --dest); instead of --repo."
-        ),
-    ] = None,
-    archive_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--archive-dir",
-            envvar="PGTOOL_ARCHIVE_DIR",
-            help="The WAL archive directory (read only); instead of --repo.",
-        ),
-    ] = None,
+    base_dir: BaseDir = None,
+    archive_dir: ArchiveDir = None,
     target_time: Annotated[
         str | None,
         typer.Option("--target-time", help="ISO 8601 time with an offset: 2026-11-24T16:30:00+00:00."),
@@ -88,21 +76,18 @@ def recover(
     Example: pgtool recover --repo s3://backups/prod --pgdata /srv/pitr \\
     --target-time 2026-11-24T16:30:00+00:00
     """
+    from pgtool.cli.options import base_and_archive
     from pgtool.cli.runner import run_command
 
     def body(_report: object) -> None:
-        from pgtool.errors import UsageError
         from pgtool.recovery.recover import build_target, prepare_recovery
 
+        base_and_archive("recover", base_dir, archive_dir, repo)
         store = None
         if repo is not None:
-            if base_dir is not None or archive_dir is not None:
-                raise UsageError("give --repo or --base-dir and --archive-dir, not both")
             from pgtool.repo import open_repository
 
             store = open_repository(repo, key_file=repo_key_file)
-        elif base_dir is None or archive_dir is None:
-            raise UsageError("recover needs --repo, or --base-dir and --archive-dir")
         target = build_target(
             time=target_time, lsn=target_lsn, xid=target_xid, name=target_name, immediate=target_immediate
         )

@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pgtool.cli.options import FORMAT, Dsn, K8sMode, Repo, RepoKeyFile, TextFormat, optional
+from pgtool.cli.options import (
+    FORMAT,
+    ArchiveDir,
+    BackupDir,
+    BaseDir,
+    Dsn,
+    K8sMode,
+    Repo,
+    RepoKeyFile,
+    TextFormat,
+    optional,
+    pushgateway_option,
+)
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
 
 
+def limit(help: str) -> Any:
+    """A threshold: a duration (90s, 15m, 26h, 8d) beyond which status reports a problem.
+
+    The flag comes from the parameter's name; the body parses every threshold before collecting.
+    """
+    return typer.Option(help=help)
+
+
+READ_PUSHGATEWAY = "Pushgateway to read the last pgtool verify result from (and to --push to)."
+
+
 def status(
     dsn: Dsn = None,
-    backup_dir: Annotated[
-        Path | None,
-        optional("--backup-dir", help="Where pgtool backup writes dumps."),
-    ] = None,
-    archive_dir: Annotated[
-        Path | None,
-        optional("--archive-dir", help="The WAL archive (archive-wal's --archive-dir)."),
-    ] = None,
-    base_dir: Annotated[
-        Path | None,
-        optional("--base-dir", help="Where pgtool basebackup writes base backups."),
-    ] = None,
+    backup_dir: BackupDir = None,
+    archive_dir: ArchiveDir = None,
+    base_dir: BaseDir = None,
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,
     pooler_dsn: Annotated[
@@ -37,14 +50,7 @@ def status(
             help="PgBouncer to read SHOW POOLS from (the admin database 'pgbouncer' is used).",
         ),
     ] = None,
-    pushgateway: Annotated[
-        str | None,
-        optional(
-            "--pushgateway",
-            envvar="PGTOOL_PUSHGATEWAY_URL",
-            help="Pushgateway to read the last pgtool verify result from (and to --push to).",
-        ),
-    ] = None,
+    pushgateway: Annotated[str | None, pushgateway_option(READ_PUSHGATEWAY)] = None,
     push: Annotated[
         bool,
         typer.Option(
@@ -58,33 +64,14 @@ def status(
         list[str] | None,
         optional("--exclude-database", help="A database pgtool backup does not dump (repeatable)."),
     ] = None,
-    max_dump_age: Annotated[
-        str, typer.Option("--max-dump-age", help="Newest dump older: a problem.")
-    ] = "26h",
-    max_base_age: Annotated[
-        str, typer.Option("--max-base-age", help="Newest base backup older: a problem.")
-    ] = "8d",
-    max_verify_age: Annotated[
-        str, typer.Option("--max-verify-age", help="Last successful verify older: a problem.")
-    ] = "8d",
-    max_archive_lag: Annotated[
-        str, typer.Option("--max-archive-lag", help="A WAL segment waiting longer to be archived: a problem.")
-    ] = "15m",
-    max_rpo: Annotated[
-        str,
-        typer.Option(
-            "--max-rpo", help="RPO (now - when the newest archived segment was archived) above: a problem."
-        ),
-    ] = "15m",
-    max_replication_lag: Annotated[
-        str, typer.Option("--max-replication-lag", help="A replica's replay lag above this: a problem.")
-    ] = "5m",
-    max_xact_age: Annotated[
-        str, typer.Option("--max-xact-age", help="A transaction open longer: a problem.")
-    ] = "15m",
-    max_pool_wait: Annotated[
-        str, typer.Option("--max-pool-wait", help="PgBouncer clients waiting longer for a server: a problem.")
-    ] = "5s",
+    max_dump_age: Annotated[str, limit("Newest dump older: a problem.")] = "26h",
+    max_base_age: Annotated[str, limit("Newest base backup older: a problem.")] = "8d",
+    max_verify_age: Annotated[str, limit("Last successful verify older: a problem.")] = "8d",
+    max_archive_lag: Annotated[str, limit("A WAL segment waiting longer to be archived: a problem.")] = "15m",
+    max_rpo: Annotated[str, limit("RPO (now - the newest segment's archive time) above: a problem.")] = "15m",
+    max_replication_lag: Annotated[str, limit("A replica's replay lag above this: a problem.")] = "5m",
+    max_xact_age: Annotated[str, limit("A transaction open longer: a problem.")] = "15m",
+    max_pool_wait: Annotated[str, limit("PgBouncer clients waiting longer for a server: a problem.")] = "5s",
     k8s: Annotated[
         K8sMode,
         typer.Option(
@@ -145,7 +132,10 @@ def status(
         if push and not pushgateway:
             raise UsageError("--push needs --pushgateway (or PGTOOL_PUSHGATEWAY_URL)")
         if repo is not None and (archive_dir is not None or base_dir is not None):
-            raise UsageError("--repo replaces --archive-dir and --base-dir: pass one or the other")
+            raise UsageError(
+                "--repo replaces --archive-dir and --base-dir: pass one or the other"
+                " (--repo may come from $PGTOOL_REPO, --archive-dir from $PGTOOL_ARCHIVE_DIR)"
+            )
         cfg = settings(dsn)
         request = StatusRequest(
             dsn=cfg.dsn,

@@ -7,17 +7,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pgtool.cli.options import Dsn, PgBindir, Pushgateway, Repo, RepoKeyFile, optional
+from pgtool.cli.options import (
+    ArchiveDir,
+    BackupDir,
+    BaseDir,
+    Dsn,
+    PgBindir,
+    Pushgateway,
+    Repo,
+    RepoKeyFile,
+    optional,
+)
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
 
 
 def verify(
-    backup_dir: Annotated[
-        Path | None,
-        optional("--backup-dir", help="Directory `pgtool backup --dest` wrote. Or use --repo."),
-    ] = None,
+    backup_dir: BackupDir = None,
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,
     dsn: Dsn = None,
@@ -42,16 +49,14 @@ def verify(
     ] = 2,
     base: Annotated[
         bool,
-        typer.Option("--base", help="Drill the newest base backup + archived WAL instead of the dumps."),
+        typer.Option(
+            "--base",
+            help="Drill the newest base backup + archived WAL (--base-dir and --archive-dir, or --repo) "
+            "instead of the dumps.",
+        ),
     ] = False,
-    base_dir: Annotated[
-        Path | None,
-        optional("--base-dir", help="With --base: directory `pgtool basebackup` wrote."),
-    ] = None,
-    archive_dir: Annotated[
-        Path | None,
-        optional("--archive-dir", help="With --base: the WAL archive."),
-    ] = None,
+    base_dir: BaseDir = None,
+    archive_dir: ArchiveDir = None,
     evidence_key_file: Annotated[
         Path | None,
         optional(
@@ -87,7 +92,7 @@ def verify(
 
     Example: pgtool verify --base --repo s3://backups/prod --amcheck
     """
-    from pgtool.cli.options import settings
+    from pgtool.cli.options import base_and_archive, one_place, settings
     from pgtool.cli.runner import run_command, run_with_binaries
 
     cfg = settings(dsn, pushgateway, pg_bindir)
@@ -102,37 +107,19 @@ def verify(
                     "--base drills base backups: use --repo or --base-dir/--archive-dir, "
                     "not --backup-dir/--database"
                 )
+            base_and_archive("verify --base", base_dir, archive_dir, repo)
+            drill: dict[str, Any] = dict(
+                pg_bindir=cfg.pg_bindir, amcheck=amcheck, report=report, key_file=evidence_key_file
+            )
             if repo is not None:
-                if base_dir is not None or archive_dir is not None:
-                    raise UsageError(
-                        "--base takes --repo or --base-dir/--archive-dir, not both"
-                        + (" (--repo may come from $PGTOOL_REPO)" if base_dir or archive_dir else "")
-                    )
                 from pgtool.evidence.repo_base import verify_base_repo
 
-                repo_result = verify_base_repo(
-                    repo,
-                    repo_key_file,
-                    pg_bindir=cfg.pg_bindir,
-                    amcheck=amcheck,
-                    report=report,
-                    key_file=evidence_key_file,
-                )
-                typer.echo(repo_result.summary())
-                return
-            if base_dir is None or archive_dir is None:
-                raise UsageError("--base needs --repo, or --base-dir and --archive-dir")
-            from pgtool.evidence.drills import verify_base
+                typer.echo(verify_base_repo(repo, repo_key_file, **drill).summary())
+            else:
+                from pgtool.evidence.drills import verify_base
 
-            result = verify_base(
-                base_dir,
-                archive_dir,
-                pg_bindir=cfg.pg_bindir,
-                amcheck=amcheck,
-                report=report,
-                key_file=evidence_key_file,
-            )
-            typer.echo(result.summary())
+                assert base_dir is not None and archive_dir is not None
+                typer.echo(verify_base(base_dir, archive_dir, **drill).summary())
 
         run_command("verify", base_body, pushgateway=cfg.pushgateway, metrics_job="verify-base")
 
@@ -143,13 +130,11 @@ def verify(
         from pgtool.logical.dumps import display
 
         if base_dir is not None or archive_dir is not None:
-            raise UsageError("--base-dir/--archive-dir need --base")
-        if (backup_dir is None) == (repo is None):
-            raise UsageError(
-                "verify needs exactly one of --backup-dir and --repo "
-                "(or --base with --base-dir and --archive-dir)"
-                + (" (--repo may come from $PGTOOL_REPO)" if backup_dir is not None else "")
-            )
+            also = " (--archive-dir may come from $PGTOOL_ARCHIVE_DIR)" if archive_dir is not None else ""
+            raise UsageError(f"--base-dir/--archive-dir need --base{also}")
+        one_place(
+            "verify", "--backup-dir", backup_dir, repo, " (or --base with --base-dir and --archive-dir)"
+        )
         if target_dsn is not None:
             from pgtool.config import redact_dsn
             from pgtool.pg.conninfo import check
