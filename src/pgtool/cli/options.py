@@ -68,6 +68,54 @@ RepoKeyFile = Annotated[
 ]
 
 
+# The other connection strings, and the evidence signing key: each may come from an environment
+# variable (a Kubernetes Secret), which keeps a password or a key's path out of argv, where every
+# local user can read it (ps). Declared together so each of them keeps that way in.
+TargetDsn = Annotated[
+    str | None,
+    optional(
+        "--target-dsn",
+        envvar="PGTOOL_VERIFY_TARGET_DSN",
+        help="Drill the dumps on this scratch server (throwaway databases, dropped after) instead "
+        "of in a throwaway local cluster of verify's own. Never a production server.",
+    ),
+]
+PoolerDsn = Annotated[
+    str | None,
+    optional(
+        "--pooler-dsn",
+        envvar="PGTOOL_POOLER_DSN",
+        help="PgBouncer to read SHOW POOLS from (the admin database 'pgbouncer' is used).",
+    ),
+]
+PrimaryConninfo = Annotated[
+    str | None,
+    optional(
+        "--primary-conninfo",
+        envvar="PGTOOL_PRIMARY_CONNINFO",
+        help="How the standby reaches its primary (keep passwords out of argv: use this variable, "
+        "or passfile= / the server user's ~/.pgpass).",
+    ),
+]
+EvidenceKeyFile = Annotated[
+    Path | None,
+    optional(
+        "--evidence-key-file",
+        envvar="PGTOOL_EVIDENCE_KEY_FILE",
+        help="Ed25519 private key (PEM or raw 32 bytes) that signs the drill's evidence record.",
+    ),
+]
+
+# The schema jobs' lock wait (partitions, refresh-mv); each command sets its own default.
+LockTimeout = Annotated[
+    str,
+    typer.Option(
+        "--lock-timeout",
+        help="lock_timeout of each transaction (PostgreSQL interval): a lock not granted in time "
+        "is given up.",
+    ),
+]
+
 # Where backups are without a repository: each of these is the alternative to --repo, and one
 # spelling, help and environment variable serves every command that reads or writes that place.
 BackupDir = Annotated[

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn, Pushgateway, optional
+from pgtool.cli.options import Dsn, LockTimeout, Pushgateway, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -33,9 +33,7 @@ def partitions(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the DDL it would run; change nothing.")
     ] = False,
-    lock_timeout: Annotated[
-        str, typer.Option("--lock-timeout", help="lock_timeout of each transaction (PostgreSQL interval).")
-    ] = "10s",
+    lock_timeout: LockTimeout = "10s",
     dsn: Dsn = None,
     pushgateway: Pushgateway = None,
 ) -> None:

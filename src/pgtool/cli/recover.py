@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import ArchiveDir, BaseDir, PgBindir, Repo, RepoKeyFile, optional
+from pgtool.cli.options import ArchiveDir, BaseDir, PgBindir, PrimaryConninfo, Repo, RepoKeyFile
 
 
 def recover(
@@ -34,15 +34,7 @@ def recover(
         bool,
         typer.Option("--standby", help="Prepare a streaming standby instead (needs --primary-conninfo)."),
     ] = False,
-    primary_conninfo: Annotated[
-        str | None,
-        optional(
-            "--primary-conninfo",
-            envvar="PGTOOL_PRIMARY_CONNINFO",
-            help="How the standby reaches its primary (keep passwords out of argv: use this variable, "
-            "or passfile= / the server user's ~/.pgpass).",
-        ),
-    ] = None,
+    primary_conninfo: PrimaryConninfo = None,
     port: Annotated[
         int | None, typer.Option("--port", help="Port for the recovered server (default: the backup's).")
     ] = None,

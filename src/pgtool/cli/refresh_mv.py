@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import Dsn, Pushgateway
+from pgtool.cli.options import Dsn, LockTimeout, Pushgateway
 
 
 def refresh_mv(
@@ -24,9 +24,7 @@ def refresh_mv(
             help="Refresh views without a usable unique index with a plain REFRESH (blocks their readers).",
         ),
     ] = False,
-    lock_timeout: Annotated[
-        str, typer.Option("--lock-timeout", help="Give up on a view whose lock is not granted in time.")
-    ] = "5s",
+    lock_timeout: LockTimeout = "5s",
     dsn: Dsn = None,
     pushgateway: Pushgateway = None,
 ) -> None:

@@ -13,6 +13,7 @@ from pgtool.cli.options import (
     BaseDir,
     Dsn,
     K8sMode,
+    PoolerDsn,
     Repo,
     RepoKeyFile,
     TextFormat,
@@ -42,14 +43,7 @@ def status(
     base_dir: BaseDir = None,
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,
-    pooler_dsn: Annotated[
-        str | None,
-        optional(
-            "--pooler-dsn",
-            envvar="PGTOOL_POOLER_DSN",
-            help="PgBouncer to read SHOW POOLS from (the admin database 'pgbouncer' is used).",
-        ),
-    ] = None,
+    pooler_dsn: PoolerDsn = None,
     pushgateway: Annotated[str | None, pushgateway_option(READ_PUSHGATEWAY)] = None,
     push: Annotated[
         bool,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -12,11 +11,12 @@ from pgtool.cli.options import (
     BackupDir,
     BaseDir,
     Dsn,
+    EvidenceKeyFile,
     PgBindir,
     Pushgateway,
     Repo,
     RepoKeyFile,
-    optional,
+    TargetDsn,
 )
 
 if TYPE_CHECKING:
@@ -28,15 +28,7 @@ def verify(
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,
     dsn: Dsn = None,
-    target_dsn: Annotated[
-        str | None,
-        optional(
-            "--target-dsn",
-            envvar="PGTOOL_VERIFY_TARGET_DSN",
-            help="Drill the dumps on this scratch server (throwaway databases, dropped after) instead "
-            "of in a throwaway local cluster of verify's own. Never a production server.",
-        ),
-    ] = None,
+    target_dsn: TargetDsn = None,
     database: Annotated[
         list[str] | None,
         typer.Option("--database", "-d", help="Verify only this database's dump (repeatable). Default: all."),
@@ -57,14 +49,7 @@ def verify(
     ] = False,
     base_dir: BaseDir = None,
     archive_dir: ArchiveDir = None,
-    evidence_key_file: Annotated[
-        Path | None,
-        optional(
-            "--evidence-key-file",
-            envvar="PGTOOL_EVIDENCE_KEY_FILE",
-            help="Ed25519 private key (PEM or raw 32 bytes) that signs the drill's evidence record.",
-        ),
-    ] = None,
+    evidence_key_file: EvidenceKeyFile = None,
     pushgateway: Pushgateway = None,
     pg_bindir: PgBindir = None,
 ) -> None:
