@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.errors import OperationError
+from pgtool.errors import OperationError, error_line
 from pgtool.obs.logging import get_logger
 from pgtool.pg.conn import connect, dsn_params
 
@@ -85,9 +85,8 @@ def in_own_schema(dsn: str, *, local_cluster: bool = False) -> Iterator[Target]:
         try:
             admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         except psycopg.Error as exc:
-            detail = " ".join(str(exc).split())
             raise OperationError(
-                f"cannot create the bench schema {schema}: {detail}",
+                f"cannot create the bench schema {schema}: {error_line(exc)}",
                 hint="bench needs CREATE on the database (it drops its schema afterwards)",
             ) from None
     log.info("bench schema created", schema=schema, server_version=version)

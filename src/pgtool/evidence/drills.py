@@ -13,23 +13,26 @@ import platform
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack
 
 from pgtool import __version__
 from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
 from pgtool.evidence import log
 
 if TYPE_CHECKING:
-    from pgtool.logical.verify_dumps import VerifyResult
+    from pgtool.logical.verify_dumps import VerifyOptions, VerifyResult
     from pgtool.obs.metrics import RunReport
+    from pgtool.physical.base_catalog import BaseBackupInfo
     from pgtool.physical.base_drill import BaseDrillResult
 
 # A leading dot: `pgtool backup` writes a database's dumps under its encoded name, which never starts
 # with "." (encode_name escapes it), so no database, however named, shares this directory.
 EVIDENCE_DIR = ".evidence"
 Signer = Callable[[bytes], dict[str, str]]
+T = TypeVar("T")
 
 
 def signer(key_file: Path | None) -> Signer | None:
@@ -58,67 +61,109 @@ def _common(kind: str, started: datetime, seconds: float) -> dict[str, Any]:
     }
 
 
-def _append(directory: Path, body: dict[str, Any], sign: Signer | None, drill_error: str | None) -> Path:
+def append_or_fail(write: Callable[[], T], drill_error: str | None) -> T:
+    """`write()` the record; if it cannot be written the run fails, naming the drill's own error too."""
     try:
-        return log.append(directory, body, sign)
+        return write()
     except PgtoolError as exc:
         also = f" (the drill itself failed: {drill_error})" if drill_error else ""
         raise OperationError(f"{exc.message}{also}", hint=exc.hint) from None
 
 
-def verify_dumps(
+@dataclass
+class Drilled(Generic[T]):
+    """A drill that ran: its result, or the PgtoolError that stopped it (a UsageError is raised instead:
+    nothing was drilled, so nothing is recorded)."""
+
+    started: datetime
+    clock: float
+    result: T | None = None
+    error: PgtoolError | None = None
+
+    @classmethod
+    def run(cls, drill: Callable[[], T]) -> Drilled[T]:
+        drilled: Drilled[T] = cls(datetime.now(UTC), time.monotonic())
+        try:
+            drilled.result = drill()
+        except UsageError:
+            raise
+        except PgtoolError as exc:
+            drilled.error = exc
+        return drilled
+
+    def body(self, kind: str) -> dict[str, Any]:
+        return _common(kind, self.started, time.monotonic() - self.clock)
+
+    def outcome(self) -> T:
+        """The result, once the record is written; or the drill's error, raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def still_there(directory: Path, error: PgtoolError | None, during: str) -> None:
+    """A directory that vanished while its drill ran has nowhere to keep the record: fail instead."""
+    if not Path(directory).is_dir():
+        if error is not None:
+            raise error
+        raise OperationError(during)
+
+
+def dump_body(
     dsn: str,
-    backup_dir: Path,
-    *,
-    databases: list[str],
+    drilled: Drilled[list[VerifyResult]],
     amcheck: bool,
-    jobs: int,
-    pg_bindir: str | None,
-    report: RunReport,
-    key_file: Path | None = None,
+    where: dict[str, Any],
+    entry: Callable[[VerifyResult, bool], dict[str, Any]],
+) -> dict[str, Any]:
+    """The record of a dump drill; `where` names the dumps' place (a directory or a repository)."""
+    error, results = drilled.error, drilled.result or []
+    failed = [r for r in results if not r.ok]
+    message = (
+        error_line(error) if error is not None else "; ".join(f"{r.database}: {r.error}" for r in failed)
+    )
+    body = drilled.body("dump")
+    body.update(
+        outcome="passed" if error is None and results and not failed else "failed",
+        error=message or None,
+        **where,
+        postgres_version=_restore_server_version(dsn) if error is None else None,
+        amcheck=amcheck,
+        databases=[entry(r, amcheck) for r in results],
+    )
+    return body
+
+
+def base_body(
+    drilled: Drilled[BaseDrillResult], amcheck: bool, where: dict[str, Any], backup: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The record of a base drill; `where` names the backups' place (directories or a repository)."""
+    body = drilled.body("base")
+    body.update(
+        outcome="passed" if drilled.error is None else "failed",
+        error=error_line(drilled.error) if drilled.error is not None else None,
+        **where,
+        amcheck=amcheck,
+        backup=backup,
+    )
+    if drilled.result is not None:
+        body.update(_base_result_fields(drilled.result, amcheck))
+    return body
+
+
+def verify_dumps(
+    dsn: str, backup_dir: Path, *, key_file: Path | None = None, **options: Unpack[VerifyOptions]
 ) -> list[VerifyResult]:
     """`pgtool.logical.verify_dumps.run_verify`, then one record of the whole run in the evidence log."""
     from pgtool.logical.verify_dumps import run_verify
 
     sign = signer(key_file)
-    started, clock = datetime.now(UTC), time.monotonic()
-    results: list[VerifyResult] = []
-    error: PgtoolError | None = None
-    try:
-        results = run_verify(
-            dsn,
-            backup_dir,
-            databases=databases,
-            amcheck=amcheck,
-            jobs=jobs,
-            pg_bindir=pg_bindir,
-            report=report,
-        )
-    except UsageError:
-        raise  # nothing was drilled
-    except PgtoolError as exc:
-        error = exc
-    if not Path(backup_dir).is_dir():
-        if error is not None:
-            raise error
-        raise OperationError(f"backup directory {backup_dir} disappeared during verify")
-    failed = [r for r in results if not r.ok]
-    message = (
-        error_line(error) if error is not None else "; ".join(f"{r.database}: {r.error}" for r in failed)
-    )
-    body = _common("dump", started, time.monotonic() - clock)
-    body.update(
-        outcome="passed" if error is None and results and not failed else "failed",
-        error=message or None,
-        backup_dir=str(backup_dir),
-        postgres_version=_restore_server_version(dsn) if error is None else None,
-        amcheck=amcheck,
-        databases=[_dump_entry(r, amcheck) for r in results],
-    )
-    _append(Path(backup_dir) / EVIDENCE_DIR, body, sign, message or None)
-    if error is not None:
-        raise error
-    return results
+    drilled = Drilled.run(lambda: run_verify(dsn, backup_dir, **options))
+    still_there(backup_dir, drilled.error, f"backup directory {backup_dir} disappeared during verify")
+    body = dump_body(dsn, drilled, options["amcheck"], {"backup_dir": str(backup_dir)}, _dump_entry)
+    append_or_fail(lambda: log.append(Path(backup_dir) / EVIDENCE_DIR, body, sign), body["error"])
+    return drilled.outcome()
 
 
 def _restore_server_version(dsn: str) -> str | None:
@@ -182,37 +227,16 @@ def verify_base(
     from pgtool.physical.base_drill import run_base_drill
 
     sign = signer(key_file)
-    started, clock = datetime.now(UTC), time.monotonic()
-    result: BaseDrillResult | None = None
-    error: PgtoolError | None = None
-    try:
-        result = run_base_drill(
+    drilled = Drilled.run(
+        lambda: run_base_drill(
             base_dir, archive_dir, pg_bindir=pg_bindir, amcheck=amcheck, report=report, work_dir=work_dir
         )
-    except UsageError:
-        raise
-    except PgtoolError as exc:
-        error = exc
-    if not Path(base_dir).is_dir():
-        if error is not None:
-            raise error
-        raise OperationError(f"base backup directory {base_dir} disappeared during the drill")
-    body = _common("base", started, time.monotonic() - clock)
-    body.update(
-        outcome="passed" if error is None else "failed",
-        error=error_line(error) if error is not None else None,
-        base_dir=str(base_dir),
-        archive_dir=str(archive_dir),
-        amcheck=amcheck,
-        backup=_base_backup_entry(Path(base_dir), result),
     )
-    if result is not None:
-        body.update(_base_result_fields(result, amcheck))
-    _append(Path(base_dir) / EVIDENCE_DIR, body, sign, body["error"])
-    if error is not None:
-        raise error
-    assert result is not None
-    return result
+    still_there(base_dir, drilled.error, f"base backup directory {base_dir} disappeared during the drill")
+    where = {"base_dir": str(base_dir), "archive_dir": str(archive_dir)}
+    body = base_body(drilled, amcheck, where, _base_backup_entry(Path(base_dir), drilled.result))
+    append_or_fail(lambda: log.append(Path(base_dir) / EVIDENCE_DIR, body, sign), body["error"])
+    return drilled.outcome()
 
 
 def _base_backup_entry(base_dir: Path, result: BaseDrillResult | None) -> dict[str, Any] | None:
@@ -225,9 +249,21 @@ def _base_backup_entry(base_dir: Path, result: BaseDrillResult | None) -> dict[s
     if not chosen:
         return None
     b = chosen[-1]
-    entry: dict[str, Any] = {
+    entry = backup_fields(b, path=str(b.path) if b.path else None)
+    if b.path is not None:
+        # backup_manifest lists every file's checksum and ends with its own: its SHA-256 pins the backup.
+        try:
+            entry["backup_manifest_sha256"] = sha256_file(b.path / base_catalog.MANIFEST_FILE)
+        except OSError:
+            entry["backup_manifest_sha256"] = None
+    return entry
+
+
+def backup_fields(b: BaseBackupInfo, **where: str | None) -> dict[str, Any]:
+    """The drilled backup's entry: its id, `where` it is (a path or an object), its WAL range."""
+    return {
         "id": b.id,
-        "path": str(b.path) if b.path else None,
+        **where,
         "start_lsn": b.start_lsn,
         "stop_lsn": b.stop_lsn,
         "start_wal_file": b.start_wal_file,
@@ -237,13 +273,6 @@ def _base_backup_entry(base_dir: Path, result: BaseDrillResult | None) -> dict[s
         "source_server_version": b.server_version,
         "size_bytes": b.size_bytes,
     }
-    if b.path is not None:
-        # backup_manifest lists every file's checksum and ends with its own: its SHA-256 pins the backup.
-        try:
-            entry["backup_manifest_sha256"] = sha256_file(b.path / base_catalog.MANIFEST_FILE)
-        except OSError:
-            entry["backup_manifest_sha256"] = None
-    return entry
 
 
 def _base_result_fields(result: BaseDrillResult, amcheck: bool) -> dict[str, Any]:

@@ -6,14 +6,11 @@ fails the run: a drill without its evidence must never look like a success."""
 from __future__ import annotations
 
 import hashlib
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
 from pgtool.evidence import repo_log
-from pgtool.evidence.drills import _base_result_fields, _common, signer
+from pgtool.evidence.drills import Drilled, append_or_fail, backup_fields, base_body, signer
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -38,34 +35,13 @@ def verify_base_repo(
 
     sign = signer(key_file)
     repo = open_repository(url, key_file=repo_key_file, create=False)
-    started, clock = datetime.now(UTC), time.monotonic()
-    result: BaseDrillResult | None = None
-    error: PgtoolError | None = None
-    try:
-        result = run_repo_base_drill(url, repo_key_file, pg_bindir=pg_bindir, amcheck=amcheck, report=report)
-    except UsageError:
-        raise
-    except PgtoolError as exc:
-        error = exc
-    body = _common("base", started, time.monotonic() - clock)
-    body.update(
-        outcome="passed" if error is None else "failed",
-        error=error_line(error) if error is not None else None,
-        repo=repo.url.display(),
-        amcheck=amcheck,
-        backup=_backup_entry(repo, result),
+    drilled = Drilled.run(
+        lambda: run_repo_base_drill(url, repo_key_file, pg_bindir=pg_bindir, amcheck=amcheck, report=report)
     )
-    if result is not None:
-        body.update(_base_result_fields(result, amcheck))
-    try:
-        repo_log.append(repo, body, sign, prefix=PREFIX)
-    except OperationError as exc:
-        also = f" (the drill itself failed: {body['error']})" if body["error"] else ""
-        raise OperationError(f"{exc.message}{also}", hint=exc.hint) from None
-    if error is not None:
-        raise error
-    assert result is not None
-    return result
+    where = {"repo": repo.url.display()}
+    body = base_body(drilled, amcheck, where, _backup_entry(repo, drilled.result))
+    append_or_fail(lambda: repo_log.append(repo, body, sign, prefix=PREFIX), body["error"])
+    return drilled.outcome()
 
 
 def _backup_entry(repo: Repository, result: BaseDrillResult | None) -> dict[str, Any] | None:
@@ -82,18 +58,7 @@ def _backup_entry(repo: Repository, result: BaseDrillResult | None) -> dict[str,
     if not chosen:
         return None
     b = chosen[-1]
-    entry: dict[str, Any] = {
-        "id": b.id,
-        "object": repo.where(base_prefix(b.id)),
-        "start_lsn": b.start_lsn,
-        "stop_lsn": b.stop_lsn,
-        "start_wal_file": b.start_wal_file,
-        "stop_wal_file": b.stop_wal_file,
-        "timeline": b.timeline,
-        "system_identifier": b.system_identifier,
-        "source_server_version": b.server_version,
-        "size_bytes": b.size_bytes,
-    }
+    entry = backup_fields(b, object=repo.where(base_prefix(b.id)))
     # backup_manifest lists every file's checksum and ends with its own: its SHA-256 pins the backup.
     try:
         digest = hashlib.sha256()

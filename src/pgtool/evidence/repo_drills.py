@@ -5,67 +5,27 @@ backup directory. A record that cannot be written fails the run."""
 from __future__ import annotations
 
 import dataclasses
-import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
-from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
 from pgtool.evidence import repo_log
-from pgtool.evidence.drills import _common, _dump_entry, _restore_server_version, signer
+from pgtool.evidence.drills import Drilled, _dump_entry, append_or_fail, dump_body, signer
 
 if TYPE_CHECKING:
-    from pgtool.logical.verify_dumps import VerifyResult
-    from pgtool.obs.metrics import RunReport
+    from pgtool.logical.verify_dumps import VerifyOptions, VerifyResult
     from pgtool.repo import Repository
 
 
 def verify_dumps(
-    dsn: str,
-    repo: Repository,
-    *,
-    databases: list[str],
-    amcheck: bool,
-    jobs: int,
-    pg_bindir: str | None,
-    report: RunReport,
-    key_file: Path | None = None,
+    dsn: str, repo: Repository, *, key_file: Path | None = None, **options: Unpack[VerifyOptions]
 ) -> list[VerifyResult]:
     from pgtool.logical.repo_verify import run_verify
 
     sign = signer(key_file)
-    started, clock = datetime.now(UTC), time.monotonic()
-    results: list[VerifyResult] = []
-    error: PgtoolError | None = None
-    try:
-        results = run_verify(
-            dsn, repo, databases=databases, amcheck=amcheck, jobs=jobs, pg_bindir=pg_bindir, report=report
-        )
-    except UsageError:
-        raise
-    except PgtoolError as exc:
-        error = exc
-    failed = [r for r in results if not r.ok]
-    message = (
-        error_line(error) if error is not None else "; ".join(f"{r.database}: {r.error}" for r in failed)
-    )
-    body = _common("dump", started, time.monotonic() - clock)
-    body.update(
-        outcome="passed" if error is None and results and not failed else "failed",
-        error=message or None,
-        repo=repo.url.display(),
-        postgres_version=_restore_server_version(dsn) if error is None else None,
-        amcheck=amcheck,
-        databases=[_entry(r, amcheck) for r in results],
-    )
-    try:
-        repo_log.append(repo, body, sign)
-    except OperationError as exc:
-        also = f" (the drill itself failed: {message})" if message else ""
-        raise OperationError(f"{exc.message}{also}", hint=exc.hint) from None
-    if error is not None:
-        raise error
-    return results
+    drilled = Drilled.run(lambda: run_verify(dsn, repo, **options))
+    body = dump_body(dsn, drilled, options["amcheck"], {"repo": repo.url.display()}, _entry)
+    append_or_fail(lambda: repo_log.append(repo, body, sign), body["error"])
+    return drilled.outcome()
 
 
 def _entry(r: VerifyResult, amcheck: bool) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.errors import OperationError, UsageError
+from pgtool.errors import OperationError, UsageError, error_line
 from pgtool.lint import parse
 from pgtool.lint.context import Finding
 from pgtool.lint.rehearse_compare import Prediction, compare, predictions
@@ -146,9 +146,8 @@ def _create_copy(admin: psycopg.Connection[Any], template: str, copy: str) -> No
             "restored copy or a staging database nobody is using",
         ) from None
     except psycopg.Error as exc:
-        detail = " ".join(str(exc).split())
         raise OperationError(
-            f"cannot copy database {template!r}: {detail}",
+            f"cannot copy database {template!r}: {error_line(exc)}",
             hint="the DSN's role needs CREATEDB on a server where pgtool may create a throwaway database",
         ) from None
 
@@ -262,7 +261,7 @@ def _run_one(
     except psycopg.Error as exc:
         run.duration_s = time.monotonic() - start
         run.status = "failed"
-        run.error = " ".join(str(exc).split())
+        run.error = error_line(exc)
         if work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             work.execute("ROLLBACK", prepare=False)
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgtool.errors import error_line
 from pgtool.pg.conn import connect
 
 PROBE_LOCK_TIMEOUT_MS = 50  # the probe's resolution: a shorter wait goes unseen
@@ -67,7 +68,7 @@ class Sampler(threading.Thread):
                 self.sample()
                 self.stopping.wait(SAMPLE_PAUSE_S)
         except psycopg.Error as exc:
-            self.error = " ".join(str(exc).split())
+            self.error = error_line(exc)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -121,7 +122,7 @@ class Probe(threading.Thread):
                 self.ready.set()
                 self.stopping.wait(PROBE_PAUSE_S)
         except psycopg.Error as exc:
-            self.result.errors.append(" ".join(str(exc).split()))
+            self.result.errors.append(error_line(exc))
         finally:
             self.ready.set()
             conn.close()
@@ -139,7 +140,7 @@ class Probe(threading.Thread):
             self.result.timeouts += 1
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
             # The statement dropped or renamed what the probe reads: nothing left to measure.
-            self.result.errors.append(" ".join(str(exc).split()))
+            self.result.errors.append(error_line(exc))
             self.stopping.set()
         self.result.attempts += 1
 

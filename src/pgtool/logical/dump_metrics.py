@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pgtool.obs.metrics import RunReport
 
 if TYPE_CHECKING:
-    from pgtool.logical.dumping import DumpResult
+    from pgtool.logical.dump_job import DumpResult
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 import psycopg
 
 from pgtool.durable_write import fsync_path
-from pgtool.errors import OperationError, PgtoolError, UsageError, error_line
+from pgtool.errors import OperationError, UsageError
 from pgtool.logical import db_properties, dumps, globals_dump
+from pgtool.logical.dump_job import DumpJob, DumpResult, ServerInfo, dump_one
 from pgtool.logical.dump_manifest import (
-    build_manifest,
     checksum_line,
     sha256_file,
     write_durably,
@@ -64,24 +65,6 @@ FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
 
 
 @dataclass
-class DumpResult:
-    """The outcome for one database: `path` set on success, `error` on failure."""
-
-    database: str
-    path: Path | None = None
-    location: str | None = None  # where a repository dump went ("dumps/... in s3://...")
-    size_bytes: int = 0
-    duration_seconds: float = 0.0
-    tables: int = 0
-    rows: int = 0
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
 class BackupResult:
     results: list[DumpResult]
     removed: list[Path | str] = field(default_factory=list)  # dump files, or repository objects
@@ -91,13 +74,6 @@ class BackupResult:
     @property
     def failed(self) -> list[DumpResult]:
         return [r for r in self.results if not r.ok]
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    version: str
-    version_num: int
-    major: int
 
 
 def select_databases(available: list[str], wanted: list[str], exclude: list[str]) -> list[str]:
@@ -126,74 +102,37 @@ def dump_database(
     stop: threading.Event,
 ) -> DumpResult:
     """Dump one database into `dest/<database>/`; never raises a PgtoolError (it goes into the result)."""
-    log = get_logger().bind(database=database)
-    result = DumpResult(database)
-    if stop.is_set():
-        result.error = "not started: the run is being terminated"
-        return result
-    start = time.monotonic()
-    started_at = datetime.now(UTC)
-    partial: Path | None = None
-    try:
-        require_utf8_name(database)
+
+    def store(job: DumpJob) -> None:
         db_dir = dumps.database_dir(dest, database)
         db_dir.mkdir(parents=True, exist_ok=True)
         stamp, final = _new_target(db_dir, database)
-        partial = dumps.partial_path(final)
-        counts, db_size, encoding, properties = dump_in_snapshot(dsn, database, partial, pg, stop)
-        # pg_dump runs with --no-sync: the flush to disk (I/O) overlaps the hash (CPU) instead.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as syncing:
-            synced = syncing.submit(fsync_path, partial)
-            digest = sha256_file(partial)
-            synced.result()
-        size = partial.stat().st_size
-        duration = round(time.monotonic() - start, 3)
-        manifest = build_manifest(
-            database,
-            final.name,
-            stamp,
-            started_at,
-            duration,
-            server_version=server.version,
-            server_version_num=server.version_num,
-            pg_dump_version=pg.version,
-            size=size,
-            db_size=db_size,
-            encoding=encoding,
-            digest=digest,
-            counts=counts,
-            properties=properties,
-        )
-        _write_sidecars(final, digest, manifest)
-        # The rename comes last: a final-named dump always has its checksum and manifest beside it.
-        os.replace(partial, final)
-        partial = None
+        partial: Path | None = dumps.partial_path(final)
+        assert partial is not None
+        try:
+            snapshot = dump_in_snapshot(dsn, database, partial, pg, stop)
+            # pg_dump runs with --no-sync: the flush to disk (I/O) overlaps the hash (CPU) instead.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as syncing:
+                synced = syncing.submit(fsync_path, partial)
+                digest = sha256_file(partial)
+                synced.result()
+            size = partial.stat().st_size
+            _write_sidecars(final, digest, job.manifest(final.name, stamp, size, digest, snapshot))
+            # The rename comes last: a final-named dump always has its checksum and manifest beside it.
+            os.replace(partial, final)
+            partial = None
+        finally:
+            if partial is not None:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
         fsync_path(db_dir, directory=True)
-        result.path, result.size_bytes, result.duration_seconds = final, size, duration
-        result.tables, result.rows = len(counts), sum(t["rows"] for t in counts)
-        log.info("dump written", file=str(final), size_bytes=size, duration_s=duration, tables=len(counts))
-    except (PgtoolError, OSError) as exc:
-        result.error = error_line(exc)
-    finally:
-        if partial is not None:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-    if result.error:
-        result.duration_seconds = round(time.monotonic() - start, 3)
-        log.error("dump failed", error=result.error)
-    return result
+        job.result.path = final
+        job.stored(size, snapshot[0])
+        get_logger().bind(database=database).info(
+            "dump written", file=str(final), size_bytes=size, duration_s=job.duration, tables=len(snapshot[0])
+        )
 
-
-def require_utf8_name(database: str) -> None:
-    """psycopg takes connection strings as str and encodes them as UTF-8: a database name holding other
-    bytes (possible in a SQL_ASCII cluster) cannot be reached; say so rather than crash the run."""
-    try:
-        database.encode("utf-8")
-    except UnicodeEncodeError:
-        raise OperationError(
-            "the database name is not valid UTF-8; pgtool cannot connect to it",
-            hint="rename it (ALTER DATABASE ... RENAME TO) or dump it with pg_dump directly",
-        ) from None
+    return dump_one(database, server, pg, stop, store)
 
 
 def _write_sidecars(final: Path, digest: str, manifest: dict[str, Any]) -> None:
@@ -303,25 +242,74 @@ def server_info(dsn: str) -> tuple[ServerInfo, list[str]]:
     return info, [r[2] for r in rows if r[2]]
 
 
-def run_backup(
-    dsn: str,
-    dest: Path,
-    *,
-    databases: list[str],
-    exclude: list[str],
-    retention_days: int,
-    jobs: int,
-    wait: bool,
-    pg_bindir: str | None,
-    report: RunReport,
-    with_role_passwords: bool = False,
+class BackupOptions(TypedDict):
+    """What a backup run takes besides its server and its destination (either form)."""
+
+    databases: list[str]
+    exclude: list[str]
+    retention_days: int
+    jobs: int
+    wait: bool
+    pg_bindir: str | None
+    report: RunReport
+    with_role_passwords: NotRequired[bool]
+
+
+class Destination(Protocol):
+    """Where a backup run writes: a backup directory (below) or a repository (`repo_backup`)."""
+
+    about: dict[str, str]  # what the "backup starting" line says of it
+
+    def lock(self, wait: bool) -> AbstractContextManager[object]: ...
+
+    def dump(
+        self, dsn: str, database: str, pg: binaries.PgBinaries, server: ServerInfo, stop: threading.Event
+    ) -> DumpResult: ...
+
+    def warn_leftovers(self, databases: list[str]) -> None: ...
+
+    def store_globals(self, dsn: str, pg: binaries.PgBinaries, with_passwords: bool) -> str: ...
+
+    def retention(self, databases: list[str], days: int) -> list[Path | str]: ...
+
+    def newest(self, database: str) -> Newest | None: ...
+
+
+def backup_into(
+    dsn: str, server: ServerInfo, available: list[str], dest: Destination, options: BackupOptions
 ) -> BackupResult:
+    """Dump the chosen databases and the globals into `dest`, apply retention, record metrics."""
+    with dest.lock(options["wait"]):
+        targets = select_databases(available, options["databases"], options["exclude"])
+        if not targets:
+            raise UsageError(
+                "no database to back up",
+                hint="the role can connect to none, or --database/--exclude left none",
+            )
+        pg = binaries.for_server(server.major, options["pg_bindir"])
+        pg.path("pg_dump")  # fail once, clearly, rather than once per database
+        jobs = options["jobs"]
+        get_logger().info(
+            "backup starting", databases=len(targets), jobs=jobs, pg_dump=pg.version, **dest.about
+        )
+        results = dump_all(targets, jobs, lambda db, stop: dest.dump(dsn, db, pg, server, stop))
+        dest.warn_leftovers(targets)
+        with_passwords = options.get("with_role_passwords", False)
+        stored = globals_dump.store(lambda: dest.store_globals(dsn, pg, with_passwords))
+        removed: list[Path | str] = []
+        if options["retention_days"] > 0:
+            removed = dest.retention(targets, options["retention_days"])
+        record_metrics(options["report"], results, dest.newest)
+    return BackupResult(results, removed, *stored)
+
+
+def run_backup(dsn: str, dest: Path, **options: Unpack[BackupOptions]) -> BackupResult:
     """Dump the chosen databases and the globals into `dest`, apply retention, record metrics.
 
     Raises ConnectError (server unreachable), LockBusyError (another run holds `dest`), UsageError;
     per-database failures are in the result (the caller turns them into exit 1).
     """
-    check_options(jobs, retention_days)
+    check_options(options["jobs"], options["retention_days"])
     dest = Path(dest)
     # Connect first: an unreachable server must not leave an empty backup directory behind.
     server, available = server_info(dsn)
@@ -329,30 +317,49 @@ def run_backup(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OperationError(f"cannot create backup directory {dest}: {exc.strerror or exc}") from None
-    with directory_lock(dest, dumps.LOCK_FILE, wait=wait, what="pgtool backup"):
-        targets = select_databases(available, databases, exclude)
-        if not targets:
-            raise UsageError(
-                "no database to back up",
-                hint="the role can connect to none, or --database/--exclude left none",
-            )
-        pg = binaries.for_server(server.major, pg_bindir)
-        pg.path("pg_dump")  # fail once, clearly, rather than once per database
-        get_logger().info("backup starting", databases=len(targets), jobs=jobs, pg_dump=pg.version)
-        results = dump_all(
-            targets, jobs, lambda db, stop: dump_database(dsn, db, dest, pg, server, stop=stop)
-        )
-        _warn_leftovers(dest, targets)
-        stored = globals_dump.store(
-            lambda: str(globals_dump.store_in_dir(dest, dsn, pg, with_passwords=with_role_passwords))
-        )
+    return backup_into(dsn, server, available, _Directory(dest), options)
+
+
+class _Directory:
+    """A backup directory: one folder per database, the globals beside them (`Destination`)."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.about: dict[str, str] = {}
+
+    def lock(self, wait: bool) -> AbstractContextManager[object]:
+        return directory_lock(self.dest, dumps.LOCK_FILE, wait=wait, what="pgtool backup")
+
+    def dump(
+        self, dsn: str, database: str, pg: binaries.PgBinaries, server: ServerInfo, stop: threading.Event
+    ) -> DumpResult:
+        return dump_database(dsn, database, self.dest, pg, server, stop=stop)
+
+    def warn_leftovers(self, databases: list[str]) -> None:
+        """Log partial dumps a killed run left (we hold the lock, so nobody is writing them). Retention
+        never deletes incomplete files, so an operator decides; they only cost disk space."""
+        for db in databases:
+            for path in dumps.database_dir(self.dest, db).glob(
+                f".*{dumps.DUMP_SUFFIX}{dumps.PARTIAL_SUFFIX}"
+            ):
+                get_logger().warning(
+                    "partial dump left by an interrupted run",
+                    file=str(path),
+                    hint="delete it when convenient",
+                )
+
+    def store_globals(self, dsn: str, pg: binaries.PgBinaries, with_passwords: bool) -> str:
+        return str(globals_dump.store_in_dir(self.dest, dsn, pg, with_passwords=with_passwords))
+
+    def retention(self, databases: list[str], days: int) -> list[Path | str]:
         removed: list[Path | str] = []
-        if retention_days > 0:
-            for db in targets:
-                removed += apply_retention(dumps.database_dir(dest, db), retention_days)
-            removed += globals_dump.retention_in_dir(dest, retention_days)
-        record_metrics(report, results, lambda db: _newest(dest, db))
-    return BackupResult(results, removed, *stored)
+        for db in databases:
+            removed += apply_retention(dumps.database_dir(self.dest, db), days)
+        removed += globals_dump.retention_in_dir(self.dest, days)
+        return removed
+
+    def newest(self, database: str) -> Newest | None:
+        return _newest(self.dest, database)
 
 
 def _newest(dest: Path, database: str) -> Newest | None:
@@ -385,13 +392,3 @@ def dump_all(
             raise
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _warn_leftovers(dest: Path, targets: list[str]) -> None:
-    """Log partial dumps a killed run left (we hold the lock, so nobody is writing them). Retention never
-    deletes incomplete files, so an operator decides; they only cost disk space."""
-    for db in targets:
-        for path in dumps.database_dir(dest, db).glob(f".*{dumps.DUMP_SUFFIX}{dumps.PARTIAL_SUFFIX}"):
-            get_logger().warning(
-                "partial dump left by an interrupted run", file=str(path), hint="delete it when convenient"
-            )

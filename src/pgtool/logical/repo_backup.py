@@ -19,28 +19,26 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
-from pgtool.errors import PgtoolError, UsageError, error_line
+from pgtool.errors import PgtoolError
 from pgtool.logical import dumps, globals_dump, repo_catalog
-from pgtool.logical.dump_manifest import build_manifest, manifest_document
-from pgtool.logical.dump_metrics import Newest, record_metrics
+from pgtool.logical.dump_job import DumpJob, DumpResult, ServerInfo, Snapshot, dump_one
+from pgtool.logical.dump_manifest import manifest_document
+from pgtool.logical.dump_metrics import Newest
 from pgtool.logical.dumping import (
+    BackupOptions,
     BackupResult,
-    DumpResult,
-    ServerInfo,
+    backup_into,
     check_options,
-    dump_all,
     dump_in_snapshot,
-    require_utf8_name,
-    select_databases,
     server_info,
 )
 from pgtool.logical.repo_lock import repo_lock
 from pgtool.obs.logging import get_logger
-from pgtool.obs.metrics import RunReport
 from pgtool.pg import binaries
 from pgtool.repo import Repository, dump_prefix
 
@@ -104,38 +102,13 @@ def dump_database(
     stop: threading.Event,
 ) -> DumpResult:
     """Dump one database into the repository; never raises a PgtoolError (it goes into the result)."""
-    log = get_logger().bind(database=database)
-    result = DumpResult(database)
-    if stop.is_set():
-        result.error = "not started: the run is being terminated"
-        return result
-    start = time.monotonic()
-    started_at = datetime.now(UTC)
-    try:
-        require_utf8_name(database)
+
+    def store(job: DumpJob) -> None:
         stamp = _new_stamp(repo, database)
         prefix = dump_prefix(database, stamp)
         target = prefix + repo_catalog.DUMP_OBJECT
-        size, digest, (counts, db_size, encoding, properties) = _stream_dump(
-            dsn, database, repo, target, pg, stop
-        )
-        duration = round(time.monotonic() - start, 3)
-        manifest = build_manifest(
-            database,
-            dumps.dump_name(database, stamp),
-            stamp,
-            started_at,
-            duration,
-            server_version=server.version,
-            server_version_num=server.version_num,
-            pg_dump_version=pg.version,
-            size=size,
-            db_size=db_size,
-            encoding=encoding,
-            digest=digest,
-            counts=counts,
-            properties=properties,
-        )
+        size, digest, snapshot = _stream_dump(dsn, database, repo, target, pg, stop)
+        manifest = job.manifest(dumps.dump_name(database, stamp), stamp, size, digest, snapshot)
         try:
             repo.put_if_absent(prefix + repo_catalog.MANIFEST_OBJECT, manifest_document(manifest))
         except BaseException:
@@ -143,23 +116,22 @@ def dump_database(
             with contextlib.suppress(PgtoolError):
                 repo.delete(target)
             raise
-        result.location = repo.where(target)
-        result.size_bytes, result.duration_seconds = size, duration
-        result.tables, result.rows = len(counts), sum(t["rows"] for t in counts)
-        log.info(
-            "dump stored", object=result.location, size_bytes=size, duration_s=duration, tables=len(counts)
+        job.result.location = repo.where(target)
+        job.stored(size, snapshot[0])
+        get_logger().bind(database=database).info(
+            "dump stored",
+            object=job.result.location,
+            size_bytes=size,
+            duration_s=job.duration,
+            tables=len(snapshot[0]),
         )
-    except (PgtoolError, OSError) as exc:
-        result.error = error_line(exc)
-    if result.error:
-        result.duration_seconds = round(time.monotonic() - start, 3)
-        log.error("dump failed", error=result.error)
-    return result
+
+    return dump_one(database, server, pg, stop, store)
 
 
 def _stream_dump(
     dsn: str, database: str, repo: Repository, target: str, pg: binaries.PgBinaries, stop: threading.Event
-) -> tuple[int, str, tuple[list[dict[str, Any]], int, str, dict[str, Any]]]:
+) -> tuple[int, str, Snapshot]:
     """pg_dump into `target` through a pipe; (content bytes, sha256, `dump_in_snapshot`'s result)."""
     read_fd, write_fd = os.pipe()
     try:
@@ -192,57 +164,53 @@ def _stream_dump(
     return size, upload.digest.hexdigest(), snapshot
 
 
-def run_backup(
-    dsn: str,
-    repo: Repository,
-    *,
-    databases: list[str],
-    exclude: list[str],
-    retention_days: int,
-    jobs: int,
-    wait: bool,
-    pg_bindir: str | None,
-    report: RunReport,
-    with_role_passwords: bool = False,
-) -> BackupResult:
+def run_backup(dsn: str, repo: Repository, **options: Unpack[BackupOptions]) -> BackupResult:
     """`pgtool.logical.dumping.run_backup`, into a repository: the same results, metrics and rules.
 
     with_role_passwords: store the roles' password hashes with the globals (the CLI allows it only
     into an encrypted repository)."""
-    check_options(jobs, retention_days)
+    check_options(options["jobs"], options["retention_days"])
     server, available = server_info(dsn)
-    with repo_lock(repo, wait=wait):
-        targets = select_databases(available, databases, exclude)
-        if not targets:
-            raise UsageError(
-                "no database to back up",
-                hint="the role can connect to none, or --database/--exclude left none",
-            )
-        pg = binaries.for_server(server.major, pg_bindir)
-        pg.path("pg_dump")
-        get_logger().info(
-            "backup starting", databases=len(targets), jobs=jobs, pg_dump=pg.version, repo=repo.url.display()
-        )
-        results = dump_all(
-            targets, jobs, lambda db, stop: dump_database(dsn, db, repo, pg, server, stop=stop)
-        )
-        for db in targets:
-            for left in repo_catalog.leftovers(repo, db):
+    return backup_into(dsn, server, available, _Repo(repo), options)
+
+
+class _Repo:
+    """A repository: each database's dumps under its own prefix, the globals beside them
+    (`dumping.Destination`)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.about = {"repo": repo.url.display()}
+
+    def lock(self, wait: bool) -> AbstractContextManager[object]:
+        return repo_lock(self.repo, wait=wait)
+
+    def dump(
+        self, dsn: str, database: str, pg: binaries.PgBinaries, server: ServerInfo, stop: threading.Event
+    ) -> DumpResult:
+        return dump_database(dsn, database, self.repo, pg, server, stop=stop)
+
+    def warn_leftovers(self, databases: list[str]) -> None:
+        for db in databases:
+            for left in repo_catalog.leftovers(self.repo, db):
                 get_logger().warning(
                     "dump without a manifest left by an interrupted run",
-                    object=repo.where(left.dump_object),
+                    object=self.repo.where(left.dump_object),
                     hint="delete it when convenient",
                 )
-        stored = globals_dump.store(
-            lambda: repo.where(globals_dump.store_in_repo(repo, dsn, pg, with_passwords=with_role_passwords))
-        )
+
+    def store_globals(self, dsn: str, pg: binaries.PgBinaries, with_passwords: bool) -> str:
+        return self.repo.where(globals_dump.store_in_repo(self.repo, dsn, pg, with_passwords=with_passwords))
+
+    def retention(self, databases: list[str], days: int) -> list[Path | str]:
         removed: list[Path | str] = []
-        if retention_days > 0:
-            for db in targets:
-                removed += repo_catalog.apply_retention(repo, db, retention_days)
-            removed += globals_dump.retention_in_repo(repo, retention_days)
-        record_metrics(report, results, lambda db: newest(repo, db))
-    return BackupResult(results, removed, *stored)
+        for db in databases:
+            removed += repo_catalog.apply_retention(self.repo, db, days)
+        removed += globals_dump.retention_in_repo(self.repo, days)
+        return removed
+
+    def newest(self, database: str) -> Newest | None:
+        return newest(self.repo, database)
 
 
 def newest(repo: Repository, database: str) -> Newest | None:

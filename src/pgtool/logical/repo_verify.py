@@ -19,35 +19,33 @@ import contextlib
 import json
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Unpack
 
-from pgtool.errors import OperationError, PgtoolError, error_line
+from pgtool.errors import OperationError, PgtoolError
 from pgtool.logical import dumps, repo_catalog
 from pgtool.logical.dump_manifest import checksum_line
 from pgtool.logical.verify_checks import VerifyFailure
-from pgtool.logical.verify_dumps import Run, VerifyResult, check_jobs, drill, drill_each
-from pgtool.obs.logging import get_logger
-from pgtool.obs.metrics import RunReport
+from pgtool.logical.verify_dumps import (
+    Run,
+    VerifyOptions,
+    VerifyResult,
+    check_jobs,
+    drill,
+    drill_each,
+    verdict,
+    verify_with,
+)
 from pgtool.repo import RepoError, Repository
 
 # Room left beside the download: pg_restore's and the system's own temporary files.
 SPACE_MARGIN = 64 * 1024 * 1024
 
 
-def run_verify(
-    dsn: str,
-    repo: Repository,
-    *,
-    databases: list[str],
-    amcheck: bool,
-    jobs: int,
-    pg_bindir: str | None,
-    report: RunReport,
-) -> list[VerifyResult]:
+def run_verify(dsn: str, repo: Repository, **options: Unpack[VerifyOptions]) -> list[VerifyResult]:
     """Verify the newest complete dump of each database in `repo` (all, or those named)."""
-    check_jobs(jobs)
-    targets = list(dict.fromkeys(databases)) or repo_catalog.databases(repo)
+    check_jobs(options["jobs"])
+    targets = list(dict.fromkeys(options["databases"])) or repo_catalog.databases(repo)
     if not targets:
         raise OperationError(f"no dumps found in {repo.url.display()}", hint="run pgtool backup --repo first")
     scratch_root = Path(tempfile.gettempdir())
@@ -55,24 +53,13 @@ def run_verify(
     def verify_one(run: Run, database: str) -> VerifyResult:
         return verify_database(run, repo, database)
 
-    return drill_each(
-        dsn,
-        scratch_root,
-        targets,
-        verify_one,
-        amcheck=amcheck,
-        jobs=jobs,
-        pg_bindir=pg_bindir,
-        report=report,
-    )
+    return drill_each(dsn, scratch_root, targets, verify_one, options)
 
 
 def verify_database(run: Run, repo: Repository, database: str) -> VerifyResult:
     """Download, drill and mark one database's newest dump; failures go into the result."""
-    log = get_logger().bind(database=database)
-    result = VerifyResult(database)
-    found: repo_catalog.RepoDump | None = None
-    try:
+
+    def check(result: VerifyResult) -> None:
         complete = repo_catalog.complete_dumps(repo, database)
         if not complete:
             raise VerifyFailure(f"no complete dump of this database in {repo.url.display()}")
@@ -89,28 +76,13 @@ def verify_database(run: Run, repo: Repository, database: str) -> VerifyResult:
             "version": 1,
             "stamp": found.stamp,
             "dump_object": found.dump_object,
-            "sha256": digest,
-            "verified_at": datetime.now(UTC).isoformat(),
-            "tables": result.tables,
-            "rows": result.rows,
-            "indexes_checked": result.indexes_checked if run.amcheck else None,
+            **verdict(run, result, digest),
         }
         # A record from an earlier drill is replaced: objects are never overwritten, so delete first.
         repo.delete(found.verified_object)
         repo.put_if_absent(found.verified_object, (json.dumps(record, indent=2) + "\n").encode())
-        log.info(
-            "dump verified",
-            object=result.location,
-            tables=result.tables,
-            rows=result.rows,
-            restore_s=result.restore_seconds,
-            indexes_checked=result.indexes_checked,
-        )
-    except (PgtoolError, OSError) as exc:
-        result.error = error_line(exc)
-    if result.error:
-        log.error("dump verification failed", object=result.location or "", error=result.error)
-    return result
+
+    return verify_with(database, check, lambda result: {"object": result.location or ""})
 
 
 def _download_and_drill(

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import psycopg
 
@@ -90,9 +90,9 @@ class Run:
 
 def verify_database(run: Run, database: str) -> VerifyResult:
     """Verify the newest dump of `database`; failures go into the result (Terminated propagates)."""
-    log = get_logger().bind(database=database)
-    result = VerifyResult(database)
-    try:
+
+    def check(result: VerifyResult) -> None:
+        log = get_logger().bind(database=database)
         db_dir = dumps.database_dir(run.backup_dir, database)
         for future in dumps.future_dump_files(db_dir):
             log.warning("dump stamped in the future ignored", file=str(future), hint="check the clock")
@@ -107,20 +107,23 @@ def verify_database(run: Run, database: str) -> VerifyResult:
             with contextlib.suppress(OSError):
                 dumps.verified_path(dump).unlink()  # a dump that once verified does not any more
             raise
-        write_verified(
-            dumps.verified_path(dump),
-            {
-                "dump_file": dump.name,
-                "sha256": digest,
-                "verified_at": datetime.now(UTC).isoformat(),
-                "tables": result.tables,
-                "rows": result.rows,
-                "indexes_checked": result.indexes_checked if run.amcheck else None,
-            },
-        )
+        write_verified(dumps.verified_path(dump), {"dump_file": dump.name, **verdict(run, result, digest)})
+
+    return verify_with(database, check, lambda result: {"file": str(result.dump or "")})
+
+
+def verify_with(
+    database: str, check: Callable[[VerifyResult], None], place: Callable[[VerifyResult], dict[str, str]]
+) -> VerifyResult:
+    """What both forms share around `check(result)` (find, drill and mark the newest dump, raising on
+    failure): the result, the failure caught into it, the log lines naming the dump by `place`."""
+    log = get_logger().bind(database=database)
+    result = VerifyResult(database)
+    try:
+        check(result)
         log.info(
             "dump verified",
-            file=str(dump),
+            **place(result),
             tables=result.tables,
             rows=result.rows,
             restore_s=result.restore_seconds,
@@ -129,8 +132,19 @@ def verify_database(run: Run, database: str) -> VerifyResult:
     except (PgtoolError, OSError) as exc:
         result.error = error_line(exc)
     if result.error:
-        log.error("dump verification failed", file=str(result.dump or ""), error=result.error)
+        log.error("dump verification failed", **place(result), error=result.error)
     return result
+
+
+def verdict(run: Run, result: VerifyResult, digest: str) -> dict[str, Any]:
+    """The verified record's fields both forms share (each puts the dump's name before them)."""
+    return {
+        "sha256": digest,
+        "verified_at": datetime.now(UTC).isoformat(),
+        "tables": result.tables,
+        "rows": result.rows,
+        "indexes_checked": result.indexes_checked if run.amcheck else None,
+    }
 
 
 def drill(run: Run, database: str, dump: Path, result: VerifyResult) -> str:
@@ -212,38 +226,30 @@ def _drop_throwaway(run: Run, scratch: str, result: VerifyResult) -> None:
         result.error = result.error or f"could not drop throwaway database {scratch}: {message}"
 
 
-def run_verify(
-    dsn: str,
-    backup_dir: Path,
-    *,
-    databases: list[str],
-    amcheck: bool,
-    jobs: int,
-    pg_bindir: str | None,
-    report: RunReport,
-) -> list[VerifyResult]:
+class VerifyOptions(TypedDict):
+    """What a verify run takes besides its server and where the dumps are (both forms, and evidence)."""
+
+    databases: list[str]
+    amcheck: bool
+    jobs: int
+    pg_bindir: str | None
+    report: RunReport
+
+
+def run_verify(dsn: str, backup_dir: Path, **options: Unpack[VerifyOptions]) -> list[VerifyResult]:
     """Verify the newest dump of each database (all under `backup_dir`, or those named).
 
     Raises ConnectError (server unreachable), LockBusyError (another verify runs on this server),
     UsageError, OperationError (nothing to verify); per-database failures are in the results.
     """
-    check_jobs(jobs)
+    check_jobs(options["jobs"])
     backup_dir = Path(backup_dir)
     if not backup_dir.is_dir():
         raise OperationError(f"backup directory {backup_dir} does not exist")
-    targets = list(dict.fromkeys(databases)) or databases_in(backup_dir)
+    targets = list(dict.fromkeys(options["databases"])) or databases_in(backup_dir)
     if not targets:
         raise OperationError(f"no dumps found in {backup_dir}", hint="run pgtool backup --dest first")
-    return drill_each(
-        dsn,
-        backup_dir,
-        targets,
-        verify_database,
-        amcheck=amcheck,
-        jobs=jobs,
-        pg_bindir=pg_bindir,
-        report=report,
-    )
+    return drill_each(dsn, backup_dir, targets, verify_database, options)
 
 
 def check_jobs(jobs: int) -> None:
@@ -256,11 +262,7 @@ def drill_each(
     backup_dir: Path,
     targets: list[str],
     verify_one: Callable[[Run, str], VerifyResult],
-    *,
-    amcheck: bool,
-    jobs: int,
-    pg_bindir: str | None,
-    report: RunReport,
+    options: VerifyOptions,
 ) -> list[VerifyResult]:
     """`verify_one(run, database)` for each target, on one maintenance session and run token.
 
@@ -270,6 +272,7 @@ def drill_each(
     results: list[VerifyResult] = []
     server = drill_server.describe(dsn)
     token = verify_throwaway.new_token()
+    jobs, amcheck, pg_bindir = options["jobs"], options["amcheck"], options["pg_bindir"]
     # The maintenance session creates and drops the throwaway databases; ending it releases the locks.
     with session(dsn, application_name="pgtool-verify") as conn:
         verify_throwaway.lock_run(conn, token)
@@ -284,7 +287,7 @@ def drill_each(
                 for database in targets:
                     results.append(verify_one(run, database))
             finally:
-                _record_metrics(report, results)
+                _record_metrics(options["report"], results)
     return results
 
 

@@ -31,9 +31,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pgtool.durable_write import fsync_path
 from pgtool.errors import UsageError
@@ -184,39 +186,56 @@ def apply_retention(
     """Delete what `plan_retention` dooms, then prune `archive_dir` if given (dry_run: only list)."""
     from pgtool.wal.archive import list_archive
 
-    log = get_logger().bind(dest=str(dest))
-    plan = plan_retention(list_base_backups(dest), keep, window)
-    outcome = RetentionOutcome(kept=plan.kept, reasons=plan.reasons, dry_run=dry_run)
-    for info in plan.doomed:
+    def delete(info: BaseBackupInfo) -> None:
         assert info.path is not None
-        outcome.deleted.append(info.id)
-        if dry_run:
-            continue
         # Rename first: the backup leaves the catalogue atomically even if the delete is interrupted.
         trash = info.path.with_name(DELETING_PREFIX + info.id)
         os.rename(info.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
-        log.info("base backup deleted by retention", backup=info.id, reason=plan.reasons[info.id])
-    boundary = plan.boundary
-    if archive_dir is not None and boundary is not None:
-        outcome.wal_boundary = boundary.start_wal_file
-        outcome.wal_reason = plan.wal_reason
+
+    def prune(boundary: BaseBackupInfo) -> list[str]:
+        assert archive_dir is not None
         if dry_run:
             files = prunable(
                 list_archive(str(archive_dir)), boundary.start_wal_file, max_timeline=boundary.timeline
             )
-            outcome.wal_pruned = [f.name for f in files]
-            return outcome
-        outcome.wal_pruned = prune_archive(
-            Path(archive_dir), boundary.start_wal_file, max_timeline=boundary.timeline
+            return [f.name for f in files]
+        return prune_archive(Path(archive_dir), boundary.start_wal_file, max_timeline=boundary.timeline)
+
+    plan = plan_retention(list_base_backups(dest), keep, window)
+    log = get_logger().bind(dest=str(dest))
+    return carry_out(plan, log, delete, prune if archive_dir is not None else None, dry_run=dry_run)
+
+
+def carry_out(
+    plan: RetentionPlan,
+    log: Any,
+    delete: Callable[[BaseBackupInfo], object],
+    prune: Callable[[BaseBackupInfo], list[str]] | None,
+    *,
+    dry_run: bool,
+) -> RetentionOutcome:
+    """The plan applied, whichever place holds the backups: `delete` each doomed backup, then (if the
+    archive is known) `prune` the WAL older than the boundary backup's start; dry_run only lists."""
+    outcome = RetentionOutcome(kept=plan.kept, reasons=plan.reasons, dry_run=dry_run)
+    for info in plan.doomed:
+        outcome.deleted.append(info.id)
+        if not dry_run:
+            delete(info)
+            log.info("base backup deleted by retention", backup=info.id, reason=plan.reasons[info.id])
+    boundary = plan.boundary
+    if prune is None or boundary is None:
+        return outcome
+    outcome.wal_boundary = boundary.start_wal_file
+    outcome.wal_reason = plan.wal_reason
+    outcome.wal_pruned = prune(boundary)
+    if outcome.wal_pruned and not dry_run:
+        log.info(
+            "archived WAL pruned",
+            removed=len(outcome.wal_pruned),
+            oldest_kept=boundary.start_wal_file,
+            for_backup=boundary.id,
         )
-        if outcome.wal_pruned:
-            log.info(
-                "archived WAL pruned",
-                removed=len(outcome.wal_pruned),
-                oldest_kept=boundary.start_wal_file,
-                for_backup=boundary.id,
-            )
     return outcome
 
 

@@ -19,7 +19,8 @@ from datetime import timedelta
 
 from pgtool.obs.logging import get_logger
 from pgtool.physical import repo_catalog
-from pgtool.physical.base_retention import RetentionOutcome, plan_retention, prunable
+from pgtool.physical.base_catalog import BaseBackupInfo
+from pgtool.physical.base_retention import RetentionOutcome, carry_out, plan_retention, prunable
 from pgtool.repo import Repository
 from pgtool.wal.repo_archive import RepoWal
 
@@ -28,29 +29,17 @@ def apply_repo_retention(
     repo: Repository, *, keep: int, window: timedelta | None = None, dry_run: bool = False
 ) -> RetentionOutcome:
     """Delete what `plan_retention` dooms, then prune the WAL no kept backup needs (dry_run: only list)."""
+
+    def prune(boundary: BaseBackupInfo) -> list[str]:
+        pruned = []
+        for item in prunable(
+            RepoWal(repo).list_archive(), boundary.start_wal_file, max_timeline=boundary.timeline
+        ):
+            if not dry_run:
+                repo.delete(item.path)
+            pruned.append(item.name)
+        return pruned
+
     log = get_logger().bind(repo=repo.url.display())
     plan = plan_retention(repo_catalog.list_base_backups(repo), keep, window)
-    outcome = RetentionOutcome(kept=plan.kept, reasons=plan.reasons, dry_run=dry_run)
-    for info in plan.doomed:
-        if not dry_run:
-            repo_catalog.delete(repo, info.id)
-            log.info("base backup deleted by retention", backup=info.id, reason=plan.reasons[info.id])
-        outcome.deleted.append(info.id)
-    boundary = plan.boundary
-    if boundary is None:
-        return outcome
-    outcome.wal_boundary = boundary.start_wal_file
-    outcome.wal_reason = plan.wal_reason
-    files = RepoWal(repo).list_archive()
-    for item in prunable(files, boundary.start_wal_file, max_timeline=boundary.timeline):
-        if not dry_run:
-            repo.delete(item.path)
-        outcome.wal_pruned.append(item.name)
-    if outcome.wal_pruned and not dry_run:
-        log.info(
-            "archived WAL pruned",
-            removed=len(outcome.wal_pruned),
-            oldest_kept=boundary.start_wal_file,
-            for_backup=boundary.id,
-        )
-    return outcome
+    return carry_out(plan, log, lambda info: repo_catalog.delete(repo, info.id), prune, dry_run=dry_run)

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from pgtool.errors import OperationError
+from pgtool.errors import OperationError, error_line
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 LEDGER_TABLE = "pgtool_sample_migrations"
@@ -107,7 +107,7 @@ def apply_schema(conn_or_dsn: psycopg.Connection[Any] | str) -> list[str]:
                     conn.execute(migration.sql)
                     conn.execute(record, (migration.version,))
         except psycopg.Error as exc:
-            detail = " ".join(str(exc).split())
+            detail = error_line(exc)
             raise OperationError(f"sample migration {migration.path.name} failed: {detail}") from None
         applied.append(migration.version)
     return applied

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.errors import AlreadyExistsError, OperationError, UsageError
+from pgtool.errors import AlreadyExistsError, OperationError, UsageError, error_line
 
 BASE_SIZES = {"users": 2000, "products": 500, "orders": 10000, "carts": 300}
 MIN_SIZES = {"users": 20, "products": 20, "orders": 50, "carts": 5}
@@ -331,7 +331,7 @@ def seed_connection(
             hint=SEED_FRESH,
         ) from None
     except psycopg.Error as exc:
-        detail = " ".join(str(exc).split())
+        detail = error_line(exc)
         raise OperationError(
             f"loading the sample data failed: {detail}", hint="apply the schema first (apply_schema)"
         ) from None

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtool.errors import UsageError
+from pgtool.errors import UsageError, error_line
 from pgtool.obs.logging import get_logger
 from pgtool.pg.conn import pinned_transaction
 from pgtool.schema.locks import REFRESH_MV_LOCK_CLASS, try_xact_lock
@@ -193,7 +193,7 @@ def _refresh_one(
             detail=f"lock not granted within lock_timeout {lock_timeout} (another session holds it)",
         )
     except psycopg.Error as exc:
-        return ViewOutcome(view.display, FAILED, detail=" ".join(str(exc).split()))
+        return ViewOutcome(view.display, FAILED, detail=error_line(exc))
 
 
 def push_view_metrics(url: str, outcomes: list[ViewOutcome], *, timeout: float = 10.0) -> None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from pgtool.errors import OperationError, UsageError
+from pgtool.errors import OperationError, UsageError, error_line
 from pgtool.obs.logging import get_logger
 from pgtool.pg.conn import pin_transaction
 from pgtool.schema.locks import PARTITIONS_LOCK_CLASS, xact_lock
@@ -167,7 +167,7 @@ def maintain_partitions(
             hint="a long transaction holds a conflicting lock; retry later or raise --lock-timeout",
         ) from None
     except psycopg.Error as exc:
-        detail = " ".join(str(exc).split())
+        detail = error_line(exc)
         raise OperationError(f"partition maintenance of {table} failed: {detail}") from None
     if report is not None and not dry_run:
         report.gauge(

@@ -22,40 +22,41 @@ def recovery_path(
     backups, from the oldest timeline holding segments.
     """
     for i, backup in enumerate(backups):
-        try:
-            path = index.path(backup.timeline, parse_lsn(backup.start_lsn))
-        except ChainError as exc:
-            section.problem(
-                f"base backup {backup.id} cannot be recovered with this archive: {exc}",
-                "take a new base backup on the current timeline",
-            )
-            continue
-        except (OSError, ValueError) as exc:
-            section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
+        path, readable = _path_from(section, index, backup)
+        if not readable:
             return None, backups
-        return path, [backup, *_on_history(section, index, backups[i + 1 :])]
+        if path is not None:
+            return path, [backup, *_on_history(section, index, backups[i + 1 :])]
     try:
         return index.path(min(index.segment_timelines)), []
     except (OSError, ValueError) as exc:
-        section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
+        _unreadable(section, exc)
         return None, []
 
 
 def _on_history(section: Section, index: ArchiveIndex, backups: list[BaseBackupInfo]) -> list[BaseBackupInfo]:
     """The backups recover accepts: a newer backup may still lie off the history (one of a former
     primary that kept running on its old timeline after a failover), and recover refuses those."""
-    kept = []
-    for backup in backups:
-        try:
-            index.path(backup.timeline, parse_lsn(backup.start_lsn))
-        except ChainError as exc:
-            section.problem(
-                f"base backup {backup.id} cannot be recovered with this archive: {exc}",
-                "take a new base backup on the current timeline",
-            )
-            continue
-        except (OSError, ValueError) as exc:
-            section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")
-            continue
-        kept.append(backup)
-    return kept
+    return [backup for backup in backups if _path_from(section, index, backup)[0] is not None]
+
+
+def _path_from(
+    section: Section, index: ArchiveIndex, backup: BaseBackupInfo
+) -> tuple[list[Span] | None, bool]:
+    """(recovery's path from `backup`, or None when it lies off the history; False when a timeline
+    history file cannot be read): each problem reported in `section`."""
+    try:
+        return index.path(backup.timeline, parse_lsn(backup.start_lsn)), True
+    except ChainError as exc:
+        section.problem(
+            f"base backup {backup.id} cannot be recovered with this archive: {exc}",
+            "take a new base backup on the current timeline",
+        )
+        return None, True
+    except (OSError, ValueError) as exc:
+        _unreadable(section, exc)
+        return None, False
+
+
+def _unreadable(section: Section, exc: Exception) -> None:
+    section.problem(f"a timeline history file cannot be read: {exc}", "restore it from pg_wal")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from pgtool.status.model import Section, Thresholds
-from pgtool.status.wal_window import ArchiveReader, check_archive, report_backups
+from pgtool.status.wal_window import ArchiveReader, WindowOptions, check_archive, new_section, report_backups
 from pgtool.wal.archive import ArchivedFile
 from pgtool.wal.chain import ArchiveIndex
 from pgtool.wal.listing import DEFAULT_SEGMENT_SIZE
@@ -54,30 +54,11 @@ class RepoReader(ArchiveReader):
         return modified.timestamp() if isinstance(modified, datetime) else time.time()
 
     def verify(self, archived: ArchivedFile) -> str | None:
-        from pgtool.repo import RepoError
-        from pgtool.wal.archive import CorruptArchiveError, iter_content
-        from pgtool.wal.checksum import verified_chunks
-
-        where = self.wal.where(archived.path)
-        system_id = self.system_id if archived.wal.has_page_header else None
-        try:
-            # The object format carries its own checksum, verified by iter_content at the end of the
-            # stream; verified_chunks adds the page header checks restore-wal makes.
-            for _chunk in verified_chunks(iter_content(archived), archived.wal, None, system_id, where):
-                pass
-        except (CorruptArchiveError, RepoError) as exc:
-            return str(exc)
-        return None
+        return self.wal.read_back(archived, self.system_id if archived.wal.has_page_header else None)
 
 
 def repo_base_backups_section(
-    repo_url: str,
-    key_file: str | None,
-    thresholds: Thresholds,
-    *,
-    server_segment_size: int | None = None,
-    last_archived_wal: str | None = None,
-    now: float | None = None,
+    repo_url: str, key_file: str | None, thresholds: Thresholds, **options: Unpack[WindowOptions]
 ) -> Section:
     """Newest base backup, WAL continuity and the recoverable window, all from the repository."""
     from pgtool.physical import repo_catalog
@@ -85,8 +66,11 @@ def repo_base_backups_section(
     from pgtool.wal.archive import CorruptArchiveError
     from pgtool.wal.repo_archive import RepoWal
 
-    section = Section("base_backups", "Base backups")
-    now = time.time() if now is None else now
+    section, now = new_section(options)
+    server_segment_size, last_archived_wal = (
+        options.get("server_segment_size"),
+        options.get("last_archived_wal"),
+    )
     try:
         repo = open_repository(repo_url, key_file=key_file, create=False)
         where = repo.url.display()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
 from pgtool.status.durations import format_duration
@@ -68,18 +68,28 @@ def _short(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+class WindowOptions(TypedDict, total=False):
+    """What the window check takes besides where the backups and WAL are (either form)."""
+
+    server_segment_size: int | None  # when no backup records its own
+    last_archived_wal: str | None  # the server's pg_stat_archiver.last_archived_wal
+    now: float | None  # the clock (tests)
+
+
+def new_section(options: WindowOptions) -> tuple[Section, float]:
+    now = options.get("now")
+    return Section("base_backups", "Base backups"), time.time() if now is None else now
+
+
 def base_backups_section(
-    base_dir: Path | None,
-    archive_dir: Path | None,
-    thresholds: Thresholds,
-    *,
-    server_segment_size: int | None = None,
-    last_archived_wal: str | None = None,
-    now: float | None = None,
+    base_dir: Path | None, archive_dir: Path | None, thresholds: Thresholds, **options: Unpack[WindowOptions]
 ) -> Section:
     """Newest base backup, WAL continuity in the archive and the recoverable window."""
-    section = Section("base_backups", "Base backups")
-    now = time.time() if now is None else now
+    section, now = new_section(options)
+    server_segment_size, last_archived_wal = (
+        options.get("server_segment_size"),
+        options.get("last_archived_wal"),
+    )
     if base_dir is None and archive_dir is None:
         section.lines.append("not checked (pass --base-dir and --archive-dir)")
         return section.skip("pass --base-dir and --archive-dir to check the recoverable window")

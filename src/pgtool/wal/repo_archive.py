@@ -82,6 +82,21 @@ class RepoWal:
         except IntegrityError as exc:
             raise CorruptArchiveError(str(exc)) from exc
 
+    def read_back(self, archived: ArchivedFile, system_id: int | None) -> str | None:
+        """None when the object reads back sound, else the problem in one line: the object format's own
+        checksum (or authentication), checked by iter_content at the end of the stream, then the page
+        header checks restore-wal makes (`system_id` None: not checked)."""
+        from pgtool.wal.archive import iter_content
+
+        try:
+            for _chunk in verified_chunks(
+                iter_content(archived), archived.wal, None, system_id, self.where(archived.path)
+            ):
+                pass
+        except (CorruptArchiveError, RepoError) as exc:
+            return str(exc)
+        return None
+
     def list_archive(self) -> list[ArchivedFile]:
         """Every WAL object, sorted like `pgtool.wal.archive.list_archive` (RepoError on failure)."""
         found = []

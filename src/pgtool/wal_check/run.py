@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, LiteralString
 
 import psycopg
 
@@ -100,17 +100,31 @@ def run_check(request: CheckRequest, report: RunReport | None = None) -> CheckRe
 
 
 def _server_system_id(conn: psycopg.Connection[Any], result: CheckResult, role: str) -> int | None:
-    try:
-        row = conn.execute("SELECT system_identifier FROM pg_catalog.pg_control_system()").fetchone()
-    except psycopg.errors.InsufficientPrivilege:
-        result.add(
-            "system identifier",
-            WARNING,
-            f"role {role} may not read pg_control_system()",
-            f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_control_system() TO {role}",
-        )
-        return None
+    denied = (
+        "system identifier",
+        WARNING,
+        f"role {role} may not read pg_control_system()",
+        f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_control_system() TO {role}",
+    )
+    row = _granted(conn, result, denied, ("SELECT system_identifier FROM pg_catalog.pg_control_system()", []))
     return int(row[0]) if row else None
+
+
+def _granted(
+    conn: psycopg.Connection[Any],
+    result: CheckResult,
+    denied: tuple[str, str, str, str],
+    *statements: tuple[LiteralString, list[Any]],
+) -> tuple[Any, ...] | None:
+    """The last statement's row; None, with the `denied` finding, when the role may not run them."""
+    row = None
+    try:
+        for query, params in statements:
+            row = conn.execute(query, params).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        result.add(*denied)
+        return None
+    return row
 
 
 def _check_system_id(result: CheckResult, target: Target, server: int | None, *, final: bool = False) -> bool:
@@ -160,19 +174,22 @@ def _end_to_end(
 ) -> None:
     point = f"pgtool-check-{os.urandom(4).hex()}"
     failed_before = _archiver(conn)[0]
-    try:
-        conn.execute("SELECT pg_catalog.pg_create_restore_point(%s)", [point])
-        row = conn.execute("SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_switch_wal())").fetchone()
-    except psycopg.errors.InsufficientPrivilege:
-        result.add(
-            "end-to-end",
-            PROBLEM,
-            f"role {role} may not create a restore point and switch WAL",
-            f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) TO {role}; "
-            f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_switch_wal() TO {role} (or run check as a superuser)",
-        )
-        return
-    assert row is not None
+    denied = (
+        "end-to-end",
+        PROBLEM,
+        f"role {role} may not create a restore point and switch WAL",
+        f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) TO {role}; "
+        f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_switch_wal() TO {role} (or run check as a superuser)",
+    )
+    row = _granted(
+        conn,
+        result,
+        denied,
+        ("SELECT pg_catalog.pg_create_restore_point(%s)", [point]),
+        ("SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_switch_wal())", []),
+    )
+    if row is None:
+        return  # denied: the finding says so
     segment = str(row[0])
     result.segment, result.restore_point = segment, point
     start = time.monotonic()

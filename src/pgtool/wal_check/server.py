@@ -30,31 +30,35 @@ def read_settings(conn: psycopg.Connection[Any]) -> dict[str, str]:
     return {name: setting for name, setting in conn.execute(SETTINGS_SQL).fetchall()}
 
 
+def _required(result: CheckResult, name: str, ok: bool, shown: str, problem: str, fix: str) -> bool:
+    """One finding for a setting archiving needs: OK, or PROBLEM saying what it costs; returns `ok`."""
+    if ok:
+        result.add(name, OK, shown)
+    else:
+        result.add(name, PROBLEM, f"{shown}: {problem}", fix)
+    return ok
+
+
 def check_settings(result: CheckResult, settings: dict[str, str], role: str, archive: Target) -> bool:
     """Add one finding per setting; True when the server archives at all (archive_mode and wal_level)."""
     mode = settings.get("archive_mode", "off")
-    archives = True
-    if mode in ("on", "always"):
-        result.add("archive_mode", OK, f"archive_mode = {mode}")
-    else:
-        archives = False
-        result.add(
-            "archive_mode",
-            PROBLEM,
-            f"archive_mode = {mode}: the server archives no WAL; nothing is recoverable past the last backup",
-            f"ALTER SYSTEM SET archive_mode = on; {RESTART}",
-        )
     level = settings.get("wal_level", "")
-    if level in ("replica", "logical"):
-        result.add("wal_level", OK, f"wal_level = {level}")
-    else:
-        archives = False
-        result.add(
-            "wal_level",
-            PROBLEM,
-            f"wal_level = {level or 'unknown'}: archived WAL cannot restore a base backup",
-            f"ALTER SYSTEM SET wal_level = replica; {RESTART}",
-        )
+    archives = _required(
+        result,
+        "archive_mode",
+        mode in ("on", "always"),
+        f"archive_mode = {mode}",
+        "the server archives no WAL; nothing is recoverable past the last backup",
+        f"ALTER SYSTEM SET archive_mode = on; {RESTART}",
+    )
+    archives &= _required(
+        result,
+        "wal_level",
+        level in ("replica", "logical"),
+        f"wal_level = {level or 'unknown'}",
+        "archived WAL cannot restore a base backup",
+        f"ALTER SYSTEM SET wal_level = replica; {RESTART}",
+    )
     library = settings.get("archive_library", "")
     if library:
         result.add(

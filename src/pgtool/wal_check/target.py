@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pgtool.wal.archive import ArchivedFile, CorruptArchiveError, find_archived, read_system_id
+from pgtool.wal.archive import ArchivedFile, find_archived, read_system_id
 from pgtool.wal_check.model import OK, PROBLEM, WARNING
 
 if TYPE_CHECKING:
@@ -136,17 +136,8 @@ class RepoTarget:
 
     def verify(self, archived: ArchivedFile, system_id: int | None) -> str | None:
         """None when the archived segment reads back sound, else the problem in one line."""
-        from pgtool.repo import RepoError
-        from pgtool.wal.archive import iter_content
-        from pgtool.wal.checksum import verified_chunks
-
-        where = self.wal.where(archived.path) if self.wal else archived.path
-        try:
-            for _chunk in verified_chunks(iter_content(archived), archived.wal, None, system_id, where):
-                pass
-        except (CorruptArchiveError, RepoError) as exc:
-            return str(exc)
-        return None
+        assert self.wal is not None  # found by `find`, which needs it
+        return self.wal.read_back(archived, system_id)
 
 
 class DirTarget:
