@@ -130,13 +130,19 @@ BaseDir = Annotated[
 
 def archive_dir_option(
     help: str = "The WAL archive directory (archive-wal's --archive-dir). Or use --repo.",
+    *,
+    from_env: bool = True,
 ) -> Any:
     """--archive-dir, from $PGTOOL_ARCHIVE_DIR as archive-wal and restore-wal read it; basebackup
-    prunes it and says so in its own help."""
-    return optional("--archive-dir", envvar="PGTOOL_ARCHIVE_DIR", help=help)
+    prunes it and says so in its own help. `from_env=False` for commands where the variable, set for
+    the server's WAL commands, would clash with --repo or with a mode that takes no archive
+    (status, verify)."""
+    envvar = "PGTOOL_ARCHIVE_DIR" if from_env else None
+    return optional("--archive-dir", envvar=envvar, help=help)
 
 
 ArchiveDir = Annotated[Path | None, archive_dir_option()]
+ArchiveDirNoEnv = Annotated[Path | None, archive_dir_option(from_env=False)]
 
 
 def one_place(command: str, flag: str, place: object, repo: str | None, alternative: str = "") -> None:

@@ -8,7 +8,7 @@ import typer
 
 from pgtool.cli.options import (
     FORMAT,
-    ArchiveDir,
+    ArchiveDirNoEnv,
     BackupDir,
     BaseDir,
     Dsn,
@@ -39,7 +39,7 @@ READ_PUSHGATEWAY = "Pushgateway to read the last pgtool verify result from (and 
 def status(
     dsn: Dsn = None,
     backup_dir: BackupDir = None,
-    archive_dir: ArchiveDir = None,
+    archive_dir: ArchiveDirNoEnv = None,
     base_dir: BaseDir = None,
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pgtool.cli.options import (
-    ArchiveDir,
+    ArchiveDirNoEnv,
     BackupDir,
     BaseDir,
     Dsn,
@@ -48,7 +48,7 @@ def verify(
         ),
     ] = False,
     base_dir: BaseDir = None,
-    archive_dir: ArchiveDir = None,
+    archive_dir: ArchiveDirNoEnv = None,
     evidence_key_file: EvidenceKeyFile = None,
     pushgateway: Pushgateway = None,
     pg_bindir: PgBindir = None,
