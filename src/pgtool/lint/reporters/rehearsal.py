@@ -8,6 +8,7 @@ from typing import Any, TextIO
 from pgtool.lint.engine import LintResult
 from pgtool.lint.rehearse import Rehearsal, StatementRun
 from pgtool.lint.rehearse_compare import PG_LOCK_MODES
+from pgtool.lint.rehearse_probe import Lock
 
 FORMATS = ("text", "json")
 
@@ -44,15 +45,7 @@ def statement_dict(run: StatementRun) -> dict[str, Any]:
         "in_transaction": run.in_transaction,
         "duration_s": round(run.duration_s, 6),
         "wal_bytes": run.wal_bytes,
-        "locks": [
-            {
-                "relation": lock.name,
-                "mode": PG_LOCK_MODES.get(lock.mode, lock.mode),
-                "granted": lock.granted,
-                "created_by_migration": lock.oid in run.new_relations,
-            }
-            for lock in run.locks
-        ],
+        "locks": [_lock_dict(run, lock) for lock in run.locks],
         "rewritten": run.rewritten,
         "probe_table": run.probe_table,
         "reader_blocked_s": run.reader_blocked_s,
@@ -65,6 +58,16 @@ def statement_dict(run: StatementRun) -> dict[str, Any]:
             "source": run.prediction.source,
         },
         "mismatches": run.mismatches,
+    }
+
+
+def _lock_dict(run: StatementRun, lock: Lock) -> dict[str, Any]:
+    """One lock the statement held, by relation name and PostgreSQL's name for the mode."""
+    return {
+        "relation": lock.name,
+        "mode": PG_LOCK_MODES.get(lock.mode, lock.mode),
+        "granted": lock.granted,
+        "created_by_migration": lock.oid in run.new_relations,
     }
 
 
