@@ -68,21 +68,25 @@ def invalid(dsn: str, detail: str) -> UsageError:
     )
 
 
+# libpq's connection failures, by words that must all appear in the message (lower case), and the fix.
+_CONNECT_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("password authentication failed",), "check the password in the DSN, PGPASSWORD or ~/.pgpass"),
+    (("no password supplied",), "check the password in the DSN, PGPASSWORD or ~/.pgpass"),
+    (("does not exist", "database"), "check the database name in the DSN"),
+    (("does not exist", "role"), "check the user name in the DSN"),
+    (("no pg_hba.conf entry",), "allow this client in the server's pg_hba.conf"),
+    (("connection refused",), "is the server running, and are host and port right?"),
+    (("no such file or directory",), "is the server running, and are host and port right?"),
+    (("timeout",), "the host did not answer; check host, port and firewalls"),
+    (("timed out",), "the host did not answer; check host, port and firewalls"),
+    (("could not translate host name",), "check the host name in the DSN"),
+)
+
+
 def connect_hint(message: str) -> str:
     """What to fix, for a libpq connection error message (psycopg's or a client binary's)."""
     low = message.lower()
-    if "password authentication failed" in low or "no password supplied" in low:
-        return "check the password in the DSN, PGPASSWORD or ~/.pgpass"
-    if "does not exist" in low and "database" in low:
-        return "check the database name in the DSN"
-    if "does not exist" in low and "role" in low:
-        return "check the user name in the DSN"
-    if "no pg_hba.conf entry" in low:
-        return "allow this client in the server's pg_hba.conf"
-    if "connection refused" in low or "no such file or directory" in low:
-        return "is the server running, and are host and port right?"
-    if "timeout" in low or "timed out" in low:
-        return "the host did not answer; check host, port and firewalls"
-    if "could not translate host name" in low:
-        return "check the host name in the DSN"
+    for words, hint in _CONNECT_HINTS:
+        if all(word in low for word in words):
+            return hint
     return "check the DSN (--dsn, PGTOOL_DSN, DATABASE_URL or PG* variables)"
