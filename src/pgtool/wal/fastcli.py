@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import NoReturn
 
+    from pgtool.wal.archiving import ArchiveResult
+    from pgtool.wal.restoring import RestoreResult
+
 ARCHIVE_DIR_ENV = "PGTOOL_ARCHIVE_DIR"
 REPO_ENV = "PGTOOL_REPO"  # as pgtool.repo.REPO_ENV; not imported: that pulls in obstore
 REPO_KEY_FILE_ENV = "PGTOOL_REPO_KEY_FILE"
@@ -267,30 +270,9 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else usage_code
     try:
+        fields["wal_name"] = args.wal_name
         if command == "archive-wal":
-            fields["wal_name"] = args.wal_name
-            if args.repo:
-                archive_wal_repo = _repository_module(usage_code).archive_wal_repo
-                result = archive_wal_repo(
-                    args.wal_path,
-                    args.wal_name,
-                    args.repo,
-                    key_file=args.repo_key_file,
-                    compress=args.compress != "none",
-                    allow_system_id_change=args.allow_system_id_change,
-                    ahead=_remote_default(args.ahead, args),
-                )
-            else:
-                from pgtool.wal.archiving import archive_wal
-
-                result = archive_wal(
-                    args.wal_path,
-                    args.wal_name,
-                    args.archive_dir or "",
-                    compress=None if args.compress in (None, "none") else args.compress,
-                    level=args.compress_level,
-                    allow_system_id_change=args.allow_system_id_change,
-                )
+            result = _archive(args, usage_code)
             if result.ahead or result.ahead_failed:
                 fields.update(ahead=len(result.ahead))
                 if result.ahead_failed:
@@ -304,25 +286,7 @@ def main(argv: list[str]) -> int:
             if result.removed_temporaries:
                 fields["removed_temporaries"] = len(result.removed_temporaries)
         else:
-            fields["wal_name"] = args.wal_name
-            if args.repo:
-                restore_wal_repo = _repository_module(usage_code).restore_wal_repo
-                restored = restore_wal_repo(
-                    args.wal_name,
-                    args.dest_path,
-                    args.repo,
-                    key_file=args.repo_key_file,
-                    prefetch=_remote_default(args.prefetch, args),
-                )
-            else:
-                from pgtool.wal.restoring import restore_wal
-
-                restored = restore_wal(
-                    args.wal_name,
-                    args.dest_path,
-                    args.archive_dir or "",
-                    allow_unverified=args.allow_unverified,
-                )
+            restored = _restore(args, usage_code)
             fields.update(result="restored", path=restored.source, bytes=restored.bytes_out)
             if restored.prefetched:
                 fields["prefetched"] = restored.prefetched
@@ -375,6 +339,50 @@ def _repository_module(usage_code: int) -> ModuleType:
             hint="the standalone bundle (pgtool wal-bundle) reads and writes archive directories only",
         ) from exc
     return repo_archive
+
+
+def _archive(args: _Args, usage_code: int) -> ArchiveResult:
+    """archive-wal into the repository (--repo) or the archive directory."""
+    compress = args.compress
+    if args.repo:
+        into_repo = _repository_module(usage_code).archive_wal_repo
+        ahead = _remote_default(args.ahead, args)
+        archived: ArchiveResult = into_repo(
+            args.wal_path,
+            args.wal_name,
+            args.repo,
+            key_file=args.repo_key_file,
+            compress=compress != "none",
+            allow_system_id_change=args.allow_system_id_change,
+            ahead=ahead,
+        )
+        return archived
+    from pgtool.wal.archiving import archive_wal
+
+    codec = None if compress in (None, "none") else compress
+    return archive_wal(
+        args.wal_path,
+        args.wal_name,
+        args.archive_dir or "",
+        compress=codec,
+        level=args.compress_level,
+        allow_system_id_change=args.allow_system_id_change,
+    )
+
+
+def _restore(args: _Args, usage_code: int) -> RestoreResult:
+    """restore-wal from the repository (--repo) or the archive directory."""
+    if args.repo:
+        from_repo = _repository_module(usage_code).restore_wal_repo
+        depth = _remote_default(args.prefetch, args)
+        restored: RestoreResult = from_repo(
+            args.wal_name, args.dest_path, args.repo, key_file=args.repo_key_file, prefetch=depth
+        )
+        return restored
+    from pgtool.wal.restoring import restore_wal
+
+    unverified = args.allow_unverified
+    return restore_wal(args.wal_name, args.dest_path, args.archive_dir or "", allow_unverified=unverified)
 
 
 def _log(
