@@ -43,6 +43,21 @@ def backup(
         ),
     ] = 7,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Databases dumped at the same time.")] = 1,
+    dump_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="custom (one file per dump) or directory (pg_dump -Fd: one file per table, "
+            "needed for --jobs-per-dump).",
+        ),
+    ] = "custom",
+    jobs_per_dump: Annotated[
+        int,
+        typer.Option(
+            "--jobs-per-dump",
+            help="pg_dump -j: tables of one database dumped at the same time (1-64; --format directory).",
+        ),
+    ] = 1,
     wait: Annotated[
         bool,
         typer.Option(
@@ -70,6 +85,9 @@ def backup(
     streams into the repository (dumps/<database>/<stamp>/: compressed, checksummed, encrypted
     with --repo-key-file) with no local copy, the globals to dumps/.globals/<stamp>/globals.sql;
     see docs/logical-backups.md.
+    With --format directory --jobs-per-dump N, pg_dump -Fd -j N writes DEST/<database>/<database>-
+    <stamp>.dir/ (a .dir.sha256 lists every file, the manifest records each one's SHA-256); with --repo
+    it is spooled in $TMPDIR, then each file uploaded under dumps/<database>/<stamp>/dir/.
     Exit 0 if every database was dumped, 1 if any failed (the others are still dumped), 3 if the
     server cannot be reached.
 
@@ -96,6 +114,8 @@ def backup(
             pg_bindir=cfg.pg_bindir,
             report=report,
             with_role_passwords=with_role_passwords,
+            dump_format=dump_format,
+            jobs_per_dump=jobs_per_dump,
         )
         if with_role_passwords and (repo is None or repo_key_file is None):
             raise UsageError(PASSWORDS_NEED_ENCRYPTION)

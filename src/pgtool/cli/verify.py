@@ -55,7 +55,8 @@ def verify(
 ) -> None:
     """Prove backups restore: restore drills with row counts, pushed to Prometheus.
 
-    For each database, the newest dump: checksum, pg_restore --list, a restore into a throwaway
+    For each database, the newest dump: checksum (of every file of a directory-format dump),
+    pg_restore --list, a restore into a throwaway
     database, every table's row count against the manifest, and with --amcheck every btree index.
     By default the restore runs in a throwaway local cluster of verify's own (PostgreSQL server
     binaries of the dumps' major, or newer, must be installed; it is always stopped and deleted):

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pgtool.durable_write import fsync_path
+from pgtool.logical import dump_directory
 from pgtool.logical.dumps import (
     checksum_path,
     is_verified,
@@ -44,6 +45,8 @@ def apply_retention(db_dir: Path, retention_days: int, *, now: datetime | None =
     log = get_logger()
     removed = []
     for dump in expired_dumps(db_dir, retention_days, now=now):
+        if dump.is_dir():  # a directory-format dump: the whole directory, in one rename, goes first
+            dump_directory.remove(dump)
         for path in (dump, checksum_path(dump), verified_path(dump), manifest_path(dump)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

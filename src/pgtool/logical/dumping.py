@@ -1,16 +1,15 @@
-"""`pgtool backup`: pg_dump every database (custom format) with a checksum, a manifest and retention.
+"""`pgtool backup`: pg_dump every database (custom format, or directory: `dump_directory`) with a
+checksum, a manifest and retention.
 
 Per database: a session (`pgtool.logical.dump_sessions`) opens a REPEATABLE READ transaction and
 exports its snapshot, pg_dump starts on that snapshot (`--snapshot`) and, while it runs, the session
 counts every table's rows in the same snapshot, so the manifest's counts are exactly the rows in the
 dump and the counting costs no wall-clock time when a core is free. The exporting transaction stays
 open until pg_dump has finished (pg_dump imports the snapshot at start; keeping it open longer costs
-nothing and keeps the code simple).
-
-pg_dump writes a hidden `.partial` file; only when it exits 0 is the file fsynced, its checksum and
-manifest written, and it is renamed to its final name, then the directory is fsynced. Databases run
-in parallel (threads, each waiting on its own pg_dump) up to `jobs`; one failing database does not
-stop the others.
+nothing and keeps the code simple). pg_dump writes a hidden `.partial` file; only when it exits 0 is
+the file fsynced, its checksum and manifest written, and it is renamed to its final name, then the
+directory is fsynced. Databases run in parallel (threads, each waiting on its own pg_dump) up to
+`jobs`; one failing database does not stop the others.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ import psycopg
 
 from pgtool.durable_write import fsync_path
 from pgtool.errors import OperationError, UsageError
-from pgtool.logical import db_properties, dumps, globals_dump
+from pgtool.logical import db_properties, dump_directory, dumps, globals_dump
 from pgtool.logical.dump_job import DumpJob, DumpResult, ServerInfo, dump_one
 from pgtool.logical.dump_manifest import (
     checksum_line,
@@ -83,7 +82,6 @@ def select_databases(available: list[str], wanted: list[str], exclude: list[str]
 
 
 def _new_target(db_dir: Path, database: str) -> tuple[str, Path]:
-    """A stamp and final path nobody uses yet (a run within the same second as the last waits)."""
     while True:
         stamp = dumps.format_stamp(datetime.now(UTC))
         final = db_dir / dumps.dump_name(database, stamp)
@@ -156,13 +154,15 @@ def dump_in_snapshot(
     stop: threading.Event,
     *,
     stdout: int | None = None,
+    args: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], int, str, dict[str, Any]]:
     """Run pg_dump on an exported snapshot and count rows in it meanwhile; (counts, size, encoding,
     the database's own properties: `pgtool.logical.db_properties`).
 
     One session exports the snapshot and, once pg_dump runs, counts in that same transaction.
     pg_dump writes to `partial`, or without one to its stdout, the file descriptor `stdout` (the
-    caller's pipe into a repository upload, `pgtool.logical.repo_backup`).
+    caller's pipe into a repository upload, `pgtool.logical.repo_backup`). `args`: the format
+    options (`dump_directory.pg_dump_args`; default custom format).
     """
     from pgtool.logical.row_counts import count_rows, list_tables
 
@@ -176,7 +176,7 @@ def dump_in_snapshot(
         ):
             argv = [
                 pg.path("pg_dump"),
-                "--format=custom",
+                *(args or ["--format=custom"]),
                 *([f"--file={partial}"] if partial is not None else []),
                 f"--snapshot={snapshot}",
                 "--no-sync",  # pgtool fsyncs the file itself, beside hashing it
@@ -253,6 +253,8 @@ class BackupOptions(TypedDict):
     pg_bindir: str | None
     report: RunReport
     with_role_passwords: NotRequired[bool]
+    dump_format: NotRequired[str]  # "custom" (default) or "directory" (`pgtool.logical.dump_directory`)
+    jobs_per_dump: NotRequired[int]  # pg_dump -j, directory format only
 
 
 class Destination(Protocol):
@@ -310,6 +312,8 @@ def run_backup(dsn: str, dest: Path, **options: Unpack[BackupOptions]) -> Backup
     per-database failures are in the result (the caller turns them into exit 1).
     """
     check_options(options["jobs"], options["retention_days"])
+    fmt, per_dump = options.get("dump_format", "custom"), options.get("jobs_per_dump", 1)
+    dump_directory.check_format(fmt, per_dump)
     dest = Path(dest)
     # Connect first: an unreachable server must not leave an empty backup directory behind.
     server, available = server_info(dsn)
@@ -317,15 +321,15 @@ def run_backup(dsn: str, dest: Path, **options: Unpack[BackupOptions]) -> Backup
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OperationError(f"cannot create backup directory {dest}: {exc.strerror or exc}") from None
-    return backup_into(dsn, server, available, _Directory(dest), options)
+    return backup_into(dsn, server, available, _Directory(dest, fmt, per_dump), options)
 
 
 class _Directory:
     """A backup directory: one folder per database, the globals beside them (`Destination`)."""
 
-    def __init__(self, dest: Path) -> None:
-        self.dest = dest
-        self.about: dict[str, str] = {}
+    def __init__(self, dest: Path, dump_format: str = "custom", jobs_per_dump: int = 1) -> None:
+        self.dest, self.format, self.jobs_per_dump = dest, dump_format, jobs_per_dump
+        self.about: dict[str, str] = {"format": dump_format}
 
     def lock(self, wait: bool) -> AbstractContextManager[object]:
         return directory_lock(self.dest, dumps.LOCK_FILE, wait=wait, what="pgtool backup")
@@ -333,15 +337,17 @@ class _Directory:
     def dump(
         self, dsn: str, database: str, pg: binaries.PgBinaries, server: ServerInfo, stop: threading.Event
     ) -> DumpResult:
+        if self.format == "directory":
+            return dump_directory.dump_database(
+                dsn, database, self.dest, pg, server, self.jobs_per_dump, stop=stop
+            )
         return dump_database(dsn, database, self.dest, pg, server, stop=stop)
 
     def warn_leftovers(self, databases: list[str]) -> None:
         """Log partial dumps a killed run left (we hold the lock, so nobody is writing them). Retention
         never deletes incomplete files, so an operator decides; they only cost disk space."""
         for db in databases:
-            for path in dumps.database_dir(self.dest, db).glob(
-                f".*{dumps.DUMP_SUFFIX}{dumps.PARTIAL_SUFFIX}"
-            ):
+            for path in dumps.database_dir(self.dest, db).glob(f".*{dumps.PARTIAL_SUFFIX}"):
                 get_logger().warning(
                     "partial dump left by an interrupted run",
                     file=str(path),

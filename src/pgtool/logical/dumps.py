@@ -1,4 +1,5 @@
-"""Where logical dumps live and how to list them: `DIR/<database>/<database>-<UTC stamp>.dump`.
+"""Where logical dumps live and how to list them: `DIR/<database>/<database>-<UTC stamp>.dump`, or
+`.dir/` for a directory-format dump (`pgtool.logical.dump_directory`).
 
 Beside each dump `X.dump` pgtool writes `X.dump.sha256` (sha256sum format) and `X.manifest.json`
 (`pgtool.logical.dump_manifest`); `pgtool verify` adds `X.verified.json` once the dump passed a drill
@@ -28,6 +29,7 @@ from typing import Any
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _STAMP_RE = r"\d{8}T\d{6}Z"
 DUMP_SUFFIX = ".dump"
+DIR_SUFFIX = ".dir"  # a directory-format dump (`pg_dump -Fd`): `X.dir/`, its `X.dir.sha256` lists every file
 CHECKSUM_SUFFIX = ".dump.sha256"
 MANIFEST_SUFFIX = ".manifest.json"
 PARTIAL_SUFFIX = ".partial"
@@ -76,6 +78,26 @@ def dump_name(database: str, stamp: str) -> str:
     return f"{encode_name(database)}-{stamp}{DUMP_SUFFIX}"
 
 
+def dir_dump_name(database: str, stamp: str) -> str:
+    """`<database>-<stamp>.dir` (database name encoded): a directory-format dump."""
+    return f"{encode_name(database)}-{stamp}{DIR_SUFFIX}"
+
+
+def _stem(dump: Path) -> str:
+    """The dump's name without its suffix (`.dump` or `.dir`)."""
+    for suffix in (DUMP_SUFFIX, DIR_SUFFIX):
+        if dump.name.endswith(suffix):
+            return dump.name[: -len(suffix)]
+    return dump.name
+
+
+def dump_size(dump: Path) -> int:
+    """A dump's bytes on disk: the file's size, or the sum of a directory dump's files."""
+    if dump.is_dir():
+        return sum(p.stat().st_size for p in dump.iterdir() if p.is_file())
+    return dump.stat().st_size
+
+
 def database_dir(backup_dir: Path, database: str) -> Path:
     return Path(backup_dir) / encode_name(database)
 
@@ -85,11 +107,11 @@ def checksum_path(dump: Path) -> Path:
 
 
 def manifest_path(dump: Path) -> Path:
-    return dump.with_name(dump.name[: -len(DUMP_SUFFIX)] + MANIFEST_SUFFIX)
+    return dump.with_name(_stem(dump) + MANIFEST_SUFFIX)
 
 
 def verified_path(dump: Path) -> Path:
-    return dump.with_name(dump.name[: -len(DUMP_SUFFIX)] + VERIFIED_SUFFIX)
+    return dump.with_name(_stem(dump) + VERIFIED_SUFFIX)
 
 
 def partial_path(dump: Path) -> Path:
@@ -97,8 +119,9 @@ def partial_path(dump: Path) -> Path:
 
 
 def match_dump_file(path: Path) -> str | None:
-    """The stamp if `path` is named exactly `<its directory>-<stamp>.dump`, else None."""
-    pattern = re.escape(path.parent.name) + rf"-({_STAMP_RE}){re.escape(DUMP_SUFFIX)}"
+    """The stamp if `path` is named exactly `<its directory>-<stamp>.dump` (or `.dir`), else None."""
+    suffixes = f"(?:{re.escape(DUMP_SUFFIX)}|{re.escape(DIR_SUFFIX)})"
+    pattern = re.escape(path.parent.name) + rf"-({_STAMP_RE}){suffixes}"
     m = re.fullmatch(pattern, path.name)
     return m.group(1) if m else None
 
@@ -127,7 +150,7 @@ def _named_dumps(db_dir: Path) -> list[tuple[str, Path]]:
         return []
     for path in entries:
         stamp = match_dump_file(path)
-        if stamp is not None and path.is_file():
+        if stamp is not None and (path.is_dir() if path.name.endswith(DIR_SUFFIX) else path.is_file()):
             found.append((stamp, path))
     return sorted(found)
 
@@ -164,7 +187,7 @@ def complete_dump(path: Path) -> DumpInfo | None:
         return None
     try:
         manifest = json.loads(manifest_path(path).read_text())
-        size = path.stat().st_size
+        size = dump_size(path)
     except (OSError, ValueError):
         return None
     if not isinstance(manifest, dict) or manifest.get("dump_file") != path.name:

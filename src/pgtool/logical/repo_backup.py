@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Unpack
 
 from pgtool.errors import PgtoolError
-from pgtool.logical import dumps, globals_dump, repo_catalog
+from pgtool.logical import dump_directory, dumps, globals_dump, repo_catalog, repo_directory
 from pgtool.logical.dump_job import DumpJob, DumpResult, ServerInfo, Snapshot, dump_one
 from pgtool.logical.dump_manifest import manifest_document
 from pgtool.logical.dump_metrics import Newest
@@ -49,7 +49,7 @@ class _NotCommitted(Exception):
     """Raised into the upload at the pipe's end when pg_dump or the counts failed: nothing is stored."""
 
 
-def _new_stamp(repo: Repository, database: str) -> str:
+def new_stamp(repo: Repository, database: str) -> str:
     """A stamp no object of this database uses yet (a run within the same second as the last waits)."""
     while True:
         stamp = dumps.format_stamp(datetime.now(UTC))
@@ -104,7 +104,7 @@ def dump_database(
     """Dump one database into the repository; never raises a PgtoolError (it goes into the result)."""
 
     def store(job: DumpJob) -> None:
-        stamp = _new_stamp(repo, database)
+        stamp = new_stamp(repo, database)
         prefix = dump_prefix(database, stamp)
         target = prefix + repo_catalog.DUMP_OBJECT
         size, digest, snapshot = _stream_dump(dsn, database, repo, target, pg, stop)
@@ -170,17 +170,19 @@ def run_backup(dsn: str, repo: Repository, **options: Unpack[BackupOptions]) -> 
     with_role_passwords: store the roles' password hashes with the globals (the CLI allows it only
     into an encrypted repository)."""
     check_options(options["jobs"], options["retention_days"])
+    fmt, per_dump = options.get("dump_format", "custom"), options.get("jobs_per_dump", 1)
+    dump_directory.check_format(fmt, per_dump)
     server, available = server_info(dsn)
-    return backup_into(dsn, server, available, _Repo(repo), options)
+    return backup_into(dsn, server, available, _Repo(repo, fmt, per_dump), options)
 
 
 class _Repo:
     """A repository: each database's dumps under its own prefix, the globals beside them
     (`dumping.Destination`)."""
 
-    def __init__(self, repo: Repository) -> None:
-        self.repo = repo
-        self.about = {"repo": repo.url.display()}
+    def __init__(self, repo: Repository, dump_format: str = "custom", jobs_per_dump: int = 1) -> None:
+        self.repo, self.format, self.jobs_per_dump = repo, dump_format, jobs_per_dump
+        self.about = {"repo": repo.url.display(), "format": dump_format}
 
     def lock(self, wait: bool) -> AbstractContextManager[object]:
         return repo_lock(self.repo, wait=wait)
@@ -188,6 +190,10 @@ class _Repo:
     def dump(
         self, dsn: str, database: str, pg: binaries.PgBinaries, server: ServerInfo, stop: threading.Event
     ) -> DumpResult:
+        if self.format == "directory":  # spooled locally, then uploaded file by file
+            return repo_directory.dump_database(
+                dsn, database, self.repo, pg, server, self.jobs_per_dump, stop=stop
+            )
         return dump_database(dsn, database, self.repo, pg, server, stop=stop)
 
     def warn_leftovers(self, databases: list[str]) -> None:

@@ -8,6 +8,10 @@ One dump is three objects under `dumps/<db-encoded>/<stamp>/` (`pgtool.repo.dump
     verified.json   written by `pgtool verify` once the dump passed a drill (retention keeps the
                     newest such dump)
 
+A directory-format dump (`--format directory`, `pgtool.logical.repo_directory`) has, instead of
+`dump`, one object per file of pg_dump's directory under `dir/` (`dir/toc.dat`, `dir/<id>.dat.gz`...);
+`toc.dat` is uploaded last of them and deleted first, and the dump is complete only with it.
+
 A dump is *complete* when both `dump` and `manifest.json` are listed under its stamp: the manifest is
 only written once the dump object is committed, and retention deletes the manifest last, so a dump
 that is listed is whole, and a killed run leaves at most a dump object without a manifest, which no
@@ -28,6 +32,8 @@ from pgtool.repo import ObjectAbsent, Repository, decode_db, dump_prefix, encode
 from pgtool.repo.layout import DUMPS
 
 DUMP_OBJECT = "dump"
+DIR = "dir"  # a directory-format dump's files: dir/<file>
+TOC_FILE = "toc.dat"
 MANIFEST_OBJECT = "manifest.json"
 VERIFIED_OBJECT = "verified.json"
 
@@ -41,14 +47,32 @@ class RepoDump:
     size_bytes: int  # the stored object's size (compressed, maybe encrypted)
     has_manifest: bool
     has_verified: bool
+    dir_files: tuple[str, ...] = ()  # a directory-format dump's files (names under dir/)
 
     @property
     def prefix(self) -> str:
         return dump_prefix(self.database, self.stamp)
 
     @property
+    def is_directory(self) -> bool:
+        return bool(self.dir_files)
+
+    @property
+    def complete(self) -> bool:
+        return self.has_manifest and (not self.is_directory or TOC_FILE in self.dir_files)
+
+    @property
     def dump_object(self) -> str:
-        return self.prefix + DUMP_OBJECT
+        """The dump's object (a directory dump: the name its files are under, for messages)."""
+        return self.prefix + (DIR if self.is_directory else DUMP_OBJECT)
+
+    @property
+    def content_objects(self) -> list[str]:
+        """The objects holding the dump's bytes; a directory dump's `toc.dat` first."""
+        if not self.is_directory:
+            return [self.dump_object]
+        names = sorted(self.dir_files, key=lambda f: (f != TOC_FILE, f))
+        return [f"{self.prefix}{DIR}/{f}" for f in names]
 
     @property
     def manifest_object(self) -> str:
@@ -69,6 +93,8 @@ def _stamped(repo: Repository, database: str) -> dict[str, dict[str, int]]:
     prefix = f"{DUMPS}/{encode_db(database)}/"
     for info in repo.list(prefix):
         parts = info.name[len(prefix) :].split("/")
+        if len(parts) == 3 and parts[1] == DIR:
+            parts = [parts[0], f"{DIR}/{parts[2]}"]
         if len(parts) != 2:
             continue
         try:
@@ -84,12 +110,13 @@ def list_dumps(repo: Repository, database: str, *, now: datetime | None = None) 
     limit = dumps.format_stamp((now or datetime.now(UTC)) + dumps.FUTURE_SKEW)
     out = []
     for stamp, objects in sorted(_stamped(repo, database).items()):
-        if DUMP_OBJECT not in objects:
+        files = tuple(sorted(n[len(DIR) + 1 :] for n in objects if n.startswith(DIR + "/")))
+        if DUMP_OBJECT not in objects and not files:
             continue
         if stamp > limit:
             get_logger().warning(
                 "dump stamped in the future ignored",
-                object=repo.where(dump_prefix(database, stamp) + DUMP_OBJECT),
+                object=repo.where(dump_prefix(database, stamp)),
                 hint="check the clock",
             )
             continue
@@ -97,9 +124,10 @@ def list_dumps(repo: Repository, database: str, *, now: datetime | None = None) 
             RepoDump(
                 database,
                 stamp,
-                objects[DUMP_OBJECT],
+                objects.get(DUMP_OBJECT) or sum(objects[f"{DIR}/{f}"] for f in files),
                 MANIFEST_OBJECT in objects,
                 VERIFIED_OBJECT in objects,
+                files,
             )
         )
     return out
@@ -107,7 +135,7 @@ def list_dumps(repo: Repository, database: str, *, now: datetime | None = None) 
 
 def complete_dumps(repo: Repository, database: str) -> list[RepoDump]:
     """The complete dumps of `database`, oldest first (so `[-1]` is the newest)."""
-    return [d for d in list_dumps(repo, database) if d.has_manifest]
+    return [d for d in list_dumps(repo, database) if d.complete]
 
 
 def databases(repo: Repository) -> list[str]:
@@ -115,7 +143,7 @@ def databases(repo: Repository) -> list[str]:
     names = set()
     for info in repo.list(f"{DUMPS}/"):
         parts = info.name.split("/")
-        if len(parts) == 4 and parts[3] == DUMP_OBJECT:
+        if (len(parts) == 4 and parts[3] == DUMP_OBJECT) or (len(parts) == 5 and parts[3] == DIR):
             names.add(decode_db(parts[1]))
     return sorted(names)
 
@@ -170,7 +198,7 @@ def apply_retention(
     the manifest last: a run that dies in between leaves a manifest without a dump, never listed."""
     removed = []
     for d in expired(repo, database, retention_days, now=now):
-        for name in (d.dump_object, d.verified_object, d.manifest_object):
+        for name in (*d.content_objects, d.verified_object, d.manifest_object):
             repo.delete(name)
         removed.append(repo.where(d.dump_object))
         get_logger().info("retention removed dump", object=repo.where(d.dump_object))

@@ -8,7 +8,8 @@ margin: a full disk is one clear error, not a half-written file. `Repository.rea
 object's checksum (or authentication) before the file appears under its name, so a damaged, truncated
 or tampered dump is an IntegrityError naming the object and is never restored.
 
-The drill then runs on the local copy exactly as on a backup directory, including its own SHA-256 check
+A directory-format dump is downloaded file by file (`pgtool.logical.repo_directory`). The drill then
+runs on the local copy exactly as on a backup directory, including its own SHA-256 check
 against the manifest's (computed from pg_dump's output at backup time). A dump that passes gets
 `verified.json` in the repository (retention keeps the newest verified dump); one that fails loses it.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Unpack
 
 from pgtool.errors import OperationError, PgtoolError
-from pgtool.logical import dumps, repo_catalog
+from pgtool.logical import dumps, repo_catalog, repo_directory
 from pgtool.logical.dump_manifest import checksum_line
 from pgtool.logical.verify_checks import VerifyFailure
 from pgtool.logical.verify_dumps import (
@@ -109,6 +110,9 @@ def _download_and_drill(
             )
         db_dir = scratch / dumps.encode_name(found.database)
         db_dir.mkdir()
+        if manifest.get("dump_format") == "directory" or found.is_directory:
+            result.dump = repo_directory.download(repo, found, manifest, db_dir)
+            return drill(run, found.database, result.dump, result)
         local = db_dir / dumps.dump_name(found.database, found.stamp)
         dumps.manifest_path(local).write_text(json.dumps(manifest))
         dumps.checksum_path(local).write_text(checksum_line(digest, local.name))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -22,6 +22,9 @@ from pgtool.logical.dump_restore import Toc, read_toc, toc_form
 from pgtool.logical.dump_sessions import Ident, session
 from pgtool.logical.row_counts import qualified
 from pgtool.pg import binaries
+
+if TYPE_CHECKING:
+    from pgtool.logical.dump_directory import TreeChecksum
 
 # Leaf btree indexes only: a partitioned index (relkind 'I') has no storage, bt_index_check refuses it,
 # and its partitions' indexes are checked each on its own.
@@ -97,7 +100,7 @@ def tools_for_dump(
 
 def check_manifest(
     database: str, dump: Path, pg: binaries.PgBinaries, pg_bindir: str | None
-) -> tuple[dict[str, Any], binaries.PgBinaries, Checksum]:
+) -> tuple[dict[str, Any], binaries.PgBinaries, Checksum | TreeChecksum]:
     """Step 1, and step 2 started: (manifest, client tools to restore with, the running checksum)."""
     try:
         manifest = read_manifest(dumps.manifest_path(dump))
@@ -111,6 +114,13 @@ def check_manifest(
         # Damaged or foreign: CREATE DATABASE takes it as text (a crash of the whole run otherwise).
         raise VerifyFailure(f"manifest {dumps.manifest_path(dump).name}: database_encoding is not a string")
     pg = tools_for_dump(pg, manifest, pg_bindir)
+    if manifest.get("dump_format") == "directory" or dump.is_dir():
+        from pgtool.logical.dump_directory import TreeChecksum, read_list
+
+        listed = read_list(dumps.checksum_path(dump))
+        if listed is None:
+            raise VerifyFailure(f"checksum list missing or malformed ({dumps.checksum_path(dump).name})")
+        return manifest, pg, TreeChecksum(dump, listed, manifest)
     expected = read_checksum(dumps.checksum_path(dump))
     if expected is None:
         raise VerifyFailure(f"checksum file missing or malformed ({dumps.checksum_path(dump).name})")
