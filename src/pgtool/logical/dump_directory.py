@@ -22,9 +22,7 @@ import hashlib
 import os
 import shutil
 import threading
-import time
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +83,6 @@ def read_list(path: Path) -> dict[str, str] | None:
     return out or None
 
 
-def _new_target(db_dir: Path, database: str) -> tuple[str, Path]:
-    while True:
-        stamp = dumps.format_stamp(datetime.now(UTC))
-        final = db_dir / dumps.dir_dump_name(database, stamp)
-        if not final.exists() and not dumps.partial_path(final).exists():
-            return stamp, final
-        time.sleep(0.2)
-
-
 def dump_database(
     dsn: str,
     database: str,
@@ -105,12 +94,12 @@ def dump_database(
     stop: threading.Event,
 ) -> DumpResult:
     """Dump one database into `dest/<database>/<...>.dir/`; never raises a PgtoolError."""
-    from pgtool.logical.dumping import dump_in_snapshot
+    from pgtool.logical.dumping import dump_in_snapshot, new_target
 
     def store(job: DumpJob) -> None:
         db_dir = dumps.database_dir(dest, database)
         db_dir.mkdir(parents=True, exist_ok=True)
-        stamp, final = _new_target(db_dir, database)
+        stamp, final = new_target(db_dir, database, dumps.DIR_SUFFIX)
         partial: Path | None = dumps.partial_path(final)
         assert partial is not None
         try:

@@ -81,10 +81,10 @@ def select_databases(available: list[str], wanted: list[str], exclude: list[str]
     return [d for d in chosen if d not in set(exclude)]
 
 
-def _new_target(db_dir: Path, database: str) -> tuple[str, Path]:
-    while True:
+def new_target(db_dir: Path, database: str, suffix: str = dumps.DUMP_SUFFIX) -> tuple[str, Path]:
+    while True:  # a stamp nobody uses yet: a run within the same second as the last waits
         stamp = dumps.format_stamp(datetime.now(UTC))
-        final = db_dir / dumps.dump_name(database, stamp)
+        final = db_dir / f"{dumps.encode_name(database)}-{stamp}{suffix}"
         if not final.exists() and not dumps.partial_path(final).exists():
             return stamp, final
         time.sleep(0.2)
@@ -104,7 +104,7 @@ def dump_database(
     def store(job: DumpJob) -> None:
         db_dir = dumps.database_dir(dest, database)
         db_dir.mkdir(parents=True, exist_ok=True)
-        stamp, final = _new_target(db_dir, database)
+        stamp, final = new_target(db_dir, database)
         partial: Path | None = dumps.partial_path(final)
         assert partial is not None
         try:
@@ -134,8 +134,7 @@ def dump_database(
 
 
 def _write_sidecars(final: Path, digest: str, manifest: dict[str, Any]) -> None:
-    """The `.sha256` then the manifest; if the manifest cannot be written (a full disk), the checksum
-    goes too, so no sidecar is left without its dump."""
+    """The `.sha256` then the manifest; a manifest that cannot be written (full disk) takes the checksum."""
     checksum = dumps.checksum_path(final)
     write_durably(checksum, checksum_line(digest, final.name).encode())
     try:
