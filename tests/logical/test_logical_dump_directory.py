@@ -17,6 +17,7 @@ from logical_helpers import backup, newest_dump, throwaway_databases, verify
 from pgharness import run_pgtool
 from pgtool.logical import dumps, repo_catalog
 from pgtool.logical.dump_directory import tree_digest
+from pgtool.logical.dump_manifest import sha256_file
 from repo_backends import make_backend
 
 DIR_ARGS = ("--format", "directory", "--jobs-per-dump", "2")
@@ -174,3 +175,17 @@ def test_repository_retention_removes_every_file_of_an_old_directory_dump(cluste
     assert "(retention)" in proc.stdout
     assert not repo.list(old_prefix)
     assert len(repo_catalog.complete_dumps(repo, db.name)) == 2
+
+
+def test_fetch_copies_a_directory_dump_out_file_by_file(cluster, make_db, local_backend, tmp_path):
+    db = _two_tables(make_db)
+    assert _repo_run(cluster, local_backend, "backup", "--database", db.name, *DIR_ARGS).returncode == 0
+    repo = local_backend.open(create=False)
+    (found,) = repo_catalog.complete_dumps(repo, db.name)
+    dest = tmp_path / "fetched"
+    env = local_backend.cli_env()
+    proc = run_pgtool("fetch", "dump", "--database", db.name, "--to", str(dest), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in dest.iterdir()) == sorted(found.dir_files)
+    manifest = json.loads(repo.read_bytes(found.manifest_object))
+    assert tree_digest({p.name: sha256_file(p) for p in dest.iterdir()}) == manifest["sha256"]
