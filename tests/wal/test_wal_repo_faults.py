@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wal_fault_support import DelayLine, Ledger, lsn_text
+from wal_fault_support import DelayLine, Ledger, lsn_int, lsn_text
 
 import repo_servers
 from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
@@ -302,6 +302,8 @@ def chaos(
         bench.wait()
         primary.stop("immediate")
         primary.start()
+        with primary.connect(pin="off") as conn:
+            ledger.restarted(lsn_int(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]))
         bench = pgbench(primary, "-c", "2", "-T", "60", "-R", "100", "-n")
         ledger.start()
         switcher.start()

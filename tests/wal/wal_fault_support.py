@@ -207,6 +207,12 @@ class Ledger:
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 
+    def restarted(self, insert_lsn: int) -> None:
+        """After a crash restart at `insert_lsn`: positions read before the crash may lie past the WAL
+        that crash recovery kept (others' unflushed records), while each row's own commit is within it
+        (synchronous_commit on). Capping them keeps `after` ordered like the WAL that survived."""
+        self.after = {i: min(lsn, insert_lsn) for i, lsn in self.after.items()}
+
     def last_before(self, limit: int) -> int:
         """The newest row whose recorded position is at most `limit` (0 when none)."""
         return max((i for i, lsn in self.after.items() if lsn <= limit), default=0)
