@@ -34,6 +34,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from pgtool.repo.store import Store
     from pgtool.wal.repo_archive import RepoWal
 
 MARKER_DIR = ".pgtool-ahead"
@@ -48,7 +49,7 @@ def _marker_text(data: bytes, url: str) -> str:
     return f"{hashlib.sha256(data).hexdigest()} {url}\n"
 
 
-def confirm(archive: RepoWal, url: str, wal_path: str, wal_name: str, data: bytes) -> bool:
+def confirm(store: Store, url: str, wal_path: str, wal_name: str, data: bytes) -> bool:
     """True when `wal_name` was uploaded ahead with exactly `data` and is in the repository now.
 
     The marker is consumed either way: a stale or foreign one never answers twice.
@@ -63,7 +64,7 @@ def confirm(archive: RepoWal, url: str, wal_path: str, wal_name: str, data: byte
         os.unlink(marker)
     if recorded != _marker_text(data, url):
         return False
-    return archive.repo.store.head(repo_layout.wal_name(wal_name)) is not None
+    return store.head(repo_layout.wal_name(wal_name)) is not None
 
 
 class Batch:

@@ -33,6 +33,8 @@ from pgtool.repo import (
     open_repository,
 )
 from pgtool.repo import layout as repo_layout
+from pgtool.repo.store import Store
+from pgtool.repo.url import parse_repo_url
 from pgtool.wal import repo_ahead, repo_prefetch
 from pgtool.wal.archive import ArchivedFile, CorruptArchiveError
 from pgtool.wal.archiving import (
@@ -182,9 +184,12 @@ def archive_wal_repo(
         raise WalCommandError(f"cannot read {wal_path}: {exc.strerror or exc}", ARCHIVE_FAILED) from exc
     batch = None
     try:
+        if ahead and sysid is not None:
+            # A follower uploaded ahead needs one HEAD, not the repository's record (nor its key).
+            store = Store(parse_repo_url(url))
+            if repo_ahead.confirm(store, url, wal_path, wal_name, data):
+                return ArchiveResult(AHEAD, store.where(obj), len(data), len(data), sysid, [])
         archive = open_wal(url, key_file, create=True)
-        if ahead and sysid is not None and repo_ahead.confirm(archive, url, wal_path, wal_name, data):
-            return ArchiveResult(AHEAD, archive.where(obj), len(data), len(data), sysid, [])
         if sysid is not None:
             _check_system_id(archive, sysid, wal_path, allow_system_id_change)
             fork = archive.fork_point(wal.timeline)
@@ -324,11 +329,14 @@ def _refill(
     spool.keep_only_after(wal, seg_size)
     if seg_size is None:
         return 0
+    missing = repo_prefetch.to_fetch(spool, wal, seg_size, depth)
+    if not missing:
+        return 0  # served from the spool and still half full: no request at all
     try:
         if archive is None:
             archive = open_wal(url, key_file, create=False)
             system_id = archive.system_id()
-        return repo_prefetch.refill(archive, spool, wal, seg_size, depth, system_id)
+        return repo_prefetch.refill(archive, spool, missing, system_id)
     except (RepoError, CorruptArchiveError, OSError):
         return 0
 

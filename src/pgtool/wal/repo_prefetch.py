@@ -91,16 +91,19 @@ def segment_size_of(path: str) -> int | None:
         return None
 
 
-def refill(
-    archive: RepoWal, spool: Spool, wal: WalName, seg_size: int, depth: int, system_id: int | None
-) -> int:
-    """Fetch up to `depth` segments after `wal` missing from the spool, in parallel; return how many
-    landed. Only worth a round of requests when the spool ran at least half empty."""
+def to_fetch(spool: Spool, wal: WalName, seg_size: int, depth: int) -> list[str]:
+    """The segments after `wal` a refill would fetch: none until the spool ran at least half empty,
+    so that most calls are served from the spool without a single request (nor opening the store)."""
     have = set(spool.names())
     start = wal.segno(seg_size) + 1
     wanted = [segment_name(wal.timeline, n, seg_size) for n in range(start, start + depth)]
     missing = [n for n in wanted if n not in have]
-    if len(missing) * 2 < depth:
+    return missing if len(missing) * 2 >= depth else []
+
+
+def refill(archive: RepoWal, spool: Spool, missing: list[str], system_id: int | None) -> int:
+    """Fetch the `missing` segments (`to_fetch`) into the spool, in parallel; return how many landed."""
+    if not missing:
         return 0
     os.makedirs(spool.dir, exist_ok=True)
     with ThreadPoolExecutor(max_workers=len(missing), thread_name_prefix="pgtool-prefetch") as pool:
