@@ -67,14 +67,14 @@ def dump_database(
     from pgtool.logical.repo_backup import new_stamp
 
     def store(job: DumpJob) -> None:
+        stamp = new_stamp(repo, database)  # when the dump starts, as for a custom-format dump
+        prefix = dump_prefix(database, stamp)
         spool = _spool(dsn, database)
         try:
             out = spool / "dump"  # pg_dump -Fd creates the directory itself
             args = dump_directory.pg_dump_args("directory", jobs_per_dump)
             snapshot = dump_in_snapshot(dsn, database, out, pg, stop, args=args)
             files = dump_directory.hash_files(out)
-            stamp = new_stamp(repo, database)
-            prefix = dump_prefix(database, stamp)
             size = dumps.dump_size(out)
             digest = dump_directory.tree_digest(files)
             manifest = job.manifest(dumps.dir_dump_name(database, stamp), stamp, size, digest, snapshot)
