@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -127,7 +127,9 @@ def basebackup(
         if dry_run:
             _dry_run(dest, repo, repo_key_file, keep, window, archive_dir)
             return
-        run: dict[str, Any] = dict(
+        from pgtool.physical.backup_run import BackupRun
+
+        run = BackupRun(
             keep=keep,
             compress=compress.value,
             pg_bindir=cfg.pg_bindir,
@@ -139,12 +141,14 @@ def basebackup(
         if repo is not None:
             from pgtool.physical.repo_basebackup import take_repo_base_backup
 
-            result = take_repo_base_backup(cfg.dsn, repo, key_file=repo_key_file, spool_dir=spool_dir, **run)
+            result = take_repo_base_backup(
+                cfg.dsn, repo, key_file=repo_key_file, spool_dir=spool_dir, run=run
+            )
         else:
             from pgtool.physical.basebackup import take_base_backup
 
             assert dest is not None
-            result = take_base_backup(cfg.dsn, dest, archive_dir=archive_dir, **run)
+            result = take_base_backup(cfg.dsn, dest, archive_dir=archive_dir, run=run)
         info = result.backup
         kind = f"incremental on {info.parent} (chain of {len(info.chain) + 1})" if info.parent else "full"
         typer.echo(

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from pgtool.errors import ExternalCommandError, LockBusyError, OperationError, U
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
 from pgtool.physical import base_catalog, base_guard, base_incremental, base_retention, base_verify
+from pgtool.physical.backup_run import BackupRun
 from pgtool.physical.base_catalog import INCOMPLETE_PREFIX, LOCK_FILE, METADATA_FILE, STAMP_FORMAT
 from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
 
@@ -198,19 +199,10 @@ def take_base_backup(
     dsn: str,
     dest: Path,
     *,
-    keep: int = 4,
     archive_dir: Path | None = None,
-    compress: str = "auto",
-    pg_bindir: str | None = None,
-    report: RunReport | None = None,
-    incremental: bool = False,
-    fallback: str = "refuse",
-    window: timedelta | None = None,
+    run: BackupRun | None = None,
 ) -> BaseBackupResult:
-    """Take one base backup into `dest/<UTC stamp>/`, then retention and WAL pruning.
-
-    incremental: against the newest backup in `dest` (`base_incremental`; fallback `full` takes a
-    full backup when the server cannot). window: retention's recovery window (`base_retention`).
+    """Take one base backup into `dest/<UTC stamp>/`, then retention and WAL pruning (options: `run`).
 
     Raises UsageError for bad options, ConnectError when the server cannot be reached,
     OperationError (or ExternalCommandError) when the backup or its check fails; a failed backup
@@ -218,7 +210,8 @@ def take_base_backup(
     """
     if archive_dir is not None and not Path(archive_dir).is_dir():
         raise UsageError(f"archive directory {archive_dir} does not exist")
-    facts, tools = prepare(dsn, keep=keep, compress=compress, pg_bindir=pg_bindir)
+    run = run or BackupRun()
+    facts, tools = prepare(dsn, run)
     from pgtool.wal.archive import list_archive, read_system_id
 
     log = get_logger().bind(dest=str(dest))
@@ -234,9 +227,11 @@ def take_base_backup(
     files = list_archive(archive) if archive is not None else None
     base_guard.check_not_behind(backups, str(dest), files, archive, facts.timeline, facts.wal_position)
     parent = None
-    if incremental:
+    if run.incremental:
         major = facts.server_version_num // 10000
-        parent = base_incremental.choose_parent(dsn, facts.server_version, major, backups, fallback=fallback)
+        parent = base_incremental.choose_parent(
+            dsn, facts.server_version, major, backups, fallback=run.fallback
+        )
 
     from pgtool.pg.terminate import sigterm_raises
 
@@ -246,7 +241,7 @@ def take_base_backup(
         tmp = dest / f"{INCOMPLETE_PREFIX}{stamp}-{os.getpid()}"
         try:
             manifest = base_incremental.manifest_of(parent) if parent else None
-            info = spool(dsn, facts, tools, tmp, stamp, compress, parent, manifest)
+            info = spool(dsn, facts, tools, tmp, stamp, run.compress, parent, manifest)
             final = dest / stamp
             os.rename(tmp, final)
             fsync_path(dest, directory=True)
@@ -255,7 +250,9 @@ def take_base_backup(
             _remove(tmp)
             raise
         log.info("base backup complete", backup=stamp, kind=info.kind, size_bytes=info.size_bytes)
-        outcome = base_retention.apply_retention(dest, keep=keep, archive_dir=archive_dir, window=window)
+        outcome = base_retention.apply_retention(
+            dest, keep=run.keep, archive_dir=archive_dir, window=run.window
+        )
     result = BaseBackupResult(
         backup=info,
         kept=[b.id for b in outcome.kept],
@@ -264,12 +261,13 @@ def take_base_backup(
         segments_pruned=outcome.segments_pruned,
         incomplete=[p.name for p in base_catalog.incomplete_entries(dest)],
     )
-    report_result(result, report)
+    report_result(result, run.report)
     return result
 
 
-def prepare(dsn: str, *, keep: int, compress: str, pg_bindir: str | None) -> tuple[ServerFacts, Any]:
+def prepare(dsn: str, run: BackupRun) -> tuple[ServerFacts, Any]:
     """Check the options and the server (UsageError, OperationError); its facts and client binaries."""
+    keep, compress = run.keep, run.compress
     if keep < 1:
         raise UsageError(f"--keep must be at least 1 (got {keep})")
     if compress not in COMPRESS_CHOICES:
@@ -286,7 +284,7 @@ def prepare(dsn: str, *, keep: int, compress: str, pg_bindir: str | None) -> tup
         raise UsageError(
             f"server-side compression needs PostgreSQL 15 or newer (server: {facts.server_version})"
         )
-    return facts, binaries.for_server(major, pg_bindir)
+    return facts, binaries.for_server(major, run.pg_bindir)
 
 
 def spool(

@@ -27,13 +27,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pgtool.errors import UsageError
 from pgtool.obs.logging import get_logger
-from pgtool.obs.metrics import RunReport
 from pgtool.physical import base_guard, base_incremental, repo_catalog, repo_retention
+from pgtool.physical.backup_run import BackupRun
 from pgtool.physical.base_catalog import MANIFEST_FILE, STAMP_FORMAT
 from pgtool.physical.basebackup import BaseBackupResult, prepare, report_result, spool
 from pgtool.repo import Repository, base_prefix, open_repository
@@ -47,16 +47,11 @@ def take_repo_base_backup(
     repo_url: str,
     *,
     key_file: str | None = None,
-    keep: int = 4,
-    compress: str = "auto",
     spool_dir: Path | None = None,
-    pg_bindir: str | None = None,
-    report: RunReport | None = None,
-    incremental: bool = False,
-    fallback: str = "refuse",
-    window: timedelta | None = None,
+    run: BackupRun | None = None,
 ) -> BaseBackupResult:
-    """Take one base backup into the repository at `repo_url`, then retention and WAL pruning there.
+    """Take one base backup into the repository at `repo_url`, then retention and WAL pruning there
+    (options: `run`, as for `basebackup.take_base_backup`).
 
     Raises UsageError for bad options (or a repository of another system), ConnectError when the
     server cannot be reached, OperationError (ExternalCommandError, RepoError) when the backup, its
@@ -65,7 +60,8 @@ def take_repo_base_backup(
     parent = Path(spool_dir) if spool_dir is not None else Path(tempfile.gettempdir())
     if not parent.is_dir():
         raise UsageError(f"spool directory {parent} does not exist")
-    facts, tools = prepare(dsn, keep=keep, compress=compress, pg_bindir=pg_bindir)
+    run = run or BackupRun()
+    facts, tools = prepare(dsn, run)
     repo = open_repository(repo_url, key_file=key_file, create=True)
     where = repo.url.display()
     log = get_logger().bind(repo=where)
@@ -74,9 +70,11 @@ def take_repo_base_backup(
     base_guard.check_same_system(backups, where, wal.system_id(), where, facts.system_identifier)
     base_guard.check_not_behind(backups, where, wal.list_archive(), where, facts.timeline, facts.wal_position)
     against = None
-    if incremental:
+    if run.incremental:
         major = facts.server_version_num // 10000
-        against = base_incremental.choose_parent(dsn, facts.server_version, major, backups, fallback=fallback)
+        against = base_incremental.choose_parent(
+            dsn, facts.server_version, major, backups, fallback=run.fallback
+        )
 
     from pgtool.pg.terminate import sigterm_raises
 
@@ -89,7 +87,7 @@ def take_repo_base_backup(
             if against is not None:
                 manifest = work / f"{against.id}.backup_manifest"
                 repo.read_to_file(base_prefix(against.id) + MANIFEST_FILE, manifest)
-            info = spool(dsn, facts, tools, work / stamp, stamp, compress, against, manifest)
+            info = spool(dsn, facts, tools, work / stamp, stamp, run.compress, against, manifest)
             uploaded = repo_catalog.upload(repo, work / stamp, stamp)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -101,7 +99,7 @@ def take_repo_base_backup(
             uploaded_bytes=uploaded,
             compression=info.compression,
         )
-        outcome = repo_retention.apply_repo_retention(repo, keep=keep, window=window)
+        outcome = repo_retention.apply_repo_retention(repo, keep=run.keep, window=run.window)
     result = BaseBackupResult(
         backup=info,
         kept=[b.id for b in outcome.kept],
@@ -110,7 +108,7 @@ def take_repo_base_backup(
         segments_pruned=outcome.segments_pruned,
         incomplete=spool_leftovers(parent),  # killed outright (SIGKILL), or running now
     )
-    report_result(result, report)
+    report_result(result, run.report)
     return result
 
 
