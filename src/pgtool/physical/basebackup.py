@@ -24,7 +24,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,27 +33,14 @@ from pgtool.config import redact_dsn
 from pgtool.durable_write import fsync_path
 from pgtool.errors import ExternalCommandError, LockBusyError, OperationError, UsageError
 from pgtool.obs.logging import get_logger
-from pgtool.obs.metrics import RunReport
 from pgtool.physical import base_catalog, base_guard, base_incremental, base_retention, base_verify
-from pgtool.physical.backup_run import BackupRun
+from pgtool.physical.backup_run import BackupRun, BaseBackupResult, finish
 from pgtool.physical.base_catalog import INCOMPLETE_PREFIX, LOCK_FILE, METADATA_FILE, STAMP_FORMAT
 from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
 
 COMPRESS_CHOICES = ("auto", "server-lz4", "server-zstd", "gzip", "none")
 # What `auto` tries, in order, on PostgreSQL 15+ (older servers cannot compress server-side).
 AUTO_ORDER = ("server-lz4", "server-zstd", "none")
-
-
-@dataclass
-class BaseBackupResult:
-    """What one `pgtool basebackup` run did."""
-
-    backup: base_catalog.BaseBackupInfo
-    kept: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    wal_pruned: list[str] = field(default_factory=list)
-    segments_pruned: int = 0
-    incomplete: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -253,16 +240,8 @@ def take_base_backup(
         outcome = base_retention.apply_retention(
             dest, keep=run.keep, archive_dir=archive_dir, window=run.window
         )
-    result = BaseBackupResult(
-        backup=info,
-        kept=[b.id for b in outcome.kept],
-        deleted=outcome.deleted,
-        wal_pruned=outcome.wal_pruned,
-        segments_pruned=outcome.segments_pruned,
-        incomplete=[p.name for p in base_catalog.incomplete_entries(dest)],
-    )
-    report_result(result, run.report)
-    return result
+    incomplete = [p.name for p in base_catalog.incomplete_entries(dest)]
+    return finish(info, outcome, incomplete, run.report)
 
 
 def prepare(dsn: str, run: BackupRun) -> tuple[ServerFacts, Any]:
@@ -330,18 +309,6 @@ def spool(
     (tmp / METADATA_FILE).write_text(info.to_json())
     _fsync_tree(tmp)
     return info
-
-
-def report_result(result: BaseBackupResult, report: RunReport | None) -> None:
-    if result.incomplete:
-        get_logger().warning("incomplete base backups left by interrupted runs", entries=result.incomplete)
-    if report is None:
-        return
-    report.gauge("pgtool_basebackup_size_bytes", "Size of the new base backup", result.backup.size_bytes)
-    report.gauge("pgtool_basebackup_kept_count", "Complete base backups kept", len(result.kept))
-    report.gauge(
-        "pgtool_basebackup_wal_segments_pruned", "Archived WAL segments removed", result.segments_pruned
-    )
 
 
 def _remove(path: Path) -> None:

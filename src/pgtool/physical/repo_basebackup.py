@@ -33,9 +33,9 @@ from pathlib import Path
 from pgtool.errors import UsageError
 from pgtool.obs.logging import get_logger
 from pgtool.physical import base_guard, base_incremental, repo_catalog, repo_retention
-from pgtool.physical.backup_run import BackupRun
+from pgtool.physical.backup_run import BackupRun, BaseBackupResult, finish
 from pgtool.physical.base_catalog import MANIFEST_FILE, STAMP_FORMAT
-from pgtool.physical.basebackup import BaseBackupResult, prepare, report_result, spool
+from pgtool.physical.basebackup import prepare, spool
 from pgtool.repo import Repository, base_prefix, open_repository
 from pgtool.wal.repo_archive import RepoWal
 
@@ -100,16 +100,8 @@ def take_repo_base_backup(
             compression=info.compression,
         )
         outcome = repo_retention.apply_repo_retention(repo, keep=run.keep, window=run.window)
-    result = BaseBackupResult(
-        backup=info,
-        kept=[b.id for b in outcome.kept],
-        deleted=outcome.deleted,
-        wal_pruned=outcome.wal_pruned,
-        segments_pruned=outcome.segments_pruned,
-        incomplete=spool_leftovers(parent),  # killed outright (SIGKILL), or running now
-    )
-    report_result(result, run.report)
-    return result
+    # incomplete: spools of runs killed outright (SIGKILL), or running now
+    return finish(info, outcome, spool_leftovers(parent), run.report)
 
 
 def _new_stamp(repo: Repository) -> str:
