@@ -49,6 +49,9 @@ class RpoPrimary:
     def set_archive_command(self, command: str) -> None:
         """ALTER SYSTEM and reload: the archiver uses it for its next attempt. (Not RESET: the harness's
         own setting lives in postgresql.auto.conf too, and RESET would remove it.)"""
+        # As the cluster writes its own settings: pgtool pointed at what the server user can run (the
+        # WAL bundle when the venv is out of its reach, a checkout under /root).
+        command = self.cluster._runnable("archive_command", command)
         with self.cluster.connect(autocommit=True) as conn:
             conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
             conn.execute("SELECT pg_reload_conf()")

@@ -62,8 +62,13 @@ def backlog(request, tmp_path, monkeypatch):
 
 
 def _set_archive_command(cluster: LocalCluster, command: str) -> None:
+    from psycopg import sql
+
+    # As the cluster writes its own settings: pgtool pointed at what the server user can run (the WAL
+    # bundle, with the repository packages beside it, when the venv is out of its reach).
+    command = cluster._runnable("archive_command", command)
     with cluster.connect(pin="off") as conn:
-        conn.execute(f"ALTER SYSTEM SET archive_command = '{command}'")
+        conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
         conn.execute("SELECT pg_reload_conf()")
 
 
