@@ -52,7 +52,8 @@ BUCKET = "pgtool-faults"
 class Killer:
     """SIGKILLs some of this test's archive-wal processes (found by pid in /proc, by their repository
     URL): each new one is doomed with probability 1/3 and killed at a random moment of its first
-    1.5 s, at once if it is seen uploading ahead. Counts the kills, and those that hit uploads ahead."""
+    1.5 s, at once if it is seen uploading ahead; the first one seen uploading ahead is killed anyway.
+    Counts the kills, and those that hit uploads ahead."""
 
     def __init__(self, url: str, port: int) -> None:
         self.url = url.encode()
@@ -79,10 +80,12 @@ class Killer:
                     doomed = self.rng.random() < 1 / 3
                     self._seen[pid] = now + self.rng.uniform(0.05, 1.5) if doomed else None
                 when = self._seen[pid]
-                if when is None:
-                    continue
                 ahead = uploading_ahead(pid, self.port)
-                if now < when and not ahead:
+                # The first process seen uploading ahead dies whatever its lot: a kill among the uploads
+                # running ahead must happen in every run, not only when the dice fall that way.
+                if when is None and not (ahead and self.ahead_kills == 0):
+                    continue
+                if when is not None and now < when and not ahead:
                     continue
                 self._seen[pid] = None
                 try:
