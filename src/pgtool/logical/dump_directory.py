@@ -22,7 +22,6 @@ import hashlib
 import os
 import shutil
 import threading
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -156,14 +155,9 @@ class TreeChecksum:
         files = manifest.get("files")
         self.recorded: dict[str, str] = files if isinstance(files, dict) else {}
         self.manifest_sha = manifest.get("sha256")
-        self._job: Future[dict[str, str]] = Future()
-        threading.Thread(target=self._hash, name="sha256", daemon=True).start()
+        from pgtool.logical.verify_checks import in_background
 
-    def _hash(self) -> None:
-        try:
-            self._job.set_result(hash_files(self.dump))
-        except BaseException as exc:
-            self._job.set_exception(exc)
+        self._job = in_background(lambda: hash_files(dump))
 
     def check(self) -> str:
         from pgtool.logical.verify_checks import VerifyFailure

@@ -8,9 +8,10 @@ core, and overlapping it with pg_restore keeps it off the drill's wall clock.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -22,6 +23,8 @@ from pgtool.logical.dump_restore import Toc, read_toc, toc_form
 from pgtool.logical.dump_sessions import Ident, session
 from pgtool.logical.row_counts import qualified
 from pgtool.pg import binaries
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from pgtool.logical.dump_directory import TreeChecksum
@@ -51,6 +54,21 @@ class VerifyFailure(OperationError):
     """One database's dump did not verify; the message says what (checksum, TOC, restore, rows)."""
 
 
+def in_background(compute: Callable[[], T]) -> Future[T]:
+    """`compute()` in a daemon thread, not an executor's: on SIGTERM the process must not wait for a
+    hash of gigabytes to finish before it exits (executor threads are joined at interpreter exit)."""
+    job: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            job.set_result(compute())
+        except BaseException as exc:
+            job.set_exception(exc)
+
+    threading.Thread(target=run, name="sha256", daemon=True).start()
+    return job
+
+
 class Checksum:
     """The dump's SHA-256, computed in a thread while the TOC is read and the dump restored.
 
@@ -60,16 +78,7 @@ class Checksum:
 
     def __init__(self, dump: Path, expected: str, manifest_sha: str | None) -> None:
         self.dump, self.expected, self.manifest_sha = dump, expected, manifest_sha
-        # A daemon thread, not an executor's: on SIGTERM the process must not wait for a hash of
-        # gigabytes to finish before it exits (executor threads are joined at interpreter exit).
-        self._job: Future[str] = Future()
-        threading.Thread(target=self._hash, name="sha256", daemon=True).start()
-
-    def _hash(self) -> None:
-        try:
-            self._job.set_result(sha256_file(self.dump))
-        except BaseException as exc:
-            self._job.set_exception(exc)
+        self._job = in_background(lambda: sha256_file(dump))
 
     def check(self) -> str:
         """The digest, once it matches; VerifyFailure otherwise."""
