@@ -11,27 +11,24 @@ from the database directory) and the manifest written, then the directory is ren
 The manifest records `dump_format: "directory"`, `files` ({file name: SHA-256}) and, as `sha256`, the
 SHA-256 of the canonical list (`tree_digest`), which the verified record names like any dump's.
 
-`TreeChecksum` is verify's check of such a dump: every file against the manifest and the list, a
-missing, extra or changed file named in the failure.
+verify checks such a dump with `verify_checks.TreeChecksum`: every file against the manifest and the
+list, a missing, extra or changed file named in the failure.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import threading
 from pathlib import Path
-from typing import Any
 
 from pgtool.durable_write import fsync_path
 from pgtool.errors import UsageError
 from pgtool.logical import dumps
-from pgtool.logical.dump_job import DumpJob, DumpResult, ServerInfo, dump_one
-from pgtool.logical.dump_manifest import sha256_file, write_durably, write_manifest
+from pgtool.logical.dump_job import DumpJob, DumpResult, DumpTask, dump_one
+from pgtool.logical.dump_manifest import sha256_file
+from pgtool.logical.dump_target import new_dump, publish
 from pgtool.obs.logging import get_logger
-from pgtool.pg import binaries
 
 FORMATS = ("custom", "directory")
 MAX_JOBS_PER_DUMP = 64
@@ -82,59 +79,27 @@ def read_list(path: Path) -> dict[str, str] | None:
     return out or None
 
 
-def dump_database(
-    dsn: str,
-    database: str,
-    dest: Path,
-    pg: binaries.PgBinaries,
-    server: ServerInfo,
-    jobs_per_dump: int,
-    *,
-    stop: threading.Event,
-) -> DumpResult:
+def dump_database(task: DumpTask, dest: Path) -> DumpResult:
     """Dump one database into `dest/<database>/<...>.dir/`; never raises a PgtoolError."""
-    from pgtool.logical.dumping import dump_in_snapshot, new_target
+    from pgtool.logical.dumping import dump_in_snapshot
 
     def store(job: DumpJob) -> None:
-        db_dir = dumps.database_dir(dest, database)
-        db_dir.mkdir(parents=True, exist_ok=True)
-        stamp, final = new_target(db_dir, database, dumps.DIR_SUFFIX)
-        partial: Path | None = dumps.partial_path(final)
-        assert partial is not None
-        try:
-            snapshot = dump_in_snapshot(
-                dsn, database, partial, pg, stop, args=pg_dump_args("directory", jobs_per_dump)
-            )
+        with new_dump(dest, task.database, dumps.DIR_SUFFIX) as (stamp, final, partial):
+            snapshot = dump_in_snapshot(task, partial, args=pg_dump_args("directory", task.jobs_per_dump))
             files = hash_files(partial)
             for name in files:
                 fsync_path(partial / name)
             fsync_path(partial, directory=True)
             size = dumps.dump_size(partial)
-            digest = tree_digest(files)
-            manifest = job.manifest(final.name, stamp, size, digest, snapshot)
-            manifest.update(dump_format="directory", files=files)
-            checksum = dumps.checksum_path(final)
-            write_durably(checksum, list_text(files, final.name + "/").encode())
-            try:
-                write_manifest(dumps.manifest_path(final), manifest)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    checksum.unlink()
-                raise
-            # The rename comes last: a final-named dump always has its list and manifest beside it.
-            os.replace(partial, final)
-            partial = None
-        finally:
-            if partial is not None:
-                shutil.rmtree(partial, ignore_errors=True)
-        fsync_path(db_dir, directory=True)
+            manifest = job.manifest(final.name, stamp, size, tree_digest(files), snapshot, files=files)
+            publish(partial, final, list_text(files, final.name + "/"), manifest)
         job.result.path = final
         job.stored(size, snapshot[0])
-        get_logger().bind(database=database).info(
+        get_logger().bind(database=task.database).info(
             "dump written", dir=str(final), files=len(files), size_bytes=size, duration_s=job.duration
         )
 
-    return dump_one(database, server, pg, stop, store)
+    return dump_one(task, store)
 
 
 def remove(dump: Path) -> None:
@@ -143,46 +108,3 @@ def remove(dump: Path) -> None:
     hidden = dumps.partial_path(dump)
     os.replace(dump, hidden)
     shutil.rmtree(hidden)
-
-
-class TreeChecksum:
-    """verify's check of a directory dump (the interface of `verify_checks.Checksum`): every file
-    hashed in a thread while the TOC is read and the dump restored, compared with the manifest's
-    `files` and the `.dir.sha256` list; `check()` names the first file that differs."""
-
-    def __init__(self, dump: Path, listed: dict[str, str], manifest: dict[str, Any]) -> None:
-        self.dump, self.listed = dump, listed
-        files = manifest.get("files")
-        self.recorded: dict[str, str] = files if isinstance(files, dict) else {}
-        self.manifest_sha = manifest.get("sha256")
-        from pgtool.logical.verify_checks import in_background
-
-        self._job = in_background(lambda: hash_files(dump))
-
-    def check(self) -> str:
-        from pgtool.logical.verify_checks import VerifyFailure
-
-        try:
-            actual = self._job.result()
-        except OSError as exc:
-            raise VerifyFailure(f"cannot read {self.dump}: {exc.strerror or exc}") from None
-        if not self.recorded:
-            raise VerifyFailure("manifest: a directory dump without its list of files")
-        for name, digest in sorted(self.recorded.items()):
-            if name not in actual:
-                raise VerifyFailure(f"file {name} missing from {self.dump.name}")
-            if actual[name] != digest:
-                raise VerifyFailure(
-                    f"checksum mismatch in {self.dump.name}/{name}: the file hashes to "
-                    f"{actual[name][:12]}..., the manifest says {digest[:12]}..."
-                )
-        extra = sorted(set(actual) - set(self.recorded))
-        if extra:
-            raise VerifyFailure(f"file {extra[0]} in {self.dump.name} is not in the manifest")
-        if self.listed != self.recorded:
-            listing = dumps.checksum_path(self.dump).name
-            raise VerifyFailure(f"checksum list {listing} differs from the manifest")
-        digest = tree_digest(actual)
-        if self.manifest_sha != digest:
-            raise VerifyFailure("checksum mismatch: the manifest's sha256 differs from its list of files")
-        return digest

@@ -15,32 +15,25 @@ directory is fsynced. Databases run in parallel (threads, each waiting on its ow
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NotRequired, Protocol, TypedDict, Unpack
+from typing import NotRequired, Protocol, TypedDict, Unpack
 
 import psycopg
 
 from pgtool.durable_write import fsync_path
 from pgtool.errors import OperationError, UsageError
 from pgtool.logical import db_properties, dump_directory, dumps, globals_dump
-from pgtool.logical.dump_job import DumpJob, DumpResult, ServerInfo, dump_one
-from pgtool.logical.dump_manifest import (
-    checksum_line,
-    sha256_file,
-    write_durably,
-    write_manifest,
-)
+from pgtool.logical.dump_job import DumpJob, DumpResult, DumpTask, ServerInfo, Snapshot, dump_one
+from pgtool.logical.dump_manifest import checksum_line, sha256_file
 from pgtool.logical.dump_metrics import Newest, record_metrics
 from pgtool.logical.dump_retention import apply_retention
 from pgtool.logical.dump_sessions import cancel_all, one_row, session
+from pgtool.logical.dump_target import new_dump, publish
 from pgtool.logical.locking import directory_lock
 from pgtool.obs.logging import get_logger
 from pgtool.obs.metrics import RunReport
@@ -81,80 +74,32 @@ def select_databases(available: list[str], wanted: list[str], exclude: list[str]
     return [d for d in chosen if d not in set(exclude)]
 
 
-def new_target(db_dir: Path, database: str, suffix: str = dumps.DUMP_SUFFIX) -> tuple[str, Path]:
-    while True:  # a stamp nobody uses yet: a run within the same second as the last waits
-        stamp = dumps.format_stamp(datetime.now(UTC))
-        final = db_dir / f"{dumps.encode_name(database)}-{stamp}{suffix}"
-        if not final.exists() and not dumps.partial_path(final).exists():
-            return stamp, final
-        time.sleep(0.2)
-
-
-def dump_database(
-    dsn: str,
-    database: str,
-    dest: Path,
-    pg: binaries.PgBinaries,
-    server: ServerInfo,
-    *,
-    stop: threading.Event,
-) -> DumpResult:
+def dump_database(task: DumpTask, dest: Path) -> DumpResult:
     """Dump one database into `dest/<database>/`; never raises a PgtoolError (it goes into the result)."""
 
     def store(job: DumpJob) -> None:
-        db_dir = dumps.database_dir(dest, database)
-        db_dir.mkdir(parents=True, exist_ok=True)
-        stamp, final = new_target(db_dir, database)
-        partial: Path | None = dumps.partial_path(final)
-        assert partial is not None
-        try:
-            snapshot = dump_in_snapshot(dsn, database, partial, pg, stop)
+        with new_dump(dest, task.database, dumps.DUMP_SUFFIX) as (stamp, final, partial):
+            snapshot = dump_in_snapshot(task, partial)
             # pg_dump runs with --no-sync: the flush to disk (I/O) overlaps the hash (CPU) instead.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as syncing:
                 synced = syncing.submit(fsync_path, partial)
                 digest = sha256_file(partial)
                 synced.result()
             size = partial.stat().st_size
-            _write_sidecars(final, digest, job.manifest(final.name, stamp, size, digest, snapshot))
-            # The rename comes last: a final-named dump always has its checksum and manifest beside it.
-            os.replace(partial, final)
-            partial = None
-        finally:
-            if partial is not None:
-                with contextlib.suppress(OSError):
-                    partial.unlink()
-        fsync_path(db_dir, directory=True)
+            manifest = job.manifest(final.name, stamp, size, digest, snapshot)
+            publish(partial, final, checksum_line(digest, final.name), manifest)
         job.result.path = final
         job.stored(size, snapshot[0])
-        get_logger().bind(database=database).info(
+        get_logger().bind(database=task.database).info(
             "dump written", file=str(final), size_bytes=size, duration_s=job.duration, tables=len(snapshot[0])
         )
 
-    return dump_one(database, server, pg, stop, store)
-
-
-def _write_sidecars(final: Path, digest: str, manifest: dict[str, Any]) -> None:
-    """The `.sha256` then the manifest; a manifest that cannot be written (full disk) takes the checksum."""
-    checksum = dumps.checksum_path(final)
-    write_durably(checksum, checksum_line(digest, final.name).encode())
-    try:
-        write_manifest(dumps.manifest_path(final), manifest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            checksum.unlink()
-        raise
+    return dump_one(task, store)
 
 
 def dump_in_snapshot(
-    dsn: str,
-    database: str,
-    partial: Path | None,
-    pg: binaries.PgBinaries,
-    stop: threading.Event,
-    *,
-    stdout: int | None = None,
-    args: list[str] | None = None,
-) -> tuple[list[dict[str, Any]], int, str, dict[str, Any]]:
+    task: DumpTask, partial: Path | None, *, stdout: int | None = None, args: list[str] | None = None
+) -> Snapshot:
     """Run pg_dump on an exported snapshot and count rows in it meanwhile; (counts, size, encoding,
     the database's own properties: `pgtool.logical.db_properties`).
 
@@ -165,6 +110,7 @@ def dump_in_snapshot(
     """
     from pgtool.logical.row_counts import count_rows, list_tables
 
+    dsn, database, pg = task.dsn, task.database, task.pg
     with session(dsn, dbname=database, application_name="pgtool-backup") as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         (snapshot,) = one_row(conn, "SELECT pg_catalog.pg_export_snapshot()")
@@ -208,7 +154,7 @@ def dump_in_snapshot(
                 conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 db_size, encoding = one_row(conn, DATABASE_SQL)
                 properties = db_properties.read(conn)
-                counts = count_rows(conn, list_tables(conn), stop=_Either(stop, dump_failed))
+                counts = count_rows(conn, list_tables(conn), stop=_Either(task.stop, dump_failed))
             except (OperationError, psycopg.Error):
                 if not dump_failed.is_set():
                     # The count's own error. It ended the exporting transaction, so pg_dump may
@@ -263,9 +209,7 @@ class Destination(Protocol):
 
     def lock(self, wait: bool) -> AbstractContextManager[object]: ...
 
-    def dump(
-        self, dsn: str, database: str, pg: binaries.PgBinaries, server: ServerInfo, stop: threading.Event
-    ) -> DumpResult: ...
+    def dump(self, task: DumpTask) -> DumpResult: ...
 
     def warn_leftovers(self, databases: list[str]) -> None: ...
 
@@ -293,7 +237,10 @@ def backup_into(
         get_logger().info(
             "backup starting", databases=len(targets), jobs=jobs, pg_dump=pg.version, **dest.about
         )
-        results = dump_all(targets, jobs, lambda db, stop: dest.dump(dsn, db, pg, server, stop))
+        per_dump = options.get("jobs_per_dump", 1)
+        results = dump_all(
+            targets, jobs, lambda db, stop: dest.dump(DumpTask(dsn, db, server, pg, stop, per_dump))
+        )
         dest.warn_leftovers(targets)
         with_passwords = options.get("with_role_passwords", False)
         stored = globals_dump.store(lambda: dest.store_globals(dsn, pg, with_passwords))
@@ -320,27 +267,23 @@ def run_backup(dsn: str, dest: Path, **options: Unpack[BackupOptions]) -> Backup
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OperationError(f"cannot create backup directory {dest}: {exc.strerror or exc}") from None
-    return backup_into(dsn, server, available, _Directory(dest, fmt, per_dump), options)
+    return backup_into(dsn, server, available, _Directory(dest, fmt), options)
 
 
 class _Directory:
     """A backup directory: one folder per database, the globals beside them (`Destination`)."""
 
-    def __init__(self, dest: Path, dump_format: str = "custom", jobs_per_dump: int = 1) -> None:
-        self.dest, self.format, self.jobs_per_dump = dest, dump_format, jobs_per_dump
+    def __init__(self, dest: Path, dump_format: str = "custom") -> None:
+        self.dest, self.format = dest, dump_format
         self.about: dict[str, str] = {"format": dump_format}
 
     def lock(self, wait: bool) -> AbstractContextManager[object]:
         return directory_lock(self.dest, dumps.LOCK_FILE, wait=wait, what="pgtool backup")
 
-    def dump(
-        self, dsn: str, database: str, pg: binaries.PgBinaries, server: ServerInfo, stop: threading.Event
-    ) -> DumpResult:
+    def dump(self, task: DumpTask) -> DumpResult:
         if self.format == "directory":
-            return dump_directory.dump_database(
-                dsn, database, self.dest, pg, server, self.jobs_per_dump, stop=stop
-            )
-        return dump_database(dsn, database, self.dest, pg, server, stop=stop)
+            return dump_directory.dump_database(task, self.dest)
+        return dump_database(task, self.dest)
 
     def warn_leftovers(self, databases: list[str]) -> None:
         """Log partial dumps a killed run left (we hold the lock, so nobody is writing them). Retention

@@ -27,7 +27,7 @@ from typing import Unpack
 
 from pgtool.errors import PgtoolError
 from pgtool.logical import dump_directory, dumps, globals_dump, repo_catalog, repo_directory
-from pgtool.logical.dump_job import DumpJob, DumpResult, ServerInfo, Snapshot, dump_one
+from pgtool.logical.dump_job import DumpJob, DumpResult, DumpTask, Snapshot, dump_one
 from pgtool.logical.dump_manifest import manifest_document
 from pgtool.logical.dump_metrics import Newest
 from pgtool.logical.dumping import (
@@ -95,23 +95,15 @@ class _Upload:
         return self.done.result()
 
 
-def dump_database(
-    dsn: str,
-    database: str,
-    repo: Repository,
-    pg: binaries.PgBinaries,
-    server: ServerInfo,
-    *,
-    stop: threading.Event,
-) -> DumpResult:
+def dump_database(task: DumpTask, repo: Repository) -> DumpResult:
     """Dump one database into the repository; never raises a PgtoolError (it goes into the result)."""
 
     def store(job: DumpJob) -> None:
-        stamp = new_stamp(repo, database)
-        prefix = dump_prefix(database, stamp)
+        stamp = new_stamp(repo, task.database)
+        prefix = dump_prefix(task.database, stamp)
         target = prefix + repo_catalog.DUMP_OBJECT
-        size, digest, snapshot = _stream_dump(dsn, database, repo, target, pg, stop)
-        manifest = job.manifest(dumps.dump_name(database, stamp), stamp, size, digest, snapshot)
+        size, digest, snapshot = _stream_dump(task, repo, target)
+        manifest = job.manifest(dumps.dump_name(task.database, stamp), stamp, size, digest, snapshot)
         try:
             repo.put_if_absent(prefix + repo_catalog.MANIFEST_OBJECT, manifest_document(manifest))
         except BaseException:
@@ -121,7 +113,7 @@ def dump_database(
             raise
         job.result.location = repo.where(target)
         job.stored(size, snapshot[0])
-        get_logger().bind(database=database).info(
+        get_logger().bind(database=task.database).info(
             "dump stored",
             object=job.result.location,
             size_bytes=size,
@@ -129,12 +121,10 @@ def dump_database(
             tables=len(snapshot[0]),
         )
 
-    return dump_one(database, server, pg, stop, store)
+    return dump_one(task, store)
 
 
-def _stream_dump(
-    dsn: str, database: str, repo: Repository, target: str, pg: binaries.PgBinaries, stop: threading.Event
-) -> tuple[int, str, Snapshot]:
+def _stream_dump(task: DumpTask, repo: Repository, target: str) -> tuple[int, str, Snapshot]:
     """pg_dump into `target` through a pipe; (content bytes, sha256, `dump_in_snapshot`'s result)."""
     read_fd, write_fd = os.pipe()
     try:
@@ -146,7 +136,7 @@ def _stream_dump(
     ok = False
     dump_error: BaseException | None = None
     try:
-        snapshot = dump_in_snapshot(dsn, database, None, pg, stop, stdout=write_fd)
+        snapshot = dump_in_snapshot(task, None, stdout=write_fd)
         ok = True
     except BaseException as exc:
         dump_error = exc
@@ -176,28 +166,24 @@ def run_backup(dsn: str, repo: Repository, **options: Unpack[BackupOptions]) -> 
     fmt, per_dump = options.get("dump_format", "custom"), options.get("jobs_per_dump", 1)
     dump_directory.check_format(fmt, per_dump)
     server, available = server_info(dsn)
-    return backup_into(dsn, server, available, _Repo(repo, fmt, per_dump), options)
+    return backup_into(dsn, server, available, _Repo(repo, fmt), options)
 
 
 class _Repo:
     """A repository: each database's dumps under its own prefix, the globals beside them
     (`dumping.Destination`)."""
 
-    def __init__(self, repo: Repository, dump_format: str = "custom", jobs_per_dump: int = 1) -> None:
-        self.repo, self.format, self.jobs_per_dump = repo, dump_format, jobs_per_dump
+    def __init__(self, repo: Repository, dump_format: str = "custom") -> None:
+        self.repo, self.format = repo, dump_format
         self.about = {"repo": repo.url.display(), "format": dump_format}
 
     def lock(self, wait: bool) -> AbstractContextManager[object]:
         return repo_lock(self.repo, wait=wait)
 
-    def dump(
-        self, dsn: str, database: str, pg: binaries.PgBinaries, server: ServerInfo, stop: threading.Event
-    ) -> DumpResult:
+    def dump(self, task: DumpTask) -> DumpResult:
         if self.format == "directory":  # spooled locally, then uploaded file by file
-            return repo_directory.dump_database(
-                dsn, database, self.repo, pg, server, self.jobs_per_dump, stop=stop
-            )
-        return dump_database(dsn, database, self.repo, pg, server, stop=stop)
+            return repo_directory.dump_database(task, self.repo)
+        return dump_database(task, self.repo)
 
     def warn_leftovers(self, databases: list[str]) -> None:
         for db in databases:

@@ -20,17 +20,15 @@ import contextlib
 import json
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 from pgtool.errors import OperationError, PgtoolError
 from pgtool.logical import dump_directory, dumps, repo_catalog
-from pgtool.logical.dump_job import DumpJob, DumpResult, ServerInfo, dump_one
+from pgtool.logical.dump_job import DumpJob, DumpResult, DumpTask, dump_one
 from pgtool.logical.dump_manifest import manifest_document
 from pgtool.logical.dump_sessions import one_row, session
 from pgtool.obs.logging import get_logger
-from pgtool.pg import binaries
 from pgtool.repo import RepoError, Repository, dump_prefix
 
 SIZE_SQL = "SELECT pg_catalog.pg_database_size(pg_catalog.current_database())"
@@ -52,43 +50,34 @@ def _spool(dsn: str, database: str) -> Path:
     return spool
 
 
-def dump_database(
-    dsn: str,
-    database: str,
-    repo: Repository,
-    pg: binaries.PgBinaries,
-    server: ServerInfo,
-    jobs_per_dump: int,
-    *,
-    stop: threading.Event,
-) -> DumpResult:
+def dump_database(task: DumpTask, repo: Repository) -> DumpResult:
     """Dump one database (directory format) into the repository; never raises a PgtoolError."""
     from pgtool.logical.dumping import dump_in_snapshot
     from pgtool.logical.repo_backup import new_stamp
 
     def store(job: DumpJob) -> None:
-        stamp = new_stamp(repo, database)  # when the dump starts, as for a custom-format dump
-        prefix = dump_prefix(database, stamp)
-        spool = _spool(dsn, database)
+        stamp = new_stamp(repo, task.database)  # when the dump starts, as for a custom-format dump
+        prefix = dump_prefix(task.database, stamp)
+        spool = _spool(task.dsn, task.database)
         try:
             out = spool / "dump"  # pg_dump -Fd creates the directory itself
-            args = dump_directory.pg_dump_args("directory", jobs_per_dump)
-            snapshot = dump_in_snapshot(dsn, database, out, pg, stop, args=args)
+            args = dump_directory.pg_dump_args("directory", task.jobs_per_dump)
+            snapshot = dump_in_snapshot(task, out, args=args)
             files = dump_directory.hash_files(out)
             size = dumps.dump_size(out)
             digest = dump_directory.tree_digest(files)
-            manifest = job.manifest(dumps.dir_dump_name(database, stamp), stamp, size, digest, snapshot)
-            manifest.update(dump_format="directory", files=files)
+            name = dumps.dir_dump_name(task.database, stamp)
+            manifest = job.manifest(name, stamp, size, digest, snapshot, files=files)
             _upload(repo, prefix, out, files, manifest)
         finally:
             shutil.rmtree(spool, ignore_errors=True)
         job.result.location = repo.where(prefix + repo_catalog.DIR + "/")
         job.stored(size, snapshot[0])
-        get_logger().bind(database=database).info(
+        get_logger().bind(database=task.database).info(
             "dump stored", object=job.result.location, files=len(files), size_bytes=size
         )
 
-    return dump_one(database, server, pg, stop, store)
+    return dump_one(task, store)
 
 
 def _upload(

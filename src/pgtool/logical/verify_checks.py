@@ -11,13 +11,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from psycopg import sql
 
 from pgtool.errors import OperationError, error_line
 from pgtool.logical import dumps
+from pgtool.logical.dump_directory import hash_files, read_list, tree_digest
 from pgtool.logical.dump_manifest import read_checksum, read_manifest, sha256_file
 from pgtool.logical.dump_restore import Toc, read_toc, toc_form
 from pgtool.logical.dump_sessions import Ident, session
@@ -25,9 +26,6 @@ from pgtool.logical.row_counts import qualified
 from pgtool.pg import binaries
 
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from pgtool.logical.dump_directory import TreeChecksum
 
 # Leaf btree indexes only: a partitioned index (relkind 'I') has no storage, bt_index_check refuses it,
 # and its partitions' indexes are checked each on its own.
@@ -69,7 +67,22 @@ def in_background(compute: Callable[[], T]) -> Future[T]:
     return job
 
 
-class Checksum:
+class _Hashing(Generic[T]):
+    """A dump's hash under way in the background (`in_background`); `hashed()` waits for it, and a
+    dump that cannot be read is a VerifyFailure naming it."""
+
+    def __init__(self, dump: Path, compute: Callable[[], T]) -> None:
+        self.dump = dump
+        self._job = in_background(compute)
+
+    def hashed(self) -> T:
+        try:
+            return self._job.result()
+        except OSError as exc:
+            raise VerifyFailure(f"cannot read {self.dump}: {exc.strerror or exc}") from None
+
+
+class Checksum(_Hashing[str]):
     """The dump's SHA-256, computed in a thread while the TOC is read and the dump restored.
 
     `check()` waits for it and raises the mismatch. Call it before reporting a TOC or restore error
@@ -77,15 +90,12 @@ class Checksum:
     """
 
     def __init__(self, dump: Path, expected: str, manifest_sha: str | None) -> None:
-        self.dump, self.expected, self.manifest_sha = dump, expected, manifest_sha
-        self._job = in_background(lambda: sha256_file(dump))
+        super().__init__(dump, lambda: sha256_file(dump))
+        self.expected, self.manifest_sha = expected, manifest_sha
 
     def check(self) -> str:
         """The digest, once it matches; VerifyFailure otherwise."""
-        try:
-            actual = self._job.result()
-        except OSError as exc:
-            raise VerifyFailure(f"cannot read {self.dump}: {exc.strerror or exc}") from None
+        actual = self.hashed()
         if actual != self.expected:
             raise VerifyFailure(
                 f"checksum mismatch: the file hashes to {actual[:12]}..., "
@@ -94,6 +104,42 @@ class Checksum:
         if self.manifest_sha not in (None, actual):
             raise VerifyFailure("checksum mismatch: the manifest's sha256 differs from the file's")
         return actual
+
+
+class TreeChecksum(_Hashing[dict[str, str]]):
+    """A directory dump's check (the interface of `Checksum`): every file hashed in a thread while the
+    TOC is read and the dump restored, compared with the manifest's `files` and the `.dir.sha256` list;
+    `check()` names the first file that differs."""
+
+    def __init__(self, dump: Path, listed: dict[str, str], manifest: dict[str, Any]) -> None:
+        super().__init__(dump, lambda: hash_files(dump))
+        self.listed = listed
+        files = manifest.get("files")
+        self.recorded: dict[str, str] = files if isinstance(files, dict) else {}
+        self.manifest_sha = manifest.get("sha256")
+
+    def check(self) -> str:
+        actual = self.hashed()
+        if not self.recorded:
+            raise VerifyFailure("manifest: a directory dump without its list of files")
+        for name, digest in sorted(self.recorded.items()):
+            if name not in actual:
+                raise VerifyFailure(f"file {name} missing from {self.dump.name}")
+            if actual[name] != digest:
+                raise VerifyFailure(
+                    f"checksum mismatch in {self.dump.name}/{name}: the file hashes to "
+                    f"{actual[name][:12]}..., the manifest says {digest[:12]}..."
+                )
+        extra = sorted(set(actual) - set(self.recorded))
+        if extra:
+            raise VerifyFailure(f"file {extra[0]} in {self.dump.name} is not in the manifest")
+        if self.listed != self.recorded:
+            listing = dumps.checksum_path(self.dump).name
+            raise VerifyFailure(f"checksum list {listing} differs from the manifest")
+        digest = tree_digest(actual)
+        if self.manifest_sha != digest:
+            raise VerifyFailure("checksum mismatch: the manifest's sha256 differs from its list of files")
+        return digest
 
 
 def tools_for_dump(
@@ -124,8 +170,6 @@ def check_manifest(
         raise VerifyFailure(f"manifest {dumps.manifest_path(dump).name}: database_encoding is not a string")
     pg = tools_for_dump(pg, manifest, pg_bindir)
     if manifest.get("dump_format") == "directory" or dump.is_dir():
-        from pgtool.logical.dump_directory import TreeChecksum, read_list
-
         listed = read_list(dumps.checksum_path(dump))
         if listed is None:
             raise VerifyFailure(f"checksum list missing or malformed ({dumps.checksum_path(dump).name})")
