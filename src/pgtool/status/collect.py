@@ -37,7 +37,7 @@ def collect_status(request: StatusRequest, report: RunReport | None = None) -> S
     report: where the RPO's gauges go (pushed by `status --push`)."""
     from pgtool.pg.conn import connect
     from pgtool.status import server
-    from pgtool.status.dump_check import DATABASES_SQL, dumps_section, repo_dumps_section
+    from pgtool.status.dump_check import DATABASES_SQL, Expected, dumps_section, repo_dumps_section
     from pgtool.status.kube import kubernetes_section
     from pgtool.status.pooler import pooler_section
     from pgtool.status.recoverability import (
@@ -64,12 +64,11 @@ def collect_status(request: StatusRequest, report: RunReport | None = None) -> S
         transactions = server.transactions_section(conn, t)
         current_lsn = read_current_lsn(conn)
     segment_size = info["settings"].get("wal_segment_size")
+    expected = Expected(databases, t, request.exclude_databases)
     if request.backup_dir is None and request.repo is not None:
-        dumps = repo_dumps_section(
-            request.repo, request.repo_key_file, databases, t, request.exclude_databases
-        )
+        dumps = repo_dumps_section(request.repo, request.repo_key_file, expected)
     else:
-        dumps = dumps_section(request.backup_dir, databases, t, exclude=request.exclude_databases)
+        dumps = dumps_section(request.backup_dir, expected)
     sections.append(dumps)
     seg = int(segment_size) if segment_size and segment_size.isdigit() else None
     last = archiver.data.get("last_archived_wal")

@@ -9,7 +9,7 @@ With `--repo` (and no `--backup-dir`) the dumps are read from the repository (`l
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,15 +36,19 @@ class Newest:
     checksum_file: bool | None  # a directory's .sha256 file; None in a repository (the manifest has it)
 
 
-def dumps_section(
-    backup_dir: Path | None,
-    databases: list[str],
-    thresholds: Thresholds,
-    *,
-    exclude: list[str] | None = None,
-    now: float | None = None,
-) -> Section:
-    """Check that every database in `databases` (minus `exclude`) has a complete, fresh dump."""
+@dataclass(frozen=True)
+class Expected:
+    """What the dumps are held to, wherever they are kept: a dump of each of `databases` (the server's,
+    minus `exclude`) no older than the thresholds' max_dump_age at `now` (default: the time of the check)."""
+
+    databases: list[str]
+    thresholds: Thresholds
+    exclude: list[str] = field(default_factory=list)
+    now: float | None = None
+
+
+def dumps_section(backup_dir: Path | None, expected: Expected) -> Section:
+    """Check that every expected database has a complete, fresh dump in `backup_dir`."""
     section = Section("dumps", "Dumps")
     if backup_dir is None:
         section.lines.append("not checked (pass --backup-dir or --repo)")
@@ -67,19 +71,11 @@ def dumps_section(
         for db, d in list_dumps(backup_dir).items()
         if d
     }
-    _report(section, found, databases, str(backup_dir), thresholds, exclude, now)
+    _report(section, found, str(backup_dir), expected)
     return section
 
 
-def repo_dumps_section(
-    repo_url: str,
-    key_file: str | None,
-    databases: list[str],
-    thresholds: Thresholds,
-    exclude: list[str] | None = None,
-    *,
-    now: float | None = None,
-) -> Section:
+def repo_dumps_section(repo_url: str, key_file: str | None, expected: Expected) -> Section:
     """The same check over the dumps in a backup repository (`logical.repo_catalog`, read only).
 
     A dump is complete when its manifest is listed; when it finished comes from that manifest (one
@@ -114,7 +110,7 @@ def repo_dumps_section(
             getattr(exc, "hint", None) or "check --repo, the store's credentials and --repo-key-file",
         )
         return section
-    _report(section, found, databases, where, thresholds, exclude, now)
+    _report(section, found, where, expected)
     return section
 
 
@@ -128,17 +124,10 @@ def _finished(manifest: dict[str, object], stamp_time: float) -> float:
     return stamp_time
 
 
-def _report(
-    section: Section,
-    found: dict[str, Newest],
-    databases: list[str],
-    where: str,
-    thresholds: Thresholds,
-    exclude: list[str] | None,
-    now: float | None,
-) -> None:
-    now = time.time() if now is None else now
-    wanted = [d for d in databases if d not in set(exclude or [])]
+def _report(section: Section, found: dict[str, Newest], where: str, expected: Expected) -> None:
+    now = time.time() if expected.now is None else expected.now
+    thresholds = expected.thresholds
+    wanted = [d for d in expected.databases if d not in set(expected.exclude)]
     rows: list[dict[str, object]] = []
     width = max((len(d) for d in [*wanted, *found]), default=8)
     for db in sorted(set(wanted) | set(found)):
