@@ -15,7 +15,7 @@ import typer
 
 from pgtool import __version__
 from pgtool.cli import commands
-from pgtool.cli.options import LogFormat, LogLevel
+from pgtool.cli.options import LogFormat, LogLevel, choice
 from pgtool.cli.state import STATE
 
 app = typer.Typer(
@@ -41,16 +41,11 @@ def main(
     ctx: typer.Context,
     log_level: Annotated[
         LogLevel,
-        typer.Option("--log-level", envvar="PGTOOL_LOG_LEVEL", help="Log level.", case_sensitive=False),
+        choice("--log-level", envvar="PGTOOL_LOG_LEVEL", help="Log level."),
     ] = LogLevel.info,
     log_format: Annotated[
         LogFormat,
-        typer.Option(
-            "--log-format",
-            envvar="PGTOOL_LOG_FORMAT",
-            help="auto: console on a TTY, JSON otherwise.",
-            case_sensitive=False,
-        ),
+        choice("--log-format", envvar="PGTOOL_LOG_FORMAT", help="auto: console on a TTY, JSON otherwise."),
     ] = LogFormat.auto,
     version: Annotated[
         bool,

@@ -16,6 +16,7 @@ from pgtool.cli.options import (
     Repo,
     RepoKeyFile,
     archive_dir_option,
+    choice,
     optional,
 )
 
@@ -49,10 +50,8 @@ def basebackup(
     archive_dir: Annotated[Path | None, archive_dir_option(PRUNE_ARCHIVE)] = None,
     compress: Annotated[
         BaseCompress,
-        typer.Option(
-            "--compress",
-            help="auto: server-side lz4, else zstd, else none; gzip compresses on the client.",
-            case_sensitive=False,
+        choice(
+            "--compress", help="auto: server-side lz4, else zstd, else none; gzip compresses on the client."
         ),
     ] = BaseCompress.auto,
     incremental: Annotated[

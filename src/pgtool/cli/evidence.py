@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, Repo, RepoKeyFile, TextFormat, optional
+from pgtool.cli.options import FORMAT, Repo, RepoKeyFile, TextFormat, choice, choice_argument, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -29,9 +29,7 @@ class EvidenceAction(StrEnum):
 def evidence(
     action: Annotated[
         EvidenceAction,
-        typer.Argument(
-            help="list the records, show one, verify the chain, or report on a period.", case_sensitive=False
-        ),
+        choice_argument("list the records, show one, verify the chain, or report on a period."),
     ],
     record: Annotated[
         str | None,
@@ -48,10 +46,10 @@ def evidence(
     repo_key_file: RepoKeyFile = None,
     chain: Annotated[
         EvidenceChain | None,
-        optional(
+        choice(
             "--chain",
             help="With --repo: the chain to read, dumps (verify --repo) or base (verify --base --repo).",
-            case_sensitive=False,
+            show_default=False,
         ),
     ] = None,
     public_key_file: Annotated[

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgtool.cli.options import Repo, RepoKeyFile, optional
+from pgtool.cli.options import Repo, RepoKeyFile, choice_argument, optional
 
 if TYPE_CHECKING:
     from pgtool.obs.metrics import RunReport
@@ -23,10 +23,7 @@ class FetchWhat(StrEnum):
 def fetch(
     what: Annotated[
         FetchWhat,
-        typer.Argument(
-            help="list the databases with a dump, fetch one database's dump, or fetch the globals.",
-            case_sensitive=False,
-        ),
+        choice_argument("list the databases with a dump, fetch one database's dump, or fetch the globals."),
     ],
     repo: Repo = None,
     repo_key_file: RepoKeyFile = None,

@@ -207,7 +207,18 @@ def settings(
 
 
 # Choices are Enums: Typer then lists them in --help, completes them, and refuses anything else with
-# exit 2 before the command runs. Matching ignores case, as the hand-written checks did.
+# exit 2 before the command runs. Matching ignores case, as the hand-written checks did: every choice is
+# declared through `choice` or `choice_argument`, so none forgets it.
+def choice(*flags: str, help: str, **more: Any) -> Any:
+    """A `typer.Option` taking one of an Enum's values, in any case."""
+    return typer.Option(*flags, help=help, case_sensitive=False, **more)
+
+
+def choice_argument(help: str) -> Any:
+    """A `typer.Argument` taking one of an Enum's values (the command's action), in any case."""
+    return typer.Argument(help=help, case_sensitive=False)
+
+
 class LogLevel(StrEnum):
     debug = "debug"
     info = "info"
@@ -264,6 +275,4 @@ class K8sMode(StrEnum):
 
 # The one --format option; each command pairs it with the Enum of the formats it writes:
 # `output_format: Annotated[TextFormat, FORMAT] = TextFormat.text`. Typer copies the OptionInfo per use.
-FORMAT = typer.Option(
-    "--format", "-f", help="Output format (on stdout).", case_sensitive=False, show_default=True
-)
+FORMAT = choice("--format", "-f", help="Output format (on stdout).", show_default=True)

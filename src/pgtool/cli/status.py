@@ -17,6 +17,7 @@ from pgtool.cli.options import (
     Repo,
     RepoKeyFile,
     TextFormat,
+    choice,
     optional,
     pushgateway_option,
 )
@@ -68,10 +69,9 @@ def status(
     max_pool_wait: Annotated[str, limit("PgBouncer clients waiting longer for a server: a problem.")] = "5s",
     k8s: Annotated[
         K8sMode,
-        typer.Option(
+        choice(
             "--k8s",
             help="Read pgtool's CronJobs: auto (with the k8s extra and a cluster or kubeconfig), on, off.",
-            case_sensitive=False,
         ),
     ] = K8sMode.auto,
     k8s_namespace: Annotated[

@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
-from pgtool.cli.options import FORMAT, Dsn, TextFormat, TopOrder, optional
+from pgtool.cli.options import FORMAT, Dsn, TextFormat, TopOrder, choice, optional
 
 
 def top(
     dsn: Dsn = None,
     by: Annotated[
         TopOrder,
-        typer.Option("--by", help="Sort by mean time, total time, I/O time or calls.", case_sensitive=False),
+        choice("--by", help="Sort by mean time, total time, I/O time or calls."),
     ] = TopOrder.mean,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="Statements to show.")] = 50,
     database: Annotated[
