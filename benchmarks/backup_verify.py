@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _stats import checkout_commit, median_interval, paired_ratios, seconds
 from backup_verify_trace import profile
 
 from pgtool.pg import binaries
@@ -65,20 +65,19 @@ def timed(argv: list[str], **kwargs: object) -> float:
     return time.perf_counter() - start
 
 
-def median_interval(ratios: list[float], draws: int = 4000) -> str:
-    """A bootstrap 90% interval of the median: how far this run's median could be from the truth."""
-    rng = random.Random(0)  # noqa: S311 - resampling, not secrets
-    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(draws))
-    return f"{medians[draws // 20]:.3f}-{medians[draws - 1 - draws // 20]:.3f}x"
-
-
-def checkout_commit() -> str:
-    """The checkout's HEAD: pgtool runs from it, and other work may land on it during a long run."""
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+def run_logged(argv: list[str], env: dict[str, str]) -> tuple[float, list[dict[str, object]]]:
+    """Run one pgtool command; its wall time and its JSON log events."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        argv,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "PGTOOL_LOG_LEVEL": "info", "PGTOOL_LOG_FORMAT": "json"},
     )
-    return out.stdout.strip() or "unknown"
+    elapsed = time.perf_counter() - start
+    return elapsed, [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
 
 
 def settle(cluster: LocalCluster) -> None:
@@ -245,16 +244,7 @@ def main() -> int:
                         "--jobs",
                         str(args.jobs),
                     ]
-                    info = {**env, "PGTOOL_LOG_LEVEL": "info", "PGTOOL_LOG_FORMAT": "json"}
-                    proc = subprocess.run(
-                        argv,
-                        check=True,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                        env=info,
-                    )
-                    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+                    _, events = run_logged(argv, env)
                     restore_only["verify"].append(
                         next(e["restore_s"] for e in events if e.get("event") == "dump verified")
                     )
@@ -294,8 +284,8 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     # Rounds alternate the two sides, so each round's ratio compares runs under the same load; the
     # median of those paired ratios is what a noisy shared machine can tell.
-    backup_ratios = [b / p for b, p in zip(times["backup"], times["pg_dump"], strict=True)]
-    verify_ratios = [v / r for v, r in zip(times["verify"], times["pg_restore"], strict=True)]
+    backup_ratios = paired_ratios(times["backup"], times["pg_dump"])
+    verify_ratios = paired_ratios(times["verify"], times["pg_restore"])
     backup_ratio, verify_ratio = statistics.median(backup_ratios), statistics.median(verify_ratios)
     backup_ci, verify_ci = median_interval(backup_ratios), median_interval(verify_ratios)
     fixed = med["backup_empty"] - med["pg_dump_empty"]
@@ -349,9 +339,9 @@ def main() -> int:
             f"{outside['verify']:.2f} s / {outside['pg_restore']:.2f} s |",
             "",
             "Raw times (s): "
-            + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in times.items())
+            + "; ".join(f"{k}: {seconds(v)}" for k, v in times.items())
             + "; pg_restore inside each side: "
-            + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in restore_only.items()),
+            + "; ".join(f"{k}: {seconds(v)}" for k, v in restore_only.items()),
         ]
         args.markdown.write_text("\n".join(lines + phases) + "\n")
     return 0

@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from _stats import seconds
+
 
 def _children(pid: int) -> list[int]:
     """Every descendant of `pid` (Linux /proc), parents first, [] once it is gone.
@@ -186,7 +188,7 @@ def profile(
         )
 
     def cell(values: list[float]) -> str:
-        return f"{statistics.median(values):.2f} s ({', '.join(f'{v:.2f}' for v in values)})"
+        return f"{statistics.median(values):.2f} s ({seconds(values)})"
 
     lines = [
         "",

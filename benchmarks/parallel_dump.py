@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backup_verify import build_database, checkout_commit, pgtool_argv, settle, timed
+from _stats import checkout_commit, emit
+from backup_verify import build_database, pgtool_argv, settle, timed
 
 from pgtool.pg import binaries
 from pgtool.pg.cluster import LocalCluster
@@ -103,10 +104,7 @@ def main() -> int:
         cluster.cleanup()
         shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items() if v}
-    lines = report(args, pg.version, size, build_s, tables, times, med)
-    print("\n".join(lines))
-    if args.markdown:
-        args.markdown.write_text("\n".join(lines) + "\n")
+    emit(report(args, pg.version, size, build_s, tables, times, med), args.markdown)
     return 0
 
 

@@ -13,7 +13,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from backup_verify import BACKUP_GOAL, VERIFY_GOAL, median_interval
+from _stats import median_interval, paired_ratios
+from backup_verify import BACKUP_GOAL, VERIFY_GOAL
 
 PAIRS = {"backup": ("backup", "pg_dump", BACKUP_GOAL), "verify": ("verify", "pg_restore", VERIFY_GOAL)}
 
@@ -35,7 +36,7 @@ def main(paths: list[str]) -> int:
         return 2
     runs = [raw_times(Path(p)) for p in paths]
     for label, (side, reference, goal) in PAIRS.items():
-        ratios = [s / r for run in runs for s, r in zip(run[side], run[reference], strict=True)]
+        ratios = [r for run in runs for r in paired_ratios(run[side], run[reference])]
         pooled = statistics.median(ratios)
         print(
             f"{label}: {pooled:.3f}x pooled over {len(ratios)} rounds of {len(runs)} runs, "

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import secrets
@@ -39,7 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import obstore
-from backup_verify import build_database, checkout_commit, median_interval, pgtool_argv, settle
+from _stats import checkout_commit, emit, median_interval, paired_ratios, seconds
+from backup_verify import build_database, pgtool_argv, run_logged, settle
 from obstore.store import S3Store
 
 from pgtool.pg import binaries
@@ -57,21 +57,6 @@ PART = 8 * 1024 * 1024  # pgtool.repo.store.MULTIPART_CHUNK
 
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def run_logged(argv: list[str], env: dict[str, str]) -> tuple[float, list[dict[str, object]]]:
-    """Run one pgtool command; its wall time and its JSON log events."""
-    start = time.perf_counter()
-    proc = subprocess.run(
-        argv,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**env, "PGTOOL_LOG_LEVEL": "info", "PGTOOL_LOG_FORMAT": "json"},
-    )
-    elapsed = time.perf_counter() - start
-    return elapsed, [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
 
 
 def event(events: list[dict[str, object]], name: str, key: str) -> float:
@@ -279,10 +264,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     loads.append(load())
-    lines = report(args, pg.version, size, rounds, times, restore_s, raw, loads, commits) + phases
-    print("\n".join(lines))
-    if args.markdown:
-        args.markdown.write_text("\n".join(lines) + "\n")
+    emit(
+        report(args, pg.version, size, rounds, times, restore_s, raw, loads, commits) + phases, args.markdown
+    )
     return 0
 
 
@@ -337,7 +321,7 @@ def report(
     ):
         cells = []
         for what in ("backup", "verify", "sum"):
-            ratios = [x / y for x, y in zip(series(side, what), series("disk", what), strict=True)]
+            ratios = paired_ratios(series(side, what), series("disk", what))
             cells.append(f"{statistics.median(ratios):.3f}x ({median_interval(ratios)})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     mb = statistics.median(raw["stored_mb"])
@@ -352,16 +336,14 @@ def report(
         "",
         "Raw times (s): "
         + "; ".join(
-            f"{side} {what}: {', '.join(f'{t:.2f}' for t in times[side][what])}"
-            for side in SIDES
-            for what in ("backup", "verify")
+            f"{side} {what}: {seconds(times[side][what])}" for side in SIDES for what in ("backup", "verify")
         )
         + "; pg_restore inside verify: "
-        + "; ".join(f"{side}: {', '.join(f'{t:.2f}' for t in restore_s[side])}" for side in SIDES)
+        + "; ".join(f"{side}: {seconds(restore_s[side])}" for side in SIDES)
         + "; moto raw PUT: "
-        + ", ".join(f"{t:.2f}" for t in raw["put"])
+        + seconds(raw["put"])
         + "; GET: "
-        + ", ".join(f"{t:.2f}" for t in raw["get"]),
+        + seconds(raw["get"]),
     ]
     return lines
 

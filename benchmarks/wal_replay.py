@@ -37,7 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "wal"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from archive_wal_s3 import BUCKET, checkout_commit, moto_version, start_moto  # noqa: E402
+from _stats import checkout_commit, emit  # noqa: E402
+from archive_wal_s3 import BUCKET, moto_version, start_moto  # noqa: E402
 from wal_fault_support import DelayLine  # noqa: E402
 
 PGTOOL = str(Path(sys.executable).parent / "pgtool")
@@ -185,10 +186,7 @@ def main() -> int:
             os.killpg(moto.pid, signal.SIGKILL)
             moto.wait()
         shutil.rmtree(work, ignore_errors=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text + "\n")
+    emit(lines, args.markdown)
     return 0
 
 
