@@ -1,12 +1,17 @@
 """archive-wal --ahead (issue 18): a real primary with a backlog drains it through a repository, uploading
-followers in parallel; every segment PostgreSQL counts as archived is in the repository and reads back
-verified; markers are never trusted without the object; archive_status is never touched by pgtool."""
+the ready segments in parallel from one uploader; every segment PostgreSQL counts as archived is in the
+repository and reads back verified; a marker is trusted only for the same bytes, repository and a recent
+upload; a call waits for an upload of its segment in progress; archive_status is never touched by pgtool."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +19,9 @@ import pytest
 from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir
 from pgtool.pg.cluster import LocalCluster
 from pgtool.repo import wal_name as wal_object
+from pgtool.wal import ahead_marks
+from pgtool.wal.ahead_marks import MARKER_DIR, MARKER_MAX_AGE
 from pgtool.wal.archive import iter_content
-from pgtool.wal.repo_ahead import MARKER_DIR
 from pgtool.wal.repo_archive import RepoWal
 from repo_backends import make_backend
 
@@ -72,6 +78,16 @@ def _set_archive_command(cluster: LocalCluster, command: str) -> None:
         conn.execute("SELECT pg_reload_conf()")
 
 
+def _summary(stderr: str) -> dict:
+    """The call's own summary line (an uploader it started logs its own line to the same stderr)."""
+    lines = [json.loads(line) for line in stderr.strip().splitlines()]
+    return next(r for r in reversed(lines) if r.get("event") in ("run finished", "run failed"))
+
+
+def _uploader_lines(log: str) -> list[dict]:
+    return [json.loads(line) for line in log.splitlines() if '"event": "uploader finished"' in line]
+
+
 @pytest.mark.parametrize("backlog", ["s3", "azure"], indirect=True)
 def test_a_backlog_drains_ahead_and_every_segment_is_stored_intact(backlog):
     cluster, backend, names = backlog
@@ -86,46 +102,95 @@ def test_a_backlog_drains_ahead_and_every_segment_is_stored_intact(backlog):
         # in the repository and intact: checksum, page header against the name, exact segment size
         assert len(b"".join(iter_content(stored[name]))) == 16 * 1024 * 1024
     log = cluster.log_file.read_text()
-    outcomes = [json.loads(line)["result"] for line in log.splitlines() if '"command": "archive-wal"' in line]
-    assert "archived ahead" in outcomes and "archived" in outcomes
-    # every marker consumed by its own call; PostgreSQL's status files are PostgreSQL's (all .done now)
-    markers = cluster.data_dir / "pg_wal" / MARKER_DIR
-    assert not markers.exists() or not [m for m in markers.iterdir() if not m.name.startswith(".")]
+    calls = [json.loads(line) for line in log.splitlines() if '"event": "run finished"' in line]
+    outcomes = [c["result"] for c in calls if c["command"] == "archive-wal"]
+    # the first call archived its own segment and started the uploader; later calls only confirmed
+    assert outcomes[0] == "archived" and calls[0].get("uploader") == "started", calls[0]
+    assert outcomes.count("archived ahead") >= 5, outcomes
+    # the uploader ends on its own once nothing is left, and says what it did
+    finished = retry(lambda: _uploader_lines(cluster.log_file.read_text()), timeout=30)
+    assert finished[0]["level"] == "info" and finished[0]["uploaded"] >= outcomes.count("archived ahead")
+    # PostgreSQL's status files are PostgreSQL's (all .done now); markers were consumed by their calls,
+    # but for one the uploader may have re-stored in the instant between its call's exit and PostgreSQL
+    # marking it done: such a marker names a segment archived and stored (and goes once it is recycled)
     status = cluster.data_dir / "pg_wal" / "archive_status"
     assert {p.name for p in status.iterdir() if p.name.endswith(".done")} >= {f"{n}.done" for n in names}
+    markers = cluster.data_dir / "pg_wal" / MARKER_DIR
+    left = [m.name for m in markers.iterdir() if not m.name.startswith(".")] if markers.exists() else []
+    assert len(left) <= 1 and set(left) <= set(stored), left
 
 
-def test_a_marker_is_never_trusted_without_the_object(backlog, tmp_path):
-    """A marker whose object is gone (deleted, or another repository) must not make a segment archived."""
+def test_a_marker_is_trusted_only_for_the_same_bytes_repository_and_recent_upload(backlog, tmp_path):
+    """A marker answers for exactly the bytes the uploader stored in this repository, recently; any
+    other marker is consumed and the call archives its segment itself."""
     cluster, backend, names = backlog
     pg_wal = cluster.data_dir / "pg_wal"
     first = names[0]
-    proc = run_pgtool(
-        "archive-wal", str(pg_wal / first), first, "--repo", backend.url, "--ahead", "3", env=backend.env
-    )
+    argv = ["archive-wal", str(pg_wal / first), first, "--repo", backend.url, "--ahead", "3"]
+    proc = run_pgtool(*argv, env=backend.env)  # returns once the uploader it started has finished
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert summary["ahead"] == 3, summary
+    assert _summary(proc.stderr)["uploader"] == "started"
+    uploader = [json.loads(line) for line in proc.stderr.splitlines() if "uploader finished" in line]
+    assert uploader and uploader[0]["uploaded"] >= len(names) - 1, proc.stderr
+    assert all((pg_wal / MARKER_DIR / n).is_file() for n in names[1:])
     repo = backend.open(create=False)
-    follower = names[1]
-    assert (pg_wal / MARKER_DIR / follower).is_file()
-    repo.delete(wal_object(follower))  # the store lost it after acknowledging
-    again = run_pgtool(
-        "archive-wal", str(pg_wal / follower), follower, "--repo", backend.url, env=backend.env
-    )
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stderr.strip().splitlines()[-1])["result"] == "archived"  # uploaded, not trusted
-    assert repo.exists(wal_object(follower))
-    # A marker with another content's hash is not trusted either (and is consumed).
-    third = names[2]
-    (pg_wal / MARKER_DIR / third).write_text("0" * 64 + f" {backend.url}\n")
-    repo.delete(wal_object(third))
-    proc = run_pgtool("archive-wal", str(pg_wal / third), third, "--repo", backend.url, env=backend.env)
-    assert json.loads(proc.stderr.strip().splitlines()[-1])["result"] == "archived"
-    assert not (pg_wal / MARKER_DIR / third).exists()
-    # pgtool never renamed a .ready file: the archiver still owns all of them
+
+    def call(name: str, url: str = backend.url) -> dict:
+        proc = run_pgtool("archive-wal", str(pg_wal / name), name, "--repo", url, env=backend.env)
+        assert proc.returncode == 0, proc.stderr
+        assert not (pg_wal / MARKER_DIR / name).exists()  # consumed, whatever it said
+        status = pg_wal / "archive_status"
+        (status / f"{name}.ready").rename(status / f"{name}.done")  # as PostgreSQL does on success
+        return _summary(proc.stderr)
+
+    # a sound marker: confirmed without a request
+    assert call(names[1])["result"] == "archived ahead"
+    # another repository's call: not this marker's upload
+    assert call(names[2], url=backend.url + "-other")["result"] == "archived"
+    # a marker with another content's hash
+    marker = pg_wal / MARKER_DIR / names[3]
+    lines = marker.read_text().split("\n")
+    marker.write_text("\n".join(["0" * 64, *lines[1:]]))
+    repo.delete(wal_object(names[3]))
+    assert call(names[3])["result"] == "archived"
+    assert repo.exists(wal_object(names[3]))
+    # a marker older than MARKER_MAX_AGE
+    marker = pg_wal / MARKER_DIR / names[4]
+    old = time.time() - MARKER_MAX_AGE - 60
+    os.utime(marker, (old, old))
+    repo.delete(wal_object(names[4]))
+    assert call(names[4])["result"] == "archived"
+    assert repo.exists(wal_object(names[4]))
+    # pgtool never renamed a .ready file: the archiver still owns those it has not called for
     ready = {p.name for p in (pg_wal / "archive_status").iterdir()}
-    assert {f"{n}.ready" for n in names} <= ready
+    assert {f"{n}.ready" for n in [first, *names[5:]]} <= ready
+
+
+def test_a_call_waits_for_the_upload_of_its_segment_in_progress(backlog):
+    """A call whose segment is being uploaded (its claim held) waits for that upload, then confirms its
+    marker; if the upload ends without one, the call uploads the segment itself."""
+    cluster, backend, names = backlog
+    pg_wal = str(cluster.data_dir / "pg_wal")
+    name = names[0]
+    argv = [str(PGTOOL), "archive-wal", f"{pg_wal}/{name}", name, "--repo", backend.url]
+    env = {**os.environ, **backend.env}
+    repo = backend.open(create=True)
+    for outcome in ("marker", "no marker"):
+        claim = ahead_marks.try_claim(pg_wal, name)
+        assert claim is not None
+        proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert proc.poll() is None  # waiting on the claim
+        if outcome == "marker":
+            data = (cluster.data_dir / "pg_wal" / name).read_bytes()
+            repo.put_if_absent(wal_object(name), data)
+            digest = hashlib.sha256(data).hexdigest()
+            ahead_marks.write_marker(pg_wal, name, digest, backend.url, repo.where(wal_object(name)))
+        ahead_marks.release(claim)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        expected = "archived ahead" if outcome == "marker" else "already archived"
+        assert _summary(err)["result"] == expected, err
 
 
 def test_prefetch_serves_only_verified_exact_names_and_follows_the_timeline(backlog, tmp_path):

@@ -1,7 +1,7 @@
 """Archiving ahead under faults (issue 18): a real primary under pgbench archives through S3 (moto) and
 Azure (Azurite) across a 20 ms round-trip link (wal_fault_support.DelayLine; this kernel has no netem).
-While it runs, archive-wal processes are killed with SIGKILL at random moments (preferring ones whose
-`pgtool-ahead` threads are uploading followers), the store becomes unreachable in the middle of a
+While it runs, archive-wal processes and the uploader running ahead are killed with SIGKILL at random
+moments (preferring ones uploading several segments at once), the store becomes unreachable in the middle of a
 batch (every connection reset; Azurite is also stopped and restarted behind the cut), and the primary
 crashes (immediate stop) and restarts. Then:
 
@@ -105,15 +105,16 @@ def archivers(url: bytes) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"archive-wal" in cmdline and url in cmdline:
+        # archive_command's calls, and the uploader running ahead that one of them started
+        if (b"archive-wal" in cmdline or b"pgtool.wal.repo_ahead" in cmdline) and url in cmdline:
             found.append(int(entry))
     return found
 
 
 def uploading_ahead(pid: int, port: int) -> bool:
-    """Whether the process has two or more connections open to the store (`port`) right now: a fresh
-    archive-wal holds more than one only while repo_ahead's pool uploads followers beside its own
-    segment. (Python 3.11 does not name OS threads, so the pool's thread names are not visible.)"""
+    """Whether the process has two or more connections open to the store (`port`) right now: only the
+    uploader running ahead (`pgtool.wal.repo_ahead`) uploads several segments at once; an archive-wal
+    call uploads its own segment only."""
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:

@@ -9,6 +9,9 @@
 - SIGTERM/SIGINT received by pgtool are forwarded to the child, so a Kubernetes pod stop lets
   pg_dump/pg_basebackup end cleanly and our cleanup still runs;
 - optionally run as an unprivileged user (postgres refuses root).
+
+The one process pgtool starts to outlive itself, archive-wal's uploader running ahead, starts through
+`pgtool.pg.detached` instead: stdlib only (the WAL bundle carries it), and outside the registry by design.
 """
 
 from __future__ import annotations

@@ -49,14 +49,13 @@ class ArchiveResult:
     """What archive_wal did: outcome (ARCHIVED or ALREADY_ARCHIVED), the archived path and sizes."""
 
     __slots__ = (
-        "ahead",
-        "ahead_failed",
         "bytes_in",
         "bytes_stored",
         "outcome",
         "path",
         "removed_temporaries",
         "system_identifier",
+        "uploader_started",
     )
 
     def __init__(
@@ -74,8 +73,7 @@ class ArchiveResult:
         self.bytes_stored = bytes_stored
         self.system_identifier = system_identifier
         self.removed_temporaries = removed_temporaries
-        self.ahead: list[str] = []  # followers uploaded ahead by this call (repository only)
-        self.ahead_failed: list[str] = []  # followers not uploaded ahead, each with why
+        self.uploader_started = False  # this call started the uploader running ahead (repository only)
 
 
 def _fail(message: str, hint: str | None = None) -> WalCommandError:

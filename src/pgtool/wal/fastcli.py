@@ -166,10 +166,8 @@ def main(argv: list[str]) -> int:
         fields["wal_name"] = args.wal_name
         if command == "archive-wal":
             result = _archive(args, usage_code)
-            if result.ahead or result.ahead_failed:
-                fields.update(ahead=len(result.ahead))
-                if result.ahead_failed:
-                    fields.update(ahead_failed=len(result.ahead_failed), ahead_problem=result.ahead_failed[0])
+            if result.uploader_started:
+                fields["uploader"] = "started"
             fields.update(
                 result=result.outcome,
                 path=result.path,
@@ -238,8 +236,12 @@ def _archive(args: _Args, usage_code: int) -> ArchiveResult:
     """archive-wal into the repository (--repo) or the archive directory."""
     compress = args.compress
     if args.repo:
-        into_repo = _repository_module(usage_code).archive_wal_repo
         ahead = _remote_default(args.ahead, args)
+        if ahead:
+            confirmed = _archived_ahead(args)
+            if confirmed is not None:
+                return confirmed
+        into_repo = _repository_module(usage_code).archive_wal_repo
         archived: ArchiveResult = into_repo(
             args.wal_path,
             args.wal_name,
@@ -261,6 +263,22 @@ def _archive(args: _Args, usage_code: int) -> ArchiveResult:
         level=args.compress_level,
         allow_system_id_change=args.allow_system_id_change,
     )
+
+
+ARCHIVED_AHEAD = "archived ahead"
+
+
+def _archived_ahead(args: _Args) -> ArchiveResult | None:
+    """The result for a segment the uploader running ahead stored (`pgtool.wal.ahead_marks`), found
+    without importing the repository client; None when this call must archive it itself."""
+    from pgtool.wal import ahead_marks
+    from pgtool.wal.archiving import ArchiveResult
+
+    found = ahead_marks.confirm(args.wal_path, args.wal_name, args.repo or "")
+    if found is None:
+        return None
+    where, size = found
+    return ArchiveResult(ARCHIVED_AHEAD, where, size, size, None, [])
 
 
 def _restore(args: _Args, usage_code: int) -> RestoreResult:

@@ -1,19 +1,23 @@
-"""Archiving ahead (`archive-wal --ahead N`, issue 18): while PostgreSQL asks for one segment, upload the
-segments it has already marked ready after it, in parallel, so a remote repository keeps up with a busy
-primary instead of paying a process start and several round trips per 16 MiB.
+"""Archiving ahead (`archive-wal --ahead N`, issue 18): an uploader that keeps a remote repository up
+with a busy primary. PostgreSQL calls archive_command serially, one process per segment; against an
+object store each call would pay a process start, the repository client's import and several round
+trips. So an archive-wal call that finds more segments ready starts ONE uploader for the pg_wal (a
+detached process; `ensure_uploader`), which uploads the ready segments N at a time over one connection
+pool and leaves a marker for each the store acknowledged (`pgtool.wal.ahead_marks`). The calls that
+follow then only read their segment, hash it and compare it with its marker: no import of the
+repository client, no round trip (`pgtool.wal.fastcli`).
 
 What holds:
-- Never early. The segment PostgreSQL asked for exits 0 only once the store acknowledged it. A segment
-  uploaded ahead gets a marker `pg_wal/.pgtool-ahead/<name>` (its SHA-256 and the repository) written
-  after the store acknowledged it; its own call later exits 0 only if the marker's SHA-256 equals the
-  file PostgreSQL hands over AND the object is in the repository now (one HEAD). Anything else falls
-  back to the normal path (one conditional create, which compares content if the name is taken).
+- Never early. A call exits 0 only for its own upload acknowledged by the store, or for a marker
+  written after the store acknowledged exactly the bytes PostgreSQL hands over now.
 - Never tamper or drop. PostgreSQL's `archive_status/*.ready` files are only read, never renamed or
-  deleted; a follower that fails a check (header, system identifier, split brain) or an upload is just
-  not uploaded ahead: its own call reports the problem, and PostgreSQL keeps the segment until then.
-- Bounded. At most `ahead` followers (capped so that followers take at most MAX_AHEAD_BYTES of memory),
-  uploaded by as many threads; no local copy of any segment; markers are a few bytes each and removed
-  when consumed or when their segment has left pg_wal.
+  deleted; a segment the uploader cannot check or upload is just left: its own call does the full
+  path (checks, conditional create) and reports the problem, and PostgreSQL keeps the segment.
+- Bounded. At most N uploads in flight (and at most MAX_AHEAD_BYTES of segments in memory), one
+  uploader per pg_wal, no local copy of any segment. It stops at its first failed upload (the calls
+  then fail on their own and PostgreSQL retries: the backlog grows in pg_wal, visible in
+  pg_stat_archiver and `pgtool status`), after IDLE_EXIT s without work, once the server is gone, and
+  after MAX_LIFETIME (the next call starts a fresh one, with fresh credentials and settings).
 """
 
 from __future__ import annotations
@@ -21,170 +25,248 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
+import time
 
-from pgtool import durable_write as durable
-from pgtool.repo import RepoError
-from pgtool.repo import layout as repo_layout
+from pgtool.wal import ahead_marks
 from pgtool.wal.archive import CorruptArchiveError
 from pgtool.wal.archiving import check_segment_fd, refuse_past_fork
 from pgtool.wal.errors import WalCommandError
-from pgtool.wal.names import SEGMENT, WalName, parse_wal_name
+from pgtool.wal.names import SEGMENT, parse_wal_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from pgtool.repo.store import Store
     from pgtool.wal.repo_archive import RepoWal
 
-MARKER_DIR = ".pgtool-ahead"
 MAX_AHEAD_BYTES = 256 * 1024 * 1024
+IDLE_EXIT = 3.0  # s without a segment to upload before the uploader exits
+MAX_LIFETIME = 900.0
+FORK_REFRESH = 1.0  # s between reads of the split-brain history object
+_POLL = 0.02
 
 
-def _marker_dir(wal_path: str) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(wal_path)), MARKER_DIR)
-
-
-def _marker_text(data: bytes, url: str) -> str:
-    return f"{hashlib.sha256(data).hexdigest()} {url}\n"
-
-
-def confirm(store: Store, url: str, wal_path: str, wal_name: str, data: bytes) -> bool:
-    """True when `wal_name` was uploaded ahead with exactly `data` and is in the repository now.
-
-    The marker is consumed either way: a stale or foreign one never answers twice.
-    """
-    marker = os.path.join(_marker_dir(wal_path), wal_name)
-    try:
-        with open(marker, encoding="utf-8") as f:
-            recorded = f.read()
-    except OSError:
-        return False
-    with contextlib.suppress(OSError):
-        os.unlink(marker)
-    if recorded != _marker_text(data, url):
-        return False
-    return store.head(repo_layout.wal_name(wal_name)) is not None
-
-
-class Batch:
-    """Followers of one segment being uploaded ahead; `finish` waits and writes their markers."""
-
-    def __init__(self, wal_path: str, url: str) -> None:
-        self.wal_path = wal_path
-        self.url = url
-        self.pool: ThreadPoolExecutor | None = None
-        self.pending: dict[str, tuple[Future[bool], bytes]] = {}
-        self.uploaded: list[str] = []
-        self.failed: list[str] = []
-
-    def finish(self) -> None:
-        if self.pool is None:
-            return
-        directory = _marker_dir(self.wal_path)
-        for name, (future, data) in self.pending.items():
-            try:
-                future.result()
-            except (RepoError, OSError) as exc:
-                self.failed.append(f"{name}: {exc}")
-                continue
-            # The store acknowledged the object: now, and only now, the marker may say so.
-            try:
-                os.makedirs(directory, exist_ok=True)
-                tmp, fd = durable.create_temp(directory, name)
-                try:
-                    os.write(fd, _marker_text(data, self.url).encode())
-                finally:
-                    os.close(fd)
-                os.replace(tmp, os.path.join(directory, name))
-                self.uploaded.append(name)
-            except OSError as exc:
-                self.failed.append(f"{name}: marker not written: {exc.strerror or exc}")
-        self.pool.shutdown()
-
-
-def followers(wal_path: str, wal: WalName, seg_size: int, ahead: int) -> list[str]:
-    """Segments after `wal` on its timeline that PostgreSQL marked ready and no marker covers yet."""
-    pg_wal = os.path.dirname(os.path.abspath(wal_path))
+def followers(
+    pg_wal: str, timeline: int, seg_size: int, limit: int, skip: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """Up to `limit` segments of `timeline` that PostgreSQL marked ready, no marker covers and `skip`
+    does not name, oldest first."""
     try:
         ready = [e[: -len(".ready")] for e in os.listdir(os.path.join(pg_wal, "archive_status"))]
+        marked = set(os.listdir(ahead_marks.marker_dir(pg_wal)))
+    except FileNotFoundError:
+        marked = set()
     except OSError:
         return []
-    try:
-        marked = set(os.listdir(os.path.join(pg_wal, MARKER_DIR)))
-    except OSError:
-        marked = set()
-    mine = wal.segno(seg_size)
     found = []
     for name in ready:
         try:
             other = parse_wal_name(name)
         except ValueError:
             continue
-        later = other.kind == SEGMENT and other.timeline == wal.timeline and other.segno(seg_size) > mine
-        if later and name not in marked:
+        if other.kind == SEGMENT and other.timeline == timeline and name not in marked and name not in skip:
             found.append((other.segno(seg_size), name))
-    limit = max(0, min(ahead, MAX_AHEAD_BYTES // seg_size))
     return [name for _segno, name in sorted(found)[:limit]]
 
 
-def start(
-    archive: RepoWal,
+def parallelism(ahead: int, seg_size: int) -> int:
+    return max(0, min(ahead, MAX_AHEAD_BYTES // seg_size))
+
+
+def ensure_uploader(
+    pg_wal: str,
+    own: str,
     url: str,
-    wal_path: str,
-    wal: WalName,
+    key_file: str | None,
+    *,
     sysid: int,
     seg_size: int,
-    fork: tuple[int, int] | None,
+    timeline: int,
     ahead: int,
     compress: bool,
-) -> Batch:
-    """Start uploading the followers of `wal` (checked like any segment); never raises for them."""
-    batch = Batch(wal_path, url)
-    names = followers(wal_path, wal, seg_size, ahead)
-    if not names:
-        return batch
-    pg_wal = os.path.dirname(os.path.abspath(wal_path))
-    from concurrent.futures import ThreadPoolExecutor  # here: most calls have no follower to upload
+) -> bool:
+    """Start the uploader for `pg_wal` unless one runs or nothing waits; True if one was started.
 
-    batch.pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="pgtool-ahead")
-    for name in names:
-        path = os.path.join(pg_wal, name)
+    The caller has checked the repository's system identifier against `sysid`; the uploader checks
+    every segment against it (and the split-brain fork) before uploading it.
+    """
+    parallel = parallelism(ahead, seg_size)
+    if parallel == 0 or ahead_marks.uploader_running(pg_wal):
+        return False
+    if not [n for n in followers(pg_wal, timeline, seg_size, 2) if n != own]:
+        return False  # only the caller's own segment is ready: nothing to run ahead of
+    from pgtool.pg.detached import start_detached
+
+    argv = [sys.executable, "-m", "pgtool.wal.repo_ahead", pg_wal, url]
+    argv += [str(sysid), str(seg_size), str(timeline), str(parallel), "1" if compress else "0"]
+    # The same modules as this process (a venv, or the WAL bundle and the packages beside it).
+    env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    if key_file:
+        env["PGTOOL_REPO_KEY_FILE"] = key_file
+    start_detached(argv, env=env)
+    return True
+
+
+class Uploader:
+    """One run of the uploader (see the module docstring)."""
+
+    def __init__(self, archive: RepoWal, pg_wal: str, url: str, sysid: int, seg_size: int) -> None:
+        self.archive = archive
+        self.pg_wal = pg_wal
+        self.url = url
+        self.sysid = sysid
+        self.seg_size = seg_size
+        self.uploaded = 0
+        self.problem: str | None = None  # an upload failed: stop
+        self.skipped: dict[str, str] = {}  # segments that failed a check: left to their own calls
+        # uploaded by this run (its marker may be consumed already) or archived by its own call
+        self.handled: set[str] = set()
+        self._fork: tuple[int, int] | None = None
+        self._fork_read = 0.0
+
+    def fork(self, timeline: int) -> tuple[int, int] | None:
+        if time.monotonic() - self._fork_read >= FORK_REFRESH:
+            self._fork = self.archive.fork_point(timeline)
+            self._fork_read = time.monotonic()
+        return self._fork
+
+    def server_gone(self) -> bool:
+        return not os.path.exists(os.path.join(os.path.dirname(self.pg_wal), "postmaster.pid"))
+
+    def run(self, timeline: int, parallel: int, compress: bool) -> None:
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        started = idle_since = time.monotonic()
+        inflight: dict[Future[bool], tuple[str, int, str]] = {}
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pgtool-ahead") as pool:
+            while True:
+                now = time.monotonic()
+                stopping = (
+                    self.problem is not None
+                    or now - started > MAX_LIFETIME
+                    or now - idle_since > IDLE_EXIT
+                    or self.server_gone()
+                )
+                if not stopping and len(inflight) < parallel:
+                    busy = self.handled | self.skipped.keys() | {n for n, _c, _d in inflight.values()}
+                    for name in followers(self.pg_wal, timeline, self.seg_size, parallel, busy):
+                        if len(inflight) >= parallel:
+                            break
+                        job = self._start(pool, name, timeline, compress)
+                        if job is not None:
+                            inflight[job[0]] = job[1]
+                if inflight:
+                    idle_since = time.monotonic()
+                elif stopping:
+                    return
+                else:
+                    time.sleep(_POLL)
+                    continue
+                done, _ = wait(list(inflight), timeout=_POLL, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._finish(future, *inflight.pop(future))
+
+    def _start(
+        self, pool: ThreadPoolExecutor, name: str, timeline: int, compress: bool
+    ) -> tuple[Future[bool], tuple[str, int, str]] | None:
+        from pgtool.repo import layout as repo_layout
+
+        claim = ahead_marks.try_claim(self.pg_wal, name)
+        if claim is None:
+            # Its own call is archiving it and will see to it, failed or not (PostgreSQL retries a
+            # failure with a new call): uploading it after that call ends would only duplicate it.
+            self.handled.add(name)
+            return None
         try:
-            data = _checked_follower(path, name, sysid, seg_size, fork, archive.display)
-        except (WalCommandError, OSError, CorruptArchiveError) as exc:
-            batch.failed.append(f"{name}: {exc}")
-            continue
+            data = self._checked(name, timeline)
+        except (WalCommandError, CorruptArchiveError, OSError) as exc:
+            ahead_marks.release(claim)
+            self.skipped[name] = str(exc)
+            return None
         obj = repo_layout.wal_name(name)
-        batch.pending[name] = (
-            batch.pool.submit(archive.repo.put_if_absent, obj, data, compress=compress),
-            data,
-        )
-    return batch
+        future = pool.submit(self.archive.repo.put_if_absent, obj, data, compress=compress)
+        return future, (name, claim, hashlib.sha256(data).hexdigest())
+
+    def _checked(self, name: str, timeline: int) -> bytes:
+        """The segment's bytes, after archive-wal's own checks (header, system, size, split brain)."""
+        wal = parse_wal_name(name)
+        path = os.path.join(self.pg_wal, name)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            their_sysid, their_size = check_segment_fd(f.fileno(), size, path, name, wal)
+            if their_sysid != self.sysid or their_size != self.seg_size:
+                raise CorruptArchiveError(f"{path} is not of the same database system or segment size")
+            refuse_past_fork(wal, self.seg_size, self.fork(timeline), self.archive.display)
+            return f.read()
+
+    def _finish(self, future: Future[bool], name: str, claim: int, digest: str) -> None:
+        from pgtool.repo import RepoError
+        from pgtool.repo import layout as repo_layout
+
+        try:
+            try:
+                future.result()
+            except (RepoError, OSError) as exc:
+                self.problem = self.problem or f"{name}: {exc}"
+                return
+            # The store acknowledged the object: now, and only now, the marker may say so.
+            where = self.archive.where(repo_layout.wal_name(name))
+            try:
+                ahead_marks.write_marker(self.pg_wal, name, digest, self.url, where)
+                self.uploaded += 1
+                self.handled.add(name)
+            except OSError as exc:
+                self.problem = self.problem or f"{name}: marker not written: {exc.strerror or exc}"
+        finally:
+            ahead_marks.release(claim)
 
 
-def _checked_follower(
-    path: str, name: str, sysid: int, seg_size: int, fork: tuple[int, int] | None, where: str
-) -> bytes:
-    wal = parse_wal_name(name)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        their_sysid, their_size = check_segment_fd(f.fileno(), size, path, name, wal)
-        if their_sysid != sysid or their_size != seg_size:
-            raise CorruptArchiveError(f"{path} is not of the same database system or segment size")
-        refuse_past_fork(wal, seg_size, fork, where)
-        return f.read()
+def main(argv: list[str]) -> int:
+    """The detached uploader: `python -m pgtool.wal.repo_ahead PG_WAL URL SYSID SEG_SIZE TLI N COMPRESS`.
 
+    Logs one summary line on stderr (the server log) when it ends.
+    """
+    from pgtool.wal import logline
 
-def forget_stale_markers(wal_path: str) -> None:
-    """Remove markers whose segment has left pg_wal (archived, then recycled by PostgreSQL)."""
-    directory = _marker_dir(wal_path)
+    start = time.monotonic()
+    pg_wal, url = argv[0], argv[1]
+    sysid, seg_size, timeline, parallel, compress = (int(a) for a in argv[2:7])
+    with contextlib.suppress(OSError):
+        os.mkdir(ahead_marks.marker_dir(pg_wal), 0o700)  # never pg_wal itself: gone means stop
+    lock = ahead_marks.try_lock(os.path.join(ahead_marks.marker_dir(pg_wal), ahead_marks.UPLOADER_LOCK))
+    if lock is None:
+        return 0  # another uploader won the race to start
+    fields: dict[str, object] = {"command": "archive-wal", "role": "uploader ahead", "repo": url}
+    uploader = None
     try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    pg_wal = os.path.dirname(directory)
-    for name in names:
-        if not os.path.exists(os.path.join(pg_wal, name)):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(directory, name))
+        from pgtool.wal.repo_archive import open_wal
+
+        key_file = os.environ.get("PGTOOL_REPO_KEY_FILE") or None
+        uploader = Uploader(open_wal(url, key_file, create=False), pg_wal, url, sysid, seg_size)
+        uploader.run(timeline, parallel, bool(compress))
+        problem = uploader.problem
+        skipped = uploader.skipped
+    except Exception as exc:  # never a traceback in the server log: one line, the calls carry on alone
+        problem, skipped = f"{type(exc).__name__}: {exc}", {}
+    finally:
+        os.close(lock)
+    with contextlib.suppress(Exception):
+        ahead_marks.forget_stale(pg_wal)
+    fields["uploaded"] = uploader.uploaded if uploader else 0
+    level = "info" if problem is None and not skipped else "warning"
+    if problem is not None:
+        fields["warning"] = f"stopped uploading ahead: {problem}; each segment's own call uploads it"
+    elif skipped:
+        name, why = next(iter(skipped.items()))
+        fields["skipped"] = len(skipped)
+        fields["warning"] = f"left {len(skipped)} segment(s) to their own calls, first {name}: {why}"
+    fields["duration_s"] = round(time.monotonic() - start, 3)
+    if logline.LEVELS[level] >= logline.LEVELS[logline.level_from_env()]:
+        as_json = logline.wants_json(sys.stderr)
+        logline.write(logline.render("uploader finished", level, fields, as_json=as_json))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -33,9 +33,7 @@ from pgtool.repo import (
     open_repository,
 )
 from pgtool.repo import layout as repo_layout
-from pgtool.repo.store import Store
-from pgtool.repo.url import parse_repo_url
-from pgtool.wal import repo_ahead, repo_prefetch
+from pgtool.wal import ahead_marks, repo_ahead, repo_prefetch
 from pgtool.wal.archive import ArchivedFile, CorruptArchiveError
 from pgtool.wal.archiving import (
     ALREADY_ARCHIVED,
@@ -57,7 +55,6 @@ from pgtool.wal.restoring import RestoreResult, unlink_quietly, write_all
 from pgtool.wal.timelines import parse_history
 
 SYSTEM_ID_OBJECT = f"{repo_layout.WAL}/system-identifier"
-AHEAD = "archived ahead"  # uploaded by an earlier call (repo_ahead); confirmed now
 
 
 class RepoWal:
@@ -167,8 +164,9 @@ def archive_wal_repo(
 ) -> ArchiveResult:
     """Archive the WAL file at wal_path as `wal/<TLI>/<wal_name>` in the repository at `url`.
 
-    ahead: also upload up to this many following ready segments in parallel (`pgtool.wal.repo_ahead`);
-    their own calls then only confirm them. Raises WalCommandError: exit 2 for bad usage (a bad name or
+    ahead: when more segments are ready, start the uploader that uploads them this many at a time
+    (`pgtool.wal.repo_ahead`); their own calls then only confirm them (`pgtool.wal.ahead_marks`,
+    before this module is even imported). Raises WalCommandError: exit 2 for bad usage (a bad name or
     URL), 1 for anything else, with the repository holding either nothing new or, for the name, what it
     held before.
     """
@@ -182,21 +180,31 @@ def archive_wal_repo(
             data = f.read()
     except OSError as exc:
         raise WalCommandError(f"cannot read {wal_path}: {exc.strerror or exc}", ARCHIVE_FAILED) from exc
-    batch = None
+    pg_wal = ahead_marks.pg_wal_of(wal_path)
+    claim = None
+    started = False
     try:
-        if ahead and sysid is not None:
-            # A follower uploaded ahead needs one HEAD, not the repository's record (nor its key).
-            store = Store(parse_repo_url(url))
-            if repo_ahead.confirm(store, url, wal_path, wal_name, data):
-                return ArchiveResult(AHEAD, store.where(obj), len(data), len(data), sysid, [])
         archive = open_wal(url, key_file, create=True)
         if sysid is not None:
             _check_system_id(archive, sysid, wal_path, allow_system_id_change)
             fork = archive.fork_point(wal.timeline)
             refuse_past_fork(wal, seg_size, fork, archive.display)
             if ahead:
-                repo_ahead.forget_stale_markers(wal_path)
-                batch = repo_ahead.start(archive, url, wal_path, wal, sysid, seg_size, fork, ahead, compress)
+                ahead_marks.forget_stale(pg_wal)
+                # Held while this call uploads its segment, so the uploader does not upload it too
+                # (None: the uploader is on it; the conditional create makes a second upload safe).
+                claim = ahead_marks.try_claim(pg_wal, wal_name)
+                started = repo_ahead.ensure_uploader(
+                    pg_wal,
+                    wal_name,
+                    url,
+                    key_file,
+                    sysid=sysid,
+                    seg_size=seg_size,
+                    timeline=wal.timeline,
+                    ahead=ahead,
+                    compress=compress,
+                )
         created = archive.repo.put_if_absent(obj, data, compress=compress)
     except ObjectDiffers as exc:
         raise WalCommandError(
@@ -212,14 +220,16 @@ def archive_wal_repo(
             ARCHIVE_FAILED,
             hint=getattr(exc, "hint", None) or "nothing was archived under that name; PostgreSQL retries",
         ) from exc
-    finally:
-        if batch is not None:
-            batch.finish()  # the followers' markers are written only for what the store acknowledged
+    except BaseException:
+        ahead_marks.release(claim)
+        raise
+    # The claim is kept until this process exits (archive-wal's only caller is fastcli): PostgreSQL
+    # marks the segment done right after, so the uploader never sees it both ready and unclaimed.
+    ahead_marks.hold(claim)
     result = ArchiveResult(
         ARCHIVED if created else ALREADY_ARCHIVED, archive.where(obj), len(data), len(data), sysid, []
     )
-    if batch is not None:
-        result.ahead, result.ahead_failed = batch.uploaded, batch.failed
+    result.uploader_started = started
     return result
 
 
