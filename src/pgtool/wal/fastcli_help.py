@@ -90,10 +90,11 @@ def build_parser(command: str, usage_error: type[Exception]) -> argparse.Argumen
             "--ahead",
             type=int,
             default=None,
-            help="Repository only: also upload up to this many following segments PostgreSQL has "
-            "marked ready, in parallel; their own calls then just confirm them (default: 8 for s3:// "
-            "and azure://, 0 for a local repository; 0 turns it off). Never reports a segment "
-            "archived before the store acknowledged it; never touches archive_status.",
+            help="Repository only: when more segments are ready, start one uploader that uploads them "
+            "this many at a time; their own calls then just confirm them against its markers in "
+            "pg_wal/.pgtool-ahead (default: 8 for s3:// and azure://, 0 for a local repository; 0 "
+            "turns it off). Never reports a segment archived before the store acknowledged it; "
+            "never touches archive_status.",
         )
         parser.add_argument(
             "--allow-system-id-change",
