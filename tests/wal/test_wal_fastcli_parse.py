@@ -2,8 +2,9 @@
 
 `pgtool.wal.fastcli._quick_parse` saves importing argparse on every WAL segment (docs/developing.md,
 start-up budgets). It may decline (None: argparse then parses), but whatever it accepts must parse
-exactly as argparse parses it. Generated: every subset of each command's options, in every order, with
-the two positionals anywhere between them, each value option in both --opt=value and --opt value form,
+exactly as argparse parses it. Generated: every subset of each command's options, in every order
+(up to three; larger subsets in one order, as listed or reversed, alternately), with the two
+positionals anywhere between them, each value option in both --opt=value and --opt value form,
 with and without $PGTOOL_ARCHIVE_DIR (which is settled after parsing: `_resolve`).
 """
 
@@ -22,12 +23,18 @@ SEGMENT = "000000010000000A000000FF"
 OPTIONS = {
     "archive-wal": [
         ("--archive-dir", ["/wal-archive", "relative dir", "-"]),
+        ("--repo", ["s3://bucket/prefix", "/repo dir", "-"]),
+        ("--repo-key-file", ["/keys/repo.key", "-"]),
         ("--compress", ["none", "zstd", "lz4"]),
         ("--compress-level", ["3", "-1", "19"]),
+        ("--ahead", ["8", "0", "-1"]),
         ("--allow-system-id-change", None),
     ],
     "restore-wal": [
         ("--archive-dir", ["/wal-archive", "relative dir", "-"]),
+        ("--repo", ["azure://container/prefix", "-"]),
+        ("--repo-key-file", ["/keys/repo.key"]),
+        ("--prefetch", ["8", "0", "-2"]),
         ("--allow-unverified", None),
     ],
 }
@@ -46,11 +53,22 @@ def _spellings(option: tuple[str, list[str] | None], pick: int) -> list[list[str
     return [[f"{name}={value}"], [name, value]]
 
 
+def _orders(options: list, size: int) -> Iterator[tuple]:
+    """Every subset of `size` options: in every order up to 3 (all pairwise orders are seen), then
+    in one order, alternately as listed and reversed (every permutation of 7 options would be millions
+    of command lines)."""
+    for n, subset in enumerate(itertools.combinations(options, size)):
+        if size <= 3:
+            yield from itertools.permutations(subset)
+        else:
+            yield subset[:: 1 - 2 * (n % 2)]
+
+
 def command_lines(command: str) -> Iterator[list[str]]:
     options = OPTIONS[command]
     first, second = POSITIONALS[command]
     for size in range(len(options) + 1):
-        for pick, chosen in enumerate(itertools.permutations(options, size)):
+        for pick, chosen in enumerate(_orders(options, size)):
             for forms in itertools.product(*(_spellings(option, pick) for option in chosen)):
                 slots = len(forms) + 2
                 for at in itertools.combinations(range(slots), 2):  # where the positionals go, in order

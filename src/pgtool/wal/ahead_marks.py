@@ -153,9 +153,9 @@ def uploader_running(pg_wal: str) -> bool:
     return False
 
 
-def confirm(wal_path: str, name: str, url: str) -> tuple[str, int] | None:
-    """(where, size) when `name` was uploaded ahead, waiting for an upload of it in progress; None
-    when the call must upload it itself (it then holds no claim: it takes its own in repo_archive)."""
+def confirm(wal_path: str, name: str, url: str) -> tuple[str, int, float] | None:
+    """(where, size, seconds waited) when `name` was uploaded ahead, waiting for an upload of it in
+    progress; None when the call must upload it itself (it takes its own claim in repo_archive)."""
     if len(name) != 24 or not name.isalnum():
         return None  # not a segment (a history or backup file): never uploaded ahead
     pg_wal = pg_wal_of(wal_path)
@@ -167,11 +167,14 @@ def confirm(wal_path: str, name: str, url: str) -> tuple[str, int] | None:
     except OSError:
         return None  # the full path reports it
     where = take_marker(pg_wal, name, data, url)
+    waited = 0.0
     if where is None:
+        started = time.monotonic()
         fd = wait_claim(pg_wal, name)
         release(fd)  # the upload that held it has ended, one way or the other
+        waited = time.monotonic() - started
         where = take_marker(pg_wal, name, data, url)
-    return None if where is None else (where, len(data))
+    return None if where is None else (where, len(data), waited)
 
 
 def forget_stale(pg_wal: str) -> None:

@@ -56,6 +56,7 @@ class ArchiveResult:
         "removed_temporaries",
         "system_identifier",
         "uploader_started",
+        "waited_s",
     )
 
     def __init__(
@@ -74,6 +75,7 @@ class ArchiveResult:
         self.system_identifier = system_identifier
         self.removed_temporaries = removed_temporaries
         self.uploader_started = False  # this call started the uploader running ahead (repository only)
+        self.waited_s = 0.0  # how long it waited for the uploader's upload of its segment
 
 
 def _fail(message: str, hint: str | None = None) -> WalCommandError:

@@ -93,7 +93,18 @@ def _resolve(parsed: _Args) -> _Args:
     return parsed
 
 
-_VALUE_OPTIONS = ("--archive-dir", "--compress", "--compress-level")
+# The value options each command's quick parse takes (anything else goes to argparse).
+_VALUE_OPTIONS = {
+    "archive-wal": (
+        "--archive-dir",
+        "--repo",
+        "--repo-key-file",
+        "--compress",
+        "--compress-level",
+        "--ahead",
+    ),
+    "restore-wal": ("--archive-dir", "--repo", "--repo-key-file", "--prefetch"),
+}
 
 
 def _quick_parse(command: str, args: list[str]) -> _Args | None:
@@ -116,7 +127,7 @@ def _quick_parse(command: str, args: list[str]) -> _Args | None:
             parsed.allow_unverified = True
         elif arg.startswith("--"):
             key, eq, value = arg.partition("=")
-            if key not in _VALUE_OPTIONS or (command == "restore-wal" and key != "--archive-dir"):
+            if key not in _VALUE_OPTIONS[command]:
                 return None
             if not eq:
                 i += 1
@@ -130,18 +141,25 @@ def _quick_parse(command: str, args: list[str]) -> _Args | None:
             positional.append(arg)
         i += 1
     parsed.archive_dir = values.get("--archive-dir")
+    parsed.repo = values.get("--repo")
+    parsed.repo_key_file = values.get("--repo-key-file")
     parsed.compress = values.get("--compress")
     if (
         len(positional) != 2
-        or parsed.archive_dir == ""
+        or "" in (parsed.archive_dir, parsed.repo, parsed.repo_key_file)
         or parsed.compress not in (None, "none", "zstd", "lz4")
     ):
         return None
-    if "--compress-level" in values:
-        try:
-            parsed.compress_level = int(values["--compress-level"])
-        except ValueError:
-            return None
+    try:
+        for option, attribute in (
+            ("--compress-level", "compress_level"),
+            ("--ahead", "ahead"),
+            ("--prefetch", "prefetch"),
+        ):
+            if option in values:
+                setattr(parsed, attribute, int(values[option]))
+    except ValueError:
+        return None
     if command == "archive-wal":
         parsed.wal_path, parsed.wal_name = positional
     else:
@@ -168,6 +186,8 @@ def main(argv: list[str]) -> int:
             result = _archive(args, usage_code)
             if result.uploader_started:
                 fields["uploader"] = "started"
+            if result.waited_s:
+                fields["waited_s"] = result.waited_s  # for the uploader's upload of this segment
             fields.update(
                 result=result.outcome,
                 path=result.path,
@@ -277,8 +297,10 @@ def _archived_ahead(args: _Args) -> ArchiveResult | None:
     found = ahead_marks.confirm(args.wal_path, args.wal_name, args.repo or "")
     if found is None:
         return None
-    where, size = found
-    return ArchiveResult(ARCHIVED_AHEAD, where, size, size, None, [])
+    where, size, waited = found
+    result = ArchiveResult(ARCHIVED_AHEAD, where, size, size, None, [])
+    result.waited_s = round(waited, 3)
+    return result
 
 
 def _restore(args: _Args, usage_code: int) -> RestoreResult:

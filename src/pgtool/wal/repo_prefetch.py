@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from pgtool import durable_write as durable
 from pgtool.repo import ObjectAbsent, RepoError
@@ -106,6 +105,8 @@ def refill(archive: RepoWal, spool: Spool, missing: list[str], system_id: int | 
     if not missing:
         return 0
     os.makedirs(spool.dir, exist_ok=True)
+    from concurrent.futures import ThreadPoolExecutor  # here: archive-wal imports this module too
+
     with ThreadPoolExecutor(max_workers=len(missing), thread_name_prefix="pgtool-prefetch") as pool:
         results = list(pool.map(lambda n: _fetch(archive, spool, n, system_id), missing))
     return sum(results)
