@@ -36,6 +36,7 @@ from pgtool.obs.logging import get_logger
 from pgtool.physical import base_catalog, base_guard, base_incremental, base_retention, base_verify
 from pgtool.physical.backup_run import BackupRun, BaseBackupResult, finish
 from pgtool.physical.base_catalog import INCOMPLETE_PREFIX, LOCK_FILE, METADATA_FILE, STAMP_FORMAT
+from pgtool.physical.base_progress import TerminalProgress
 from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
 
 COMPRESS_CHOICES = ("auto", "server-lz4", "server-zstd", "gzip", "none")
@@ -149,6 +150,39 @@ def _new_stamp(dest: Path) -> str:
         time.sleep(0.2)
 
 
+def pg_basebackup_argv(
+    pg_basebackup: str,
+    conninfo: str,
+    target: str,
+    label: str,
+    compress: str,
+    incremental_from: Path | None = None,
+    *,
+    wal_method: str = "stream",
+) -> list[str]:
+    """pg_basebackup's argv: tar format, fast checkpoint, into `target` ("-": one tar on stdout)."""
+    argv = [
+        pg_basebackup,
+        *(["--dbname", conninfo] if conninfo else []),
+        "--pgdata",
+        target,
+        "--format=tar",
+        # stream (the default): WAL arrives through a second connection while the copy runs, so a long
+        # backup cannot fail because the server recycled a segment it still needed (as `fetch` can).
+        f"--wal-method={wal_method}",
+        "--checkpoint=fast",
+        "--label",
+        label,
+        "--no-password",
+        *([f"--incremental={incremental_from}"] if incremental_from is not None else []),
+    ]
+    if compress == "gzip":
+        argv.append("--compress=client-gzip")
+    elif compress.startswith(("server-", "client-")):
+        argv.append(f"--compress={compress}")
+    return argv
+
+
 def _run_pg_basebackup(
     pg_basebackup: str,
     conninfo: str,
@@ -160,26 +194,12 @@ def _run_pg_basebackup(
 ) -> None:
     from pgtool.pg import command
 
-    argv = [
-        pg_basebackup,
-        *(["--dbname", conninfo] if conninfo else []),
-        "--pgdata",
-        str(target),
-        "--format=tar",
-        # stream: WAL arrives through a second connection while the copy runs, so a long backup
-        # cannot fail because the server recycled a segment it still needed (as `fetch` can).
-        "--wal-method=stream",
-        "--checkpoint=fast",
-        "--label",
-        label,
-        "--no-password",
-        *([f"--incremental={incremental_from}"] if incremental_from is not None else []),
-    ]
-    if compress == "gzip":
-        argv.append("--compress=client-gzip")
-    elif compress.startswith("server-"):
-        argv.append(f"--compress={compress}")
-    command.run(argv, env=env, what="pg_basebackup")
+    argv = pg_basebackup_argv(pg_basebackup, conninfo, str(target), label, compress, incremental_from)
+    progress = TerminalProgress()
+    try:
+        command.run(argv + progress.argv, env=env, what="pg_basebackup", on_progress=progress.line)
+    finally:
+        progress.end()
 
 
 def take_base_backup(
@@ -303,7 +323,8 @@ def spool(
                 _remove(tmp)
     stop_time, next_xid, superuser = server_clock(dsn)
     check = base_verify.check_backup(tmp, tools, wal_segment_size=facts.wal_segment_size)
-    info = _describe(tmp, stamp, facts, check, used, start_time, stop_time, next_xid, started)
+    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+    info = describe(files, stamp, facts, check, used, (start_time, stop_time), next_xid, started)
     info.superuser = superuser
     base_incremental.record_chain(info, parent)
     (tmp / METADATA_FILE).write_text(info.to_json())
@@ -317,20 +338,22 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _describe(
-    backup_dir: Path,
+def describe(
+    files: dict[str, int],
     stamp: str,
     facts: ServerFacts,
     check: base_verify.CheckResult,
     compression: str,
-    start_time: datetime,
-    stop_time: datetime,
+    times: tuple[datetime, datetime],
     next_xid: int | None,
     started: float,
+    wal_method: str = "stream",
 ) -> base_catalog.BaseBackupInfo:
+    """The record of a checked backup made of `files` (name -> bytes); times: the server's clock
+    before and after pg_basebackup (`server_clock`)."""
     from pgtool import __version__
 
-    files = {p.name: p.stat().st_size for p in sorted(backup_dir.iterdir()) if p.is_file()}
+    start_time, stop_time = times
     seg = facts.wal_segment_size
     start_lsn, stop_lsn = parse_lsn(check.start_lsn), parse_lsn(check.stop_lsn)
     if check.system_identifier and check.system_identifier != facts.system_identifier:
@@ -352,7 +375,7 @@ def _describe(
         server_version_num=facts.server_version_num,
         wal_segment_size=seg,
         compression=compression,
-        wal_method="stream",
+        wal_method=wal_method,
         size_bytes=sum(files.values()),
         files=files,
         next_xid=next_xid,

@@ -1,25 +1,30 @@
-"""`pgtool basebackup --repo URL`: a base backup spooled locally once, checked, then uploaded.
+"""`pgtool basebackup --repo URL`: a base backup streamed into the repository (or spooled locally once
+when it cannot stream), checked before it is listed.
 
 One run:
 1. asks the server for its facts (`basebackup.prepare`) and applies the directory's safety checks
    (`base_guard`) to the repository: its WAL's recorded system identifier (`wal/system-identifier`)
    and timeline history objects, and its base backups;
-2. runs pg_basebackup exactly as `--dest` does (tar, WAL streamed, fast checkpoint) into a spool
-   directory `<spool>/pgtool-basebackup-XXXX/<stamp>/` (`--spool-dir`, default $TMPDIR or /tmp), and
-   checks it against its manifest (`base_verify`) before anything is published;
-3. uploads it to `base/<stamp>/` (`repo_catalog.upload`: each file streamed in parts, the metadata
-   object last, so the backup is listed only once it is whole);
-4. removes the spool, always: after success, after a failure, and on SIGTERM (`sigterm_raises`);
+2. streams: `pg_basebackup -D - --format=tar --wal-method=fetch` into `base/<stamp>/base.tar[.lz4|.zst|
+   .gz]` (`repo_stream`: multipart, every file checked against the manifest on the way, committed only
+   when everything passed), then `base/<stamp>/backup_manifest`, then the record
+   `base/<stamp>/pgtool-basebackup.json` LAST: a backup is listed only once its record exists. A
+   failure or SIGTERM abandons the multipart upload and deletes whatever of the stamp was written;
+3. or, when it cannot stream (`repo_stream.cannot_stream`, `CannotStream`: server-side compression,
+   tablespaces, WAL recycled before it was fetched; said in one log line), spools as before: runs
+   pg_basebackup exactly as `--dest` does (WAL streamed alongside) into `<spool>/pgtool-basebackup-XXXX/
+   <stamp>/` (`--spool-dir`, default $TMPDIR or /tmp), checks it (`base_verify`) and uploads it file by
+   file, the record last (`repo_catalog.upload`);
+4. removes the spool directory, always: after success, after a failure, and on SIGTERM
+   (`sigterm_raises`);
 5. applies retention and prunes the repository's WAL (`repo_retention`).
 
-With `incremental`, the newest backup's `backup_manifest` is downloaded (verified) into the spool and
-pg_basebackup runs with `--incremental` against it (`base_incremental`).
+With `incremental`, the newest backup's `backup_manifest` object is downloaded (verified) into the
+spool directory and pg_basebackup runs with `--incremental` against it (`base_incremental`).
 
-Why a local spool rather than streaming: pg_basebackup writes to stdout only in tar format with
-`--wal-method=fetch` or `none` and a single tablespace, and `fetch` can fail on a busy server that
-recycled a segment the backup still needs; and pgtool checks a backup (manifest checksum, member sizes,
-pg_verifybackup) before it becomes visible. The spool needs room for one backup as pg_basebackup
-writes it (the compressed tars plus the WAL written during the backup).
+Only SIGKILL (or a node loss) can leave something behind: an abandoned multipart upload (invisible;
+S3 keeps its parts until a lifecycle rule aborts them) or objects of a stamp with no record. They are
+never listed, so retention, status, recover and verify ignore them; later runs log them as a warning.
 """
 
 from __future__ import annotations
@@ -27,15 +32,24 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from pgtool.errors import UsageError
+from pgtool.errors import ExternalCommandError, PgtoolError, UsageError
 from pgtool.obs.logging import get_logger
-from pgtool.physical import base_guard, base_incremental, repo_catalog, repo_retention
+from pgtool.physical import base_guard, base_incremental, repo_catalog, repo_retention, repo_stream
 from pgtool.physical.backup_run import BackupRun, BaseBackupResult, finish
-from pgtool.physical.base_catalog import MANIFEST_FILE, STAMP_FORMAT
-from pgtool.physical.basebackup import prepare, spool
+from pgtool.physical.base_catalog import MANIFEST_FILE, METADATA_FILE, STAMP_FORMAT, BaseBackupInfo
+from pgtool.physical.basebackup import (
+    ServerFacts,
+    describe,
+    pg_basebackup_argv,
+    prepare,
+    server_clock,
+    spool,
+)
 from pgtool.repo import Repository, base_prefix, open_repository
 from pgtool.wal.repo_archive import RepoWal
 
@@ -80,28 +94,100 @@ def take_repo_base_backup(
 
     # SIGTERM (a pod stop) must unwind, so the spool is removed rather than left behind.
     with sigterm_raises():
-        stamp = _new_stamp(repo)
         work = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=parent))  # mode 0700
         try:
             manifest = None
             if against is not None:
                 manifest = work / f"{against.id}.backup_manifest"
                 repo.read_to_file(base_prefix(against.id) + MANIFEST_FILE, manifest)
-            info = spool(dsn, facts, tools, work / stamp, stamp, run.compress, against, manifest)
-            uploaded = repo_catalog.upload(repo, work / stamp, stamp)
+            info = None
+            reason = repo_stream.cannot_stream(run.compress)
+            if reason is None:
+                try:
+                    info = stream(repo, dsn, facts, tools, run.compress, against, manifest)
+                except repo_stream.CannotStream as exc:
+                    reason = exc.reason
+            if info is None:
+                log.info("base backup spooled locally, not streamed", reason=reason)
+                stamp = _new_stamp(repo)
+                info = spool(dsn, facts, tools, work / stamp, stamp, run.compress, against, manifest)
+                repo_catalog.upload(repo, work / stamp, stamp)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         log.info(
-            "base backup uploaded",
-            backup=stamp,
+            "base backup stored",
+            backup=info.id,
             kind=info.kind,
             size_bytes=info.size_bytes,
-            uploaded_bytes=uploaded,
             compression=info.compression,
+            streamed=reason is None,
         )
         outcome = repo_retention.apply_repo_retention(repo, keep=run.keep, window=run.window)
-    # incomplete: spools of runs killed outright (SIGKILL), or running now
-    return finish(info, outcome, spool_leftovers(parent), run.report)
+    # incomplete: spools and unlisted objects of runs killed outright (SIGKILL), or running now
+    leftovers = spool_leftovers(parent) + [f"base/{s}/" for s in repo_catalog.unlisted(repo)]
+    return finish(info, outcome, leftovers, run.report)
+
+
+def stream(
+    repo: Repository,
+    dsn: str,
+    facts: ServerFacts,
+    tools: Any,
+    compress: str,
+    parent: BaseBackupInfo | None,
+    parent_manifest: Path | None,
+) -> BaseBackupInfo:
+    """Stream one backup into `base/<stamp>/` (`repo_stream`), then its manifest and record; returns
+    the record. CannotStream when pg_basebackup cannot write this backup to stdout (nothing stored)."""
+    from pgtool.pg.command import libpq_args
+
+    log = get_logger()
+    stamp = _new_stamp(repo)
+    prefix = base_prefix(stamp)
+    started = time.monotonic()
+    start_time, _, _ = server_clock(dsn)
+    # client-side compression came with PostgreSQL 15's pg_basebackup (`auto` streams a plain tar
+    # before, which the repository compresses)
+    choices = repo_stream.ORDER[compress] if tools.major >= 15 or compress != "auto" else ("none",)
+    with libpq_args(dsn) as (conninfo, env):
+        for i, choice in enumerate(choices):
+            codec = repo_stream.CODECS[choice]
+            argv = pg_basebackup_argv(
+                tools.path("pg_basebackup"),
+                conninfo,
+                "-",
+                f"pgtool {stamp}",
+                choice,
+                parent_manifest,
+                wal_method="fetch",  # `stream` cannot write to stdout
+            )
+            argv.append("--manifest-checksums=SHA256")  # hashlib checks them as the tar streams by
+            try:
+                streamed, check = repo_stream.stream_into(
+                    repo, prefix + codec.object, argv, env, codec, facts.wal_segment_size
+                )
+                break
+            except ExternalCommandError as exc:
+                why = repo_stream.unsupported(exc.stderr_tail)
+                if why is not None:
+                    raise repo_stream.CannotStream(why) from None
+                if "does not support compression" not in exc.stderr_tail or i == len(choices) - 1:
+                    raise
+                log.info("pg_basebackup cannot compress this way, trying the next", compression=choice)
+    try:
+        stop_time, next_xid, superuser = server_clock(dsn)
+        files = {codec.object: streamed.stored_bytes, MANIFEST_FILE: len(streamed.manifest)}
+        times = (start_time, stop_time)
+        info = describe(files, stamp, facts, check, codec.name, times, next_xid, started, "fetch")
+        info.superuser = superuser
+        base_incremental.record_chain(info, parent)
+        repo.put_if_absent(prefix + MANIFEST_FILE, streamed.manifest)
+        repo.put_if_absent(prefix + METADATA_FILE, info.to_json().encode())  # last: now it is listed
+    except BaseException:
+        with suppress(PgtoolError):
+            repo_catalog.delete(repo, stamp)
+        raise
+    return info
 
 
 def _new_stamp(repo: Repository) -> str:
@@ -109,7 +195,7 @@ def _new_stamp(repo: Repository) -> str:
     parts (waits for the next second if needed)."""
     while True:
         stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
-        if not repo.list(base_prefix(stamp)):
+        if repo_catalog.stamp_free(repo, stamp):
             return stamp
         time.sleep(0.2)
 

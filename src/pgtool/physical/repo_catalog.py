@@ -1,10 +1,16 @@
 """Base backups in a backup repository (`--repo`): upload, list, download and delete.
 
-Layout: `base/<stamp>/<relative path>` mirrors a complete local backup directory (see `base_catalog`:
-base.tar[.lz4|.zst|.gz], pg_wal.tar[.gz], backup_manifest, tablespace tars), and the metadata object
-`base/<stamp>/pgtool-basebackup.json` is uploaded LAST: a backup is listed only when its metadata
-object exists, so an upload killed half-way is never taken for a backup. Deleting goes the other way:
-the metadata first, so a half-deleted backup is no longer listed either.
+Two layouts under `base/<stamp>/`, read alike:
+- streamed (`repo_stream`): `base.tar[.lz4|.zst|.gz]`, the one tar pg_basebackup wrote to stdout (the
+  WAL the backup needs under `pg_wal/` inside it, and `backup_manifest` as its last member), plus
+  `backup_manifest` as an object of its own (an incremental backup needs its parent's);
+- spooled (`upload`): the files of a complete local backup directory (see `base_catalog`:
+  base.tar[.lz4|.zst|.gz], pg_wal.tar[.gz], backup_manifest, tablespace tars).
+Either way the metadata object `base/<stamp>/pgtool-basebackup.json` is written LAST: a backup is
+listed only when its metadata object exists, so an upload killed half-way is never taken for a backup.
+Deleting goes the other way: the metadata first, so a half-deleted backup is no longer listed either.
+A download of either layout reads like a local backup directory (`base_unpack`, `base_verify`,
+`base_combine` handle WAL in `pg_wal.tar` or inside `base.tar`).
 
 Every object carries the repository's checksum (and authentication, when encrypted); `download`
 verifies each one while writing it (`Repository.read_to_file`) and then compares its size with what
@@ -66,6 +72,32 @@ def list_base_backups(repo: Repository) -> list[BaseBackupInfo]:
             raise IntegrityError(f"{repo.where(obj.name)} describes backup {info.id}, not {parts[1]}")
         found.append(info)
     return sorted(found, key=lambda i: i.id)
+
+
+def stamp_free(repo: Repository, stamp: str) -> bool:
+    """Nothing of `stamp` in the repository yet, not even a killed upload's part in a local one."""
+    if repo.list(base_prefix(stamp)):
+        return False
+    return repo.url.kind != "local" or repo.url.path is None or not (repo.url.path / "base" / stamp).exists()
+
+
+def unlisted(repo: Repository) -> list[str]:
+    """Stamps that hold objects but no metadata: runs killed outright (SIGKILL), or running now.
+
+    A local repository also counts the files its store keeps for an upload in progress (`NAME#N`,
+    never listed): a killed upload leaves its part there; the clouds keep an abandoned multipart upload
+    out of sight (S3 until a lifecycle rule aborts it; Azure drops uncommitted blocks after a week)."""
+    stamps: dict[str, bool] = {}
+    for obj in repo.list("base/"):
+        parts = obj.name.split("/")
+        if len(parts) >= 3 and is_stamp(parts[1]):
+            record = parts[2] == METADATA_FILE and len(parts) == 3
+            stamps[parts[1]] = stamps.get(parts[1], False) or record
+    if repo.url.kind == "local" and repo.url.path is not None:
+        for staged in Path(repo.url.path).glob("base/*/*#*"):
+            if is_stamp(staged.parent.name):
+                stamps.setdefault(staged.parent.name, False)
+    return sorted(s for s, listed in stamps.items() if not listed)
 
 
 def download(repo: Repository, info: BaseBackupInfo, dest_parent: Path) -> Path:

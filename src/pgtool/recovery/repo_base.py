@@ -7,6 +7,10 @@ its size is known from the metadata and checked against the free space first, an
 removed whatever happens. An incremental backup needs its whole chain (`base_chain.chain_of`):
 `scratch_chain` downloads every member into one scratch directory, which then reads like a local
 base-backup directory holding that chain.
+
+Both repository layouts download the same way (`repo_catalog`): a streamed backup as `base.tar*` (its
+WAL inside, under pg_wal/) with `backup_manifest`, a spooled one as its files (`pg_wal.tar*` beside
+`base.tar*`); the unpacking, verifying and combining code reads WAL from either.
 """
 
 from __future__ import annotations
