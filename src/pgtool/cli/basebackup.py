@@ -41,8 +41,9 @@ def basebackup(
         optional(
             "--spool-dir",
             envvar="PGTOOL_SPOOL_DIR",
-            help="With --repo: where the backup is written and checked before the upload, then removed "
-            "(default: $TMPDIR or /tmp). Needs room for one backup.",
+            help="With --repo, when the backup cannot stream into the store (server-side compression, "
+            "extra tablespaces, WAL recycled before it was fetched): where it is written and checked "
+            "before the upload, then removed (default: $TMPDIR or /tmp). Needs room for one backup then.",
         ),
     ] = None,
     dsn: Dsn = None,
@@ -92,9 +93,10 @@ def basebackup(
 
     The backup is written under a temporary name and renamed only once pg_basebackup succeeded and the
     result was checked against its manifest. Metadata (LSNs, times, timeline, system identifier,
-    sizes) goes to pgtool-basebackup.json inside it. With --repo it is written and checked in a
-    spool directory, uploaded to base/<stamp>/ (metadata last), and the spool removed; retention and
-    WAL pruning then run on the repository.
+    sizes) goes to pgtool-basebackup.json inside it. With --repo it streams into base/<stamp>/ as one
+    tar, every file checked against the manifest on the way, metadata last; where it cannot stream it
+    is written and checked in a spool directory, uploaded, and the spool removed. Retention and WAL
+    pruning then run on the repository.
 
     Retention never deletes a backup a kept incremental needs (whole chains are kept), and with
     --retention-window also keeps the newest backup older than the window, everything after it and
