@@ -42,17 +42,22 @@ def read_manifest(backup_dir: Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise OperationError(f"{backup_dir.name}: no backup_manifest: the backup is incomplete") from None
+    return parse_manifest(raw, str(path))
+
+
+def parse_manifest(raw: bytes, where: str) -> dict[str, Any]:
+    """The manifest `raw` (read from `where`), its own SHA-256 checksum verified; OperationError if not."""
     try:
         manifest: dict[str, Any] = json.loads(raw)
     except ValueError as exc:
-        raise OperationError(f"{path} is not valid JSON: {exc}") from None
+        raise OperationError(f"{where}: the backup manifest is not valid JSON: {exc}") from None
     # The checksum covers every byte up to the line that holds it (PostgreSQL's own definition).
     cut = raw.rfind(b'"Manifest-Checksum"')
     expected = manifest.get("Manifest-Checksum")
     if cut < 0 or not expected or hashlib.sha256(raw[:cut]).hexdigest() != expected:
-        raise OperationError(f"{path}: manifest checksum mismatch: the manifest is damaged")
+        raise OperationError(f"{where}: manifest checksum mismatch: the manifest is damaged")
     if not manifest.get("WAL-Ranges"):
-        raise OperationError(f"{path} lists no WAL ranges")
+        raise OperationError(f"{where}: the backup manifest lists no WAL ranges")
     return manifest
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import queue
 import tarfile
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
 from pgtool.errors import OperationError, PgtoolError
+from pgtool.physical import base_verify
 from pgtool.physical.base_catalog import MANIFEST_FILE
 from pgtool.physical.base_progress import TerminalProgress
 from pgtool.physical.base_verify import CheckResult
@@ -313,22 +313,6 @@ def stream_into(
     return streamed, result
 
 
-def manifest_document(raw: bytes, where: str) -> dict[str, Any]:
-    """The parsed manifest, its own SHA-256 checksum verified (as `base_verify.read_manifest`)."""
-    try:
-        manifest: dict[str, Any] = json.loads(raw)
-    except ValueError as exc:
-        raise OperationError(f"{where}: the backup manifest is not valid JSON: {exc}") from None
-    # The checksum covers every byte up to the line that holds it (PostgreSQL's own definition).
-    cut = raw.rfind(b'"Manifest-Checksum"')
-    expected = manifest.get("Manifest-Checksum")
-    if cut < 0 or not expected or hashlib.sha256(raw[:cut]).hexdigest() != expected:
-        raise OperationError(f"{where}: manifest checksum mismatch: the manifest is damaged")
-    if not manifest.get("WAL-Ranges"):
-        raise OperationError(f"{where}: the backup manifest lists no WAL ranges")
-    return manifest
-
-
 def _manifest_path(entry: dict[str, Any]) -> str:
     if "Path" in entry:
         return str(entry["Path"])
@@ -339,7 +323,7 @@ def verify(streamed: Streamed, wal_segment_size: int, where: str) -> CheckResult
     """Check the streamed tar against its manifest; OperationError naming the first difference."""
     if MANIFEST_FILE not in streamed.files:
         raise OperationError(f"{where}: the tar ended without {MANIFEST_FILE}: the backup is incomplete")
-    manifest = manifest_document(streamed.manifest, where)
+    manifest = base_verify.parse_manifest(streamed.manifest, where)
     listed = set()
     for entry in manifest.get("Files", []):
         path = _manifest_path(entry)
