@@ -17,11 +17,15 @@ import hashlib
 import hmac
 import json
 import os
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+import time
 
 from pgtool.repo.errors import IntegrityError, RepoKeyError, RepoUsageError
+
+# Not typing.TYPE_CHECKING: archive-wal reads the record once per segment, and typing, datetime and
+# pathlib are imported only where used (typing never). Mypy reads any constant of this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 RECORD_NAME = "pgtool.repo.json"
 FORMAT = "pgtool-repository"
@@ -32,13 +36,15 @@ _CHECK_DOMAIN = b"pgtool repository key check v1\x00"
 
 # A JSON object as `json.loads` gives it: the record and its encryption parameters come from the store,
 # untrusted, so their values are Any until each is checked (or fails) where it is read.
-JSONObject = dict[str, Any]
+if TYPE_CHECKING:
+    JSONObject = dict[str, Any]
 
 
 def read_key_file(path: str | os.PathLike[str]) -> bytes:
     """The secret in a key file: its content, less one trailing newline (editors and `echo` add one)."""
     try:
-        secret = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            secret = f.read()
     except OSError as exc:
         raise RepoUsageError(f"cannot read the repository key file {path}: {exc.strerror}") from None
     for ending in (b"\r\n", b"\n"):
@@ -135,7 +141,7 @@ def new_record(encryption: JSONObject | None) -> bytes:
     body = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "encryption": encryption,
     }
     body["checksum"] = hashlib.sha256(_canonical(body)).hexdigest()

@@ -11,16 +11,16 @@ Names are '/'-separated, relative, with no empty, '.' or '..' segment and none o
 
 from __future__ import annotations
 
-import re
-
 from pgtool.repo.errors import RepoUsageError
 
 RECORD = "pgtool.repo.json"
 WAL = "wal"
 BASE = "base"
 DUMPS = "dumps"
-_WAL_FILE = re.compile(r"^([0-9A-F]{8})(?:[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?|\.history)$")
-_STAMP = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._:-]{0,127}$")
+# No `re` at import time: archive-wal reaches wal_name once per segment, where `re` (and the enum and
+# functools it loads) would be most of this module's cost; backup stamps compile their pattern on use.
+_HEX = frozenset("0123456789ABCDEF")
+_STAMP = r"^[0-9A-Za-z][0-9A-Za-z._:-]{0,127}$"
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -34,10 +34,28 @@ def check_name(name: str) -> str:
 
 def wal_name(filename: str) -> str:
     """The object name of a WAL segment, history or backup-label file (timeline from its name)."""
-    match = _WAL_FILE.match(filename)
-    if not match:
+    if not _is_wal_file(filename):
         raise RepoUsageError(f"{filename!r} is not a WAL file name")
-    return f"{WAL}/{match.group(1)}/{filename}"
+    return f"{WAL}/{filename[:8]}/{filename}"
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and _HEX.issuperset(text)
+
+
+def _is_wal_file(name: str) -> bool:
+    """TTTTTTTT + 16 hex digits [.partial | .OOOOOOOO.backup], or TTTTTTTT.history (uppercase hex)."""
+    if not _is_hex(name[:8], 8):
+        return False
+    rest = name[8:]
+    if rest == ".history":
+        return True
+    if not _is_hex(rest[:16], 16):
+        return False
+    suffix = rest[16:]
+    if suffix in ("", ".partial"):
+        return True
+    return len(suffix) == 16 and suffix.endswith(".backup") and suffix[0] == "." and _is_hex(suffix[1:9], 8)
 
 
 def encode_db(dbname: str) -> str:
@@ -63,7 +81,9 @@ def decode_db(segment: str) -> str:
 
 
 def _stamp(stamp: str) -> str:
-    if not _STAMP.match(stamp):
+    import re
+
+    if not re.match(_STAMP, stamp):
         raise RepoUsageError(f"invalid backup stamp {stamp!r}")
     return stamp
 

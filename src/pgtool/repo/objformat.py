@@ -20,13 +20,19 @@ the iterator is exhausted without error.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
-from collections.abc import Iterable, Iterator
-
-import zstandard
-from nacl.exceptions import CryptoError
+import sys
 
 from pgtool.repo.errors import IntegrityError
+
+# Not typing.TYPE_CHECKING: archive-wal encodes one object per segment. Mypy reads any constant of this
+# name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from mmap import mmap
+    from types import ModuleType
 
 MAGIC = b"PGTR"
 VERSION = 1
@@ -46,6 +52,42 @@ ZSTD_LEVEL = 1
 _DOMAIN = b"pgtool-object-v1\x00"
 
 
+_ZSTD: list[ModuleType] = []
+
+
+def zstd() -> ModuleType:
+    """python-zstandard's C backend (`zstandard.backend_c`, the module its package re-exports on
+    CPython), loaded by itself: the package's __init__ imports `platform` and `typing` only to pick a
+    backend, which cost archive-wal more CPU per segment than everything else it imports for a local
+    repository. Registered under its own name, so a later `import zstandard` reuses it; if it cannot
+    be found that way (another layout, another interpreter), the package as usual."""
+    if not _ZSTD:
+        _ZSTD.append(_zstd_backend_c() or __import__("zstandard"))
+    return _ZSTD[0]
+
+
+def _zstd_backend_c() -> ModuleType | None:
+    name = "zstandard.backend_c"
+    if name in sys.modules:
+        return sys.modules[name]
+    from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec
+
+    for entry in sys.path:
+        for suffix in EXTENSION_SUFFIXES:
+            path = os.path.join(entry or ".", "zstandard", "backend_c" + suffix)
+            if not os.path.isfile(path):
+                continue
+            loader = ExtensionFileLoader(name, path)
+            try:
+                module = loader.create_module(ModuleSpec(name, loader, origin=path))
+                loader.exec_module(module)
+            except ImportError:
+                return None
+            sys.modules[name] = module
+            return module
+    return None
+
+
 def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     """Pieces of exactly `size` bytes (the last one shorter, possibly empty only if all input was)."""
     buf = bytearray()
@@ -58,7 +100,7 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
 
 
 def _compressed(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+    comp = zstd().ZstdCompressor(level=ZSTD_LEVEL).compressobj()
     for chunk in chunks:
         out = comp.compress(chunk)
         if out:
@@ -94,6 +136,18 @@ def encode(
         current = following
     ct = sodium.crypto_secretstream_xchacha20poly1305_push(state, current, ad, _TAG_FINAL)
     yield struct.pack(">I", len(ct)) + ct
+
+
+def encode_bytes(name: str, data: bytes | mmap, *, key: bytes | None, compress: bool = True) -> bytes:
+    """The stored form of `data` under `name`, whole: `encode` for one object in memory (a WAL
+    segment, maybe mapped), compressed in one call (no stream; the frame records its content size)."""
+    if key is not None:
+        return b"".join(encode(name, [bytes(data)], key=key, compress=compress))
+    header = MAGIC + bytes([VERSION, FLAG_ZSTD if compress else 0])
+    payload = zstd().ZstdCompressor(level=ZSTD_LEVEL).compress(data) if compress else data
+    digest = hashlib.sha256(_DOMAIN + name.encode() + b"\x00" + header)
+    digest.update(payload)
+    return b"".join((header, payload, digest.digest()))
 
 
 class _Reader:
@@ -155,13 +209,14 @@ def decode(name: str, stored: Iterable[bytes], *, key: bytes | None, where: str)
     if not flags & FLAG_ZSTD:
         yield from payload
         return
-    dec = zstandard.ZstdDecompressor().decompressobj()
+    codec = zstd()
+    dec = codec.ZstdDecompressor().decompressobj()
     try:
         for piece in payload:
             out = dec.decompress(piece)
             if out:
                 yield out
-    except zstandard.ZstdError as exc:
+    except codec.ZstdError as exc:
         raise IntegrityError(f"{where}: damaged compressed data ({exc})", hint=_TAMPER_HINT) from None
     if not dec.eof:
         raise IntegrityError(f"{where}: compressed data ends early", hint=_TAMPER_HINT)
@@ -186,6 +241,7 @@ def _open(name: str, header: bytes, reader: _Reader, key: bytes, where: str) -> 
     if len(ss_header) < _SS_HEADER:
         raise IntegrityError(f"{where} is truncated", hint=_TAMPER_HINT)
     from nacl import bindings as sodium
+    from nacl.exceptions import CryptoError
 
     state = sodium.crypto_secretstream_xchacha20poly1305_state()
     try:

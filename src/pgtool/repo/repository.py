@@ -16,13 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 
 from pgtool.repo import keys, layout, objformat
 from pgtool.repo.errors import ObjectAbsent, ObjectDiffers, RepoError, RepoKeyError, StoreUnavailable
-from pgtool.repo.store import ObjectInfo, Store
 from pgtool.repo.url import RepoURL, parse_repo_url
+
+# Not typing.TYPE_CHECKING: archive-wal opens a repository once per segment, and a local one loads
+# neither obstore (`pgtool.repo.store`) nor typing, pathlib or dataclasses. Mypy reads any constant of
+# this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+    from mmap import mmap
+
+    from pgtool.repo.localfs import LocalFiles
+    from pgtool.repo.objinfo import ObjectInfo
+    from pgtool.repo.store import Store
 
 KEY_FILE_ENV = "PGTOOL_REPO_KEY_FILE"
 REPO_ENV = "PGTOOL_REPO"
@@ -34,7 +43,7 @@ _PROOF_LEN = 32
 class Repository:
     """Open one with `open_repository`."""
 
-    def __init__(self, store: Store, record: keys.JSONObject, key: bytes | None) -> None:
+    def __init__(self, store: Store | LocalFiles, record: keys.JSONObject, key: bytes | None) -> None:
         self.store = store
         self.url: RepoURL = store.url
         self.record = record
@@ -49,11 +58,11 @@ class Repository:
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def put_if_absent(self, name: str, data: bytes, *, compress: bool = True) -> bool:
+    def put_if_absent(self, name: str, data: bytes | mmap, *, compress: bool = True) -> bool:
         """Store `data` under `name` unless something is there. True: created; False: an identical
         object was already there. ObjectDiffers if a different one is."""
         layout.check_name(name)
-        stored = b"".join(objformat.encode(name, [data], key=self._key, compress=compress))
+        stored = objformat.encode_bytes(name, data, key=self._key, compress=compress)
         if self.store.create(name, stored):
             return True
         # Something holds the name (maybe our own earlier attempt whose answer was lost): compare content.
@@ -136,8 +145,8 @@ class Repository:
     def read_to_file(self, name: str, dest: str | os.PathLike[str]) -> int:
         """Write the verified content of `name` to `dest` (0600), atomically: a temporary file beside it
         is renamed into place only after the whole object verified. Returns the bytes written."""
-        dest = Path(dest)
-        tmp = dest.with_name(f".{dest.name}.pgtool-tmp-{os.getpid()}")
+        final = os.fspath(dest)
+        tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.pgtool-tmp-{os.getpid()}")
         total = 0
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -147,9 +156,12 @@ class Repository:
                     total += len(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, dest)
+            os.replace(tmp, final)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)
+            try:  # noqa: SIM105 - no contextlib on the per-segment import path
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
             if isinstance(exc, OSError):
                 # The local side failed (a full spool, a missing directory): one line naming both ends,
                 # not a traceback; restore-wal maps it to 126+, never to "absent".
@@ -190,7 +202,18 @@ def open_repository(
     if key_file is None and env.get(KEY_FILE_ENV):
         key_file = env[KEY_FILE_ENV]
     secret = keys.read_key_file(key_file) if key_file is not None else None
-    store = Store(parsed, environ=env, max_retries=max_retries, retry_timeout=retry_timeout, timeout=timeout)
+    store: Store | LocalFiles
+    if parsed.kind == "local":
+        # Plain files, stdlib only (pgtool.repo.localfs says why); obstore only for the clouds.
+        from pgtool.repo.localfs import LocalFiles
+
+        store = LocalFiles(parsed)
+    else:
+        from pgtool.repo.store import Store
+
+        store = Store(
+            parsed, environ=env, max_retries=max_retries, retry_timeout=retry_timeout, timeout=timeout
+        )
     where = store.where(layout.RECORD)
     record = _read_record(store, where)
     if record is None:
@@ -220,7 +243,7 @@ def open_repository(
     return Repository(store, record, keys.unlock(params, secret, parsed.display()))
 
 
-def _read_record(store: Store, where: str) -> keys.JSONObject | None:
+def _read_record(store: Store | LocalFiles, where: str) -> keys.JSONObject | None:
     try:
         data = bytearray()
         for chunk in store.get_stream(layout.RECORD):

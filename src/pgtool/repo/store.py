@@ -1,9 +1,12 @@
-"""The raw object store under a repository: obstore (Rust's object_store) for local, S3 and Azure.
+"""The raw object store under an S3 or Azure repository: obstore (Rust's object_store).
 
 Why obstore: `archive-wal` runs once per WAL segment and obstore imports in about 10 ms (boto3: 250 ms
-and S3 only). This module only moves bytes and maps the library's errors onto `pgtool.repo.errors`;
-framing, checksums and encryption live in `objformat`. Every message names the object and the store,
-and is scrubbed of the secrets the environment holds (a SAS token can appear in a request URL).
+and S3 only). A local repository goes through `pgtool.repo.localfs` instead (stdlib only, the same
+files); this class still opens one through obstore's LocalStore, which the tests use to show that both
+read what the other wrote. This module only moves bytes and maps the library's errors onto
+`pgtool.repo.errors`; framing, checksums and encryption live in `objformat`. Every message names the
+object and the store, and is scrubbed of the secrets the environment holds (a SAS token can appear
+in a request URL).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -21,6 +23,7 @@ from obstore import exceptions as obx
 from obstore.store import AzureStore, LocalStore, S3Store
 
 from pgtool.repo.errors import ObjectAbsent, RepoError, StoreUnavailable
+from pgtool.repo.objinfo import ObjectInfo
 from pgtool.repo.url import RepoURL
 
 if TYPE_CHECKING:
@@ -98,14 +101,6 @@ _AZURE_ENV: tuple[
     ("AZURE_CLIENT_ID", "client_id"),
     ("AZURE_TENANT_ID", "tenant_id"),
 )
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """One stored object: name relative to the repository, size in bytes (stored, framed size)."""
-
-    name: str
-    size: int
 
 
 def _truthy(value: str | None) -> bool:

@@ -6,37 +6,84 @@ user, password or query string is refused. They come from each cloud's standard 
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+import os
 
 from pgtool.repo.errors import RepoUsageError
 
+# Not typing.TYPE_CHECKING: archive-wal parses a local --repo once per segment, and this module loads no
+# dataclasses, pathlib or urllib.parse for that (only a URL with a scheme imports urllib.parse). Mypy
+# reads any constant of this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
 # S3 bucket names (3-63 chars, lowercase, digits, dots, hyphens) and Azure container names
 # (3-63, lowercase, digits, hyphens): checked here so a typo fails before any request.
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_AZ_CONTAINER = re.compile(r"^(\$root|[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62})$")
+_S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+_AZ_CONTAINER = r"^(\$root|[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62})$"
 
 
-@dataclass(frozen=True)
 class RepoURL:
-    """A parsed repository location. `kind` is "local", "s3" or "azure"."""
+    """A parsed repository location (immutable). `kind` is "local", "s3" or "azure"; `bucket` the S3
+    bucket or Azure container (empty for local); `prefix` the key prefix inside it, no leading or
+    trailing slash; `local_dir` the absolute local directory (empty for the clouds)."""
 
+    __slots__ = ("bucket", "kind", "local_dir", "prefix")
     kind: str
-    bucket: str = ""  # S3 bucket or Azure container; empty for local
-    prefix: str = ""  # key prefix inside the bucket, no leading or trailing slash
-    path: Path | None = None  # local directory
+    bucket: str
+    prefix: str
+    local_dir: str
+
+    def __init__(
+        self, kind: str, bucket: str = "", prefix: str = "", path: str | os.PathLike[str] | None = None
+    ) -> None:
+        for attr, value in (
+            ("kind", kind),
+            ("bucket", bucket),
+            ("prefix", prefix),
+            ("local_dir", "" if path is None else os.fspath(path)),
+        ):
+            object.__setattr__(self, attr, value)
+
+    def __setattr__(self, attr: str, value: object) -> None:
+        raise AttributeError(f"RepoURL is immutable ({attr})")
+
+    def _key(self) -> tuple[str, str, str, str]:
+        return (self.kind, self.bucket, self.prefix, self.local_dir)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RepoURL) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple[type[RepoURL], tuple[str, str, str, str | None]]:
+        return RepoURL, (self.kind, self.bucket, self.prefix, self.local_dir or None)
+
+    def __repr__(self) -> str:
+        fields = f"kind={self.kind!r}, bucket={self.bucket!r}, prefix={self.prefix!r}"
+        return f"RepoURL({fields}, path={self.local_dir!r})"
+
+    @property
+    def path(self) -> Path | None:
+        """The local directory as a Path (None for the clouds); pathlib is imported only here."""
+        if not self.local_dir:
+            return None
+        from pathlib import Path
+
+        return Path(self.local_dir)
 
     def display(self) -> str:
         """The location as shown in messages (holds no secret: URLs never carry one)."""
         if self.kind == "local":
-            return str(self.path)
+            return self.local_dir
         tail = f"/{self.prefix}" if self.prefix else ""
         return f"{self.kind}://{self.bucket}{tail}"
 
 
 def _clean_prefix(raw: str, url: str) -> str:
+    from urllib.parse import unquote
+
     prefix = unquote(raw).strip("/")
     parts = prefix.split("/") if prefix else []
     if any(p in ("", ".", "..") for p in parts):
@@ -52,7 +99,9 @@ def parse_repo_url(url: str) -> RepoURL:
             "--repo is empty", hint="give a directory, s3://BUCKET/PREFIX or azure://CONTAINER/PREFIX"
         )
     if "://" not in text:
-        return RepoURL(kind="local", path=Path(text).expanduser().absolute())
+        return RepoURL(kind="local", path=os.path.abspath(os.path.expanduser(text)))
+    from urllib.parse import unquote, urlsplit
+
     try:
         parts = urlsplit(text)
         credentials = parts.username or parts.password
@@ -70,11 +119,12 @@ def parse_repo_url(url: str) -> RepoURL:
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise RepoUsageError(f"--repo {url!r}: file URLs name a local path (file:///dir)")
-        return RepoURL(kind="local", path=Path(unquote(parts.path)).absolute())
+        return RepoURL(kind="local", path=os.path.abspath(unquote(parts.path)))
     if scheme in ("s3", "azure"):
         bucket = parts.netloc
-        pattern = _S3_BUCKET if scheme == "s3" else _AZ_CONTAINER
-        if not pattern.match(bucket):
+        import re
+
+        if not re.match(_S3_BUCKET if scheme == "s3" else _AZ_CONTAINER, bucket):
             what = "bucket" if scheme == "s3" else "container"
             raise RepoUsageError(f"--repo {url!r}: {bucket!r} is not a valid {what} name")
         return RepoURL(kind=scheme, bucket=bucket, prefix=_clean_prefix(parts.path, url))
