@@ -4,16 +4,19 @@ by the uploader running ahead (`pgtool.wal.repo_ahead`), without importing the r
 
 - A **marker** `<name>` is written (temporary, then rename) by whoever received the store's
   acknowledgement of the upload, and only then. It holds the SHA-256 of the bytes uploaded, the
-  repository URL and where the object is. A call trusts it only when the SHA-256 equals the file
-  PostgreSQL hands over now, the URL is the call's own, and it is younger than MARKER_MAX_AGE; it is
-  consumed either way, so a stale or foreign marker never answers twice. This is the trust
+  repository's `identity` (location resolved, key file) and where the object is. A call trusts it only
+  when the SHA-256 equals the file PostgreSQL hands over now, the identity is the call's own, and it is
+  younger than MARKER_MAX_AGE; it is consumed either way, so a stale or foreign marker never answers
+  twice. This is the trust
   pgBackRest's archive-async gives its `.ok` files; what the marker adds is the content hash.
 - A **claim** `.claim-<name>` is an flock held while a segment is being uploaded, by the uploader or by
   a call. A call whose segment is claimed waits (bounded) for the claim to go, then looks for the
   marker again: one upload per segment instead of two. The kernel drops a dead holder's lock, so a
   killed uploader never blocks anyone. Correctness never rests on a claim: two uploads of one segment
   meet in the store's conditional create (identical content: both succeed).
-- The uploader itself holds `.uploader` locked while it runs: at most one per pg_wal.
+- The uploader itself holds `.uploader` locked while it runs: at most one per pg_wal. `.wanted` holds
+  the identity the calls archive into now; an uploader for another one (archive_command was reloaded
+  with another repository or key) stops taking work.
 """
 
 from __future__ import annotations
@@ -30,13 +33,34 @@ from pgtool import durable_write as durable
 MARKER_DIR = ".pgtool-ahead"
 CLAIM_PREFIX = ".claim-"
 UPLOADER_LOCK = ".uploader"
+WANTED = ".wanted"
 # A marker older than this is not trusted (the full path runs: a conditional create that finds the
-# object). Markers are normally consumed within seconds; the bound keeps a long-stalled archiver from
-# trusting state from before, say, a repository was replaced under the same URL.
-MARKER_MAX_AGE = 600.0
+# object). The uploader runs at most a few dozen segments ahead, so markers are consumed within seconds;
+# the bound keeps a stalled archiver from trusting state from before, say, a repository was replaced.
+MARKER_MAX_AGE = 120.0
 # How long a call waits for the upload that holds its segment's claim, before uploading it itself.
 CLAIM_WAIT = 120.0
 _POLL = 0.005
+
+
+def identity(url: str, key_file: str | None) -> str:
+    """What a marker must match besides the bytes: the repository as resolved from the caller's working
+    directory (PostgreSQL runs archive_command in the data directory; the uploader runs in /), and the
+    key file by path and identity (inode, size, mtime: a new key at the same path differs; its content,
+    the secret, is never hashed into a file)."""
+    if url.startswith(("s3://", "azure://")):
+        where = url
+    else:
+        where = os.path.abspath(url[len("file://") :] if url.startswith("file://") else url)
+    if not key_file:
+        return where
+    path = os.path.abspath(key_file)
+    try:
+        st = os.stat(path)
+        key = f"{path}@{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        key = f"{path}@?"
+    return f"{where} key={key}"
 
 
 def marker_dir(pg_wal: str) -> str:
@@ -48,11 +72,11 @@ def pg_wal_of(wal_path: str) -> str:
     return os.path.dirname(os.path.abspath(wal_path))
 
 
-def marker_text(digest: str, url: str, where: str) -> str:
-    return f"{digest}\n{url}\n{where}\n"
+def marker_text(digest: str, ident: str, where: str) -> str:
+    return f"{digest}\n{ident}\n{where}\n"
 
 
-def write_marker(pg_wal: str, name: str, digest: str, url: str, where: str) -> None:
+def write_marker(pg_wal: str, name: str, digest: str, ident: str, where: str) -> None:
     """Record that the store acknowledged `name` (call only after it did). OSError if it cannot.
 
     Never creates pg_wal itself: after the cluster was removed, writing fails instead of recreating it.
@@ -64,7 +88,7 @@ def write_marker(pg_wal: str, name: str, digest: str, url: str, where: str) -> N
     tmp, fd = durable.create_temp(directory, name)
     try:
         try:
-            os.write(fd, marker_text(digest, url, where).encode())
+            os.write(fd, marker_text(digest, ident, where).encode())
         finally:
             os.close(fd)
         os.replace(tmp, os.path.join(directory, name))
@@ -74,9 +98,9 @@ def write_marker(pg_wal: str, name: str, digest: str, url: str, where: str) -> N
         raise
 
 
-def take_marker(pg_wal: str, name: str, data: bytes, url: str) -> str | None:
-    """Where the object is, if a trusted marker says `name` was uploaded with exactly `data` to `url`;
-    else None. The marker is removed either way."""
+def take_marker(pg_wal: str, name: str, data: bytes, ident: str) -> str | None:
+    """Where the object is, if a trusted marker says `name` was uploaded with exactly `data` to the
+    repository `ident` (`identity`); else None. The marker is removed either way."""
     path = os.path.join(marker_dir(pg_wal), name)
     try:
         with open(path, encoding="utf-8") as f:
@@ -86,7 +110,7 @@ def take_marker(pg_wal: str, name: str, data: bytes, url: str) -> str | None:
         return None
     with contextlib.suppress(OSError):
         os.unlink(path)
-    if len(lines) != 4 or lines[3] or not 0 <= age <= MARKER_MAX_AGE or lines[1] != url:
+    if len(lines) != 4 or lines[3] or not 0 <= age <= MARKER_MAX_AGE or lines[1] != ident:
         return None
     if lines[0] != hashlib.sha256(data).hexdigest():
         return None
@@ -153,7 +177,7 @@ def uploader_running(pg_wal: str) -> bool:
     return False
 
 
-def confirm(wal_path: str, name: str, url: str) -> tuple[str, int, float] | None:
+def confirm(wal_path: str, name: str, ident: str) -> tuple[str, int, float] | None:
     """(where, size, seconds waited) when `name` was uploaded ahead, waiting for an upload of it in
     progress; None when the call must upload it itself (it takes its own claim in repo_archive)."""
     if len(name) != 24 or not name.isalnum():
@@ -166,15 +190,41 @@ def confirm(wal_path: str, name: str, url: str) -> tuple[str, int, float] | None
             data = f.read()
     except OSError:
         return None  # the full path reports it
-    where = take_marker(pg_wal, name, data, url)
+    where = take_marker(pg_wal, name, data, ident)
     waited = 0.0
     if where is None:
         started = time.monotonic()
         fd = wait_claim(pg_wal, name)
         release(fd)  # the upload that held it has ended, one way or the other
         waited = time.monotonic() - started
-        where = take_marker(pg_wal, name, data, url)
+        where = take_marker(pg_wal, name, data, ident)
     return None if where is None else (where, len(data), waited)
+
+
+def want(pg_wal: str, ident: str) -> None:
+    """Record the repository the calls archive into now (best effort: an uploader for another one stops)."""
+    path = os.path.join(marker_dir(pg_wal), WANTED)
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == ident:
+                return
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        tmp, fd = durable.create_temp(marker_dir(pg_wal), WANTED)
+        try:
+            os.write(fd, ident.encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+
+def wanted(pg_wal: str) -> str | None:
+    try:
+        with open(os.path.join(marker_dir(pg_wal), WANTED), encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def forget_stale(pg_wal: str) -> None:

@@ -294,7 +294,8 @@ def _archived_ahead(args: _Args) -> ArchiveResult | None:
     from pgtool.wal import ahead_marks
     from pgtool.wal.archiving import ArchiveResult
 
-    found = ahead_marks.confirm(args.wal_path, args.wal_name, args.repo or "")
+    ident = ahead_marks.identity(args.repo or "", args.repo_key_file)
+    found = ahead_marks.confirm(args.wal_path, args.wal_name, ident)
     if found is None:
         return None
     where, size, waited = found

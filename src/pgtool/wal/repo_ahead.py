@@ -28,6 +28,7 @@ import os
 import sys
 import time
 
+from pgtool.repo import RepoError
 from pgtool.wal import ahead_marks
 from pgtool.wal.archive import CorruptArchiveError
 from pgtool.wal.archiving import check_segment_fd, refuse_past_fork
@@ -41,33 +42,40 @@ if TYPE_CHECKING:
     from pgtool.wal.repo_archive import RepoWal
 
 MAX_AHEAD_BYTES = 256 * 1024 * 1024
+AHEAD_WINDOW = 4  # how far ahead of the oldest ready segment, in multiples of the parallelism
 IDLE_EXIT = 3.0  # s without a segment to upload before the uploader exits
 MAX_LIFETIME = 900.0
 FORK_REFRESH = 1.0  # s between reads of the split-brain history object
 _POLL = 0.02
+IDENTITY_ENV = "PGTOOL_AHEAD_IDENTITY"  # the calls' `ahead_marks.identity`, handed to the uploader
 
 
 def followers(
     pg_wal: str, timeline: int, seg_size: int, limit: int, skip: set[str] | frozenset[str] = frozenset()
 ) -> list[str]:
     """Up to `limit` segments of `timeline` that PostgreSQL marked ready, no marker covers and `skip`
-    does not name, oldest first."""
+    does not name, oldest first, among the oldest AHEAD_WINDOW * `limit` ready ones: the uploader runs
+    only a bounded way ahead of PostgreSQL's calls, so its markers are consumed within seconds."""
     try:
-        ready = [e[: -len(".ready")] for e in os.listdir(os.path.join(pg_wal, "archive_status"))]
-        marked = set(os.listdir(ahead_marks.marker_dir(pg_wal)))
-    except FileNotFoundError:
-        marked = set()
+        entries = os.listdir(os.path.join(pg_wal, "archive_status"))
     except OSError:
-        return []
-    found = []
-    for name in ready:
+        return []  # pg_wal gone (the cluster was removed) or unreadable: nothing to upload
+    try:
+        marked = set(os.listdir(ahead_marks.marker_dir(pg_wal)))
+    except OSError:
+        marked = set()
+    ready = []
+    for entry in entries:
+        if not entry.endswith(".ready"):
+            continue
         try:
-            other = parse_wal_name(name)
+            other = parse_wal_name(entry[: -len(".ready")])
         except ValueError:
             continue
-        if other.kind == SEGMENT and other.timeline == timeline and name not in marked and name not in skip:
-            found.append((other.segno(seg_size), name))
-    return [name for _segno, name in sorted(found)[:limit]]
+        if other.kind == SEGMENT and other.timeline == timeline:
+            ready.append((other.segno(seg_size), other.name))
+    window = sorted(ready)[: AHEAD_WINDOW * limit]
+    return [name for _segno, name in window if name not in marked and name not in skip][:limit]
 
 
 def parallelism(ahead: int, seg_size: int) -> int:
@@ -92,18 +100,26 @@ def ensure_uploader(
     every segment against it (and the split-brain fork) before uploading it.
     """
     parallel = parallelism(ahead, seg_size)
-    if parallel == 0 or ahead_marks.uploader_running(pg_wal):
+    if parallel == 0:
+        return False
+    # An uploader for another repository or key (archive_command reloaded) sees this and stops.
+    ahead_marks.want(pg_wal, ahead_marks.identity(url, key_file))
+    if ahead_marks.uploader_running(pg_wal):
         return False
     if not [n for n in followers(pg_wal, timeline, seg_size, 2) if n != own]:
         return False  # only the caller's own segment is ready: nothing to run ahead of
     from pgtool.pg.detached import start_detached
 
+    # Resolved here, in PostgreSQL's working directory (the data directory): the uploader runs in /.
+    ident = ahead_marks.identity(url, key_file)
+    if not url.startswith(("s3://", "azure://")):
+        url = os.path.abspath(url[len("file://") :] if url.startswith("file://") else url)
     argv = [sys.executable, "-m", "pgtool.wal.repo_ahead", pg_wal, url]
     argv += [str(sysid), str(seg_size), str(timeline), str(parallel), "1" if compress else "0"]
     # The same modules as this process (a venv, or the WAL bundle and the packages beside it).
-    env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), IDENTITY_ENV: ident}
     if key_file:
-        env["PGTOOL_REPO_KEY_FILE"] = key_file
+        env["PGTOOL_REPO_KEY_FILE"] = os.path.abspath(key_file)
     start_detached(argv, env=env)
     return True
 
@@ -111,13 +127,15 @@ def ensure_uploader(
 class Uploader:
     """One run of the uploader (see the module docstring)."""
 
-    def __init__(self, archive: RepoWal, pg_wal: str, url: str, sysid: int, seg_size: int) -> None:
+    def __init__(self, archive: RepoWal, pg_wal: str, ident: str, sysid: int, seg_size: int) -> None:
         self.archive = archive
         self.pg_wal = pg_wal
-        self.url = url
+        self.ident = ident
         self.sysid = sysid
         self.seg_size = seg_size
-        self.uploaded = 0
+        self.uploaded = 0  # objects created
+        self.already = 0  # objects that were there already, identical (their own call stored them)
+        self.replaced = False  # the calls now archive into another repository
         self.problem: str | None = None  # an upload failed: stop
         self.skipped: dict[str, str] = {}  # segments that failed a check: left to their own calls
         # uploaded by this run (its marker may be consumed already) or archived by its own call
@@ -142,8 +160,10 @@ class Uploader:
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pgtool-ahead") as pool:
             while True:
                 now = time.monotonic()
+                self.replaced = self.replaced or ahead_marks.wanted(self.pg_wal) not in (None, self.ident)
                 stopping = (
                     self.problem is not None
+                    or self.replaced
                     or now - started > MAX_LIFETIME
                     or now - idle_since > IDLE_EXIT
                     or self.server_gone()
@@ -180,7 +200,11 @@ class Uploader:
             return None
         try:
             data = self._checked(name, timeline)
-        except (WalCommandError, CorruptArchiveError, OSError) as exc:
+        except FileNotFoundError:
+            ahead_marks.release(claim)
+            self.handled.add(name)  # archived by its own call and recycled meanwhile
+            return None
+        except (WalCommandError, CorruptArchiveError, OSError, RepoError) as exc:
             ahead_marks.release(claim)
             self.skipped[name] = str(exc)
             return None
@@ -201,20 +225,31 @@ class Uploader:
             return f.read()
 
     def _finish(self, future: Future[bool], name: str, claim: int, digest: str) -> None:
-        from pgtool.repo import RepoError
         from pgtool.repo import layout as repo_layout
 
         try:
             try:
-                future.result()
+                created = future.result()
+                # Split brain: timeline+1 may have appeared while this upload ran. Read again, now:
+                # a segment past its fork gets no marker (its own call refuses it).
+                wal = parse_wal_name(name)
+                refuse_past_fork(
+                    wal, self.seg_size, self.archive.fork_point(wal.timeline), self.archive.display
+                )
             except (RepoError, OSError) as exc:
                 self.problem = self.problem or f"{name}: {exc}"
+                return
+            except (WalCommandError, CorruptArchiveError) as exc:
+                self.skipped[name] = str(exc)
                 return
             # The store acknowledged the object: now, and only now, the marker may say so.
             where = self.archive.where(repo_layout.wal_name(name))
             try:
-                ahead_marks.write_marker(self.pg_wal, name, digest, self.url, where)
-                self.uploaded += 1
+                ahead_marks.write_marker(self.pg_wal, name, digest, self.ident, where)
+                if created:
+                    self.uploaded += 1
+                else:
+                    self.already += 1
                 self.handled.add(name)
             except OSError as exc:
                 self.problem = self.problem or f"{name}: marker not written: {exc.strerror or exc}"
@@ -243,7 +278,8 @@ def main(argv: list[str]) -> int:
         from pgtool.wal.repo_archive import open_wal
 
         key_file = os.environ.get("PGTOOL_REPO_KEY_FILE") or None
-        uploader = Uploader(open_wal(url, key_file, create=False), pg_wal, url, sysid, seg_size)
+        ident = os.environ.get(IDENTITY_ENV) or ahead_marks.identity(url, key_file)
+        uploader = Uploader(open_wal(url, key_file, create=False), pg_wal, ident, sysid, seg_size)
         uploader.run(timeline, parallel, bool(compress))
         problem = uploader.problem
         skipped = uploader.skipped
@@ -254,6 +290,10 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(Exception):
         ahead_marks.forget_stale(pg_wal)
     fields["uploaded"] = uploader.uploaded if uploader else 0
+    if uploader and uploader.already:
+        fields["already_stored"] = uploader.already
+    if uploader and uploader.replaced:
+        fields["stopped"] = "archive_command now archives into another repository or with another key"
     level = "info" if problem is None and not skipped else "warning"
     if problem is not None:
         fields["warning"] = f"stopped uploading ahead: {problem}; each segment's own call uploads it"
