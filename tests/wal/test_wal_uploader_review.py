@@ -18,7 +18,7 @@ import pytest
 
 from pgharness import binaries_for, retry, rmtree, server_writable_dir
 from pgtool.pg.cluster import LocalCluster
-from pgtool.repo import open_repository
+from pgtool.repo import StoreUnavailable, open_repository
 from pgtool.repo import wal_name as wal_object
 from pgtool.wal import repo_ahead
 from pgtool.wal.repo_archive import RepoWal
@@ -192,3 +192,33 @@ def test_after_a_reload_to_another_repository_no_wal_goes_to_the_old_one(ready, 
     ahead_into_b = [c for c in ahead if c.get("path", "").endswith(f" in {other}")]
     # (segments sent to A after the reload, whether B's calls were ever confirmed ahead)
     assert (after - before, bool(ahead_into_b)) == (0, True)
+
+
+def test_a_repository_that_vanished_is_never_recreated(cluster, work_dir):
+    """Review of the local store: a local repository whose directory is gone (an unmounted volume, a
+    removed tree) was silently recreated by the next archive-wal, which then reported success for a
+    segment missing from the real repository. Once a pg_wal has archived into a repository, the
+    repository reading as absent is exit 1, and a write never recreates the repository's directory."""
+    from walsegments import complete_segment
+
+    pg_wal = work_dir / "pg_wal"
+    pg_wal.mkdir()
+    repo = work_dir / "mnt" / "repo"
+    first, name = complete_segment(cluster, work_dir)
+    (pg_wal / name).write_bytes(first.read_bytes())
+    code, lines = _call(work_dir, {}, name, "--repo", str(repo))
+    assert code == 0 and _result(lines) == "archived", lines
+    (repo.parent).rename(work_dir / "mnt.moved")  # unmounted: the mount point's content is gone
+    (work_dir / "mnt").mkdir()
+    second, name2 = complete_segment(cluster, work_dir)
+    (pg_wal / name2).write_bytes(second.read_bytes())
+    code, lines = _call(work_dir, {}, name2, "--repo", str(repo))
+    failed = next(r for r in lines if r.get("event") == "run failed")
+    assert code == 1 and "is gone" in failed["error"], lines
+    assert not repo.exists()
+    # a store whose directory goes away under an open repository refuses the write, naming it
+    moved = RepoWal(open_repository(str(work_dir / "mnt.moved" / "repo")))
+    (work_dir / "mnt.moved").rename(work_dir / "mnt.again")
+    with pytest.raises(StoreUnavailable, match="is gone"):
+        moved.repo.put_if_absent(wal_object(name2), second.read_bytes())
+    assert not (work_dir / "mnt.moved").exists()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         IntegrityError,
         ObjectAbsent,
         ObjectDiffers,
+        RepoAbsent,
         RepoError,
         RepoKeyError,
         RepoUsageError,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "IntegrityError": "errors",
     "ObjectAbsent": "errors",
+    "RepoAbsent": "errors",
     "ObjectDiffers": "errors",
     "RepoError": "errors",
     "RepoKeyError": "errors",
@@ -58,6 +60,7 @@ __all__ = [
     "ObjectAbsent",
     "ObjectDiffers",
     "ObjectInfo",
+    "RepoAbsent",
     "RepoError",
     "RepoKeyError",
     "RepoURL",

@@ -34,5 +34,9 @@ class RepoKeyError(RepoError):
     """The repository key is missing, wrong, or given for a repository that is not encrypted."""
 
 
+class RepoAbsent(RepoError):
+    """The store answered, and holds no pgtool repository at that location (no record)."""
+
+
 class StoreUnavailable(RepoError):
     """The store could not be reached, refused the credentials, or the bucket/container is missing."""

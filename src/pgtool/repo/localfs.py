@@ -45,10 +45,15 @@ class LocalFiles:
         self.url = url
         self.root = url.local_dir
         self._obstore: object | None = None
+
+    def make_root(self) -> None:
+        """Create the repository's directory (and missing parents): only when the repository itself is
+        created. Every other write needs it to exist: a directory that vanished (an unmounted volume,
+        a removed tree) is an error, never silently recreated on the disk underneath."""
         try:
-            os.makedirs(self.root, exist_ok=True)
+            _makedirs(self.root)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot use directory {url.display()}: {exc.strerror}") from None
+            raise StoreUnavailable(f"cannot create directory {self.url.display()}: {exc.strerror}") from None
 
     @property
     def backend(self) -> object:
@@ -134,7 +139,15 @@ class LocalFiles:
             except FileNotFoundError:
                 if serial > 8:  # the directory keeps vanishing (a concurrent delete): give up
                     raise
-                _makedirs(directory)
+                try:
+                    _makedirs(directory, stop=self.root)
+                except FileNotFoundError:
+                    raise StoreUnavailable(
+                        f"the repository directory {self.url.display()} is gone (unmounted or removed?): "
+                        "nothing was written",
+                        hint="mount or restore it; pgtool never recreates a repository's directory "
+                        "underneath a write",
+                    ) from None
                 serial += 1
 
     def delete(self, name: str) -> None:
@@ -222,12 +235,17 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _makedirs(directory: str) -> None:
+def _makedirs(directory: str, stop: str | None = None) -> None:
     """Make `directory` and any missing parents, each new entry fsynced into its parent, so that the
-    objects below survive a power loss too."""
+    objects below survive a power loss too. With `stop`, never create `stop` itself or above it
+    (FileNotFoundError if it is missing): a repository's directory is made only with the repository."""
+    if stop is not None and os.path.normpath(directory) == os.path.normpath(stop):
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(directory)
+        return
     parent = os.path.dirname(directory)
     if parent != directory and not os.path.isdir(parent):
-        _makedirs(parent)
+        _makedirs(parent, stop)
     try:
         os.mkdir(directory)
     except FileExistsError:

@@ -18,7 +18,14 @@ import hashlib
 import os
 
 from pgtool.repo import keys, layout, objformat
-from pgtool.repo.errors import ObjectAbsent, ObjectDiffers, RepoError, RepoKeyError, StoreUnavailable
+from pgtool.repo.errors import (
+    ObjectAbsent,
+    ObjectDiffers,
+    RepoAbsent,
+    RepoError,
+    RepoKeyError,
+    StoreUnavailable,
+)
 from pgtool.repo.url import RepoURL, parse_repo_url
 
 # Not typing.TYPE_CHECKING: archive-wal opens a repository once per segment, and a local one loads
@@ -208,6 +215,8 @@ def open_repository(
         from pgtool.repo.localfs import LocalFiles
 
         store = LocalFiles(parsed)
+        if create:
+            store.make_root()  # only here: a later write into a directory that went away fails
     else:
         from pgtool.repo.store import Store
 
@@ -218,7 +227,7 @@ def open_repository(
     record = _read_record(store, where)
     if record is None:
         if not create:
-            raise RepoError(
+            raise RepoAbsent(
                 f"no pgtool repository at {parsed.display()} ({layout.RECORD} is absent)",
                 hint="check --repo; archive-wal and backup create the repository on first use",
             )

@@ -239,17 +239,20 @@ def _remote_default(given: int | None, args: _Args) -> int:
     return REMOTE_PARALLEL if (args.repo or "").startswith(("s3://", "azure://")) else 0
 
 
-def _repository_module(usage_code: int) -> ModuleType:
-    """pgtool.wal.repo_archive, or one clear line where it cannot load (the stdlib-only bundle)."""
+def _repository_module(usage_code: int, name: str = "repo_archive") -> ModuleType:
+    """pgtool.wal.repo_archive (or repo_restoring), or one clear line where it cannot load (the
+    stdlib-only bundle)."""
+    import importlib
+
     try:
-        from pgtool.wal import repo_archive
+        module = importlib.import_module(f"pgtool.wal.{name}")
     except ImportError as exc:
         raise WalCommandError(
             f"--repo needs pgtool installed with its dependencies ({exc.name or exc})",
             usage_code,
             hint="the standalone bundle (pgtool wal-bundle) reads and writes archive directories only",
         ) from exc
-    return repo_archive
+    return module
 
 
 def _archive(args: _Args, usage_code: int) -> ArchiveResult:
@@ -307,7 +310,7 @@ def _archived_ahead(args: _Args) -> ArchiveResult | None:
 def _restore(args: _Args, usage_code: int) -> RestoreResult:
     """restore-wal from the repository (--repo) or the archive directory."""
     if args.repo:
-        from_repo = _repository_module(usage_code).restore_wal_repo
+        from_repo = _repository_module(usage_code, "repo_restoring").restore_wal_repo
         depth = _remote_default(args.prefetch, args)
         restored: RestoreResult = from_repo(
             args.wal_name, args.dest_path, args.repo, key_file=args.repo_key_file, prefetch=depth

@@ -1,5 +1,6 @@
-"""The WAL archive in a backup repository (`--repo`): archive-wal and restore-wal on a local directory,
-S3 or Azure, and the listing that the one archive model (`pgtool.wal.chain`) reads.
+"""The WAL archive in a backup repository (`--repo`): archive-wal on a local directory, S3 or Azure, and
+the listing that the one archive model (`pgtool.wal.chain`) reads; restore-wal is in
+`pgtool.wal.repo_restoring`.
 
 The checks are the directory archive's (`pgtool.wal.archiving`, `pgtool.wal.restoring`), applied to
 objects `wal/<TLI>/<name>` (`pgtool.repo.layout`):
@@ -40,11 +41,9 @@ from pgtool.wal.checksum import verified_chunks
 from pgtool.wal.errors import (
     ARCHIVE_FAILED,
     ARCHIVE_USAGE,
-    RESTORE_ERROR,
-    RESTORE_NOT_FOUND,
     WalCommandError,
 )
-from pgtool.wal.names import SEGMENT, WalName, history_name, parse_wal_name
+from pgtool.wal.names import WalName, history_name, parse_wal_name
 from pgtool.wal.timelines import parse_history
 
 # Not typing.TYPE_CHECKING (~7 ms on the per-segment path). Mypy reads any constant of this name as true.
@@ -54,8 +53,6 @@ if TYPE_CHECKING:
     from mmap import mmap
 
     from pgtool.repo.repository import Repository
-    from pgtool.wal import repo_prefetch
-    from pgtool.wal.restoring import RestoreResult
 
 SYSTEM_ID_OBJECT = f"{repo_layout.WAL}/system-identifier"
 
@@ -188,7 +185,7 @@ def archive_wal_repo(
     claim = None
     started = False
     try:
-        archive = open_wal(url, key_file, create=True)
+        archive = _open_for_archiving(wal_path, url, key_file)
         if sysid is not None:
             _check_system_id(archive, sysid, wal_path, allow_system_id_change)
             fork = archive.fork_point(wal.timeline)
@@ -246,6 +243,46 @@ def archive_wal_repo(
     return result
 
 
+SEEN = ".pgtool-repo"  # beside the segment (pg_wal): the repository this cluster archives into
+
+
+def _open_for_archiving(wal_path: str, url: str, key_file: str | None) -> RepoWal:
+    """The repository, created on first use, but never again once this pg_wal archived into it: a
+    repository that then reads as absent (an unmounted volume, a deleted prefix) is an error, not a
+    fresh repository that silently lacks every segment before this one."""
+    from pgtool.repo.errors import RepoAbsent
+    from pgtool.wal.ahead_marks import identity
+
+    seen = os.path.join(os.path.dirname(os.path.abspath(wal_path)), SEEN)
+    here = identity(url, None)
+    try:
+        with open(seen, encoding="utf-8") as f:
+            known = f.read() == here
+    except OSError:
+        known = False
+    try:
+        archive = open_wal(url, key_file, create=not known)
+    except RepoAbsent as exc:
+        raise WalCommandError(
+            f"the repository {url}, which this cluster has archived into, is gone (unmounted or "
+            "deleted?): not starting a new one that would lack the WAL before this segment",
+            ARCHIVE_FAILED,
+            hint=f"mount or restore it; to start a new repository on purpose, remove {seen}",
+        ) from exc
+    if not known:
+        try:  # best effort: without it, only this guard is lost
+            tmp, fd = durable.create_temp(os.path.dirname(seen), SEEN)
+            try:
+                os.write(fd, here.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, seen)
+        except OSError:
+            pass
+    return archive
+
+
 def _mapped(fd: int) -> mmap | bytes:
     """A segment mapped read-only and pre-faulted (MAP_POPULATE): zstd and the checksum read it from the
     page cache in place, where read() first copied 16 MiB into fresh memory (about a third of the CPU
@@ -288,104 +325,3 @@ def _check_system_id(archive: RepoWal, sysid: int, wal_path: str, allow_change: 
     # --allow-system-id-change: the new cluster replaces the old one; its identifier becomes the record.
     archive.repo.delete(SYSTEM_ID_OBJECT)
     archive.repo.put_if_absent(SYSTEM_ID_OBJECT, data, compress=False)
-
-
-def restore_wal_repo(
-    wal_name: str, dest_path: str, url: str, *, key_file: str | None = None, prefetch: int = 0
-) -> RestoreResult:
-    """Restore `wal_name` from the repository at `url` to dest_path, verified before it appears.
-
-    prefetch: keep up to this many following segments of the timeline fetched ahead, verified, in a
-    spool beside dest_path (`pgtool.wal.repo_prefetch`); a segment found there is moved into place.
-    WalCommandError with exit 1 only when the repository exists and holds no such object; 126 for
-    everything else.
-    """
-    from pgtool.wal.restoring import RestoreResult, unlink_quietly, write_all
-
-    wal, obj = _names(wal_name, RESTORE_ERROR)
-    spool = None
-    if prefetch > 0 and wal.kind == SEGMENT:
-        from pgtool.wal import repo_prefetch
-
-        spool = repo_prefetch.Spool(dest_path)
-    if spool is not None:
-        try:
-            taken = spool.take(wal_name, dest_path)
-        except OSError:
-            taken = None
-        if taken is not None:
-            result = RestoreResult(f"{spool.dir}/{wal_name}", dest_path, taken)
-            result.prefetched = _refill(spool, wal, dest_path, url, key_file, prefetch)
-            return result
-    dest_dir = os.path.dirname(os.path.abspath(dest_path))
-    tmp = None
-    try:
-        archive = open_wal(url, key_file, create=False)
-        where = archive.where(obj)
-        system_id = archive.system_id() if wal.has_page_header else None
-        content = archive.repo.open(obj)
-        first = next(content, None)  # ObjectAbsent surfaces here, before any file is made
-        tmp, fd = durable.create_temp(dest_dir, os.path.basename(dest_path))
-        written = 0
-        try:
-            chunks = _chain(first, content)
-            for chunk in verified_chunks(chunks, wal, None, system_id, where):
-                written += write_all(fd, chunk)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, dest_path)
-        tmp = None
-        durable.fsync_path(dest_dir, directory=True)
-    except ObjectAbsent as exc:
-        raise WalCommandError(f"{wal_name} is not in repository {url}", RESTORE_NOT_FOUND) from exc
-    except (RepoError, CorruptArchiveError) as exc:
-        hint = getattr(exc, "hint", None) or "recovery stops here rather than skipping WAL"
-        raise WalCommandError(f"restoring {wal_name} failed: {exc}", RESTORE_ERROR, hint=hint) from exc
-    except OSError as exc:
-        raise WalCommandError(
-            f"restoring {wal_name} to {dest_path} failed: {exc.strerror or exc}", RESTORE_ERROR
-        ) from exc
-    finally:
-        if tmp is not None:
-            unlink_quietly(tmp)
-    result = RestoreResult(where, dest_path, written)
-    if spool is not None:
-        result.prefetched = _refill(spool, wal, dest_path, url, key_file, prefetch, archive, system_id)
-    return result
-
-
-def _refill(
-    spool: repo_prefetch.Spool,
-    wal: WalName,
-    dest_path: str,
-    url: str,
-    key_file: str | None,
-    depth: int,
-    archive: RepoWal | None = None,
-    system_id: int | None = None,
-) -> int:
-    """Top the spool up after `wal` was restored; best effort: a failure here never fails the restore
-    that already succeeded (each segment's own call fetches and checks it again)."""
-    from pgtool.wal import repo_prefetch
-
-    seg_size = repo_prefetch.segment_size_of(dest_path)
-    spool.keep_only_after(wal, seg_size)
-    if seg_size is None:
-        return 0
-    missing = repo_prefetch.to_fetch(spool, wal, seg_size, depth)
-    if not missing:
-        return 0  # served from the spool and still half full: no request at all
-    try:
-        if archive is None:
-            archive = open_wal(url, key_file, create=False)
-            system_id = archive.system_id()
-        return repo_prefetch.refill(archive, spool, missing, system_id)
-    except (RepoError, CorruptArchiveError, OSError):
-        return 0
-
-
-def _chain(first: bytes | None, rest: Iterator[bytes]) -> Iterator[bytes]:
-    if first is not None:
-        yield first
-    yield from rest
