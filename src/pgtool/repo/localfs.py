@@ -208,8 +208,13 @@ class LocalFiles:
         return ObjectInfo(name, st.st_size)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object under the directory `prefix` ("" for all), in no particular order."""
+        """Every object under the directory `prefix` ("" for all), in no particular order. A repository
+        whose directory is gone is an error (an unmounted volume must not read as an empty archive)."""
         start = self._file(prefix) if prefix else self.root
+        if not os.path.isdir(self.root):
+            raise StoreUnavailable(
+                f"cannot list {self.url.display()}: the repository directory is gone", hint="check --repo"
+            )
         try:
             yield from self._walk(start, f"{prefix}/" if prefix else "")
         except OSError as exc:
@@ -221,10 +226,15 @@ class LocalFiles:
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:
-            if entry.is_dir():  # follows symbolic links, as obstore's listing does
+            # Symbolic links are not followed: a link loop (or one to /) must not hang or widen a listing.
+            if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(entry.path, f"{relative}{entry.name}/")
-            elif entry.is_file() and not is_staging(entry.name):
-                yield ObjectInfo(relative + entry.name, entry.stat().st_size)
+            elif entry.is_file(follow_symlinks=False) and not is_staging(entry.name):
+                try:
+                    size = entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue  # deleted meanwhile (retention or pruning in another process)
+                yield ObjectInfo(relative + entry.name, size)
 
 
 def _fsync_dir(directory: str) -> None:
