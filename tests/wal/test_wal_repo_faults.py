@@ -51,15 +51,18 @@ BUCKET = "pgtool-faults"
 
 class Killer:
     """SIGKILLs some of this test's archive-wal processes (found by pid in /proc, by their repository
-    URL): each new one is doomed with probability 1/3 and killed at a random moment of its first
-    1.5 s, at once if it is seen uploading ahead; the first one seen uploading ahead is killed anyway.
-    Counts the kills, and those that hit uploads ahead."""
+    URL): each new one is doomed with probability 1/3. A doomed archive_command call (tens of ms long
+    now that most only confirm a marker) dies within 40 ms of being seen; a doomed uploader running
+    ahead at a random moment of its first 1.5 s, at once if it is seen uploading several segments; the
+    first uploader seen doing that dies anyway, and so does the first call seen. Counts the kills, those
+    that hit uploads ahead and those that hit calls (PostgreSQL logs those: exit code 137)."""
 
     def __init__(self, url: str, port: int) -> None:
         self.url = url.encode()
         self.port = port
         self.kills = 0
         self.ahead_kills = 0
+        self.call_kills = 0
         self.rng = random.Random(18)
         self._seen: dict[int, float | None] = {}  # pid -> when to kill it (None: spared)
         self._stop = threading.Event()
@@ -73,16 +76,17 @@ class Killer:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.01):
+        while not self._stop.wait(0.005):
             now = time.monotonic()
-            for pid in archivers(self.url):
+            for pid, uploader in archivers(self.url):
                 if pid not in self._seen:
-                    doomed = self.rng.random() < 1 / 3
-                    self._seen[pid] = now + self.rng.uniform(0.05, 1.5) if doomed else None
+                    doomed = self.rng.random() < 1 / 3 or (not uploader and self.call_kills == 0)
+                    window = (0.05, 1.5) if uploader else (0.0, 0.04)
+                    self._seen[pid] = now + self.rng.uniform(*window) if doomed else None
                 when = self._seen[pid]
-                ahead = uploading_ahead(pid, self.port)
-                # The first process seen uploading ahead dies whatever its lot: a kill among the uploads
-                # running ahead must happen in every run, not only when the dice fall that way.
+                ahead = uploader and uploading_ahead(pid, self.port)
+                # The first uploader seen uploading several segments dies whatever its lot: a kill among
+                # the uploads running ahead must happen in every run, not only when the dice fall so.
                 if when is None and not (ahead and self.ahead_kills == 0):
                     continue
                 if when is not None and now < when and not ahead:
@@ -94,9 +98,11 @@ class Killer:
                     continue
                 self.kills += 1
                 self.ahead_kills += ahead
+                self.call_kills += not uploader
 
 
-def archivers(url: bytes) -> list[int]:
+def archivers(url: bytes) -> list[tuple[int, bool]]:
+    """(pid, is the uploader running ahead) of this test's archive-wal processes."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -106,8 +112,9 @@ def archivers(url: bytes) -> list[int]:
         except OSError:
             continue
         # archive_command's calls, and the uploader running ahead that one of them started
-        if (b"archive-wal" in cmdline or b"pgtool.wal.repo_ahead" in cmdline) and url in cmdline:
-            found.append(int(entry))
+        uploader = b"pgtool.wal.repo_ahead" in cmdline
+        if (b"archive-wal" in cmdline or uploader) and url in cmdline:
+            found.append((int(entry), uploader))
     return found
 
 
@@ -223,7 +230,8 @@ def test_killed_archivers_a_dead_store_and_a_crash_lose_nothing(long_link):
         # by default, may ride out 8 s), PostgreSQL saw archive_command die of the kills (its archiver
         # exits on them, so pg_stat_archiver does not count them), and pgtool uploaded ahead between.
         assert line.cuts >= 1 and line.reset + line.refused >= 1, vars(line)
-        assert mid["killer"].kills >= 3 and mid["killer"].ahead_kills >= 1, vars(mid["killer"])
+        killer = mid["killer"]
+        assert killer.kills >= 3 and killer.ahead_kills >= 1 and killer.call_kills >= 1, vars(killer)
         log = primary.log_file.read_text()
         assert "exit code 137" in log and '"result": "archived ahead"' in log
 
@@ -288,7 +296,7 @@ def chaos(
         retry(lambda: archiver(primary)[1] >= start_count + 15, timeout=180)
         # The store goes away in the middle of a batch: while followers are being uploaded ahead.
         retry(
-            lambda: any(uploading_ahead(p, line.port) for p in archivers(url.encode())),
+            lambda: any(uploading_ahead(p, line.port) for p, _uploader in archivers(url.encode())),
             timeout=120,
             interval=0.01,
         )
