@@ -81,7 +81,7 @@ def test_pitr_from_a_repository_after_losing_the_machine(
         if key.startswith(("AWS_SECRET", "AWS_ACCESS", "AZURE_STORAGE_ACCOUNT_KEY")):
             assert secret not in auto
     assert "archive_mode = 'off'" in auto and "archive_command" not in auto
-    # the scratch download was removed: only the recovered copy is beside it
+    # streamed, not downloaded: no scratch directory beside the recovered copy
     assert sorted(p.name for p in pgdata.parent.iterdir()) == ["pitr"]
 
     copy = adopt(primary.major, pgdata)  # the server inherits the AWS_* environment (monkeypatched)

@@ -8,7 +8,10 @@ server user, since PostgreSQL refuses a data directory it does not own.
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +28,9 @@ MINIMAL_HBA = (
     "local all all peer\n"
     "host all all 127.0.0.1/32 scram-sha-256\n"
 )
+
+# Extracts one tar of a backup into the directory given; returns the bytes written.
+TarSource = Callable[[Path], int]
 
 
 @dataclass
@@ -49,26 +55,45 @@ def ensure_empty_dir(pgdata: Path) -> None:
 
 
 def unpack_base_backup(backup: BaseBackupInfo, pgdata: Path) -> Unpacked:
-    """Extract `backup` into the empty directory `pgdata`."""
+    """Extract `backup` (a local backup directory) into the empty directory `pgdata`."""
     assert backup.path is not None
-    log = get_logger().bind(backup=backup.id, pgdata=str(pgdata))
+    tars: dict[str, TarSource] = {
+        stem: functools.partial(extract, p)
+        for p in sorted(backup.path.iterdir())
+        if (stem := tar_stem(p.name)) is not None
+    }
+    return unpack_tars(backup.id, tars, pgdata)
+
+
+def unpack_tars(backup_id: str, tars: Mapping[str, TarSource], pgdata: Path) -> Unpacked:
+    """Extract a backup's tars (`base`, `pg_wal`, tablespace oids -> what extracts each into a given
+    directory) into the empty directory `pgdata`, in that order. A tablespace directory this call
+    created is removed again if it fails; PGDATA is the caller's to undo (it knows what was there)."""
+    log = get_logger().bind(backup=backup_id, pgdata=str(pgdata))
     ensure_empty_dir(pgdata)
-    tars = {stem: p for p in sorted(backup.path.iterdir()) if (stem := tar_stem(p.name)) is not None}
     if "base" not in tars:
-        raise OperationError(f"base backup {backup.id} has no base.tar")
-    result = Unpacked(pgdata=pgdata, bytes_written=extract(tars["base"], pgdata))
+        raise OperationError(f"base backup {backup_id} has no base.tar")
+    result = Unpacked(pgdata=pgdata, bytes_written=tars["base"](pgdata))
     if "pg_wal" in tars:
         wal_dir = pgdata / "pg_wal"
         wal_dir.mkdir(mode=0o700, exist_ok=True)
-        result.bytes_written += extract(tars["pg_wal"], wal_dir)
-    for oid in sorted(k for k in tars if k not in ("base", "pg_wal")):
-        target = pgdata.with_name(pgdata.name + ".tablespaces") / oid
-        if target.exists() and any(target.iterdir()):
-            raise UsageError(f"tablespace directory {target} is not empty")
-        target.mkdir(parents=True, mode=0o700, exist_ok=True)
-        result.bytes_written += extract(tars[oid], target)
-        result.tablespaces[oid] = target
-        give_to_server(target.parent, recursive=True)
+        result.bytes_written += tars["pg_wal"](wal_dir)
+    created: list[Path] = []
+    try:
+        for oid in sorted(k for k in tars if k not in ("base", "pg_wal")):
+            target = pgdata.with_name(pgdata.name + ".tablespaces") / oid
+            if target.exists() and any(target.iterdir()):
+                raise UsageError(f"tablespace directory {target} is not empty")
+            if not target.exists():
+                created.append(target)
+            target.mkdir(parents=True, mode=0o700, exist_ok=True)
+            result.bytes_written += tars[oid](target)
+            result.tablespaces[oid] = target
+            give_to_server(target.parent, recursive=True)
+    except BaseException:
+        for target in created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     if result.tablespaces:
         _rewrite_tablespace_map(pgdata, result.tablespaces)
     finish(pgdata, result)

@@ -10,11 +10,12 @@ Either way the metadata object `base/<stamp>/pgtool-basebackup.json` is written 
 listed only when its metadata object exists, so an upload killed half-way is never taken for a backup.
 Deleting goes the other way: the metadata first, so a half-deleted backup is no longer listed either.
 A download of either layout reads like a local backup directory (`base_unpack`, `base_verify`,
-`base_combine` handle WAL in `pg_wal.tar` or inside `base.tar`).
+`base_combine` handle WAL in `pg_wal.tar` or inside `base.tar`); `recover` of a single backup reads
+the objects without a download instead (`pgtool.recovery.repo_base.stream_unpack`).
 
 Every object carries the repository's checksum (and authentication, when encrypted); `download`
 verifies each one while writing it (`Repository.read_to_file`) and then compares its size with what
-the metadata recorded, so a backup that was read back is the backup that was written.
+the metadata recorded (`check_size`), so a backup that was read back is the backup that was written.
 """
 
 from __future__ import annotations
@@ -100,33 +101,40 @@ def unlisted(repo: Repository) -> list[str]:
     return sorted(s for s, listed in stamps.items() if not listed)
 
 
+def objects(repo: Repository, info: BaseBackupInfo) -> dict[str, str]:
+    """The objects of backup `info` (its path in the backup -> its repository name), sorted; an
+    IntegrityError when one that its metadata lists is missing."""
+    prefix = base_prefix(info.id)
+    found = {o.name[len(prefix) :]: o.name for o in repo.list(prefix) if o.name.startswith(prefix)}
+    missing = sorted(set(info.files) - set(found))
+    if missing:
+        raise IntegrityError(f"base backup {info.id} in {repo.url.display()} lacks {', '.join(missing)}")
+    return dict(sorted(found.items()))
+
+
+def check_size(repo: Repository, info: BaseBackupInfo, rel: str, name: str, read: int) -> None:
+    """IntegrityError when object `name` (`rel` in the backup) read back other than `read` bytes."""
+    if rel in info.files and info.files[rel] != read:
+        raise IntegrityError(
+            f"{repo.where(name)} holds {read} bytes; the backup's metadata says {info.files[rel]}"
+        )
+
+
 def download(repo: Repository, info: BaseBackupInfo, dest_parent: Path) -> Path:
     """Fetch backup `info` into `dest_parent/<stamp>/`, verifying every object; return that directory.
 
     The directory then reads like a local backup (`base_catalog.read_info` works on it). On any
     failure the partial directory is removed and the error raised.
     """
-    prefix = base_prefix(info.id)
     target = dest_parent / info.id
     target.mkdir(parents=True)
     try:
-        objects = [o for o in repo.list(prefix) if o.name.startswith(prefix)]
-        names = {o.name[len(prefix) :] for o in objects}
-        missing = sorted(set(info.files) - names)
-        if missing:
-            raise IntegrityError(f"base backup {info.id} in {repo.url.display()} lacks {', '.join(missing)}")
-        for obj in objects:
-            rel = obj.name[len(prefix) :]
+        for rel, name in objects(repo, info).items():
             path = target / rel
             if not path.resolve().is_relative_to(target.resolve()):
-                raise IntegrityError(f"{repo.where(obj.name)}: a name that leaves the backup directory")
+                raise IntegrityError(f"{repo.where(name)}: a name that leaves the backup directory")
             path.parent.mkdir(parents=True, exist_ok=True)
-            written = repo.read_to_file(obj.name, path)
-            if rel in info.files and info.files[rel] != written:
-                raise IntegrityError(
-                    f"{repo.where(obj.name)} holds {written} bytes; the backup's metadata says "
-                    f"{info.files[rel]}"
-                )
+            check_size(repo, info, rel, name, repo.read_to_file(name, path))
         recorded = json.loads((target / METADATA_FILE).read_text())
         if recorded.get("id") != info.id:
             raise IntegrityError(f"base backup {info.id}: its metadata changed while it was read")

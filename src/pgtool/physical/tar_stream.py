@@ -52,38 +52,41 @@ def compression_of(name: str) -> str:
 
 
 @contextlib.contextmanager
-def open_stream(path: Path) -> Iterator[IO[bytes] | gzip.GzipFile]:
-    """A readable binary stream of the decompressed bytes of `path`."""
+def open_stream(path: Path, raw: IO[bytes] | None = None) -> Iterator[IO[bytes] | gzip.GzipFile]:
+    """A readable binary stream of the decompressed bytes of `path`, or of `raw` when given (a stream of
+    the file's bytes from elsewhere, e.g. a repository object; `path` then only names it)."""
     kind = compression_of(path.name)
-    if kind == "none":
-        with open(path, "rb") as fh:
-            yield fh
-    elif kind == "gzip":
-        with gzip.open(path, "rb") as fh:
-            yield fh
-    elif kind == "zstd":
-        import zstandard
-
-        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as fh:
-            yield fh
-    else:
-        import lz4.frame
-
-        with lz4.frame.open(path, "rb") as fh:
-            try:
+    with contextlib.ExitStack() as stack:
+        source = raw if raw is not None else stack.enter_context(open(path, "rb"))
+        if kind == "none":
+            yield source
+        elif kind == "gzip":
+            with gzip.GzipFile(fileobj=source, mode="rb") as fh:
                 yield fh
-            except RuntimeError as exc:
-                # The frame reader reports corrupt input (a bad checksum, not an lz4 frame) as a
-                # RuntimeError "LZ4F_...": a damaged archive like any other, not a crash.
-                if not str(exc).startswith("LZ4F_"):
-                    raise
-                raise OperationError(f"{path} is damaged: {exc}") from None
+        elif kind == "zstd":
+            import zstandard
+
+            with zstandard.ZstdDecompressor().stream_reader(source, closefd=False) as fh:
+                yield fh
+        else:
+            import lz4.frame
+
+            with lz4.frame.open(source, "rb") as fh:
+                try:
+                    yield fh
+                except RuntimeError as exc:
+                    # The frame reader reports corrupt input (a bad checksum, not an lz4 frame) as a
+                    # RuntimeError "LZ4F_...": a damaged archive like any other, not a crash.
+                    if not str(exc).startswith("LZ4F_"):
+                        raise
+                    raise OperationError(f"{path} is damaged: {exc}") from None
 
 
 @contextlib.contextmanager
-def open_tar(path: Path) -> Iterator[tarfile.TarFile]:
-    """`path` as a streaming TarFile (iterate it once; members come in archive order)."""
-    with open_stream(path) as stream:
+def open_tar(path: Path, raw: IO[bytes] | None = None) -> Iterator[tarfile.TarFile]:
+    """`path` (or `raw`, see `open_stream`) as a streaming TarFile (iterate it once; members come in
+    archive order)."""
+    with open_stream(path, raw) as stream:
         try:
             tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed by the with below
         except tarfile.TarError as exc:
@@ -125,9 +128,17 @@ def _safe_target(dest: Path, member: tarfile.TarInfo) -> Path:
 
 
 def extract(
-    path: Path, dest: Path, wanted: Collection[str] | None = None, link_same: Path | None = None
+    path: Path,
+    dest: Path,
+    wanted: Collection[str] | None = None,
+    link_same: Path | None = None,
+    raw: IO[bytes] | None = None,
 ) -> int:
     """Extract the tar at `path` into `dest` (which must exist); returns the bytes written.
+
+    raw: read the tar's (compressed) bytes from this stream instead, e.g. a repository object read
+    through its verifying reader (`path` then only names it and gives its compression); every safety
+    rule below holds the same.
 
     wanted: when given, only the regular files named there (`base/5/16384`) are written; directories
     always are. The others are read past, never created.
@@ -139,7 +150,7 @@ def extract(
     """
     written = 0
     try:
-        with open_tar(path) as tar:
+        with open_tar(path, raw) as tar:
             for member in tar:
                 if wanted is not None and member.isfile() and _normalise(member.name) not in wanted:
                     continue

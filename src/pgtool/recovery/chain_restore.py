@@ -2,8 +2,9 @@
 
 A full backup is unpacked (`base_unpack`); an incremental one is restored with its whole chain
 (`base_combine`: every member checked with pg_verifybackup, then pg_combinebackup). From a repository
-every member is first downloaded, verified, into a scratch directory beside PGDATA
-(`repo_base.scratch_chain`), removed afterwards.
+a full backup streams into PGDATA (`repo_base.stream_unpack`); a chain's members are first downloaded,
+verified, into a scratch directory beside PGDATA (`repo_base.scratch_chain`), removed afterwards, since
+pg_combinebackup reads backup directories on disk.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def restore(
     pg_bindir: str | None = None,
 ) -> base_unpack.Unpacked:
     """Restore `chain` (oldest first; `base_chain.chain_of`) into the empty directory `pgdata`."""
+    if repo is not None and len(chain) == 1:
+        # Streamed from the store into PGDATA, no local copy; recover undoes it on failure.
+        return repo_base.stream_unpack(repo, chain[0], pgdata)
     with ExitStack() as stack:
         if repo is not None:
             # Beside PGDATA: the filesystem chosen to hold the recovered copy; removed on exit.

@@ -234,6 +234,7 @@ def prepare_recovery(
     from pgtool.pg.terminate import sigterm_raises
 
     created = not pgdata.exists()
+    mode = None if created else pgdata.stat().st_mode  # an empty PGDATA given is left as it was
     tablespaces = pgdata.with_name(pgdata.name + ".tablespaces")
     tablespaces_created = not tablespaces.exists()
     with sigterm_raises():
@@ -242,6 +243,8 @@ def prepare_recovery(
             recovery_config.write_recovery_config(pgdata, settings, standby=standby)
         except BaseException:
             _undo(pgdata, created, tablespaces if tablespaces_created else None)
+            if mode is not None:
+                pgdata.chmod(mode)
             raise
     if repo is not None:
         notes.append(
