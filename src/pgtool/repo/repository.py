@@ -217,6 +217,12 @@ def open_repository(
         store = LocalFiles(parsed)
         if create:
             store.make_root()  # only here: a later write into a directory that went away fails
+        elif not os.path.isdir(store.root):
+            raise RepoAbsent(
+                f"no pgtool repository at {parsed.display()} (the directory does not exist)",
+                hint="check --repo (an unmounted volume?); archive-wal and backup create the repository "
+                "on first use",
+            )
     else:
         from pgtool.repo.store import Store
 
