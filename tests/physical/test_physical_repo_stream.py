@@ -92,7 +92,7 @@ def test_streamed_backup_recovers_exact_rows(repo_primary: RepoPrimary, work_dir
     result = _recover(primary, pgdata)
     assert result.returncode == 0, result.stderr
     assert f"from base backup {info.id}" in result.stdout
-    assert sorted(p.name for p in pgdata.parent.iterdir()) == ["copy"]  # the scratch download is gone
+    assert sorted(p.name for p in pgdata.parent.iterdir()) == ["copy"]  # nothing left beside it
     assert recovered(15, pgdata) == expected
     assert expected[0] == 25000
 

@@ -56,10 +56,11 @@ def recover(
 
     Reads base backups and WAL from a repository (--repo) or from --base-dir and --archive-dir.
     Picks the newest base backup that finished before the target, checks the WAL archive has no gap
-    up to the target, unpacks the backup (from a repository: downloaded and verified into a scratch
-    directory beside --pgdata, removed afterwards; an incremental backup with its whole chain, every
-    member checked with pg_verifybackup and combined with pg_combinebackup, a missing or damaged
-    member refused before anything is started), writes recovery.signal (or standby.signal), a
+    up to the target, unpacks the backup (from a repository: streamed into --pgdata, every object
+    verified as it is read, --pgdata emptied again if any fails; an incremental backup with its whole
+    chain, downloaded and verified into a scratch directory beside --pgdata, every member checked with
+    pg_verifybackup and combined with pg_combinebackup, a missing or damaged member refused before
+    anything is started), writes recovery.signal (or standby.signal), a
     restore_command calling `pgtool restore-wal`, the target and recovery_target_action = 'promote',
     and turns archiving off in the copy. Without a target it recovers to the end of the archive. It
     does not start the server. With --repo, start it with the same AWS_* / AZURE_STORAGE_*
