@@ -69,3 +69,25 @@ def test_unsafe_paths_are_refused_from_a_stream(bad: str, tmp_path: Path) -> Non
     with pytest.raises(OperationError, match="unsafe path"):
         extract(Path("base.tar.gz"), dest, raw=raw)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pgdata"] and not any(dest.iterdir())
+
+
+def test_a_name_twice_is_refused_and_never_writes_through_an_earlier_members_link(tmp_path):
+    """A damaged or foreign tar that holds one file twice: with link_same (chain members), the first
+    copy equals the earlier member's file and is hard-linked to it; writing the second copy would
+    change the earlier member's verified copy through that link. The tar is refused instead."""
+    earlier = tmp_path / "member1"
+    earlier.mkdir()
+    (earlier / "INCREMENTAL.1").write_bytes(b"X" * 100)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for data in (b"X" * 100, b"Y" * 100):
+            info = tarfile.TarInfo("INCREMENTAL.1")
+            info.size, info.mode = len(data), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    path = tmp_path / "base.tar"
+    path.write_bytes(out.getvalue())
+    dest = tmp_path / "member2"
+    dest.mkdir()
+    with pytest.raises(OperationError, match="twice"):
+        extract(path, dest, link_same=earlier)
+    assert (earlier / "INCREMENTAL.1").read_bytes() == b"X" * 100

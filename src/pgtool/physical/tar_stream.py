@@ -149,14 +149,22 @@ def extract(
     copies nobody writes to: the names share one file.
     """
     written = 0
+    seen: set[str] = set()
     try:
         with open_tar(path, raw) as tar:
             for member in tar:
-                if wanted is not None and member.isfile() and _normalise(member.name) not in wanted:
+                name = _normalise(member.name)
+                if not member.isdir():
+                    # A name twice is a damaged or foreign tar; writing it again could also write
+                    # through a hard link (link_same) into an earlier member's verified copy.
+                    if name in seen:
+                        raise OperationError(f"{path} holds {member.name!r} twice: damaged or not a backup")
+                    seen.add(name)
+                if wanted is not None and member.isfile() and name not in wanted:
                     continue
                 target = _safe_target(dest, member)
                 if link_same is not None and member.isfile() and member.size <= SMALL_FILE:
-                    _write_or_link(tar, member, target, link_same / _normalise(member.name))
+                    _write_or_link(tar, member, target, link_same / name)
                 elif _HAS_FILTERS:
                     tar.extract(member, dest, set_attrs=not member.isdir(), filter="fully_trusted")
                 else:
