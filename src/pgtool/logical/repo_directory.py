@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pgtool.errors import OperationError, PgtoolError
+from pgtool.free_space import require_free
 from pgtool.logical import dump_directory, dumps, repo_catalog
 from pgtool.logical.dump_job import DumpJob, DumpResult, DumpTask, dump_one
 from pgtool.logical.dump_manifest import manifest_document
@@ -39,14 +40,16 @@ def _spool(dsn: str, database: str) -> Path:
     with session(dsn, dbname=database, application_name="pgtool-backup") as conn:
         (size,) = one_row(conn, SIZE_SQL)
     spool = Path(tempfile.mkdtemp(prefix="pgtool-dump-"))
-    free = shutil.disk_usage(spool).free
-    if free < int(size):
-        shutil.rmtree(spool, ignore_errors=True)
-        raise OperationError(
-            f"not enough space in {spool.parent} to spool the directory dump: the database is "
-            f"{size} bytes, {free} free",
+    try:
+        require_free(
+            spool,
+            int(size),
+            "to spool the directory dump (the database's size)",
             hint="point TMPDIR at a volume with room for the database, or use --format custom",
         )
+    except OperationError:
+        shutil.rmtree(spool, ignore_errors=True)
+        raise
     return spool
 
 

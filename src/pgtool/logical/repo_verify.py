@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Unpack
 
 from pgtool.errors import OperationError, PgtoolError
+from pgtool.free_space import require_free
 from pgtool.logical import dumps, repo_catalog, repo_directory
 from pgtool.logical.dump_manifest import checksum_line
 from pgtool.logical.verify_checks import VerifyFailure
@@ -101,13 +102,12 @@ def _download_and_drill(
     need = (size if isinstance(size, int) and size >= 0 else found.size_bytes) + SPACE_MARGIN
     scratch = Path(tempfile.mkdtemp(prefix="pgtool-verify-"))
     try:
-        free = shutil.disk_usage(scratch).free
-        if free < need:
-            raise OperationError(
-                f"not enough space in {scratch.parent} to download {repo.where(found.dump_object)}: "
-                f"{need} bytes needed, {free} free",
-                hint="point TMPDIR at a volume with room for the largest dump",
-            )
+        require_free(
+            scratch,
+            need,
+            f"to download {repo.where(found.dump_object)}",
+            hint="point TMPDIR at a volume with room for the largest dump",
+        )
         db_dir = scratch / dumps.encode_name(found.database)
         db_dir.mkdir()
         if manifest.get("dump_format") == "directory" or found.is_directory:

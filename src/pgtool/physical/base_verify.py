@@ -111,16 +111,23 @@ def _check_wal(backup_dir: Path, tars: dict[str, Path], ranges: list[dict[str, A
         present = set(member_sizes(tars["pg_wal"]))
     else:  # WAL fetched into base.tar
         present = {n.removeprefix("pg_wal/") for n in member_sizes(tars["base"]) if n.startswith("pg_wal/")}
+    for name in needed_wal(ranges, seg_size):
+        if name not in present:
+            raise OperationError(f"{backup_dir.name}: WAL segment {name} needed for consistency is missing")
+
+
+def needed_wal(ranges: list[dict[str, Any]], seg_size: int) -> list[str]:
+    """The segments a backup's manifest `WAL-Ranges` need, in order. The last is the one holding the
+    byte before End-LSN, as pg_basebackup counts (XLByteToPrevSeg): a backup ending exactly on a segment
+    boundary does not need the segment that starts there."""
+    names = []
     for r in ranges:
         tli = int(r["Timeline"])
-        first = segno_of_lsn(parse_lsn(r["Start-LSN"]), seg_size)
-        last = segno_of_lsn(parse_lsn(r["End-LSN"]), seg_size)
-        for segno in range(first, last + 1):
-            name = segment_name(tli, segno, seg_size)
-            if name not in present:
-                raise OperationError(
-                    f"{backup_dir.name}: WAL segment {name} needed for consistency is missing"
-                )
+        start, end = parse_lsn(r["Start-LSN"]), parse_lsn(r["End-LSN"])
+        first = segno_of_lsn(start, seg_size)
+        last = segno_of_lsn(max(start, end - 1), seg_size)
+        names += [segment_name(tli, segno, seg_size) for segno in range(first, last + 1)]
+    return names
 
 
 def _check_members(backup_dir: Path, tars: dict[str, Path], manifest: dict[str, Any]) -> None:

@@ -44,7 +44,6 @@ from pgtool.physical.base_catalog import MANIFEST_FILE
 from pgtool.physical.base_progress import TerminalProgress
 from pgtool.physical.base_verify import CheckResult
 from pgtool.repo import Repository
-from pgtool.wal.listing import parse_lsn, segment_name, segno_of_lsn
 
 _READ = 1024 * 1024
 _QUEUE_BLOCKS = 8  # raw blocks in flight between the pipe and the upload
@@ -344,14 +343,9 @@ def verify(streamed: Streamed, wal_segment_size: int, where: str) -> CheckResult
     if extra:
         raise OperationError(f"{where}: {extra[0]} is in the tar but not in the manifest")
     ranges = manifest["WAL-Ranges"]
-    for r in ranges:
-        tli = int(r["Timeline"])
-        first = segno_of_lsn(parse_lsn(r["Start-LSN"]), wal_segment_size)
-        last = segno_of_lsn(parse_lsn(r["End-LSN"]), wal_segment_size)
-        for segno in range(first, last + 1):
-            segment = segment_name(tli, segno, wal_segment_size)
-            if f"pg_wal/{segment}" not in streamed.files:
-                raise OperationError(f"{where}: WAL segment {segment} needed for consistency is missing")
+    for segment in base_verify.needed_wal(ranges, wal_segment_size):
+        if f"pg_wal/{segment}" not in streamed.files:
+            raise OperationError(f"{where}: WAL segment {segment} needed for consistency is missing")
     sysid = manifest.get("System-Identifier")
     return CheckResult(
         start_lsn=ranges[0]["Start-LSN"],

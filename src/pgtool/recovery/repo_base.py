@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pgtool.errors import OperationError
+from pgtool.free_space import require_free
 from pgtool.obs.logging import get_logger
 from pgtool.physical import base_unpack, repo_catalog
 from pgtool.physical.base_catalog import MANIFEST_FILE, METADATA_FILE, BaseBackupInfo
@@ -78,14 +79,12 @@ def scratch_chain(
     for all of them (checked before the first byte is written); removed on exit."""
     where = existing_parent(parent) if parent is not None else Path(tempfile.gettempdir())
     need = sum(download_size(m) for m in chain) + SPARE_BYTES
-    free = shutil.disk_usage(where).free
-    if free < need:
-        names = ", ".join(m.id for m in chain)
-        raise OperationError(
-            f"no room to download base backup {names} from {repo.url.display()}: it needs "
-            f"{need // 2**20} MiB in {where}, {free // 2**20} MiB are free",
-            hint="free space there, or point the scratch directory at a larger filesystem",
-        )
+    require_free(
+        where,
+        need,
+        f"to download base backup {', '.join(m.id for m in chain)} from {repo.url.display()}",
+        hint="free space there, or point the scratch directory at a larger filesystem",
+    )
     scratch = Path(tempfile.mkdtemp(prefix=".pgtool-base-download-", dir=where))
     try:
         for member in chain:
@@ -187,14 +186,12 @@ def stream_unpack(repo: Repository, info: BaseBackupInfo, pgdata: Path) -> base_
             raise IntegrityError(f"base backup {info.id}: its metadata changed while it was read")
     where = existing_parent(pgdata)
     size = unpacked_size(info, manifest)
-    need = size + SPARE_BYTES
-    free = shutil.disk_usage(where).free
-    if free < need:
-        raise OperationError(
-            f"no room to restore base backup {info.id} from {repo.url.display()}: unpacked it needs "
-            f"{need // 2**20} MiB in {where}, {free // 2**20} MiB are free",
-            hint="free space there, or recover into a larger filesystem",
-        )
+    require_free(
+        where,
+        size + SPARE_BYTES,
+        f"to restore base backup {info.id} from {repo.url.display()} (unpacked)",
+        hint="free space there, or recover into a larger filesystem",
+    )
     get_logger().info("streaming base backup", backup=info.id, bytes=size)
     sources: dict[str, base_unpack.TarSource] = {
         stem: functools.partial(_extract_object, repo, info, rel, names[rel]) for stem, rel in tars.items()

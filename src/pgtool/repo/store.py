@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import obstore
 from obstore import exceptions as obx
@@ -166,13 +166,7 @@ class Store:
             config["region"] = "us-east-1"
         options = client.copy()
         options["allow_http"] = _truthy(env.get("AWS_ALLOW_HTTP"))
-        return S3Store(
-            self.url.bucket,
-            prefix=self.url.prefix or None,
-            config=config,
-            client_options=options,
-            retry_config=retry,
-        )
+        return S3Store(self.url.bucket, config=config, **self._common(options, retry))
 
     def _azure(self, env: Mapping[str, str], client: ClientConfig, retry: RetryConfig) -> AzureStore:
         config: AzureConfig = {}
@@ -181,13 +175,11 @@ class Store:
                 config[key] = env[var]
         options = client.copy()
         options["allow_http"] = config.get("endpoint", "").startswith("http://")
-        return AzureStore(
-            self.url.bucket,
-            prefix=self.url.prefix or None,
-            config=config,
-            client_options=options,
-            retry_config=retry,
-        )
+        return AzureStore(self.url.bucket, config=config, **self._common(options, retry))
+
+    def _common(self, options: ClientConfig, retry: RetryConfig) -> dict[str, Any]:
+        """What both cloud stores are built with: the prefix, the client options, the retry policy."""
+        return {"prefix": self.url.prefix or None, "client_options": options, "retry_config": retry}
 
     # -- error mapping -------------------------------------------------------------------------------
 
