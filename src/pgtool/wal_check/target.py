@@ -59,7 +59,7 @@ class RepoTarget:
 
     def check(self) -> Status:
         """Open the repository (record, key) and prove writing with a probe object, deleted after."""
-        from pgtool.repo import RepoError, RepoKeyError, StoreUnavailable
+        from pgtool.repo import RepoAbsent, RepoError, RepoKeyError, StoreUnavailable
 
         try:
             repo = self._open()
@@ -71,10 +71,10 @@ class RepoTarget:
                 exc.message,
                 exc.hint or "check the endpoint, the credentials (AWS_*, AZURE_STORAGE_*) and the bucket",
             )
+        except RepoAbsent as exc:
+            # No record yet: archive-wal makes it on first use, which the end-to-end check proves.
+            return Status(WARNING, exc.message, "archive-wal creates it on its first segment")
         except RepoError as exc:
-            if type(exc) is RepoError and "absent)" in exc.message:
-                # No record yet: archive-wal makes it on first use, which the end-to-end check proves.
-                return Status(WARNING, exc.message, "archive-wal creates it on its first segment")
             return Status(PROBLEM, exc.message, exc.hint or "check --repo")
         name = f"{PROBE_PREFIX}/{probe_token()}"
         data = f"pgtool check probe {name}\n".encode()
@@ -101,14 +101,11 @@ class RepoTarget:
         return Status(OK, f"{self.display}: reachable, record read ({how}), probe written, read and deleted")
 
     def _open(self) -> Repository:
-        from pgtool.repo import RepoError, open_repository, parse_repo_url
+        from pgtool.repo import open_repository
         from pgtool.wal.repo_archive import RepoWal
 
-        parsed = parse_repo_url(self.url)
-        if parsed.kind == "local" and parsed.path is not None and not parsed.path.is_dir():
-            # Opening would create the directory, owned by whoever runs check (root, say), where the
-            # server's archive-wal could then not write: leave that to archive-wal.
-            raise RepoError(f"no pgtool repository at {self.display} (the directory is absent)")
+        # Never create=True: a directory made here would be owned by whoever runs check (root, say),
+        # where the server's archive-wal could then not write. A missing one is RepoAbsent.
         repo = open_repository(
             self.url, key_file=self.key_file, create=False, retry_timeout=min(self.timeout, 60.0)
         )
