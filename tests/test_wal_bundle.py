@@ -148,9 +148,10 @@ def test_the_bundle_refuses_a_repository_in_one_line(work):
     """--repo needs obstore and PyNaCl, which the stdlib-only bundle does not carry: exit 126 for
     restore-wal (recovery stops), 2 for archive-wal, one line naming the missing dependency."""
     bundle = wal_bundle.write_bundle(work / "b.pyz")
+    (work / "x").write_text("1\t0/3000000\tno recovery target specified\n")  # a timeline history file
     for argv, code in (
-        (["restore-wal", "000000010000000000000001", str(work / "d"), "--repo", "s3://b/p"], 126),
-        (["archive-wal", str(work / "x"), "000000010000000000000001", "--repo", "s3://b/p"], 2),
+        (["restore-wal", "000000010000000000000001", str(work / "d"), "--repo", "s3://bucket/p"], 126),
+        (["archive-wal", str(work / "x"), "00000002.history", "--repo", "s3://bucket/p"], 2),
     ):
         proc = subprocess.run([SYSTEM_PYTHON, "-I", "-S", str(bundle), *argv], capture_output=True, text=True)
         assert proc.returncode == code, proc.stderr

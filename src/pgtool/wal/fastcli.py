@@ -247,12 +247,18 @@ def _repository_module(usage_code: int, name: str = "repo_archive") -> ModuleTyp
     try:
         module = importlib.import_module(f"pgtool.wal.{name}")
     except ImportError as exc:
-        raise WalCommandError(
-            f"--repo needs pgtool installed with its dependencies ({exc.name or exc})",
-            usage_code,
-            hint="the standalone bundle (pgtool wal-bundle) reads and writes archive directories only",
-        ) from exc
+        raise _missing_dependency(exc, usage_code) from exc
     return module
+
+
+def _missing_dependency(exc: ImportError, usage_code: int) -> WalCommandError:
+    """The one line for a repository client (obstore, PyNaCl, zstandard) this interpreter lacks; the
+    repository modules import them only where used, so this may surface after the module loaded."""
+    return WalCommandError(
+        f"--repo needs pgtool installed with its dependencies ({exc.name or exc})",
+        usage_code,
+        hint="the standalone bundle (pgtool wal-bundle) reads and writes archive directories only",
+    )
 
 
 def _archive(args: _Args, usage_code: int) -> ArchiveResult:
@@ -265,15 +271,18 @@ def _archive(args: _Args, usage_code: int) -> ArchiveResult:
             if confirmed is not None:
                 return confirmed
         into_repo = _repository_module(usage_code).archive_wal_repo
-        archived: ArchiveResult = into_repo(
-            args.wal_path,
-            args.wal_name,
-            args.repo,
-            key_file=args.repo_key_file,
-            compress=compress != "none",
-            allow_system_id_change=args.allow_system_id_change,
-            ahead=ahead,
-        )
+        try:
+            archived: ArchiveResult = into_repo(
+                args.wal_path,
+                args.wal_name,
+                args.repo,
+                key_file=args.repo_key_file,
+                compress=compress != "none",
+                allow_system_id_change=args.allow_system_id_change,
+                ahead=ahead,
+            )
+        except ImportError as exc:
+            raise _missing_dependency(exc, usage_code) from exc
         return archived
     from pgtool.wal.archiving import archive_wal
 
@@ -312,9 +321,12 @@ def _restore(args: _Args, usage_code: int) -> RestoreResult:
     if args.repo:
         from_repo = _repository_module(usage_code, "repo_restoring").restore_wal_repo
         depth = _remote_default(args.prefetch, args)
-        restored: RestoreResult = from_repo(
-            args.wal_name, args.dest_path, args.repo, key_file=args.repo_key_file, prefetch=depth
-        )
+        try:
+            restored: RestoreResult = from_repo(
+                args.wal_name, args.dest_path, args.repo, key_file=args.repo_key_file, prefetch=depth
+            )
+        except ImportError as exc:
+            raise _missing_dependency(exc, usage_code) from exc
         return restored
     from pgtool.wal.restoring import restore_wal
 
