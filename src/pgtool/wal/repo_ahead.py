@@ -16,8 +16,10 @@ What holds:
 - Bounded. At most N uploads in flight (and at most MAX_AHEAD_BYTES of segments in memory), one
   uploader per pg_wal, no local copy of any segment. It stops at its first failed upload (the calls
   then fail on their own and PostgreSQL retries: the backlog grows in pg_wal, visible in
-  pg_stat_archiver and `pgtool status`), after IDLE_EXIT s without work, once the server is gone, and
-  after MAX_LIFETIME (the next call starts a fresh one, with fresh credentials and settings).
+  pg_stat_archiver and `pgtool status`), after IDLE_EXIT s without work, once the server is gone, as
+  soon as the calls archive into another repository or with another key (`ahead_marks.want`), and
+  after MAX_LIFETIME (the next call starts a fresh one, with fresh credentials and settings). It runs
+  at most AHEAD_WINDOW * N segments ahead of the oldest ready one.
 """
 
 from __future__ import annotations
