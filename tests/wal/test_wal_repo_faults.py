@@ -149,9 +149,10 @@ def uploading_ahead(pid: int, port: int) -> bool:
 
 
 class Switcher:
-    """Closes the current segment every 0.3 s while fewer than BACKLOG segments wait for the archiver:
-    a short run makes many segments and batches to upload ahead, without a backlog that takes the
-    rest of the test to drain."""
+    """Closes the current segment every 0.05 s while fewer than BACKLOG segments wait for the archiver:
+    a backlog forms whatever the machine's speed (calls that only confirm a marker keep up with a
+    slower pace, and nothing would then be uploaded ahead), without one that takes the rest of the
+    test to drain."""
 
     BACKLOG = 12
 
@@ -175,7 +176,7 @@ class Switcher:
         try:
             with self.cluster.connect(pin="off") as conn:
                 conn.autocommit = True
-                while not self._stop.wait(0.3):
+                while not self._stop.wait(0.05):
                     if sum(n.endswith(".ready") for n in os.listdir(status)) < self.BACKLOG:
                         conn.execute("SELECT pg_switch_wal()")
         except Exception:
