@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wal_fault_support import set_archive_command
 
 from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir
 from pgtool.pg.cluster import LocalCluster
@@ -67,17 +68,6 @@ def backlog(request, tmp_path, monkeypatch):
         rmtree(work)
 
 
-def _set_archive_command(cluster: LocalCluster, command: str) -> None:
-    from psycopg import sql
-
-    # As the cluster writes its own settings: pgtool pointed at what the server user can run (the WAL
-    # bundle, with the repository packages beside it, when the venv is out of its reach).
-    command = cluster._runnable("archive_command", command)
-    with cluster.connect(pin="off") as conn:
-        conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
-        conn.execute("SELECT pg_reload_conf()")
-
-
 def _summary(stderr: str) -> dict:
     """The call's own summary line (an uploader it started logs its own line to the same stderr)."""
     lines = [json.loads(line) for line in stderr.strip().splitlines()]
@@ -93,7 +83,7 @@ def test_a_backlog_drains_ahead_and_every_segment_is_stored_intact(backlog):
     cluster, backend, names = backlog
     ready = sorted(p.name for p in (cluster.data_dir / "pg_wal" / "archive_status").iterdir())
     assert len([r for r in ready if r.endswith(".ready")]) >= 10
-    _set_archive_command(cluster, f"{PGTOOL} archive-wal %p %f --repo {shlex.quote(backend.url)} --ahead 4")
+    set_archive_command(cluster, f"{PGTOOL} archive-wal %p %f --repo {shlex.quote(backend.url)} --ahead 4")
     retry(lambda: _stats(cluster)[0] >= 10, timeout=120)
     assert _stats(cluster)[1] == 0
     archive = RepoWal(backend.open(create=False))

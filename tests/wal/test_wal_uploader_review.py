@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from wal_fault_support import set_archive_command
 
 from pgharness import binaries_for, retry, rmtree, server_writable_dir
 from pgtool.pg.cluster import LocalCluster
@@ -140,15 +141,6 @@ def test_followers_of_a_removed_pg_wal_is_empty(tmp_path):
     assert repo_ahead.followers(str(tmp_path / "gone" / "pg_wal"), 1, 16 * 1024 * 1024, 8) == []
 
 
-def _archive_command(cluster: LocalCluster, command: str) -> None:
-    from psycopg import sql
-
-    command = cluster._runnable("archive_command", command)
-    with cluster.connect(pin="off") as conn:
-        conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
-        conn.execute("SELECT pg_reload_conf()")
-
-
 def _archived(cluster: LocalCluster) -> int:
     with cluster.connect(pin="off") as conn:
         return int(conn.execute("SELECT archived_count FROM pg_stat_archiver").fetchone()[0])
@@ -176,10 +168,10 @@ def test_after_a_reload_to_another_repository_no_wal_goes_to_the_old_one(ready, 
     load = threading.Thread(target=busy)
     load.start()
     try:
-        _archive_command(cluster, f"{PGTOOL} archive-wal %p %f --repo {backend.url} --ahead 4")
+        set_archive_command(cluster, f"{PGTOOL} archive-wal %p %f --repo {backend.url} --ahead 4")
         retry(lambda: _archived(cluster) >= 10, timeout=60)  # the archiver restarts within 10 s
         time.sleep(3)
-        _archive_command(cluster, f"{PGTOOL} archive-wal %p %f --repo {other} --ahead 4")
+        set_archive_command(cluster, f"{PGTOOL} archive-wal %p %f --repo {other} --ahead 4")
         time.sleep(2)  # uploads to A in flight at the reload end
         before = len(backend.open(create=False).list("wal/"))
         time.sleep(6)
