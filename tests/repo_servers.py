@@ -33,6 +33,8 @@ AZURITE = TOOLS / "node_modules" / ".bin" / "azurite-blob"
 HINT = "run: bash scripts/setup-storage.sh (installs moto's S3 server and Azurite into .tools/)"
 # Azurite's published development account (documented by Microsoft; not a secret).
 AZ_ACCOUNT = "devstoreaccount1"
+# What Azurite logs once its stores are closed and flushed (azurite/dist/src/blob/main.js).
+AZURITE_CLOSED = "Azurite Blob service successfully closed"
 AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
@@ -107,6 +109,24 @@ class Server:
             os.killpg(self.proc.pid, sig)
             if wait:
                 self.proc.wait(timeout=120)
+
+    def stop_gracefully(self, timeout: float = 120) -> None:
+        """Azurite's SIGTERM: it closes its stores (metadata saved) and logs AZURITE_CLOSED, but Node then
+        stays alive while any client still holds a keep-alive socket, which under load can be minutes.
+        Once that line is logged nothing is left to lose, so the leftover process is killed."""
+        assert self.kind == "azure", "only Azurite keeps its data across a restart"
+        if not self.proc or self.proc.poll() is not None:
+            return
+        closed_before = self.log.read_text(errors="replace").count(AZURITE_CLOSED)
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if self.log.read_text(errors="replace").count(AZURITE_CLOSED) > closed_before:
+                self.stop(signal.SIGKILL)
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"Azurite did not close within {timeout:.0f} s of SIGTERM: {self.log}")
+            time.sleep(0.1)
 
     @property
     def endpoint(self) -> str:

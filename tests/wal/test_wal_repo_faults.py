@@ -309,7 +309,7 @@ def chaos(
         )
         line.cut()
         if kind == "azure":
-            server.stop(signal.SIGTERM)  # Azurite keeps its data across a graceful restart (moto would not)
+            server.stop_gracefully()  # Azurite keeps its data across a graceful restart (moto would not)
             server.start()
         time.sleep(8)  # beyond pgtool's retry budget: archive-wal fails, PostgreSQL keeps the WAL
         line.heal()
