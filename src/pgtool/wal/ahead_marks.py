@@ -98,9 +98,9 @@ def write_marker(pg_wal: str, name: str, digest: str, ident: str, where: str) ->
         raise
 
 
-def take_marker(pg_wal: str, name: str, data: bytes, ident: str) -> str | None:
-    """Where the object is, if a trusted marker says `name` was uploaded with exactly `data` to the
-    repository `ident` (`identity`); else None. The marker is removed either way."""
+def take_marker(pg_wal: str, name: str, digest: str, ident: str) -> str | None:
+    """Where the object is, if a trusted marker says `name` was uploaded with exactly the bytes of SHA-256
+    `digest` to the repository `ident` (`identity`); else None. The marker is removed either way."""
     path = os.path.join(marker_dir(pg_wal), name)
     try:
         with open(path, encoding="utf-8") as f:
@@ -112,7 +112,7 @@ def take_marker(pg_wal: str, name: str, data: bytes, ident: str) -> str | None:
         os.unlink(path)
     if len(lines) != 4 or lines[3] or not 0 <= age <= MARKER_MAX_AGE or lines[1] != ident:
         return None
-    if lines[0] != hashlib.sha256(data).hexdigest():
+    if lines[0] != digest:
         return None
     return lines[2]
 
@@ -186,19 +186,34 @@ def confirm(wal_path: str, name: str, ident: str) -> tuple[str, int, float] | No
     if not os.path.isdir(marker_dir(pg_wal)):
         return None  # nothing was ever uploaded ahead here
     try:
-        with open(wal_path, "rb") as f:
-            data = f.read()
+        digest, size = _sha256_of(wal_path)
     except OSError:
         return None  # the full path reports it
-    where = take_marker(pg_wal, name, data, ident)
+    where = take_marker(pg_wal, name, digest, ident)
     waited = 0.0
     if where is None:
         started = time.monotonic()
         fd = wait_claim(pg_wal, name)
         release(fd)  # the upload that held it has ended, one way or the other
         waited = time.monotonic() - started
-        where = take_marker(pg_wal, name, data, ident)
-    return None if where is None else (where, len(data), waited)
+        where = take_marker(pg_wal, name, digest, ident)
+    return None if where is None else (where, size, waited)
+
+
+def _sha256_of(path: str) -> tuple[str, int]:
+    """SHA-256 and size of the file, hashed in place (`mapped`)."""
+    from pgtool.wal.mapped import mapped
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = mapped(fd)
+        try:
+            return hashlib.sha256(data).hexdigest(), len(data)
+        finally:
+            if not isinstance(data, bytes):
+                data.close()
+    finally:
+        os.close(fd)
 
 
 def want(pg_wal: str, ident: str) -> None:

@@ -158,7 +158,7 @@ class Uploader:
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         started = idle_since = time.monotonic()
-        inflight: dict[Future[bool], tuple[str, int, str]] = {}
+        inflight: dict[Future[tuple[bool, str]], tuple[str, int]] = {}
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pgtool-ahead") as pool:
             while True:
                 now = time.monotonic()
@@ -171,7 +171,7 @@ class Uploader:
                     or self.server_gone()
                 )
                 if not stopping and len(inflight) < parallel:
-                    busy = self.handled | self.skipped.keys() | {n for n, _c, _d in inflight.values()}
+                    busy = self.handled | self.skipped.keys() | {n for n, _c in inflight.values()}
                     for name in followers(self.pg_wal, timeline, self.seg_size, parallel, busy):
                         if len(inflight) >= parallel:
                             break
@@ -191,9 +191,7 @@ class Uploader:
 
     def _start(
         self, pool: ThreadPoolExecutor, name: str, timeline: int, compress: bool
-    ) -> tuple[Future[bool], tuple[str, int, str]] | None:
-        from pgtool.repo import layout as repo_layout
-
+    ) -> tuple[Future[tuple[bool, str]], tuple[str, int]] | None:
         claim = ahead_marks.try_claim(self.pg_wal, name)
         if claim is None:
             # Its own call is archiving it and will see to it, failed or not (PostgreSQL retries a
@@ -210,9 +208,21 @@ class Uploader:
             ahead_marks.release(claim)
             self.skipped[name] = str(exc)
             return None
-        obj = repo_layout.wal_name(name)
-        future = pool.submit(self.archive.repo.put_if_absent, obj, data, compress=compress)
-        return future, (name, claim, hashlib.sha256(data).hexdigest())
+        return pool.submit(self._upload, name, data, compress), (name, claim)
+
+    def _upload(self, name: str, data: bytes, compress: bool) -> tuple[bool, str]:
+        """In a pool thread, so that this loop keeps starting uploads while others wait on the store:
+        (created, SHA-256 of `data`) once the store acknowledged `name` and, read after that, the
+        split-brain history still allows it."""
+        from pgtool.repo import layout as repo_layout
+
+        digest = hashlib.sha256(data).hexdigest()  # hashlib and the store client release the GIL
+        created = self.archive.repo.put_if_absent(repo_layout.wal_name(name), data, compress=compress)
+        # Split brain: timeline+1 may have appeared while this upload ran. Read again, now: a segment
+        # past its fork gets no marker (its own call refuses it).
+        wal = parse_wal_name(name)
+        refuse_past_fork(wal, self.seg_size, self.archive.fork_point(wal.timeline), self.archive.display)
+        return created, digest
 
     def _checked(self, name: str, timeline: int) -> bytes:
         """The segment's bytes, after archive-wal's own checks (header, system, size, split brain)."""
@@ -226,18 +236,12 @@ class Uploader:
             refuse_past_fork(wal, self.seg_size, self.fork(timeline), self.archive.display)
             return f.read()
 
-    def _finish(self, future: Future[bool], name: str, claim: int, digest: str) -> None:
+    def _finish(self, future: Future[tuple[bool, str]], name: str, claim: int) -> None:
         from pgtool.repo import layout as repo_layout
 
         try:
             try:
-                created = future.result()
-                # Split brain: timeline+1 may have appeared while this upload ran. Read again, now:
-                # a segment past its fork gets no marker (its own call refuses it).
-                wal = parse_wal_name(name)
-                refuse_past_fork(
-                    wal, self.seg_size, self.archive.fork_point(wal.timeline), self.archive.display
-                )
+                created, digest = future.result()
             except (RepoError, OSError) as exc:
                 self.problem = self.problem or f"{name}: {exc}"
                 return

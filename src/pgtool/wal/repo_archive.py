@@ -43,6 +43,7 @@ from pgtool.wal.errors import (
     ARCHIVE_USAGE,
     WalCommandError,
 )
+from pgtool.wal.mapped import mapped
 from pgtool.wal.names import WalName, history_name, parse_wal_name
 from pgtool.wal.timelines import parse_history
 
@@ -50,7 +51,6 @@ from pgtool.wal.timelines import parse_history
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from mmap import mmap
 
     from pgtool.repo.repository import Repository
 
@@ -179,7 +179,7 @@ def archive_wal_repo(
                 size = os.fstat(f.fileno()).st_size
                 sysid, seg_size = check_segment_fd(f.fileno(), size, wal_path, wal_name, wal)
             # mapped: unmapped when the last reference goes (this function's return)
-            data = _mapped(f.fileno()) if sysid is not None and size > 0 else f.read()
+            data = mapped(f.fileno()) if sysid is not None and size > 0 else f.read()
     except OSError as exc:
         raise WalCommandError(f"cannot read {wal_path}: {exc.strerror or exc}", ARCHIVE_FAILED) from exc
     claim = None
@@ -281,19 +281,6 @@ def _open_for_archiving(wal_path: str, url: str, key_file: str | None) -> RepoWa
         except OSError:
             pass
     return archive
-
-
-def _mapped(fd: int) -> mmap | bytes:
-    """A segment mapped read-only and pre-faulted (MAP_POPULATE): zstd and the checksum read it from the
-    page cache in place, where read() first copied 16 MiB into fresh memory (about a third of the CPU
-    this call spent on its segment). read() where mapping fails."""
-    import mmap
-
-    try:
-        populate = getattr(mmap, "MAP_POPULATE", 0)  # Linux
-        return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
-    except (OSError, ValueError):
-        return os.pread(fd, os.fstat(fd).st_size, 0)
 
 
 def _check_system_id(archive: RepoWal, sysid: int, wal_path: str, allow_change: bool) -> None:
