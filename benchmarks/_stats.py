@@ -7,6 +7,7 @@ median of those paired ratios, with its interval, is what a noisy shared machine
 
 from __future__ import annotations
 
+import compileall
 import random
 import statistics
 import subprocess
@@ -14,6 +15,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def as_installed(*trees: Path) -> None:
+    """Compile the bytecode of these package trees, as `pip install` does. The per-segment commands start
+    a fresh interpreter each time, and under PYTHONDONTWRITEBYTECODE (set on this machine) an editable
+    checkout would otherwise recompile every module edited since its last `.pyc`, on every call."""
+    for tree in trees or (ROOT / "src" / "pgtool",):
+        compileall.compile_dir(str(tree), quiet=1, force=False, legacy=False)
 
 
 def paired_ratios(sides: Iterable[float], references: Iterable[float]) -> list[float]:

@@ -28,7 +28,6 @@ report gives it against the durable stdlib copy too.
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import platform
 import resource
@@ -42,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stats import as_installed
 from archive_wal import REFERENCE
 from archive_wal_s3 import checkout_commit
 from wal_drain import PGBACKREST_CONF, make_backlog
@@ -171,8 +171,7 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     args = parser.parse_args()
     trees = [ROOT / "src" / "pgtool"] + ([args.baseline_src / "pgtool"] if args.baseline_src else [])
-    for tree in trees:  # as installed: bytecode cached (the sys.flags.dont_write_bytecode default aside)
-        compileall.compile_dir(str(tree), quiet=1, force=False, legacy=False)
+    as_installed(*trees)
     work = Path(tempfile.mkdtemp(prefix="pgtool-archive-local-"))
     cluster, names = make_backlog(args.segments + 1, {})
     try:

@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "wal"))  # the DelayLine the fault tests use
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stats import as_installed  # noqa: E402
 from archive_wal import REFERENCE  # noqa: E402
 from archive_wal_s3 import BARMAN, BUCKET, barman_version, checkout_commit, moto_version, start_moto  # noqa: E402
 from wal_fault_support import DelayLine  # noqa: E402
@@ -98,10 +99,13 @@ def capacity(payloads: list[bytes], concurrency: int, prefix: str) -> float:
     return len(payloads) / (time.perf_counter() - started)
 
 
-def where_time_goes(log: Path, wall: float) -> list[str]:
+def where_time_goes(log: Path, wall: float, names: list[str]) -> list[str]:
     """The drain's archive-wal calls from the server log (one JSON line each): how many of each kind,
     their in-process time (from pgtool's own clock, after the interpreter started), and the rest of
-    the wall time (interpreter start-up, PostgreSQL's fork and shell, the archiver's own loop)."""
+    the wall time (interpreter start-up, PostgreSQL's fork and shell, the archiver's own loop). Only
+    the backlog's segments (`names`) count: the log also holds the calls for the WAL written after the
+    clock stopped (autovacuum of the fill table), which the uploader's line includes."""
+    backlog = set(names)
     import json
     import statistics
 
@@ -113,6 +117,8 @@ def where_time_goes(log: Path, wall: float) -> list[str]:
         record = json.loads(text[text.index("{") :])
         if record.get("event") == "uploader finished":  # the detached uploader's own line
             uploaders.append(record)
+            continue
+        if record.get("wal_name") not in backlog:
             continue
         label = record.get("result", record.get("outcome", "?"))
         if record.get("waited_s", 0) >= 0.01:
@@ -268,6 +274,7 @@ def main() -> int:
     )
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
+    as_installed()  # each archive_command/restore_command call is a fresh interpreter
 
     work = Path(tempfile.mkdtemp(prefix="pgtool-bench-drain-"))
     moto = cluster = None
@@ -320,7 +327,7 @@ def main() -> int:
         deadline = time.monotonic() + 30  # the uploader logs its line once idle (3 s)
         while "uploader finished" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.5)
-        spent = where_time_goes(log, wall)
+        spent = where_time_goes(log, wall, names)
 
         barman_rate = None
         if BARMAN.exists():

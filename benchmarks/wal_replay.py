@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "wal"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stats import checkout_commit, emit  # noqa: E402
+from _stats import as_installed, checkout_commit, emit  # noqa: E402
 from archive_wal_s3 import BUCKET, moto_version, start_moto  # noqa: E402
 from wal_fault_support import DelayLine  # noqa: E402
 
@@ -62,6 +62,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.010, help="one-way delay in seconds (default 0.010)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
+    as_installed()  # each archive_command/restore_command call is a fresh interpreter
 
     from pgtool.pg import binaries
     from pgtool.pg.cluster import LocalCluster

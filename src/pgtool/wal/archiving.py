@@ -33,6 +33,7 @@ from pgtool.wal.codecs import CODECS, SUFFIXES, CodecUnavailableError
 from pgtool.wal.errors import ARCHIVE_FAILED, ARCHIVE_USAGE, WalCommandError
 from pgtool.wal.header import LONG_HEADER_SIZE, WalHeaderError, parse_long_header
 from pgtool.wal.names import WalName, format_lsn, parse_wal_name
+from pgtool.wal.results import ALREADY_ARCHIVED, ARCHIVED, ArchiveResult
 
 # Not typing.TYPE_CHECKING: archive-wal imports this per segment and typing costs ~7 ms. Mypy reads
 # any constant of this name as true.
@@ -40,42 +41,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from _hashlib import HASH
     from typing import BinaryIO
-
-ARCHIVED = "archived"
-ALREADY_ARCHIVED = "already archived"
-
-
-class ArchiveResult:
-    """What archive_wal did: outcome (ARCHIVED or ALREADY_ARCHIVED), the archived path and sizes."""
-
-    __slots__ = (
-        "bytes_in",
-        "bytes_stored",
-        "outcome",
-        "path",
-        "removed_temporaries",
-        "system_identifier",
-        "uploader_started",
-        "waited_s",
-    )
-
-    def __init__(
-        self,
-        outcome: str,
-        path: str,
-        bytes_in: int,
-        bytes_stored: int,
-        system_identifier: int | None,
-        removed_temporaries: list[str],
-    ) -> None:
-        self.outcome = outcome
-        self.path = path
-        self.bytes_in = bytes_in
-        self.bytes_stored = bytes_stored
-        self.system_identifier = system_identifier
-        self.removed_temporaries = removed_temporaries
-        self.uploader_started = False  # this call started the uploader running ahead (repository only)
-        self.waited_s = 0.0  # how long it waited for the uploader's upload of its segment
 
 
 def _fail(message: str, hint: str | None = None) -> WalCommandError:

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import argparse
     from types import ModuleType
 
-    from pgtool.wal.archiving import ArchiveResult
     from pgtool.wal.restoring import RestoreResult
+    from pgtool.wal.results import ArchiveResult
 
 ARCHIVE_DIR_ENV = "PGTOOL_ARCHIVE_DIR"
 REPO_ENV = "PGTOOL_REPO"  # as pgtool.repo.REPO_ENV; not imported: that pulls in obstore
@@ -304,7 +304,7 @@ def _archived_ahead(args: _Args) -> ArchiveResult | None:
     """The result for a segment the uploader running ahead stored (`pgtool.wal.ahead_marks`), found
     without importing the repository client; None when this call must archive it itself."""
     from pgtool.wal import ahead_marks
-    from pgtool.wal.archiving import ArchiveResult
+    from pgtool.wal.results import ArchiveResult
 
     ident = ahead_marks.identity(args.repo or "", args.repo_key_file)
     found = ahead_marks.confirm(args.wal_path, args.wal_name, ident)

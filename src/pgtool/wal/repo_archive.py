@@ -30,13 +30,7 @@ from pgtool.repo import layout as repo_layout
 from pgtool.repo.errors import IntegrityError, ObjectAbsent, ObjectDiffers, RepoError, RepoUsageError
 from pgtool.repo.repository import open_repository
 from pgtool.wal.archive import ArchivedFile, CorruptArchiveError
-from pgtool.wal.archiving import (
-    ALREADY_ARCHIVED,
-    ARCHIVED,
-    ArchiveResult,
-    check_segment_fd,
-    refuse_past_fork,
-)
+from pgtool.wal.archiving import check_segment_fd, refuse_past_fork
 from pgtool.wal.checksum import verified_chunks
 from pgtool.wal.errors import (
     ARCHIVE_FAILED,
@@ -45,6 +39,7 @@ from pgtool.wal.errors import (
 )
 from pgtool.wal.mapped import mapped
 from pgtool.wal.names import WalName, history_name, parse_wal_name
+from pgtool.wal.results import ALREADY_ARCHIVED, ARCHIVED, ArchiveResult
 from pgtool.wal.timelines import parse_history
 
 # Not typing.TYPE_CHECKING (~7 ms on the per-segment path). Mypy reads any constant of this name as true.
