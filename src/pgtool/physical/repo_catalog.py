@@ -9,6 +9,13 @@ Two layouts under `base/<stamp>/`, read alike:
 Either way the metadata object `base/<stamp>/pgtool-basebackup.json` is written LAST: a backup is
 listed only when its metadata object exists, so an upload killed half-way is never taken for a backup.
 Deleting goes the other way: the metadata first, so a half-deleted backup is no longer listed either.
+
+A run owns its stamp through `base/<stamp>/pgtool-basebackup.claim` (`claim`), one conditional create
+before anything else is written under it: two runs starting in the same second never share a prefix.
+The claim is not part of a backup: never listed, never downloaded (`objects`), deleted with the stamp
+(last, so a half-deleted stamp stays claimed). A stamp holding only a claim is a run in progress (or
+one killed outright before it wrote anything else): `unlisted` leaves it out.
+
 A download of either layout reads like a local backup directory (`base_unpack`, `base_verify`,
 `base_combine` handle WAL in `pg_wal.tar` or inside `base.tar`); `recover` of a single backup reads
 the objects without a download instead (`pgtool.recovery.repo_base.stream_unpack`).
@@ -21,12 +28,18 @@ the metadata recorded (`check_size`), so a backup that was read back is the back
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
+import socket
+import time
 from pathlib import Path
 
 from pgtool.errors import OperationError
 from pgtool.physical.base_catalog import METADATA_FILE, BaseBackupInfo, is_stamp
-from pgtool.repo import IntegrityError, ObjectAbsent, Repository, base_prefix
+from pgtool.repo import IntegrityError, ObjectAbsent, ObjectDiffers, Repository, base_prefix
+
+CLAIM_FILE = "pgtool-basebackup.claim"
 
 
 def _files(backup_dir: Path) -> list[Path]:
@@ -75,11 +88,44 @@ def list_base_backups(repo: Repository) -> list[BaseBackupInfo]:
     return sorted(found, key=lambda i: i.id)
 
 
-def stamp_free(repo: Repository, stamp: str) -> bool:
-    """Nothing of `stamp` in the repository yet, not even a killed upload's part in a local one."""
-    if repo.list(base_prefix(stamp)):
+def claim(repo: Repository, stamp: str) -> bool:
+    """Claim `stamp` for this run: True when the run now owns it (nothing else of it is in the
+    repository), False when another run holds it or something of it is already stored.
+
+    One conditional create of the claim, whose content is unique to this run (host, pid, a random
+    token): `put_if_absent` takes an identical object for success, so only a unique content makes a
+    claim that exists already mean "another run's". False from `put_if_absent` is then this run's own
+    create whose answer was lost (the store retried it): the claim is ours. After the claim, the stamp
+    must hold nothing else: a finished backup (whose run released its claim) or the leftovers of a run
+    killed before claims existed; then the claim is taken back and the stamp left alone."""
+    name = base_prefix(stamp) + CLAIM_FILE
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "token": secrets.token_hex(16)}
+    owner["claimed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        repo.put_if_absent(name, json.dumps(owner, sort_keys=True).encode(), compress=False)
+    except (ObjectDiffers, ObjectAbsent):  # another run's claim (ObjectAbsent: released as it was read)
         return False
-    return repo.url.kind != "local" or repo.url.path is None or not (repo.url.path / "base" / stamp).exists()
+    if _holds_more_than_claim(repo, stamp):
+        repo.delete(name)
+        return False
+    return True
+
+
+def release(repo: Repository, stamp: str) -> None:
+    """Delete this run's claim of `stamp` (its backup's record is written, or nothing of it is left)."""
+    repo.delete(base_prefix(stamp) + CLAIM_FILE)
+
+
+def _holds_more_than_claim(repo: Repository, stamp: str) -> bool:
+    """Objects of `stamp` besides its claim, or (local) a killed upload's part (`NAME#N`, never listed)."""
+    prefix = base_prefix(stamp)
+    if any(o.name != prefix + CLAIM_FILE for o in repo.list(prefix)):
+        return True
+    if repo.url.kind != "local" or repo.url.path is None:
+        return False
+    # another run's claim on its way in is not a leftover: the conditional create settles that one
+    staged = (repo.url.path / "base" / stamp).glob("*#*")
+    return any(p.name.partition("#")[0] != CLAIM_FILE for p in staged)
 
 
 def unlisted(repo: Repository) -> list[str]:
@@ -87,16 +133,18 @@ def unlisted(repo: Repository) -> list[str]:
 
     A local repository also counts the files its store keeps for an upload in progress (`NAME#N`,
     never listed): a killed upload leaves its part there; the clouds keep an abandoned multipart upload
-    out of sight (S3 until a lifecycle rule aborts it; Azure drops uncommitted blocks after a week)."""
+    out of sight (S3 until a lifecycle rule aborts it; Azure drops uncommitted blocks after a week).
+    A claim alone does not count: it holds no backup data, and every run shows one from its start, so
+    overlapping runs would warn about each other (one killed outright leaves it, a small object)."""
     stamps: dict[str, bool] = {}
     for obj in repo.list("base/"):
         parts = obj.name.split("/")
-        if len(parts) >= 3 and is_stamp(parts[1]):
+        if len(parts) >= 3 and is_stamp(parts[1]) and parts[2:] != [CLAIM_FILE]:
             record = parts[2] == METADATA_FILE and len(parts) == 3
             stamps[parts[1]] = stamps.get(parts[1], False) or record
     if repo.url.kind == "local" and repo.url.path is not None:
         for staged in Path(repo.url.path).glob("base/*/*#*"):
-            if is_stamp(staged.parent.name):
+            if is_stamp(staged.parent.name) and staged.name.partition("#")[0] != CLAIM_FILE:
                 stamps.setdefault(staged.parent.name, False)
     return sorted(s for s, listed in stamps.items() if not listed)
 
@@ -105,7 +153,12 @@ def objects(repo: Repository, info: BaseBackupInfo) -> dict[str, str]:
     """The objects of backup `info` (its path in the backup -> its repository name), sorted; an
     IntegrityError when one that its metadata lists is missing."""
     prefix = base_prefix(info.id)
-    found = {o.name[len(prefix) :]: o.name for o in repo.list(prefix) if o.name.startswith(prefix)}
+    # a claim is the run's, not the backup's: one is left only when the run died right after its record
+    found = {
+        o.name[len(prefix) :]: o.name
+        for o in repo.list(prefix)
+        if o.name.startswith(prefix) and o.name != prefix + CLAIM_FILE
+    }
     missing = sorted(set(info.files) - set(found))
     if missing:
         raise IntegrityError(f"base backup {info.id} in {repo.url.display()} lacks {', '.join(missing)}")
@@ -146,10 +199,11 @@ def download(repo: Repository, info: BaseBackupInfo, dest_parent: Path) -> Path:
 
 
 def delete(repo: Repository, stamp: str) -> int:
-    """Remove backup `stamp`: its metadata first (it stops being listed), then the rest."""
+    """Remove backup `stamp`: its metadata first (it stops being listed), then the rest, its claim
+    last (no other run can claim the stamp while something of it is left)."""
     prefix = base_prefix(stamp)
     repo.delete(prefix + METADATA_FILE)
     objects = repo.list(prefix)
-    for obj in objects:
+    for obj in sorted(objects, key=lambda o: o.name == prefix + CLAIM_FILE):
         repo.delete(obj.name)
     return len(objects) + 1
