@@ -1,6 +1,6 @@
 """Benchmark: archiving into a LOCAL repository, per segment, side by side (issue 18, "Local archiving").
 
-One run, one machine, real WAL: a LocalCluster (archive_mode on, archive_command '') writes md5 text
+One run, one machine, real WAL: a LocalCluster (archive_mode on, archive_command empty) writes md5 text
 until --segments completed segments wait in pg_wal; they are copied aside, and every side archives each
 of them once, as a fresh process (what archive_command does), into its own repository or directory:
 

@@ -3,7 +3,7 @@
 One run, one moto S3 server, one link: a DelayLine proxy (tests/wal/wal_fault_support.py) adding 10 ms
 each way to every byte, pipelined (this kernel has no netem). Then:
 
-1. backlog: a LocalCluster with archive_mode on and archive_command '' writes real WAL (md5 text
+1. backlog: a LocalCluster with archive_mode on and archive_command empty writes real WAL (md5 text
    inserts) until at least --segments segments wait in pg_wal with their .ready files;
 2. store capacity: one warm process PUTs the same segments' bytes through the same link with obstore
    directly, --concurrency at a time (default 9: the asked segment plus --ahead's 8), both as pgtool
@@ -46,12 +46,16 @@ SEG = 16 * 1024 * 1024
 
 
 def make_backlog(count: int, env: dict[str, str]) -> tuple[object, list[str]]:
-    """A started cluster holding `count`+ completed, unarchived segments (archive_command '')."""
+    """A started cluster holding `count`+ completed, unarchived segments (archive_command empty)."""
     from pgtool.pg import binaries
     from pgtool.pg.cluster import LocalCluster
 
     os.environ.update(env)  # the server (and its archive_command) inherits the store's environment
-    settings = {"archive_mode": "on", "archive_command": "''", "wal_level": "replica", "max_wal_size": "64MB"}
+    # archive_command empty (not the shell command `''`): the archiver waits, "not configured", and the
+    # reload that sets pgtool's command wakes it at once. A command the shell cannot find (exit 127)
+    # makes the archiver exit FATAL, and the postmaster restarts it at most every 10 s: until
+    # 2026-12-06 11:00 that wait (up to 10 s) was inside the drain's clock.
+    settings = {"archive_mode": "on", "archive_command": "", "wal_level": "replica", "max_wal_size": "64MB"}
     cluster = LocalCluster(binaries.find(), settings=settings)
     cluster.init().start()
     with cluster.connect(pin="off") as conn:

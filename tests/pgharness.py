@@ -265,3 +265,15 @@ class Pushgateway:
 
     def close(self) -> None:
         stop(self.proc)
+
+
+def set_archive_command(cluster: Any, command: str) -> None:
+    """ALTER SYSTEM archive_command and reload: the archiver uses it for its next attempt. Through the
+    cluster's own rewrite (the WAL bundle where the server user cannot enter the venv), as its start-up
+    settings are. (Not RESET: the cluster's own setting lives in postgresql.auto.conf too.)"""
+    from psycopg import sql
+
+    command = cluster._runnable("archive_command", command)
+    with cluster.connect(pin="off") as conn:
+        conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
+        conn.execute("SELECT pg_reload_conf()")

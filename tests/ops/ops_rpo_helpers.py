@@ -11,9 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
-from pgharness import pgtool_argv, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
+from pgharness import (
+    pgtool_argv,
+    retry,
+    rmtree,
+    run_pgtool,
+    server_writable_dir,
+    set_archive_command,
+    start_cluster,
+)
 from pgtool.pg.privileges import give_to_server, make_server_dir
 
 
@@ -47,14 +53,7 @@ class RpoPrimary:
         return name
 
     def set_archive_command(self, command: str) -> None:
-        """ALTER SYSTEM and reload: the archiver uses it for its next attempt. (Not RESET: the harness's
-        own setting lives in postgresql.auto.conf too, and RESET would remove it.)"""
-        # As the cluster writes its own settings: pgtool pointed at what the server user can run (the
-        # WAL bundle when the venv is out of its reach, a checkout under /root).
-        command = self.cluster._runnable("archive_command", command)
-        with self.cluster.connect(autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
-            conn.execute("SELECT pg_reload_conf()")
+        set_archive_command(self.cluster, command)
 
     def status(self, *extra: str) -> tuple[int, dict[str, Any]]:
         proc = run_pgtool(

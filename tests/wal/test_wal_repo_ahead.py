@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from wal_fault_support import set_archive_command
 
-from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir
+from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, set_archive_command
 from pgtool.pg.cluster import LocalCluster
 from pgtool.repo import wal_name as wal_object
 from pgtool.wal import ahead_marks
@@ -57,7 +56,9 @@ def backlog(request, tmp_path, monkeypatch):
     cluster = LocalCluster(
         binaries_for(15),
         work / "cluster",
-        settings={"archive_mode": "on", "archive_command": "''", "archive_timeout": "0"},
+        # archive_command empty, not the shell command `''` (exit 127 makes the archiver exit FATAL and
+        # restart only every 10 s): the later reload to pgtool's command wakes it at once.
+        settings={"archive_mode": "on", "archive_command": "", "archive_timeout": "0"},
     )
     cluster.init().start()
     try:

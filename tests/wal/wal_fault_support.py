@@ -216,14 +216,3 @@ class Ledger:
     def last_before(self, limit: int) -> int:
         """The newest row whose recorded position is at most `limit` (0 when none)."""
         return max((i for i, lsn in self.after.items() if lsn <= limit), default=0)
-
-
-def set_archive_command(cluster: Any, command: str) -> None:
-    """ALTER SYSTEM archive_command and reload, through the cluster's own rewrite (the WAL bundle where
-    the server user cannot enter the venv), as its start-up settings are."""
-    from psycopg import sql
-
-    command = cluster._runnable("archive_command", command)
-    with cluster.connect(pin="off") as conn:
-        conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
-        conn.execute("SELECT pg_reload_conf()")
