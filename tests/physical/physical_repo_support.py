@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_pitr_support import recover_from_repo
 
-from pgharness import pgtool_argv, retry, run_pgtool, start_cluster
+from pgharness import pgtool_argv, retry, rmtree, run_pgtool, start_cluster
 from pgtool.pg.privileges import make_server_dir
 from pgtool.repo import Repository
 from repo_backends import Backend, make_backend
@@ -51,6 +52,16 @@ class RepoPrimary:
             command, "--dsn", self.dsn(), "--repo", self.backend.url, *args, env=env or self.backend.env
         )
 
+    def lose_the_machine(self) -> None:
+        """Stop the server and remove its data directory: only the repository is left."""
+        data_dir = self.cluster.data_dir
+        self.cluster.stop()
+        rmtree(data_dir)
+
+    def recover(self, pgdata: Path, *args: str) -> Any:
+        """recover --repo into `pgdata` (no --dsn: the server is gone)."""
+        return recover_from_repo(self.backend, pgdata, *args)
+
     def basebackup(self, *args: str) -> Any:
         result = self.pgtool("basebackup", "--spool-dir", str(self.spool), *args)
         assert result.returncode == 0, result.stderr
@@ -66,21 +77,34 @@ class RepoPrimary:
 
 
 def start_repo_primary(
-    kind: str, request: pytest.FixtureRequest, work_dir: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str,
+    request: pytest.FixtureRequest,
+    work_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    major: int = 15,
+    **settings: str,
 ) -> RepoPrimary:
-    """A PostgreSQL 15 primary archiving with `pgtool archive-wal %p %f --repo URL`, its credentials in
-    the server's environment (as a Secret would set them)."""
+    """`repo_primary_on` a repository of `kind` made for this test."""
     backend = make_backend(kind, request, work_dir)
     if kind == "local":  # the server user writes the WAL objects
         backend.url = str(make_server_dir(work_dir / "repo", 0o777))
+    return repo_primary_on(backend, work_dir, monkeypatch, major, **settings)
+
+
+def repo_primary_on(
+    backend: Backend, work_dir: Path, monkeypatch: pytest.MonkeyPatch, major: int = 15, **settings: str
+) -> RepoPrimary:
+    """A PostgreSQL `major` primary (with extra server `settings`) archiving with
+    `pgtool archive-wal %p %f --repo URL` into `backend`, its credentials in the server's environment
+    (as a Secret would set them) and no repository key (the repository is not encrypted)."""
     for key, value in backend.env.items():
         if key.startswith(("AWS_", "AZURE_")):
             monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PGTOOL_REPO_KEY_FILE", raising=False)
     exe = shlex.quote(pgtool_argv()[0])
     command = f"{exe} archive-wal %p %f --repo {shlex.quote(backend.url)}"
-    cluster = start_cluster(
-        15, settings={"archive_mode": "on", "archive_command": command, "wal_level": "replica"}
-    )
+    base = {"archive_mode": "on", "archive_command": command, "wal_level": "replica"}
+    cluster = start_cluster(major, settings={**base, **settings})
     spool = work_dir / "spool"
     spool.mkdir()
     return RepoPrimary(cluster=cluster, backend=backend, spool=spool)

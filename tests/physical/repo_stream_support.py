@@ -1,16 +1,23 @@
-"""Helpers for the streamed `basebackup --repo` tests: bulky rows, pg_basebackup found and watched
-mid-stream, and the rows a recovered copy holds."""
+"""Helpers for the streamed `basebackup --repo` and `recover --repo` tests: bulky rows, a backup taken
+and an object of it damaged, pg_basebackup found and watched mid-stream, a run stopped (SIGTERM) or its
+store stopped (SIGSTOP) midway, and the rows a recovered copy holds."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from physical_repo_support import RepoPrimary
 from physical_support import adopt
+from repo_pitr_support import flip_byte, rewrite_object
 
-from pgharness import pgtool_argv
+from pgharness import pgtool_argv, retry
 
 ROWS_SQL = "SELECT count(*), sum(i), md5(string_agg(v, ',' ORDER BY i)) FROM t"
 
@@ -75,28 +82,62 @@ def recovered(major: int, pgdata: Path) -> Any:
         copy.cleanup()
 
 
-def start_stream_primary(
-    kind: str, request: Any, work_dir: Path, monkeypatch: Any, major: int = 15, **settings: str
-) -> Any:
-    """`physical_repo_support.start_repo_primary` of any major, with extra server settings."""
-    import shlex
+def backed_up(primary: RepoPrimary, rows: int, *args: str) -> Any:
+    """`rows` rows of `fill`, a base backup of them (basebackup `args`) and the WAL up to its end
+    archived; returns basebackup's result."""
+    fill(primary.sql, 1, rows)
+    primary.switch_wal()
+    result = primary.basebackup(*args)
+    primary.switch_wal()
+    return result
 
-    from physical_repo_support import RepoPrimary
 
-    from pgharness import start_cluster
-    from pgtool.pg.privileges import make_server_dir
-    from repo_backends import make_backend
+def recover_damaged(primary: RepoPrimary, name: str, pgdata: Path) -> Any:
+    """Flip a byte mid-object `name` of the repository, then recover into `pgdata`: it must fail (exit 1)
+    naming the object and its checksum; returns recover's result. A second call puts the byte back."""
+    rewrite_object(primary.repo(), name, flip_byte)
+    result = primary.recover(pgdata)
+    assert result.returncode == 1, result.stderr
+    assert name in result.stderr and "checksum" in result.stderr, result.stderr
+    return result
 
-    backend = make_backend(kind, request, work_dir)
-    if kind == "local":  # the server user writes the WAL objects
-        backend.url = str(make_server_dir(work_dir / "repo", 0o777))
-    for key, value in backend.env.items():
-        if key.startswith(("AWS_", "AZURE_")):
-            monkeypatch.setenv(key, value)
-    monkeypatch.delenv("PGTOOL_REPO_KEY_FILE", raising=False)
-    command = f"{shlex.quote(pgtool_argv()[0])} archive-wal %p %f --repo {shlex.quote(backend.url)}"
-    base = {"archive_mode": "on", "archive_command": command, "wal_level": "replica"}
-    cluster = start_cluster(major, settings={**base, **settings})
-    spool = work_dir / "spool"
-    spool.mkdir()
-    return RepoPrimary(cluster=cluster, backend=backend, spool=spool)
+
+def start_recover(primary: RepoPrimary, pgdata: Path) -> subprocess.Popen[str]:
+    """recover --repo into `pgdata`, started and not waited for."""
+    url = primary.backend.url
+    return start_pgtool("recover", "--repo", url, "--pgdata", str(pgdata), env=primary.backend.env)
+
+
+def start_streaming(primary: RepoPrimary, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """basebackup --repo (with `args`) started; returns it and its pg_basebackup's pid, once running."""
+    base = ("--dsn", primary.dsn(), "--repo", primary.backend.url)
+    proc = start_pgtool("basebackup", *base, *args, env=primary.backend.env)
+    pid = retry(lambda: children_named(proc.pid, "pg_basebackup")[0], timeout=120, interval=0.02)
+    return proc, pid
+
+
+def terminate(proc: subprocess.Popen[str]) -> str:
+    """A pod stop (SIGTERM to pgtool): it must exit 130; returns its stderr."""
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    return stderr
+
+
+@contextlib.contextmanager
+def store_stopped_when(server: Any, ready: Callable[[], Any], interval: float) -> Iterator[None]:
+    """Stop the store's processes (SIGSTOP: it stops answering, its connections stay open) from a
+    thread once `ready()` holds, while the body runs; on leaving, that thread is waited for and the
+    store continued (SIGCONT), so that the test's clean-up can still reach it."""
+
+    def stop_store() -> None:
+        retry(ready, timeout=120, interval=interval)
+        os.killpg(server.proc.pid, signal.SIGSTOP)
+
+    stopper = threading.Thread(target=stop_store)
+    stopper.start()
+    try:
+        yield
+    finally:
+        stopper.join(timeout=130)
+        os.killpg(server.proc.pid, signal.SIGCONT)

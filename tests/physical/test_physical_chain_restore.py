@@ -20,7 +20,7 @@ from physical_support import ArchivingPrimary, recover
 from pgharness import binaries_for
 from pgtool.errors import OperationError
 from pgtool.physical import base_chain, base_combine, base_verify
-from pgtool.physical.base_catalog import list_base_backups
+from pgtool.physical.base_catalog import BaseBackupInfo, list_base_backups
 
 
 @pytest.fixture
@@ -30,8 +30,9 @@ def primary18(work_dir: Path) -> Iterator[ArchivingPrimary]:
     primary.cleanup()
 
 
-def _chain(primary: ArchivingPrimary) -> None:
-    """full; `later` created; incremental 1 (holds `later` whole); more rows; incremental 2."""
+def _chain(primary: ArchivingPrimary) -> tuple[list[BaseBackupInfo], list[set[str] | None]]:
+    """full; `later` created; incremental 1 (holds `later` whole); more rows; incremental 2. Returns the
+    chain (oldest first) and the files the restore unpacks from each member."""
     primary.sql("CREATE TABLE t (i int PRIMARY KEY)")
     primary.sql("CREATE TABLE big AS SELECT g AS i, repeat('x', 200) AS pad FROM generate_series(1, 20000) g")
     primary.sql("INSERT INTO t SELECT generate_series(1, 10)")
@@ -43,6 +44,11 @@ def _chain(primary: ArchivingPrimary) -> None:
     primary.sql("INSERT INTO t SELECT generate_series(11, 20)")
     primary.basebackup("--incremental")
     primary.switch_wal()
+    backups = list_base_backups(primary.base_dir)
+    chain = base_chain.chain_of(backups, backups[-1])
+    assert len(chain) == 3
+    needed = base_combine._needed_files([base_verify.read_manifest(m.path) for m in chain if m.path])
+    return chain, needed
 
 
 def _flip_byte_of(tar_path: Path, member: str) -> None:
@@ -59,11 +65,7 @@ def test_a_relation_created_mid_chain_comes_back_and_nothing_is_left_behind(
     primary18: ArchivingPrimary, work_dir: Path
 ) -> None:
     primary = primary18
-    _chain(primary)
-    backups = list_base_backups(primary.base_dir)
-    chain = base_chain.chain_of(backups, backups[-1])
-    assert len(chain) == 3
-    needed = base_combine._needed_files([base_verify.read_manifest(m.path) for m in chain if m.path])
+    chain, needed = _chain(primary)
     whole = {p for p in needed[1] or () if p.startswith("base/") and "/INCREMENTAL." not in p}
     assert whole  # `later`, whole in the first incremental: the walk back stops there
     assert needed[0] is not None and not whole & needed[0]
@@ -96,12 +98,9 @@ def test_damage_in_a_file_the_restore_never_unpacks_is_still_refused(
     primary18: ArchivingPrimary, work_dir: Path
 ) -> None:
     primary = primary18
-    _chain(primary)
-    backups = list_base_backups(primary.base_dir)
-    chain = base_chain.chain_of(backups, backups[-1])
+    chain, needed = _chain(primary)
     middle = chain[1]
     assert middle.path is not None
-    needed = base_combine._needed_files([base_verify.read_manifest(m.path) for m in chain if m.path])
     assert needed[1] is not None and "postgresql.conf" not in needed[1]  # read past, never written
     _flip_byte_of(middle.path / "base.tar", "postgresql.conf")
 

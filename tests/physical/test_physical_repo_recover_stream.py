@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shlex
-import signal
 import stat
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from physical_repo_support import RepoPrimary, start_repo_primary
+from physical_repo_support import RepoPrimary, repo_primary_on, start_repo_primary
 from physical_support import adopt
 from repo_pitr_support import flip_byte, rewrite_object
-from repo_stream_support import ROWS_SQL, fill, recovered, start_pgtool
+from repo_stream_support import (
+    ROWS_SQL,
+    backed_up,
+    fill,
+    recover_damaged,
+    recovered,
+    start_recover,
+    store_stopped_when,
+    terminate,
+)
 
 import repo_servers
-from pgharness import pgtool_argv, retry, rmtree, start_cluster
+from pgharness import retry
 from pgtool.physical import repo_catalog
 from pgtool.physical.tar_stream import tar_stem
 from pgtool.recovery.recover import prepare_recovery
@@ -52,12 +57,6 @@ def _left_as_it_was(pgdata: Path) -> None:
     assert sorted(p.name for p in pgdata.parent.iterdir()) == [pgdata.name]
 
 
-def _lose_the_machine(primary: RepoPrimary) -> None:
-    data_dir = primary.cluster.data_dir
-    primary.cluster.stop()
-    rmtree(data_dir)
-
-
 def test_streams_without_a_download_directory(work_dir: Path, request, monkeypatch) -> None:
     """Watched while recover runs: no `.pgtool-base-download-*` appears beside PGDATA, ever."""
     primary = start_repo_primary("local", request, work_dir, monkeypatch)
@@ -68,11 +67,10 @@ def test_streams_without_a_download_directory(work_dir: Path, request, monkeypat
         fill(primary.sql, 20001, 21000)
         expected = primary.sql(ROWS_SQL)[0]
         primary.switch_wal()
-        _lose_the_machine(primary)
+        primary.lose_the_machine()
         pgdata = work_dir / "restored" / "copy"
         pgdata.parent.mkdir()
-        url = primary.backend.url
-        proc = start_pgtool("recover", "--repo", url, "--pgdata", str(pgdata), env=primary.backend.env)
+        proc = start_recover(primary, pgdata)
         seen: set[str] = set()
         while proc.poll() is None:
             seen.update(p.name for p in pgdata.parent.iterdir())
@@ -94,31 +92,19 @@ def test_flipped_byte_in_a_tar_leaves_pgdata_empty(
     found it is removed again; PGDATA (empty before) is empty, and still there."""
     primary = start_repo_primary(kind, request, work_dir, monkeypatch)
     try:
-        fill(primary.sql, 1, 20000)
-        primary.switch_wal()
-        result = primary.basebackup(*(("--compress", "server-lz4") if layout == "spooled" else ()))
+        result = backed_up(primary, 20000, *(("--compress", "server-lz4") if layout == "spooled" else ()))
         assert ("spooled locally, not streamed" in result.stderr) == (layout == "spooled")
-        primary.switch_wal()
         _, name = _base_tar(primary)
         info = repo_catalog.list_base_backups(primary.repo())[-1]
         assert ("pg_wal.tar" in info.files) == (layout == "spooled")
-        rewrite_object(primary.repo(), name, flip_byte)
         pgdata = _empty_pgdata(work_dir)
-        result = primary_recover(primary, pgdata)
-        assert result.returncode == 1, result.stderr
+        result = recover_damaged(primary, name, pgdata)
         [error] = [json.loads(ln)["error"] for ln in result.stderr.splitlines() if '"run failed"' in ln]
         assert name in error and "checksum" in error and "\n" not in error, error
         assert "unexpected error" not in error
         _left_as_it_was(pgdata)
     finally:
         primary.cluster.cleanup()
-
-
-def primary_recover(primary: RepoPrimary, pgdata: Path):
-    from pgharness import run_pgtool
-
-    url = primary.backend.url
-    return run_pgtool("recover", "--repo", url, "--pgdata", str(pgdata), env=primary.backend.env)
 
 
 def _written(pgdata: Path) -> int:
@@ -134,19 +120,13 @@ def test_sigterm_mid_read_leaves_pgdata_empty(work_dir: Path, request, monkeypat
     """A pod stop (SIGTERM) while the tars stream in: exit 130, PGDATA emptied again."""
     primary = start_repo_primary("local", request, work_dir, monkeypatch)
     try:
-        fill(primary.sql, 1, 150000)
-        primary.switch_wal()
-        primary.basebackup()
-        primary.switch_wal()
+        backed_up(primary, 150000)
     finally:
         primary.cluster.cleanup()
     pgdata = _empty_pgdata(work_dir)
-    url = primary.backend.url
-    proc = start_pgtool("recover", "--repo", url, "--pgdata", str(pgdata), env=primary.backend.env)
+    proc = start_recover(primary, pgdata)
     retry(lambda: _written(pgdata) >= 8 << 20 or proc.poll() is not None, timeout=120, interval=0.002)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    terminate(proc)
     _left_as_it_was(pgdata)
 
 
@@ -158,37 +138,19 @@ def test_store_stopped_mid_read_leaves_pgdata_empty(kind: str, work_dir: Path, m
     try:
         server.make_bucket("recover")
         backend = Backend(kind, f"{'s3' if kind == 's3' else 'azure'}://recover/p", server.env(), server)
-        for key, value in backend.env.items():
-            if key.startswith(("AWS_", "AZURE_")):
-                monkeypatch.setenv(key, value)
-        monkeypatch.delenv("PGTOOL_REPO_KEY_FILE", raising=False)
-        archive = f"{shlex.quote(pgtool_argv()[0])} archive-wal %p %f --repo {shlex.quote(backend.url)}"
-        settings = {"archive_mode": "on", "archive_command": archive, "wal_level": "replica"}
-        (work_dir / "spool").mkdir()
-        primary = RepoPrimary(start_cluster(15, settings=settings), backend, work_dir / "spool")
+        primary = repo_primary_on(backend, work_dir, monkeypatch)
         try:
-            fill(primary.sql, 1, 150000)
-            primary.switch_wal()
-            primary.basebackup()
-            primary.switch_wal()
+            backed_up(primary, 150000)
         finally:
             primary.cluster.cleanup()
         _, name = _base_tar(primary)
         repo = backend.open(create=False, max_retries=1, retry_timeout=3, timeout=5)
         pgdata = _empty_pgdata(work_dir)
-
-        def stop_store() -> None:
-            retry(lambda: _written(pgdata) >= 12 << 20, timeout=120, interval=0.005)
-            os.killpg(server.proc.pid, signal.SIGSTOP)
-
-        stopper = threading.Thread(target=stop_store)
-        stopper.start()
-        try:
-            with pytest.raises(StoreUnavailable) as info:
-                prepare_recovery(None, None, pgdata, repo=repo)
-        finally:
-            stopper.join(timeout=130)
-            os.killpg(server.proc.pid, signal.SIGCONT)
+        with (
+            store_stopped_when(server, lambda: _written(pgdata) >= 12 << 20, interval=0.005),
+            pytest.raises(StoreUnavailable) as info,
+        ):
+            prepare_recovery(None, None, pgdata, repo=repo)
         assert name in info.value.one_line()
         _left_as_it_was(pgdata)
     finally:
@@ -213,18 +175,15 @@ def test_tablespace_streams_and_a_damaged_one_is_undone(work_dir: Path, request,
         [(oid, rel)] = [
             (stem, r) for r in info.files if (stem := tar_stem(r)) not in (None, "base", "pg_wal")
         ]
-        _lose_the_machine(primary)
+        primary.lose_the_machine()
 
         name = base_prefix(info.id) + rel
-        rewrite_object(primary.repo(), name, flip_byte)
         pgdata = _empty_pgdata(work_dir)
-        result = primary_recover(primary, pgdata)
-        assert result.returncode == 1, result.stderr
-        assert name in result.stderr and "checksum" in result.stderr
+        recover_damaged(primary, name, pgdata)
         _left_as_it_was(pgdata)  # no copy.tablespaces left beside it
 
         rewrite_object(primary.repo(), name, flip_byte)  # intact again
-        result = primary_recover(primary, pgdata)
+        result = primary.recover(pgdata)
         assert result.returncode == 0, result.stderr
         assert (work_dir / "restored" / "copy.tablespaces" / str(oid)).is_dir()
         copy = adopt(15, pgdata)

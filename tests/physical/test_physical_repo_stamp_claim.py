@@ -6,16 +6,14 @@ a backup, and a whole run (or one stopped) leaves no claim behind."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from physical_repo_support import RepoPrimary
-from repo_stream_support import children_named, fill, start_pgtool, start_stream_primary, written_bytes
+from physical_repo_support import RepoPrimary, start_repo_primary
+from repo_stream_support import fill, start_pgtool, start_streaming, terminate, written_bytes
 
 from basebackup_fakes import fake_base_backup
 from pgharness import retry
@@ -118,7 +116,7 @@ def test_readers_ignore_a_claim_left_beside_a_backup(backend, tmp_path: Path) ->
 
 @pytest.fixture(params=["local", "s3", "azure"])
 def repo_primary(request, work_dir: Path, monkeypatch) -> RepoPrimary:
-    primary = start_stream_primary(request.param, request, work_dir, monkeypatch)
+    primary = start_repo_primary(request.param, request, work_dir, monkeypatch)
     yield primary
     primary.cluster.cleanup()
 
@@ -128,16 +126,13 @@ def test_overlapping_runs_each_store_one_backup_and_no_claim(repo_primary: RepoP
     fill(primary.sql, 1, 60000)
     primary.switch_wal()
     repo = primary.repo()
-    args = ("--dsn", primary.dsn(), "--repo", primary.backend.url, "--spool-dir", str(primary.spool))
+    spool = ("--spool-dir", str(primary.spool))
 
     # Stopped mid-stream (SIGTERM): nothing of its stamp is left, the claim included.
-    proc = start_pgtool("basebackup", *args, env=primary.backend.env)
-    pid = retry(lambda: children_named(proc.pid, "pg_basebackup")[0], timeout=120, interval=0.02)
+    proc, pid = start_streaming(primary, *spool)
     assert _claims(repo) != []  # claimed before pg_basebackup ran
     retry(lambda: written_bytes(pid) >= 4 << 20, timeout=120, interval=0.01)
-    os.kill(proc.pid, signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    terminate(proc)
     assert repo.list("base/") == []
 
     # One whole run: one backup listed, its prefix without a claim.
@@ -147,6 +142,7 @@ def test_overlapping_runs_each_store_one_backup_and_no_claim(repo_primary: RepoP
 
     # Two runs started together (a CronJob and an operator's run): two backups, two stamps.
     _next_second()
+    args = ("--dsn", primary.dsn(), "--repo", primary.backend.url, *spool)
     procs = [start_pgtool("basebackup", *args, env=primary.backend.env) for _ in range(2)]
     for p in procs:
         _, stderr = p.communicate(timeout=300)

@@ -9,24 +9,24 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 from pathlib import Path
 
 import pytest
-from physical_repo_support import RepoPrimary
+from physical_repo_support import RepoPrimary, start_repo_primary
 from repo_pitr_support import flip_byte, rewrite_object
 from repo_stream_support import (
     ROWS_SQL,
-    children_named,
     fill,
+    recover_damaged,
     recovered,
-    start_pgtool,
-    start_stream_primary,
+    start_streaming,
+    store_stopped_when,
+    terminate,
     written_bytes,
 )
 
 import repo_servers
-from pgharness import pgtool_argv, retry, rmtree, run_pgtool, start_cluster
+from pgharness import pgtool_argv, retry, run_pgtool, start_cluster
 from pgtool.pg.binaries import for_server
 from pgtool.pg.command import children, libpq_args
 from pgtool.pg.privileges import make_server_dir
@@ -39,14 +39,14 @@ from repo_backends import Backend
 
 @pytest.fixture(params=["local", "s3", "azure"])
 def repo_primary(request, work_dir: Path, monkeypatch) -> RepoPrimary:
-    primary = start_stream_primary(request.param, request, work_dir, monkeypatch)
+    primary = start_repo_primary(request.param, request, work_dir, monkeypatch)
     yield primary
     primary.cluster.cleanup()
 
 
 @pytest.fixture(params=["local", "s3"])
 def two_backends_primary(request, work_dir: Path, monkeypatch) -> RepoPrimary:
-    primary = start_stream_primary(request.param, request, work_dir, monkeypatch)
+    primary = start_repo_primary(request.param, request, work_dir, monkeypatch)
     yield primary
     primary.cluster.cleanup()
 
@@ -54,18 +54,6 @@ def two_backends_primary(request, work_dir: Path, monkeypatch) -> RepoPrimary:
 def _objects(primary: RepoPrimary, stamp: str) -> list[str]:
     prefix = base_prefix(stamp)
     return sorted(o.name.removeprefix(prefix) for o in primary.repo().list(prefix))
-
-
-def _lose_the_machine(primary: RepoPrimary) -> None:
-    data_dir = primary.cluster.data_dir
-    primary.cluster.stop()
-    rmtree(data_dir)
-
-
-def _recover(primary: RepoPrimary, pgdata: Path, *args: str):
-    return run_pgtool(
-        "recover", "--repo", primary.backend.url, "--pgdata", str(pgdata), *args, env=primary.backend.env
-    )
 
 
 def test_streamed_backup_recovers_exact_rows(repo_primary: RepoPrimary, work_dir: Path) -> None:
@@ -86,10 +74,10 @@ def test_streamed_backup_recovers_exact_rows(repo_primary: RepoPrimary, work_dir
     drill = run_pgtool("verify", "--base", "--repo", primary.backend.url, env=primary.backend.env)
     assert drill.returncode == 0, drill.stderr
     assert info.id in drill.stdout
-    _lose_the_machine(primary)
+    primary.lose_the_machine()
 
     pgdata = work_dir / "restored" / "copy"
-    result = _recover(primary, pgdata)
+    result = primary.recover(pgdata)
     assert result.returncode == 0, result.stderr
     assert f"from base backup {info.id}" in result.stdout
     assert sorted(p.name for p in pgdata.parent.iterdir()) == ["copy"]  # nothing left beside it
@@ -100,9 +88,7 @@ def test_streamed_backup_recovers_exact_rows(repo_primary: RepoPrimary, work_dir
 def _start_and_kill(primary: RepoPrimary, name: str) -> str:
     """Start basebackup --repo and SIGKILL `name` (pg_basebackup, or pgtool itself) once pg_basebackup
     has written 12 MB (more than one 8 MiB part); returns pgtool's stderr."""
-    args = ("--dsn", primary.dsn(), "--repo", primary.backend.url, "--spool-dir", str(primary.spool))
-    proc = start_pgtool("basebackup", *args, env=primary.backend.env)
-    pid = retry(lambda: children_named(proc.pid, "pg_basebackup")[0], timeout=120, interval=0.02)
+    proc, pid = start_streaming(primary, "--spool-dir", str(primary.spool))
     retry(lambda: written_bytes(pid) >= 12 << 20, timeout=120, interval=0.01)
     os.kill(pid if name == "pg_basebackup" else proc.pid, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
@@ -145,11 +131,8 @@ def test_tampered_objects_are_refused(two_backends_primary: RepoPrimary, work_di
     repo = primary.repo()
     [info] = repo_catalog.list_base_backups(repo)
     for name in ("base.tar.lz4", "backup_manifest"):
-        rewrite_object(repo, base_prefix(info.id) + name, flip_byte)
         pgdata = work_dir / f"damaged-{name}"
-        result = _recover(primary, pgdata)
-        assert result.returncode == 1, result.stderr
-        assert f"{base_prefix(info.id)}{name}" in result.stderr and "checksum" in result.stderr
+        recover_damaged(primary, base_prefix(info.id) + name, pgdata)
         assert not pgdata.exists()
         assert list(work_dir.glob(".pgtool-base-download-*")) == []
         # the damage is in the store: put back an intact copy of this object for the next round
@@ -160,7 +143,7 @@ def test_tampered_objects_are_refused(two_backends_primary: RepoPrimary, work_di
 def test_incremental_chain_streams_and_restores(kind, request, work_dir: Path, monkeypatch) -> None:
     """PostgreSQL 18 (the embedded build has no lz4 nor zstd: `auto` falls back to an uncompressed
     tar that the repository compresses)."""
-    primary = start_stream_primary(kind, request, work_dir, monkeypatch, major=18, summarize_wal="on")
+    primary = start_repo_primary(kind, request, work_dir, monkeypatch, major=18, summarize_wal="on")
     try:
         fill(primary.sql, 1, 5000)
         primary.switch_wal()
@@ -178,9 +161,9 @@ def test_incremental_chain_streams_and_restores(kind, request, work_dir: Path, m
         fill(primary.sql, 8001, 9000)
         expected = primary.sql(ROWS_SQL)[0]
         primary.switch_wal()
-        _lose_the_machine(primary)
+        primary.lose_the_machine()
         pgdata = work_dir / "restored" / "chain"
-        result = _recover(primary, pgdata)
+        result = primary.recover(pgdata)
         assert result.returncode == 0, result.stderr
         assert f"from base backup {incremental.id}" in result.stdout
         assert recovered(18, pgdata) == expected
@@ -190,7 +173,7 @@ def test_incremental_chain_streams_and_restores(kind, request, work_dir: Path, m
 
 @pytest.mark.parametrize("kind", ["local"])
 def test_what_cannot_stream_is_spooled_saying_why(kind, request, work_dir: Path, monkeypatch) -> None:
-    primary = start_stream_primary(kind, request, work_dir, monkeypatch)
+    primary = start_repo_primary(kind, request, work_dir, monkeypatch)
     try:
         fill(primary.sql, 1, 1000)
         primary.switch_wal()
@@ -212,18 +195,14 @@ def test_what_cannot_stream_is_spooled_saying_why(kind, request, work_dir: Path,
 
 def test_sigterm_mid_stream_leaves_nothing(work_dir: Path, request, monkeypatch) -> None:
     """A pod stop (SIGTERM to pgtool): pg_basebackup is stopped, the upload abandoned, exit 130."""
-    primary = start_stream_primary("s3", request, work_dir, monkeypatch)
+    primary = start_repo_primary("s3", request, work_dir, monkeypatch)
     try:
         fill(primary.sql, 1, 60000)
         primary.switch_wal()
-        args = ("--dsn", primary.dsn(), "--repo", primary.backend.url)
-        proc = start_pgtool("basebackup", *args, env=primary.backend.env)
+        proc, pid = start_streaming(primary)
         # SIGTERM to pgtool once pg_basebackup has written a few MB
-        pid = retry(lambda: children_named(proc.pid, "pg_basebackup")[0], timeout=120, interval=0.02)
         retry(lambda: written_bytes(pid) >= 4 << 20, timeout=120, interval=0.01)
-        os.kill(proc.pid, signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 130, stderr
+        terminate(proc)
         assert primary.repo().list("base/") == []
     finally:
         primary.cluster.cleanup()
@@ -246,25 +225,21 @@ def test_store_stopped_mid_stream_fails_and_shows_nothing(kind, work_dir: Path) 
         codec = repo_stream.CODECS["client-lz4"]
         name = "base/20261206T080000Z/" + codec.object
 
-        def stop_store() -> int:
-            pid = children()[0].pid
-            retry(lambda: written_bytes(pid) >= 12 << 20, timeout=120, interval=0.01)
-            os.killpg(server.proc.pid, signal.SIGSTOP)
-            return pid
+        def uploading() -> bool:
+            """pg_basebackup runs and has written 12 MB (more than one 8 MiB part)."""
+            kids = children()
+            return bool(kids) and written_bytes(kids[0].pid) >= 12 << 20
 
         with libpq_args(str(cluster.dsn("postgres"))) as (conninfo, env):
             argv = pg_basebackup_argv(
                 for_server(15).path("pg_basebackup"), conninfo, "-", "t", codec.name, wal_method="fetch"
             )
             argv.append("--manifest-checksums=SHA256")
-            stopper = threading.Thread(target=lambda: retry(lambda: children() and stop_store(), 120))
-            stopper.start()
-            try:
-                with pytest.raises(StoreUnavailable) as info:
-                    repo_stream.stream_into(repo, name, argv, env, codec, 16 << 20)
-            finally:
-                stopper.join(timeout=130)
-                os.killpg(server.proc.pid, signal.SIGCONT)
+            with (
+                store_stopped_when(server, uploading, interval=0.01),
+                pytest.raises(StoreUnavailable) as info,
+            ):
+                repo_stream.stream_into(repo, name, argv, env, codec, 16 << 20)
         assert name in info.value.one_line()
         assert children() == []  # pg_basebackup ended (its next write broke the pipe)
         assert repo.list("base/") == []
