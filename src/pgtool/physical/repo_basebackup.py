@@ -122,9 +122,14 @@ def take_repo_base_backup(
                 info = spool(dsn, facts, tools, work / stamp, stamp, run.compress, against, manifest)
                 repo_catalog.upload(repo, work / stamp, stamp)
         except BaseException:
-            if stamp is not None:  # whatever of the stamp was written, its claim last
+            if stamp is not None:
                 with suppress(PgtoolError):
-                    repo_catalog.delete(repo, stamp)
+                    if repo_catalog.recorded(repo, stamp):
+                        # The record is written last: the backup is whole, and may already count
+                        # (another run's incremental parent, its retention's newest N). Keep it.
+                        repo_catalog.release(repo, stamp)
+                    else:  # whatever of the stamp was written, its claim last
+                        repo_catalog.delete(repo, stamp)
             raise
         finally:
             shutil.rmtree(work, ignore_errors=True)

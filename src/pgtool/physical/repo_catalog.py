@@ -33,9 +33,10 @@ import secrets
 import shutil
 import socket
 import time
+from contextlib import suppress
 from pathlib import Path
 
-from pgtool.errors import OperationError
+from pgtool.errors import OperationError, PgtoolError
 from pgtool.physical.base_catalog import METADATA_FILE, BaseBackupInfo, is_stamp
 from pgtool.repo import IntegrityError, ObjectAbsent, ObjectDiffers, Repository, base_prefix
 
@@ -105,10 +106,20 @@ def claim(repo: Repository, stamp: str) -> bool:
         repo.put_if_absent(name, json.dumps(owner, sort_keys=True).encode(), compress=False)
     except (ObjectDiffers, ObjectAbsent):  # another run's claim (ObjectAbsent: released as it was read)
         return False
-    if _holds_more_than_claim(repo, stamp):
-        repo.delete(name)
-        return False
-    return True
+    try:
+        if not _holds_more_than_claim(repo, stamp):
+            return True
+    except BaseException:  # a failed listing, SIGTERM: the caller never learns of this claim
+        with suppress(PgtoolError):
+            repo.delete(name)
+        raise
+    repo.delete(name)
+    return False
+
+
+def recorded(repo: Repository, stamp: str) -> bool:
+    """Whether `stamp` has its record: written last, so the backup under it is whole."""
+    return repo.exists(base_prefix(stamp) + METADATA_FILE)
 
 
 def release(repo: Repository, stamp: str) -> None:

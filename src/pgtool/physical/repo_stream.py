@@ -298,8 +298,15 @@ def stream_into(
         os.close(write_fd)  # pg_basebackup has exited: the check thread now sees the pipe's end
         progress.end()
     upload.verdict.set_result(ok)
-    checker.join()
-    upload.join()
+    try:
+        checker.join()
+        upload.join()
+    except BaseException:
+        # SIGTERM while the upload commits: let both threads end before unwinding, so that the
+        # caller's clean-up finds (and deletes) whatever the store committed. The handler raises once.
+        checker.join()
+        upload.join()
+        raise
     if failed is not None and not isinstance(failed, PgtoolError | OSError):
         raise failed  # SIGTERM and the like win
     stored = upload.done.exception()
