@@ -14,8 +14,8 @@ One run:
    when everything passed), then `base/<stamp>/backup_manifest`, then the record
    `base/<stamp>/pgtool-basebackup.json` LAST: a backup is listed only once its record exists;
 4. or, when it cannot stream (`repo_stream.cannot_stream`, `CannotStream`: server-side compression,
-   tablespaces, WAL recycled before it was fetched; said in one log line), spools as before under the
-   same stamp: runs pg_basebackup exactly as `--dest` does (WAL streamed alongside) into
+   tablespaces, WAL recycled before it was fetched; said in one log line), spools as before under a
+   newly claimed stamp: runs pg_basebackup exactly as `--dest` does (WAL streamed alongside) into
    `<spool>/pgtool-basebackup-XXXX/<stamp>/` (`--spool-dir`, default $TMPDIR or /tmp), checks it
    (`base_verify`) and uploads it file by file, the record last (`repo_catalog.upload`);
    a failure or SIGTERM in 2-4 abandons the multipart upload and deletes whatever of the stamp was
@@ -118,7 +118,11 @@ def take_repo_base_backup(
                     reason = exc.reason
             if info is None:
                 log.info("base backup spooled locally, not streamed", reason=reason)
-                # the same claimed stamp: an abandoned stream left nothing visible under it
+                # A fresh stamp: the stream may have run for hours before it gave up, and a backup's
+                # stamp orders it among the others (the newest parent, retention's newest N).
+                repo_catalog.delete(repo, stamp)  # the claim (the abandoned stream left nothing listed)
+                stamp = None
+                stamp = _new_stamp(repo)
                 info = spool(dsn, facts, tools, work / stamp, stamp, run.compress, against, manifest)
                 repo_catalog.upload(repo, work / stamp, stamp)
         except BaseException:
