@@ -15,7 +15,7 @@ from pgharness import pgtool_argv, run_pgtool, start_cluster
 from pgtool.pg.privileges import make_server_dir
 from pgtool.physical import repo_catalog
 from pgtool.physical.base_catalog import list_base_backups
-from pgtool.repo import Repository
+from pgtool.repo import Repository, StoreUnavailable
 from repo_backends import Backend, make_backend
 
 
@@ -70,8 +70,17 @@ def start_repo_primary(
 
 
 def rewrite_object(repo: Repository, name: str, change: Any) -> None:
-    """Replace stored object `name` with change(its stored bytes), bypassing pgtool's framing."""
-    stored = bytearray(b"".join(repo.store.get_stream(name)))
+    """Replace stored object `name` with change(its stored bytes), bypassing pgtool's framing. The read
+    must be whole (the store checks the length it received): the damage is `change`'s and no more."""
+    for attempt in range(3):  # a read cut short is the store's or the link's hiccup, not the damage
+        try:
+            stored = bytearray(b"".join(repo.store.get_stream(name)))
+            break
+        except StoreUnavailable:
+            if attempt == 2:
+                raise
+    info = repo.store.head(name)
+    assert info is not None and len(stored) == info.size, (name, len(stored), info)
     repo.store.delete(name)
     repo.store.create(name, bytes(change(stored)))
 

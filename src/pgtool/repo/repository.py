@@ -19,6 +19,7 @@ import os
 
 from pgtool.repo import keys, layout, objformat
 from pgtool.repo.errors import (
+    IntegrityError,
     ObjectAbsent,
     ObjectDiffers,
     RepoAbsent,
@@ -121,6 +122,15 @@ class Repository:
             if isinstance(exc, ObjectAbsent):  # a write never means "absent": the upload vanished
                 raise StoreUnavailable(f"cannot write {self.where(name)}: the upload was lost") from None
             raise
+        # The store said the object is committed; that it holds every byte sent is checked, not assumed
+        # (a multipart completion that left out a part would otherwise be found only at restore).
+        found = self.store.head(name)
+        if found is None or found.size != sent:
+            raise IntegrityError(
+                f"{self.where(name)} holds {'nothing' if found is None else f'{found.size} bytes'} after its "
+                f"upload of {sent} bytes was acknowledged",
+                hint="the store lost part of the upload; the run fails and nothing of it is listed",
+            )
         return total
 
     def _committed(self, name: str, size: int, last: bytes) -> bool:

@@ -291,17 +291,25 @@ class Store:
         """The stored bytes of `name`, streamed. Raises ObjectAbsent, or RepoError for anything else."""
         try:
             result = obstore.get(self._store, name)
+            start, end = result.range
             stream = result.stream(min_chunk_size=chunk_size)
         except (obx.BaseError, OSError) as exc:
             raise self._map(exc, name, "read") from None
+        received = 0
         while True:
             try:
                 chunk = next(stream)
             except StopIteration:
-                return
+                break
             except (obx.BaseError, OSError) as exc:
                 raise self._map(exc, name, "read") from None
+            received += len(chunk)
             yield bytes(chunk)
+        if received != end - start:  # a body cut short without an error: never a complete read
+            raise StoreUnavailable(
+                f"reading {name} in {self.url.display()} ended after {received} of {end - start} bytes",
+                hint="the connection or the store failed mid-read; try again",
+            )
 
     def head(self, name: str) -> ObjectInfo | None:
         try:
