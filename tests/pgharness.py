@@ -274,6 +274,6 @@ def set_archive_command(cluster: Any, command: str) -> None:
     from psycopg import sql
 
     command = cluster._runnable("archive_command", command)
-    with cluster.connect(pin="off") as conn:
+    with cluster.connect() as conn:  # search_path pinned, as every session of pgtool's
         conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
-        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("SELECT pg_catalog.pg_reload_conf()")

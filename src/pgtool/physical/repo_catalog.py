@@ -33,6 +33,7 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -135,8 +136,13 @@ def _holds_more_than_claim(repo: Repository, stamp: str) -> bool:
     if repo.url.kind != "local" or repo.url.path is None:
         return False
     # another run's claim on its way in is not a leftover: the conditional create settles that one
-    staged = (repo.url.path / "base" / stamp).glob("*#*")
-    return any(p.name.partition("#")[0] != CLAIM_FILE for p in staged)
+    return any(_staged(repo.url.path, stamp))
+
+
+def _staged(root: Path, stamp: str = "*") -> Iterator[Path]:
+    """A local repository's files of uploads in progress or killed (`NAME#N`, never listed) under
+    `base/<stamp>/` (every stamp by default), but a claim's: those hold no backup data."""
+    return (p for p in root.glob(f"base/{stamp}/*#*") if p.name.partition("#")[0] != CLAIM_FILE)
 
 
 def unlisted(repo: Repository) -> list[str]:
@@ -154,8 +160,8 @@ def unlisted(repo: Repository) -> list[str]:
             record = parts[2] == METADATA_FILE and len(parts) == 3
             stamps[parts[1]] = stamps.get(parts[1], False) or record
     if repo.url.kind == "local" and repo.url.path is not None:
-        for staged in Path(repo.url.path).glob("base/*/*#*"):
-            if is_stamp(staged.parent.name) and staged.name.partition("#")[0] != CLAIM_FILE:
+        for staged in _staged(Path(repo.url.path)):
+            if is_stamp(staged.parent.name):
                 stamps.setdefault(staged.parent.name, False)
     return sorted(s for s, listed in stamps.items() if not listed)
 
