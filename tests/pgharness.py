@@ -267,6 +267,37 @@ class Pushgateway:
         stop(self.proc)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# PostgreSQL 15's server headers, unpacked by scripts/setup.sh (the embedded 18 wheel carries its own).
+SERVER_HEADERS = {15: ROOT / ".tools/postgresql-server-dev-15/usr/include/postgresql/15/server"}
+
+
+def build_archive_module(major: int, into: Path) -> Path:
+    """pgtool's archive module built for PostgreSQL `major` into `into` (readable by the server)."""
+    from pgtool.wal.module import build
+
+    pg_config = binaries_for(major).path("pg_config")
+    return build(pg_config, output_dir=into, include_dir=SERVER_HEADERS.get(major)).path
+
+
+def set_archive_module(cluster: Any, library: Path, command: str) -> None:
+    """Archive through pgtool's archive module from now on: archive_library, pgtool_archive.command
+    (pointed at what the server user can run, as archive_command is) and an empty archive_command, then
+    reload. ALTER SYSTEM knows a module's setting only once the module is loaded into the session."""
+    from psycopg import sql
+
+    command = cluster._runnable("pgtool_archive.command", command)
+    with cluster.connect() as conn:
+        conn.execute(sql.SQL("LOAD {}").format(sql.Literal(str(library))))
+        for name, value in (
+            ("pgtool_archive.command", command),
+            ("archive_command", ""),
+            ("archive_library", str(library)),
+        ):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute("SELECT pg_catalog.pg_reload_conf()")
+
+
 def set_archive_command(cluster: Any, command: str) -> None:
     """ALTER SYSTEM archive_command and reload: the archiver uses it for its next attempt. Through the
     cluster's own rewrite (the WAL bundle where the server user cannot enter the venv), as its start-up

@@ -16,6 +16,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("basebackup", "basebackup", "Take a pg_basebackup into a dated directory, apply retention, prune WAL."),
     ("archive-wal", "wal", "Archive one WAL file durably (what archive_command calls)."),
     ("restore-wal", "wal", "Restore one WAL file from the archive (what restore_command calls)."),
+    (
+        "archive-module",
+        "archive_module",
+        "Build the archive module that confirms uploaded WAL without a process per segment.",
+    ),
     ("wal-bundle", "wal_bundle", "Write archive-wal/restore-wal as one file for servers without pgtool."),
     ("verify", "verify", "Prove backups restore: restore drills with row counts, pushed to Prometheus."),
     ("evidence", "evidence", "List, show and verify the hash-chained evidence of restore drills; report."),

@@ -141,7 +141,7 @@ class LocalCluster:
         """`value`, with a WAL command that names this installation's pgtool pointed at what the server
         user can run (`wal_bundle.server_command`): callers write `<pgtool> archive-wal ...` wherever
         pgtool is installed, and a venv the server user cannot enter still archives through pgtool."""
-        if key not in ("archive_command", "restore_command") or self.run_as is None:
+        if key not in ("archive_command", "restore_command", "pgtool_archive.command") or self.run_as is None:
             return value
         from pgtool.pg.binaries import pgtool_executable
 

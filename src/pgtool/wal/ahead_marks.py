@@ -40,6 +40,9 @@ MARKER_MAX_AGE = 120.0
 # How long a call waits for the upload that holds its segment's claim, before uploading it itself.
 CLAIM_WAIT = 120.0
 _POLL = 0.005
+# Set by pgtool's archive module (archive_library) in the environment of the calls it runs, so that the
+# uploader they start answers that module for that command only (`pgtool.wal.ahead_socket`).
+MODULE_COMMAND_ENV = "PGTOOL_ARCHIVE_MODULE_COMMAND"
 
 
 def identity(url: str, key_file: str | None) -> str:

@@ -41,6 +41,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from pgtool.wal.ahead_socket import Answerer
     from pgtool.wal.repo_archive import RepoWal
 
 MAX_AHEAD_BYTES = 256 * 1024 * 1024
@@ -144,6 +145,7 @@ class Uploader:
         self.handled: set[str] = set()
         self._fork: tuple[int, int] | None = None
         self._fork_read = 0.0
+        self.answerer: Answerer | None = None  # answers pgtool's archive module, when it started us
 
     def fork(self, timeline: int) -> tuple[int, int] | None:
         if time.monotonic() - self._fork_read >= FORK_REFRESH:
@@ -162,6 +164,8 @@ class Uploader:
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pgtool-ahead") as pool:
             while True:
                 now = time.monotonic()
+                if self.answerer is not None:  # being asked by the archive module is not idleness
+                    idle_since = max(idle_since, self.answerer.asked_at)
                 self.replaced = self.replaced or ahead_marks.wanted(self.pg_wal) not in (None, self.ident)
                 stopping = (
                     self.problem is not None
@@ -286,16 +290,27 @@ def main(argv: list[str]) -> int:
         key_file = os.environ.get("PGTOOL_REPO_KEY_FILE") or None
         ident = os.environ.get(IDENTITY_ENV) or ahead_marks.identity(url, key_file)
         uploader = Uploader(open_wal(url, key_file, create=False), pg_wal, ident, sysid, seg_size)
+        module_command = os.environ.get(ahead_marks.MODULE_COMMAND_ENV)
+        if module_command:  # started by a call of pgtool's archive module: answer it (ahead_socket)
+            from pgtool.wal.ahead_socket import Answerer
+
+            uploader.answerer = Answerer(uploader, module_command, url, key_file)
+            uploader.answerer.start()
         uploader.run(timeline, parallel, bool(compress))
         problem = uploader.problem
         skipped = uploader.skipped
     except Exception as exc:  # never a traceback in the server log: one line, the calls carry on alone
         problem, skipped = f"{type(exc).__name__}: {exc}", {}
     finally:
+        if uploader is not None and uploader.answerer is not None:
+            uploader.answerer.stop()  # before the lock goes: the next uploader binds the socket again
         os.close(lock)
     with contextlib.suppress(Exception):
         ahead_marks.forget_stale(pg_wal)
     fields["uploaded"] = uploader.uploaded if uploader else 0
+    if uploader and uploader.answerer:
+        fields["confirmed_for_module"] = uploader.answerer.confirmed
+        fields["not_confirmed_for_module"] = uploader.answerer.refused
     if uploader and uploader.already:
         fields["already_stored"] = uploader.already
     if uploader and uploader.replaced:

@@ -20,6 +20,9 @@ SETTINGS_SQL = """
 SELECT name, setting FROM pg_catalog.pg_settings
 WHERE name IN ('archive_mode', 'wal_level', 'archive_command', 'archive_library', 'archive_timeout')
 """
+# pgtool's archive module's command (`pgtool.wal.module`): a custom setting, absent from pg_settings.
+MODULE_COMMAND = "pgtool_archive.command"
+MODULE_COMMAND_SQL = "SELECT pg_catalog.current_setting('pgtool_archive.command', true)"
 MAX_ARCHIVE_TIMEOUT_S = 15 * 60
 RESTART = "then restart the server"
 
@@ -27,7 +30,12 @@ RESTART = "then restart the server"
 def read_settings(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """The archiving settings; a setting hidden from this role (archive_command without
     pg_read_all_settings) is missing from the dict."""
-    return {name: setting for name, setting in conn.execute(SETTINGS_SQL).fetchall()}
+    settings = {name: setting for name, setting in conn.execute(SETTINGS_SQL).fetchall()}
+    if is_pgtool_module(settings.get("archive_library", "")):
+        row = conn.execute(MODULE_COMMAND_SQL).fetchone()
+        # A custom setting is readable by every role: NULL means it is set nowhere.
+        settings[MODULE_COMMAND] = row[0] if row is not None and row[0] is not None else ""
+    return settings
 
 
 def _required(result: CheckResult, name: str, ok: bool, shown: str, problem: str, fix: str) -> bool:
@@ -60,33 +68,56 @@ def check_settings(result: CheckResult, settings: dict[str, str], role: str, arc
         f"ALTER SYSTEM SET wal_level = replica; {RESTART}",
     )
     library = settings.get("archive_library", "")
-    if library:
+    if library and is_pgtool_module(library):
+        result.add(
+            "archive_library",
+            OK,
+            f"archive_library = {library}: pgtool's archive module, which runs pgtool_archive.command "
+            "for each segment the uploader running ahead did not store",
+        )
+        if (settings.get("archive_command") or "").strip():
+            result.add(
+                "archive_command",
+                PROBLEM,
+                "archive_command is set beside archive_library: PostgreSQL 16 and later archive nothing then",
+                "ALTER SYSTEM SET archive_command = ''; SELECT pg_reload_conf()",
+            )
+        _check_command(result, settings.get(MODULE_COMMAND), role, archive, MODULE_COMMAND)
+    elif library:
         result.add(
             "archive_library",
             PROBLEM,
             f"archive_library = {library}: the server archives through it and ignores archive_command",
             "ALTER SYSTEM RESET archive_library; SELECT pg_reload_conf()",
         )
-    _check_command(result, settings.get("archive_command"), role, archive)
+    else:
+        _check_command(result, settings.get("archive_command"), role, archive)
     _check_timeout(result, settings.get("archive_timeout"))
     return archives
 
 
-def _check_command(result: CheckResult, command: str | None, role: str, archive: Target) -> None:
-    expected = f"archive_command = '<pgtool> archive-wal %p %f --{_flag(archive)} {archive.display}'"
+def is_pgtool_module(library: str) -> bool:
+    """archive_library names pgtool's archive module (by name, or by a path to pgtool_archive.so)."""
+    return os.path.basename(library).removesuffix(".so") == "pgtool_archive"
+
+
+def _check_command(
+    result: CheckResult, command: str | None, role: str, archive: Target, name: str = "archive_command"
+) -> None:
+    expected = f"{name} = '<pgtool> archive-wal %p %f --{_flag(archive)} {archive.display}'"
     if command is None:
         result.add(
-            "archive_command",
+            name,
             WARNING,
-            f"archive_command is hidden from role {role}; the end-to-end check still tests it",
+            f"{name} is hidden from role {role}; the end-to-end check still tests it",
             f"GRANT pg_read_all_settings TO {role} to see it",
         )
         return
     if not command.strip():
         result.add(
-            "archive_command",
+            name,
             PROBLEM,
-            "archive_command is empty: the archiver waits and WAL piles up in pg_wal",
+            f"{name} is empty: the archiver waits and WAL piles up in pg_wal",
             f"ALTER SYSTEM SET {expected}; SELECT pg_reload_conf()",
         )
         return
@@ -98,31 +129,30 @@ def _check_command(result: CheckResult, command: str | None, role: str, archive:
         # Only the program is quoted: the rest of a foreign command may carry a credential.
         program = os.path.basename(argv[0]) if argv else "?"
         result.add(
-            "archive_command",
+            name,
             WARNING,
-            f"archive_command runs {program}, not pgtool archive-wal",
+            f"{name} runs {program}, not pgtool archive-wal",
             f"to archive with pgtool's checks: {expected}",
         )
         return
     dest = _destination(argv[argv.index("archive-wal") + 1 :])
     if dest is None:
         result.add(
-            "archive_command",
+            name,
             OK,
-            "archive_command calls pgtool archive-wal with its archive from the server's environment "
+            f"{name} calls pgtool archive-wal with its archive from the server's environment "
             "($PGTOOL_REPO or $PGTOOL_ARCHIVE_DIR, not visible here); the end-to-end check proves it",
         )
         return
     flag, value = dest
     if flag == _flag(archive) and _same(archive, value):
-        result.add("archive_command", OK, f"archive_command calls archive-wal --{flag} {archive.display}")
+        result.add(name, OK, f"{name} calls archive-wal --{flag} {archive.display}")
         return
     result.add(
-        "archive_command",
+        name,
         WARNING,
-        f"archive_command archives to --{flag} {value}, not to the {archive.kind} checked here "
-        f"({archive.display})",
-        f"check the archive archive_command writes to, or set {expected}",
+        f"{name} archives to --{flag} {value}, not to the {archive.kind} checked here ({archive.display})",
+        f"check the archive {name} writes to, or set {expected}",
     )
 
 

@@ -1,0 +1,311 @@
+"""pgtool's archive module (archive_library = pgtool_archive, issue 18), built for real PostgreSQL 15 and
+18 servers: the archiver confirms segments through the uploader running ahead without a process per
+segment, and every segment PostgreSQL counts as archived is in the repository, intact; the uploader
+answers "ok" only for its own command, a segment name and a marker whose bytes match pg_wal now; a
+killed uploader leaves the module to run its command, which it expands and reports exactly as
+archive_command; `pgtool check` proves archiving through it; `pgtool archive-module` refuses what it
+cannot build with one line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgharness import (
+    SERVER_HEADERS,
+    binaries_for,
+    build_archive_module,
+    retry,
+    rmtree,
+    run_pgtool,
+    server_writable_dir,
+    set_archive_module,
+)
+from pgtool.pg.cluster import LocalCluster
+from pgtool.repo import wal_name as wal_object
+from pgtool.wal import ahead_marks
+from pgtool.wal.ahead_socket import SOCKET_NAME, Answerer
+from pgtool.wal.archive import iter_content
+from pgtool.wal.repo_ahead import Uploader
+from pgtool.wal.repo_archive import RepoWal
+from repo_backends import make_backend
+
+PGTOOL = Path(sys.executable).parent / "pgtool"
+SEG = 16 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def modules():
+    """pgtool_archive.so for PostgreSQL 15 and 18, built once for this module's tests."""
+    into = server_writable_dir("pgtool-module-")
+    built = {}
+    for major in (15, 18):
+        (into / str(major)).mkdir()
+        (into / str(major)).chmod(0o755)
+        built[major] = build_archive_module(major, into / str(major))
+    yield built
+    rmtree(into)
+
+
+def _primary(major: int, work: Path, segments: int) -> tuple[LocalCluster, list[str]]:
+    """A started primary holding `segments` ready segments (archive_command empty keeps them)."""
+    cluster = LocalCluster(
+        binaries_for(major),
+        work / "cluster",
+        settings={"archive_mode": "on", "archive_command": "", "archive_timeout": "0"},
+    )
+    cluster.init().start()
+    names = []
+    with cluster.connect(pin="off") as conn:
+        conn.execute("CREATE TABLE t(x int)")
+        for _ in range(segments):
+            conn.execute("INSERT INTO t SELECT generate_series(1, 200)")
+            names.append(conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0])
+            conn.execute("SELECT pg_switch_wal()")
+    return cluster, names
+
+
+def _archiver(cluster: LocalCluster) -> tuple[int, int]:
+    with cluster.connect(pin="off") as conn:
+        return conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
+
+
+def _lines(log: str, event: str) -> list[dict]:
+    return [json.loads(line[line.index("{") :]) for line in log.splitlines() if f'"event": "{event}"' in line]
+
+
+def _stored_intact(backend, names: list[str]) -> None:
+    stored = {f.name: f for f in RepoWal(backend.open(create=False)).list_archive()}
+    for name in names:  # checksum, page header against the name, exact size
+        assert sum(len(c) for c in iter_content(stored[name])) == SEG, name
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """Puts a backend's credentials in this process's environment: the server started here inherits
+    them, as a Secret would set them for PostgreSQL."""
+
+    def put(backend) -> None:
+        for key, value in backend.env.items():
+            if key.startswith(("AWS_", "AZURE_")):
+                monkeypatch.setenv(key, value)
+
+    return put
+
+
+@pytest.mark.parametrize(("major", "kind"), [(15, "s3"), (18, "s3"), (18, "azure")])
+def test_the_module_drains_a_backlog_through_the_uploader(
+    major, kind, modules, request, tmp_path, environment
+):
+    backend = make_backend(kind, request, tmp_path)
+    environment(backend)
+    work = server_writable_dir("pgtool-module-drain-")
+    cluster, names = _primary(major, work, 12)
+    try:
+        command = f"{PGTOOL} archive-wal %p %f --repo {shlex.quote(backend.url)} --ahead 4"
+        set_archive_module(cluster, modules[major], command)
+        retry(lambda: _archiver(cluster)[0] >= len(names), timeout=180)
+        assert _archiver(cluster)[1] == 0, cluster.log_tail(30)
+        _stored_intact(backend, names)
+        # The uploader ends on its own once idle and says how many segments it confirmed to the module.
+        finished = retry(lambda: _lines(cluster.log_file.read_text(), "uploader finished"), timeout=60)
+        log = cluster.log_file.read_text()
+        calls = [c for c in _lines(log, "run finished") if c.get("wal_name") in names]
+        confirmed = sum(f.get("confirmed_for_module", 0) for f in finished)
+        # The first segment's call started the uploader; most segments never started a process.
+        assert calls and calls[0]["result"] == "archived" and calls[0].get("uploader") == "started", calls
+        assert confirmed >= len(names) // 2 and len(calls) + confirmed >= len(names), (calls, finished)
+        assert all(f["level"] == "info" for f in finished), finished
+        # The socket went with the uploader; PostgreSQL's status files are PostgreSQL's (all .done).
+        pg_wal = cluster.data_dir / "pg_wal"
+        assert not (pg_wal / ahead_marks.MARKER_DIR / SOCKET_NAME).exists()
+        done = {p.name for p in (pg_wal / "archive_status").iterdir()}
+        assert {f"{n}.done" for n in names} <= done
+
+        # `pgtool check` reads the module's settings and proves archiving through it end to end.
+        proc = run_pgtool("check", "--dsn", cluster.dsn(), "--repo", backend.url, "--format", "json")
+        out = json.loads(proc.stdout)
+        found = {c["check"]: (c["state"], c["message"]) for c in out["checks"]}
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert found["archive_library"][0] == "ok", found
+        assert "pgtool's archive module" in found["archive_library"][1]
+        assert found["pgtool_archive.command"][0] == "ok", found
+        assert found["end-to-end"][0] == "ok", found
+    finally:
+        cluster.cleanup()
+        rmtree(work)
+
+
+def test_a_killed_uploader_leaves_the_module_to_run_its_command(modules, request, tmp_path, environment):
+    """SIGKILL the uploader while it answers: its socket stays behind, refusing connections; the module
+    runs the command for the next segments, a new uploader takes the socket over, nothing is lost."""
+    backend = make_backend("s3", request, tmp_path)
+    environment(backend)
+    work = server_writable_dir("pgtool-module-kill-")
+    cluster, names = _primary(15, work, 16)
+    sock = cluster.data_dir / "pg_wal" / ahead_marks.MARKER_DIR / SOCKET_NAME
+    try:
+        set_archive_module(cluster, modules[15], f"{PGTOOL} archive-wal %p %f --repo {backend.url} --ahead 2")
+        retry(lambda: sock.exists() and _archiver(cluster)[0] >= 2, timeout=120, interval=0.01)
+        pid = retry(lambda: _uploader_pid(cluster), timeout=30, interval=0.01)
+        os.kill(pid, signal.SIGKILL)
+        killed_at = _archiver(cluster)[0]
+        assert killed_at < len(names), "the uploader must die mid-backlog"
+        retry(lambda: _archiver(cluster)[0] >= len(names), timeout=180)
+        assert _archiver(cluster)[1] == 0, cluster.log_tail(30)
+        _stored_intact(backend, names)
+        log = cluster.log_file.read_text()
+        calls = [c for c in _lines(log, "run finished") if c.get("wal_name") in names]
+        # after the kill, segments went through the command (the stale socket refused the module)
+        assert len(calls) >= 2, calls
+        retry(lambda: not sock.exists(), timeout=60)  # a later uploader replaced it, then removed it
+    finally:
+        cluster.cleanup()
+        rmtree(work)
+
+
+def _uploader_pid(cluster: LocalCluster) -> int | None:
+    needle = str(cluster.data_dir / "pg_wal").encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"pgtool.wal.repo_ahead" in cmdline and needle in cmdline:
+                return int(entry)
+    return None
+
+
+def _ask(path: Path, request: bytes) -> str:
+    """What the module does: connect, send the request, end writing, read the answer. The module
+    connects by a path relative to the data directory; here, through the directory's descriptor."""
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(f"/proc/self/fd/{directory}/{path.name}")
+            client.sendall(request)
+            client.shutdown(socket.SHUT_WR)
+            return client.makefile("rb").read().decode()
+    finally:
+        os.close(directory)
+
+
+def test_the_uploader_answers_ok_only_for_its_command_and_a_verified_marker(request, tmp_path):
+    """The answering side, against a real repository and real markers, in a pg_wal whose path is longer
+    than a Unix socket's address may be (the socket is bound from inside its directory)."""
+    backend = make_backend("s3", request, tmp_path)
+    work = server_writable_dir("pgtool-module-answer-")
+    cluster, names = _primary(15, work, 6)
+    cluster.stop()
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "pg_wal"
+    deep.mkdir(parents=True)
+    key = tmp_path / "repo.key"
+    key.write_bytes(b"the key file the call names")
+    ident = ahead_marks.identity(backend.url, str(key))
+    repo = backend.open(create=True)
+    for name in names:
+        data = (cluster.data_dir / "pg_wal" / name).read_bytes()
+        (deep / name).write_bytes(data)
+        repo.put_if_absent(wal_object(name), data)
+        ahead_marks.write_marker(str(deep), name, hashlib.sha256(data).hexdigest(), ident, "there")
+    uploader = Uploader(RepoWal(repo), str(deep), ident, 0, SEG)
+    answerer = Answerer(uploader, "the command", backend.url, str(key))
+    answerer.start()
+    path = deep / ahead_marks.MARKER_DIR / SOCKET_NAME
+    assert len(str(path)) > 108 and oct(path.stat().st_mode & 0o777) == "0o600"
+    try:
+        ask = lambda name, command=b"the command": _ask(path, command + b"\0" + name.encode() + b"\0")  # noqa: E731
+        assert ask(names[0]) == "ok\n"
+        assert not (deep / ahead_marks.MARKER_DIR / names[0]).exists()  # consumed
+        assert ask(names[0]) == "no: not uploaded ahead\n"  # a marker answers once
+        # another command (a reload to another repository): refused, the marker left for its own call
+        assert ask(names[1], b"the other command").startswith("no: this uploader runs for another")
+        assert (deep / ahead_marks.MARKER_DIR / names[1]).exists()
+        assert ask(names[1]) == "ok\n"
+        # a marker whose hash is not the bytes in pg_wal now
+        marker = deep / ahead_marks.MARKER_DIR / names[2]
+        marker.write_text("\n".join(["0" * 64, *marker.read_text().split("\n")[1:]]))
+        assert ask(names[2]) == "no: not uploaded ahead\n"
+        # the segment changed in pg_wal after its upload
+        (deep / names[3]).write_bytes(b"\0" * SEG)
+        assert ask(names[3]) == "no: not uploaded ahead\n"
+        # not a request, not a segment
+        assert _ask(path, b"the command") == "no: malformed request\n"
+        assert _ask(path, b"the command\0" + names[4].encode() + b"\0extra") == "no: malformed request\n"
+        assert ask("00000002.history") == "no: not a WAL segment name\n"
+        assert ask("../" + names[4][3:]) == "no: not a WAL segment name\n"
+        # a new key at the same path: no more answers from this uploader, which stops
+        key.unlink()
+        key.write_bytes(b"a new key")
+        assert ask(names[4]) == "no: the key file changed\n"
+        assert uploader.replaced
+        assert answerer.confirmed == 2 and answerer.refused == 9
+    finally:
+        answerer.stop()
+        rmtree(work)
+    assert not path.exists()
+    with pytest.raises(OSError):
+        _ask(path, b"the command\0" + names[5].encode() + b"\0")
+
+
+@pytest.mark.parametrize("major", [15, 18])
+def test_the_command_runs_as_archive_command_would(major, modules):
+    """With no uploader, every segment goes through pgtool_archive.command: %p, %f and %% expanded as
+    PostgreSQL expands archive_command, failures logged and counted as PostgreSQL logs them, an unset
+    command reported as archiving not configured."""
+    work = server_writable_dir("pgtool-module-command-")
+    out = work / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    cluster, names = _primary(major, work, 2)
+    try:
+        command = f"cp %p {out}/%f && printf '%%s' %f > {out}/%f.name"
+        set_archive_module(cluster, modules[major], command)
+        retry(lambda: _archiver(cluster)[0] >= 2, timeout=60)
+        for name in names:
+            assert (out / name).read_bytes() == (cluster.data_dir / "pg_wal" / name).read_bytes()
+            assert (out / f"{name}.name").read_text() == name
+        set_archive_module(cluster, modules[major], "exit 3")
+        with cluster.connect(pin="off") as conn:
+            conn.execute("INSERT INTO t VALUES (1)")  # a switch closes a segment only after a write
+            failing = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        retry(lambda: _archiver(cluster)[1] >= 1, timeout=60)
+        log = cluster.log_file.read_text()
+        assert "archive command failed with exit code 3" in log
+        assert "The failed archive command was: exit 3" in log
+        assert (cluster.data_dir / "pg_wal" / "archive_status" / f"{failing}.ready").exists()
+        set_archive_module(cluster, modules[major], "")
+        retry(lambda: "archiving is not configured" in cluster.log_file.read_text(), timeout=60)
+        if major >= 17:
+            assert "pgtool_archive.command is not set." in cluster.log_file.read_text()
+    finally:
+        cluster.cleanup()
+        rmtree(work)
+
+
+def test_archive_module_refuses_what_it_cannot_build(tmp_path):
+    """One line and exit 2: headers of another major, an output directory that is not there."""
+    pg15 = str(binaries_for(15).bindir)
+    wrong = binaries_for(18).bindir.parent / "include" / "server"
+    argv = ["archive-module", "--pg-bindir", pg15, "--output"]
+    proc = run_pgtool(*argv, str(tmp_path), "--include-dir", str(wrong))
+    assert proc.returncode == 2, proc.stderr
+    assert "PostgreSQL 18's; the server is PostgreSQL 15" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    proc = run_pgtool(*argv, str(tmp_path / "missing"), "--include-dir", str(SERVER_HEADERS[15]))
+    assert proc.returncode == 2 and "cannot write into" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_pgtool(*argv, str(tmp_path), "--include-dir", str(SERVER_HEADERS[15]))
+    assert proc.returncode == 0, proc.stderr
+    assert f"archive_library = '{tmp_path / 'pgtool_archive.so'}'" in proc.stdout
+    assert "archive_command = ''" in proc.stdout and "pgtool_archive.command = '" in proc.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["pgtool_archive.so"]  # no temporary left
