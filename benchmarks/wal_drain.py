@@ -10,8 +10,16 @@ each way to every byte, pipelined (this kernel has no netem). Then:
    uploads them (zstd level 1, compressed beforehand, outside the timing) and raw (16 MiB each);
 3. pgtool: archive_command is set to `pgtool archive-wal %p %f --repo s3://bench/pgtool` (--ahead
    default, 8) and reloaded; the clock runs until pg_stat_archiver counted every segment of the backlog;
-4. barman: `barman-cloud-wal-archive` (PyPI barman, benchmarks/setup-barman.sh) archives copies of the
+4. pgtool's archive module (`pgtool archive-module`, built here for the server): a second backlog of
+   the same size drains with archive_library = pgtool_archive and the same command as
+   pgtool_archive.command (skipped with --no-module, or where no server headers and C compiler exist);
+5. barman: `barman-cloud-wal-archive` (PyPI barman, benchmarks/setup-barman.sh) archives copies of the
    first --barman segments one after another, as its archive_command would, through the same link.
+
+Each timed phase also records how busy the machine's CPUs were (/proc/stat) and the CPU seconds of the
+S3 server and of this process (which runs the DelayLine) per segment: on a small machine the store
+emulator and pgtool share the same cores, which decides what fraction of the store's capacity any
+archiver that compresses can reach.
 
     bash scripts/setup-storage.sh && bash benchmarks/setup-barman.sh
     python benchmarks/wal_drain.py --segments 200 --markdown /tmp/drain.md
@@ -22,6 +30,7 @@ Goal: pgtool >= 80% of the store's capacity (for the bytes pgtool uploads) and >
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -81,6 +90,119 @@ def ready_names(cluster: object) -> list[str]:
 def archived_count(cluster: object) -> int:
     with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
         return int(conn.execute("SELECT archived_count FROM pg_stat_archiver").fetchone()[0])
+
+
+class Cpu:
+    """CPU spent during a phase: the machine's busy share (/proc/stat), and CPU seconds of the S3 server
+    and of this process (its DelayLine threads carry every byte to and from the server)."""
+
+    def __init__(self, moto_pid: int) -> None:
+        self.moto_pid = moto_pid
+        self.busy = self.moto = self.here = 0.0
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(fields) - fields[3] - fields[4], sum(fields)  # busy, total (idle and iowait not busy)
+
+    def __enter__(self) -> Cpu:
+        self._start = (self._machine(), process_cpu(self.moto_pid), time.process_time())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (busy0, total0), moto0, here0 = self._start
+        busy1, total1 = self._machine()
+        self.busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
+        self.moto = process_cpu(self.moto_pid) - moto0
+        self.here = time.process_time() - here0
+
+    def row(self, label: str, count: int, uploader: float | None = None) -> str:
+        ahead = f"{uploader / count * 1000:.0f}" if uploader is not None else ""
+        return (
+            f"| {label} | {self.busy * 100:.0f}% | {self.moto / count * 1000:.0f} | "
+            f"{self.here / count * 1000:.0f} | {ahead} |"
+        )
+
+
+def drain(
+    cluster: object, names: list[str], settings: dict[str, str], load: str | None = None
+) -> tuple[float, float]:
+    """(segments/s, CPU seconds of the uploader running ahead) from the reload that sets `settings`
+    (ALTER SYSTEM; `load`: a library to LOAD first, so that its custom settings are known) until
+    pg_stat_archiver counted the whole backlog. One session polls (a connection per poll would cost the
+    machine a backend's start-up every 20 ms)."""
+    from psycopg import sql
+
+    with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+        conn.autocommit = True
+        query = "SELECT archived_count FROM pg_stat_archiver"
+        before = int(conn.execute(query).fetchone()[0])
+        if load:
+            conn.execute(sql.SQL("LOAD {}").format(sql.Literal(load)))
+        for name, value in settings.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        uploaders: dict[int, float] = {}
+        t0 = time.perf_counter()
+        conn.execute("SELECT pg_reload_conf()")
+        while True:
+            # pg_stat_archiver is a snapshot per transaction; autocommit: each poll sees a fresh one
+            if int(conn.execute(query).fetchone()[0]) >= before + len(names):
+                break
+            for pid in uploader_pids(cluster):
+                with contextlib.suppress(OSError):
+                    uploaders[pid] = process_cpu(pid)
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+    for pid in uploader_pids(cluster):  # the uploader outlives the drain by its idle wait
+        with contextlib.suppress(OSError):
+            uploaders[pid] = process_cpu(pid)
+    return len(names) / elapsed, sum(uploaders.values())
+
+
+def uploader_pids(cluster: object) -> list[int]:
+    needle = str(Path(cluster.data_dir) / "pg_wal").encode()  # type: ignore[attr-defined]
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                if b"pgtool.wal.repo_ahead" in cmdline and needle in cmdline:
+                    found.append(int(entry))
+    return found
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def uploader_finished(log: Path) -> None:
+    deadline = time.monotonic() + 30  # the uploader logs its line once idle (3 s)
+    while "uploader finished" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def build_module(work: Path, include_dir: Path | None) -> Path | None:
+    """pgtool's archive module for the benchmark's server, or None (with why) where it cannot be built."""
+    from pgtool.errors import PgtoolError
+    from pgtool.pg import binaries
+    from pgtool.wal.module import build
+
+    found = binaries.find()
+    headers = include_dir
+    default = ROOT / f".tools/postgresql-server-dev-{found.major}/usr/include/postgresql/{found.major}/server"
+    if headers is None and default.is_dir():
+        headers = default  # scripts/setup.sh unpacks PostgreSQL 15's headers there
+    target = work / "module"
+    target.mkdir()
+    target.chmod(0o755)
+    work.chmod(0o711)  # the server's user (postgres, when this runs as root) loads the library from here
+    try:
+        return build(found.path("pg_config"), output_dir=target, include_dir=headers).path
+    except PgtoolError as exc:
+        print(f"benchmark: no archive module side: {exc.one_line()}", flush=True)
+        return None
 
 
 def capacity(payloads: list[bytes], concurrency: int, prefix: str) -> float:
@@ -149,6 +271,30 @@ def where_time_goes(log: Path, wall: float, names: list[str]) -> list[str]:
             f"{float(record['duration_s']):.1f} |"
         )
     return lines
+
+
+def module_calls(log: Path, names: list[str]) -> list[str]:
+    """How the module's drain went: segments the uploader confirmed to the module, and segments for which
+    the module ran its command (one archive-wal process each, logged as such)."""
+    import json
+
+    backlog = set(names)
+    calls = confirmed = refused = 0
+    for text in log.read_text().splitlines():
+        if '"command": "archive-wal"' not in text:
+            continue
+        record = json.loads(text[text.index("{") :])
+        if record.get("event") == "uploader finished":
+            confirmed += int(record.get("confirmed_for_module", 0))
+            refused += int(record.get("not_confirmed_for_module", 0))
+        elif record.get("wal_name") in backlog:
+            calls += 1
+    return [
+        "",
+        f"The archive module's drain: {confirmed} segments confirmed by the uploader over its socket, "
+        f"{refused} requests not confirmed, {calls} archive-wal processes run by the module "
+        "(pgtool_archive.command) for the backlog.",
+    ]
 
 
 def zstd1(data: bytes) -> bytes:
@@ -276,6 +422,10 @@ def main() -> int:
     parser.add_argument(
         "--local", type=int, default=20, help="segments for the local comparison (default 20)"
     )
+    parser.add_argument("--no-module", action="store_true", help="skip the archive module's drain")
+    parser.add_argument(
+        "--include-dir", type=Path, help="the server's headers for the module (default: pg_config's)"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
     as_installed()  # each archive_command/restore_command call is a fresh interpreter
@@ -295,6 +445,7 @@ def main() -> int:
             "AWS_ALLOW_HTTP": "true",
         }
         started = datetime.now(UTC)
+        module = None if args.no_module else build_module(work, args.include_dir)
         print(f"building a backlog of {args.segments} segments ...", flush=True)
         cluster, names = make_backlog(args.segments, env)
         pg_wal = Path(cluster.data_dir) / "pg_wal"  # type: ignore[attr-defined]
@@ -306,32 +457,43 @@ def main() -> int:
         packed = [zstd1(b) for b in raw]
         ratio = sum(map(len, raw)) / sum(map(len, packed))
         print(f"{len(names)} segments ready; zstd-1 ratio {ratio:.2f}; measuring the store ...", flush=True)
-        cap_packed = capacity(packed, args.concurrency, "raw-zstd")
-        cap_raw = capacity(raw, args.concurrency, "raw")
+        with Cpu(moto.pid) as cpu_packed:
+            cap_packed = capacity(packed, args.concurrency, "raw-zstd")
+        with Cpu(moto.pid) as cpu_raw:
+            cap_raw = capacity(raw, args.concurrency, "raw")
+        sample = len(raw)
         del raw, packed
 
         local = local_costs(cluster, names, work, args.local) if args.local else []
-        print("pgtool drains the backlog ...", flush=True)
-        before = archived_count(cluster)
-        pgtool = Path(sys.executable).parent / "pgtool"
-        with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
-            conn.autocommit = True
-            conn.execute(
-                f"ALTER SYSTEM SET archive_command = '{pgtool} archive-wal %p %f --repo s3://{BUCKET}/pgtool'"
-            )
-            t0 = time.perf_counter()
-            conn.execute("SELECT pg_reload_conf()")
-        while archived_count(cluster) < before + len(names):
-            time.sleep(0.02)
-        drain = len(names) / (time.perf_counter() - t0)
-        wall = len(names) / drain
+        print("pgtool drains the backlog (archive_command) ...", flush=True)
+        command = f"{Path(sys.executable).parent / 'pgtool'} archive-wal %p %f --repo s3://{BUCKET}"
+        with Cpu(moto.pid) as cpu_drain:
+            drain_rate, drain_uploader = drain(cluster, names, {"archive_command": command + "/pgtool"})
         with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
             failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
         log = Path(cluster.log_file)  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 30  # the uploader logs its line once idle (3 s)
-        while "uploader finished" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        spent = where_time_goes(log, wall, names)
+        uploader_finished(log)
+        spent = where_time_goes(log, len(names) / drain_rate, names)
+        cluster.cleanup()  # type: ignore[attr-defined]
+        cluster = None
+
+        module_rate = module_failed = None
+        module_lines: list[str] = []
+        if module is not None:
+            print(f"building a second backlog of {args.segments} segments ...", flush=True)
+            cluster, module_names = make_backlog(args.segments, env)
+            print("pgtool drains it through its archive module ...", flush=True)
+            settings = {
+                "pgtool_archive.command": command + "/pgtool-module",
+                "archive_library": str(module),
+            }
+            with Cpu(moto.pid) as cpu_module:
+                module_rate, module_uploader = drain(cluster, module_names, settings, load=str(module))
+            with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+                module_failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
+            log = Path(cluster.log_file)  # type: ignore[attr-defined]
+            uploader_finished(log)
+            module_lines = module_calls(log, module_names)
 
         barman_rate = None
         if BARMAN.exists():
@@ -360,24 +522,53 @@ def main() -> int:
             + (f", {barman_version()}" if barman_rate else "")
             + " |",
             "",
-            "| side | segments/s | pgtool / side |",
-            "|---|---|---|",
-            f"| store capacity: obstore PUTs of the zstd-1 bytes, {args.concurrency} in flight (60 segments) "
-            f"| {cap_packed:.1f} | {drain / cap_packed:.2f} |",
-            f"| store capacity: obstore PUTs of the raw 16 MiB, {args.concurrency} in flight (60 segments) "
-            f"| {cap_raw:.1f} | {drain / cap_raw:.2f} |",
-            f"| pgtool archive-wal --repo (--ahead 8), archive_command, {len(names)} segments "
-            f"| {drain:.1f} | 1.00 |",
+            "| side | segments/s | pgtool archive_command / side | pgtool archive module / side |",
+            "|---|---|---|---|",
         ]
+
+        def row(label: str, rate: float) -> str:
+            module_ratio = f"{module_rate / rate:.2f}" if module_rate else "not run"
+            return f"| {label} | {rate:.2f} | {drain_rate / rate:.2f} | {module_ratio} |"
+
+        lines += [
+            row(
+                f"store capacity: obstore PUTs of the zstd-1 bytes, {args.concurrency} in flight "
+                f"({sample} segments)",
+                cap_packed,
+            ),
+            row(f"store capacity: obstore PUTs of the raw 16 MiB, {args.concurrency} in flight", cap_raw),
+            row(f"pgtool archive-wal --repo (--ahead 8), archive_command, {len(names)} segments", drain_rate),
+        ]
+        if module_rate:
+            lines.append(
+                row(f"pgtool archive module, same command, a second backlog of {len(names)}", module_rate)
+            )
         if barman_rate:
             lines.append(
-                f"| barman-cloud-wal-archive, one after another, {args.barman} segments "
-                f"| {barman_rate:.2f} | {drain / barman_rate:.1f} |"
+                row(f"barman-cloud-wal-archive, one after another, {args.barman} segments", barman_rate)
             )
         else:
-            lines.append("| barman-cloud-wal-archive | not installed (bash benchmarks/setup-barman.sh) | |")
-        lines.append(f"\npg_stat_archiver.failed_count during the drain: {failed}")
+            lines.append("| barman-cloud-wal-archive | not installed (bash benchmarks/setup-barman.sh) | | |")
+        lines.append(
+            f"\npg_stat_archiver.failed_count during the drains: {failed}"
+            + (f" (archive_command), {module_failed} (module)" if module_rate else "")
+        )
+        lines += [
+            "",
+            "CPU during each timed phase (2 cores here run the S3 server, the DelayLine, PostgreSQL and "
+            "pgtool alike):",
+            "",
+            "| phase | machine CPU busy | S3 server CPU ms / segment | DelayLine CPU ms / segment "
+            "| pgtool's uploader CPU ms / segment |",
+            "|---|---|---|---|---|",
+            cpu_packed.row("store capacity, zstd-1 bytes", sample),
+            cpu_raw.row("store capacity, raw bytes", sample),
+            cpu_drain.row("pgtool, archive_command", len(names), drain_uploader),
+        ]
+        if module_rate:
+            lines.append(cpu_module.row("pgtool, archive module", len(names), module_uploader))
         lines += spent
+        lines += module_lines
         lines += local
     finally:
         if cluster is not None:
