@@ -65,6 +65,9 @@ def make_backlog(count: int, env: dict[str, str]) -> tuple[object, list[str]]:
     # makes the archiver exit FATAL, and the postmaster restarts it at most every 10 s: until
     # 2026-12-06 11:00 that wait (up to 10 s) was inside the drain's clock.
     settings = {"archive_mode": "on", "archive_command": "", "wal_level": "replica", "max_wal_size": "64MB"}
+    # No autovacuum: vacuuming the freshly filled table would run (and write WAL) during the drain that
+    # follows, on the same cores, and more for a drain that starts right after its backlog was built.
+    settings["autovacuum"] = "off"
     cluster = LocalCluster(binaries.find(), settings=settings)
     cluster.init().start()
     with cluster.connect(pin="off") as conn:

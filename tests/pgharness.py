@@ -287,7 +287,10 @@ def set_archive_module(cluster: Any, library: Path, command: str) -> None:
     from psycopg import sql
 
     command = cluster._runnable("pgtool_archive.command", command)
+    query = "SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = 'archiver'"
     with cluster.connect() as conn:
+        before = conn.execute(query).fetchone()
+        loaded = conn.execute("SELECT pg_catalog.current_setting('archive_library')").fetchone()[0]
         conn.execute(sql.SQL("LOAD {}").format(sql.Literal(str(library))))
         for name, value in (
             ("pgtool_archive.command", command),
@@ -296,6 +299,17 @@ def set_archive_module(cluster: Any, library: Path, command: str) -> None:
         ):
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
         conn.execute("SELECT pg_catalog.pg_reload_conf()")
+    if before is None or loaded == str(library) or cluster.binaries.major >= 16:
+        return  # no archiver to restart, or the same library: no restart
+    # A new archive_library restarts the archiver. PostgreSQL 15's postmaster starts the new one on its
+    # next loop, which a quiet server may not run for up to a minute; a new connection runs it.
+
+    def restarted() -> bool:
+        with cluster.connect() as conn:
+            row = conn.execute(query).fetchone()
+        return row is not None and row[0] != before[0]
+
+    retry(restarted, timeout=60, interval=0.2)
 
 
 def set_archive_command(cluster: Any, command: str) -> None:

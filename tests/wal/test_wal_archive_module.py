@@ -8,6 +8,7 @@ cannot build with one line."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ import shlex
 import signal
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +35,7 @@ from pgharness import (
 from pgtool.pg.cluster import LocalCluster
 from pgtool.repo import wal_name as wal_object
 from pgtool.wal import ahead_marks
-from pgtool.wal.ahead_socket import SOCKET_NAME, Answerer
+from pgtool.wal.ahead_socket import SOCKET_NAME, Answerer, answerable
 from pgtool.wal.archive import iter_content
 from pgtool.wal.repo_ahead import Uploader
 from pgtool.wal.repo_archive import RepoWal
@@ -247,7 +250,7 @@ def test_the_uploader_answers_ok_only_for_its_command_and_a_verified_marker(requ
         key.unlink()
         key.write_bytes(b"a new key")
         assert ask(names[4]) == "no: the key file changed\n"
-        assert uploader.replaced
+        assert answerer.key_changed.is_set()  # the uploader's loop stops on it
         assert answerer.confirmed == 2 and answerer.refused == 9
     finally:
         answerer.stop()
@@ -283,10 +286,11 @@ def test_the_command_runs_as_archive_command_would(major, modules):
         assert "archive command failed with exit code 3" in log
         assert "The failed archive command was: exit 3" in log
         assert (cluster.data_dir / "pg_wal" / "archive_status" / f"{failing}.ready").exists()
+        seen = len(cluster.log_file.read_text())  # the server warned so already before the module
         set_archive_module(cluster, modules[major], "")
-        retry(lambda: "archiving is not configured" in cluster.log_file.read_text(), timeout=60)
+        retry(lambda: "archiving is not configured" in cluster.log_file.read_text()[seen:], timeout=60)
         if major >= 17:
-            assert "pgtool_archive.command is not set." in cluster.log_file.read_text()
+            retry(lambda: "pgtool_archive.command is not set." in cluster.log_file.read_text()[seen:])
     finally:
         cluster.cleanup()
         rmtree(work)
@@ -309,3 +313,138 @@ def test_archive_module_refuses_what_it_cannot_build(tmp_path):
     assert f"archive_library = '{tmp_path / 'pgtool_archive.so'}'" in proc.stdout
     assert "archive_command = ''" in proc.stdout and "pgtool_archive.command = '" in proc.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["pgtool_archive.so"]  # no temporary left
+
+
+def test_a_command_beyond_one_call_runs_whole_for_every_segment(modules, request, tmp_path, environment):
+    """`archive-wal ... && cp %p DIR/%f`: the uploader's "ok" speaks for its call's repository only, so
+    the uploader started by such a command answers nothing and every segment gets the whole command."""
+    backend = make_backend("s3", request, tmp_path)
+    environment(backend)
+    work = server_writable_dir("pgtool-module-chain-")
+    copies = work / "copies"
+    copies.mkdir()
+    copies.chmod(0o777)
+    cluster, names = _primary(15, work, 8)
+    try:
+        command = f"{PGTOOL} archive-wal %p %f --repo {backend.url} --ahead 4 && cp %p {copies}/%f"
+        set_archive_module(cluster, modules[15], command)
+        retry(lambda: _archiver(cluster)[0] >= len(names), timeout=180)
+        assert sorted(p.name for p in copies.iterdir()) == sorted(names)
+        _stored_intact(backend, names)
+        finished = retry(lambda: _lines(cluster.log_file.read_text(), "uploader finished"), timeout=60)
+        assert all(f.get("confirmed_for_module", 0) == 0 for f in finished), finished
+        assert any(f.get("uploaded", 0) > 0 for f in finished), finished  # it still ran ahead
+    finally:
+        cluster.cleanup()
+        rmtree(work)
+
+
+def test_only_this_exact_call_is_answerable(monkeypatch):
+    argv = ["/venv/bin/python", "/venv/bin/pgtool", "archive-wal", "pg_wal/X", "X", "--repo", "s3://b/p"]
+    monkeypatch.setattr(sys, "orig_argv", argv)
+    assert answerable("/venv/bin/pgtool archive-wal %p %f --repo s3://b/p", "pg_wal/X", "X")
+    assert answerable("'/venv/bin/pgtool' archive-wal %p %f --repo 's3://b/p'", "pg_wal/X", "X")
+    for other in (
+        "/venv/bin/pgtool archive-wal %p %f --repo s3://b/p && cp %p /x/%f",
+        "/venv/bin/pgtool archive-wal %p %f --repo s3://b/p 2>/dev/null",
+        "/venv/bin/pgtool archive-wal %p %f --repo $REPO",
+        "PGTOOL_LOG_LEVEL=error /venv/bin/pgtool archive-wal %p %f --repo s3://b/p",
+        "/venv/bin/pgtool archive-wal %p %f --repo s3://b/p # note",
+        "/usr/local/bin/archive.sh %p %f",
+        "/venv/bin/pgtool archive-wal %p %f --repo 's3://b/p",  # unbalanced quote
+    ):
+        assert not answerable(other, "pg_wal/X", "X"), other
+    monkeypatch.setattr(sys, "orig_argv", [*argv[:-1], "s3://b/100%"])
+    assert answerable("/venv/bin/pgtool archive-wal %p %f --repo s3://b/100%%", "pg_wal/X", "X")
+
+
+class _Silent:
+    """A listener at the uploader's socket that accepts and never answers: a frozen uploader."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        directory = cluster.data_dir / "pg_wal" / ahead_marks.MARKER_DIR
+        directory.mkdir(exist_ok=True)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(f"/proc/self/fd/{fd}/{SOCKET_NAME}")
+        os.close(fd)
+        os.chmod(directory / SOCKET_NAME, 0o777)  # the server's user connects
+        os.chown(directory, *_owner(cluster.data_dir))
+        self.sock.listen(16)
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
+
+
+def test_a_frozen_uploader_costs_the_answer_timeout_then_the_command_runs(modules):
+    work = server_writable_dir("pgtool-module-frozen-")
+    out = work / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    cluster, names = _primary(18, work, 1)
+    silent = _Silent(cluster)
+    try:
+        started = time.monotonic()
+        set_archive_module(cluster, modules[18], f"cp %p {out}/%f")
+        retry(lambda: (out / names[0]).exists(), timeout=90)
+        waited = time.monotonic() - started
+        assert waited >= 25, waited  # the module waited for an answer that never came (30 s) ...
+        assert silent.accepted, "the module never asked"
+        retry(lambda: _archiver(cluster)[0] >= 1, timeout=30)  # ... then ran its command: archived
+        assert _archiver(cluster)[1] == 0
+    finally:
+        silent.close()
+        cluster.cleanup()
+        rmtree(work)
+
+
+def test_no_command_runs_once_the_postmaster_is_gone(modules):
+    """While the module waits for the uploader, the postmaster dies: the archiver exits without
+    running the command (as PostgreSQL's own loop starts none after the postmaster died)."""
+    work = server_writable_dir("pgtool-module-orphan-")
+    out = work / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    cluster, names = _primary(15, work, 1)
+    silent = _Silent(cluster)
+    try:
+        set_archive_module(cluster, modules[15], f"cp %p {out}/%f")
+        retry(lambda: silent.accepted, timeout=30, interval=0.05)  # the archiver is waiting on us
+        archiver = _archiver_pid(cluster)
+        postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        retry(lambda: _exited(archiver), timeout=30)
+        assert not (out / names[0]).exists()
+    finally:
+        silent.close()
+        cluster.cleanup()
+        rmtree(work)
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaps (its parent, the postmaster, is dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _archiver_pid(cluster: LocalCluster) -> int:
+    with cluster.connect(pin="off") as conn:
+        row = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'").fetchone()
+    return int(row[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -46,8 +47,13 @@ def archive_module(
 
         binaries = find(pg_bindir)
         built = build(binaries.path("pg_config"), output_dir=output, include_dir=include_dir)
-        pgtool = shutil.which("pgtool") or f"{sys.executable} -m pgtool"
-        command = f"{pgtool} archive-wal %p %f --repo {repo or 's3://BUCKET/PREFIX'}"
+        script = Path(sys.executable).with_name("pgtool")
+        found = str(script) if script.exists() else shutil.which("pgtool")
+        words = [found] if found else [sys.executable, "-m", "pgtool"]
+        # Shell-quoted, then % doubled: PostgreSQL expands %p, %f and %% before the shell reads it.
+        quoted = [shlex.quote(w).replace("%", "%%") for w in words]
+        target = shlex.quote(repo or "s3://BUCKET/PREFIX").replace("%", "%%")
+        command = " ".join([*quoted, "archive-wal", "%p", "%f", "--repo", target])
         print(f"# PostgreSQL {built.major}: {built.path}")
         print(settings(built, command), end="")
         return 0

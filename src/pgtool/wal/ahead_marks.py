@@ -181,9 +181,9 @@ def uploader_running(pg_wal: str) -> bool:
     return False
 
 
-def confirm(wal_path: str, name: str, ident: str) -> tuple[str, int, float] | None:
-    """(where, size, seconds waited) when `name` was uploaded ahead, waiting for an upload of it in
-    progress; None when the call must upload it itself (it takes its own claim in repo_archive)."""
+def confirm(wal_path: str, name: str, ident: str, wait: float = CLAIM_WAIT) -> tuple[str, int, float] | None:
+    """(where, size, seconds waited) when `name` was uploaded ahead, waiting up to `wait` s for an upload
+    of it in progress; None when the call must upload it itself (it takes its own claim in repo_archive)."""
     if len(name) != 24 or not name.isalnum():
         return None  # not a segment (a history or backup file): never uploaded ahead
     pg_wal = pg_wal_of(wal_path)
@@ -197,7 +197,7 @@ def confirm(wal_path: str, name: str, ident: str) -> tuple[str, int, float] | No
     waited = 0.0
     if where is None:
         started = time.monotonic()
-        fd = wait_claim(pg_wal, name)
+        fd = wait_claim(pg_wal, name, wait)
         release(fd)  # the upload that held it has ended, one way or the other
         waited = time.monotonic() - started
         where = take_marker(pg_wal, name, digest, ident)

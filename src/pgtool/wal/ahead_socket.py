@@ -8,19 +8,25 @@ answer is not "ok". The answer is the check every archive-wal call makes, the sa
 the segment PostgreSQL holds now, for this uploader's repository and key. So "ok" is never early, and
 an uploader answers only:
 - for the command it was started for (the module sends it; the call that started the uploader had it
-  from the module through `ahead_marks.MODULE_COMMAND_ENV`): a reload to another command is not answered
-  from the old one;
+  from the module through `ahead_marks.MODULE_COMMAND_ENV`), and only when that command is exactly the
+  call that started it (`answerable`): "ok" means that call's repository holds the segment, which says
+  nothing of `... && cp %p /elsewhere`, a wrapper script, or a variable the shell expands. A reload to
+  another command is not answered from the old one;
 - while the key file is still the one it was started with (path, inode, size, mtime): a new key at the
   same path stops it, as a call would stop trusting its markers;
 - for a segment name, in its own pg_wal.
 One connection at a time (PostgreSQL's archiver is one process); a request is at most MAX_REQUEST bytes.
+An upload of the segment in progress is waited for at most CLAIM_WAIT s, below the module's own 30 s
+wait for an answer: after that the answer is no, and the module's command waits for the upload itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import socket
+import sys
 import threading
 import time
 
@@ -29,6 +35,7 @@ from pgtool.wal import ahead_marks
 SOCKET_NAME = ".sock"  # in ahead_marks.marker_dir; the module connects to pg_wal/.pgtool-ahead/.sock
 MAX_REQUEST = 64 * 1024
 _READ_TIMEOUT = 10.0  # s for the module to send its request (it sends it at once)
+CLAIM_WAIT = 20.0  # s to wait for an upload of the asked segment in progress (the module waits 30 s)
 HEX = frozenset("0123456789ABCDEF")
 
 TYPE_CHECKING = False
@@ -47,6 +54,7 @@ class Answerer:
         self.confirmed = 0  # segments answered "ok"
         self.refused = 0  # requests answered with anything else
         self.asked_at = 0.0  # time.monotonic() of the last request: the uploader is not idle meanwhile
+        self.key_changed = threading.Event()  # read by the uploader's loop, which then stops
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -57,23 +65,23 @@ class Answerer:
 
     def start(self) -> None:
         """Listen (replacing a killed uploader's socket: the caller holds the uploader lock, so no live
-        uploader owns it) and answer in a daemon thread. Call before other threads start: it binds from
-        inside the marker directory (sun_path holds 107 bytes; the data directory's path may not fit)."""
+        uploader owns it) and answer in a daemon thread."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        directory = os.open(ahead_marks.marker_dir(self.uploader.pg_wal), os.O_RDONLY | os.O_DIRECTORY)
         try:
-            os.chdir(ahead_marks.marker_dir(self.uploader.pg_wal))
-            try:
-                sock.bind(SOCKET_NAME)
-            finally:
-                os.chdir("/")
+            # Through the directory's descriptor: sun_path holds 107 bytes, and the data directory's
+            # path may not fit (the module connects by a path relative to the data directory).
+            sock.bind(f"/proc/self/fd/{directory}/{SOCKET_NAME}")
             os.chmod(self.path, 0o600)
             sock.listen(4)
             sock.settimeout(0.2)
         except OSError:
             sock.close()
             raise
+        finally:
+            os.close(directory)
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="pgtool-ahead-answer", daemon=True)
         self._thread.start()
@@ -102,11 +110,14 @@ class Answerer:
                 try:
                     conn.settimeout(_READ_TIMEOUT)
                     reply = self.answer(_read_request(conn))
-                    conn.sendall(reply.encode() + b"\n")
                 except OSError:
-                    continue  # the archiver gave up on us: it runs the command
+                    continue  # the module gave up or sent too much: it runs the command
+                except Exception as exc:  # a bug must not silence the socket: the module would wait
+                    reply = f"no: {type(exc).__name__}: {exc}"
                 finally:
                     self.asked_at = time.monotonic()
+                with contextlib.suppress(OSError):  # gone: the module runs the command
+                    conn.sendall(reply.encode() + b"\n")
                 if reply == "ok":
                     self.confirmed += 1
                 else:
@@ -125,10 +136,34 @@ class Answerer:
             return "no: not a WAL segment name"
         uploader = self.uploader
         if ahead_marks.identity(self.url, self.key_file) != uploader.ident:
-            uploader.replaced = True  # a new key at the same path: its calls no longer trust our markers
+            self.key_changed.set()  # a new key at the same path: its calls no longer trust our markers
             return "no: the key file changed"
-        found = ahead_marks.confirm(os.path.join(uploader.pg_wal, text), text, uploader.ident)
+        found = ahead_marks.confirm(os.path.join(uploader.pg_wal, text), text, uploader.ident, CLAIM_WAIT)
         return "no: not uploaded ahead" if found is None else "ok"
+
+
+def answerable(command: str, wal_path: str, wal_name: str) -> bool:
+    """Whether the module's `command`, expanded as PostgreSQL expands archive_command (%p, %f, %%), is
+    exactly this process's command line: one call, no shell syntax around it. Only then may the
+    uploader this call starts answer for the whole command (a `&&`, a redirection, a variable, a wrapper
+    script or an interpreter other than this one gives other words, and the answer is no)."""
+    expanded = []
+    i = 0
+    while i < len(command):
+        pair = command[i : i + 2]
+        if pair in ("%p", "%f", "%%"):
+            expanded.append({"%p": wal_path, "%f": wal_name, "%%": "%"}[pair])
+            i += 2
+        else:
+            expanded.append(command[i])
+            i += 1
+    try:
+        words = shlex.split("".join(expanded))
+    except ValueError:
+        return False
+    # The console script runs as `<python> <script> archive-wal ...`: its shebang adds the interpreter.
+    argv = list(sys.orig_argv)
+    return words in (argv, argv[1:])
 
 
 def _read_request(conn: socket.socket) -> bytes:

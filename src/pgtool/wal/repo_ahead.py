@@ -86,7 +86,7 @@ def parallelism(ahead: int, seg_size: int) -> int:
 
 
 def ensure_uploader(
-    pg_wal: str,
+    wal_path: str,
     own: str,
     url: str,
     key_file: str | None,
@@ -105,6 +105,7 @@ def ensure_uploader(
     parallel = parallelism(ahead, seg_size)
     if parallel == 0:
         return False
+    pg_wal = ahead_marks.pg_wal_of(wal_path)
     # An uploader for another repository or key (archive_command reloaded) sees this and stops.
     ahead_marks.want(pg_wal, ahead_marks.identity(url, key_file))
     if ahead_marks.uploader_running(pg_wal):
@@ -121,6 +122,15 @@ def ensure_uploader(
     argv += [str(sysid), str(seg_size), str(timeline), str(parallel), "1" if compress else "0"]
     # The same modules as this process (a venv, or the WAL bundle and the packages beside it).
     env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), IDENTITY_ENV: ident}
+    # pgtool's archive module ran this call: the uploader may answer it, but only when the module's
+    # command is exactly this call (ahead_socket.answerable); else it answers nothing, and the module
+    # runs its whole command for every segment.
+    module_command = os.environ.get(ahead_marks.MODULE_COMMAND_ENV, "")
+    if module_command:
+        from pgtool.wal.ahead_socket import answerable
+
+        exact = answerable(module_command, wal_path, own)
+        env[ahead_marks.MODULE_COMMAND_ENV] = module_command if exact else ""
     if key_file:
         env["PGTOOL_REPO_KEY_FILE"] = os.path.abspath(key_file)
     start_detached(argv, env=env)
@@ -166,7 +176,11 @@ class Uploader:
                 now = time.monotonic()
                 if self.answerer is not None:  # being asked by the archive module is not idleness
                     idle_since = max(idle_since, self.answerer.asked_at)
-                self.replaced = self.replaced or ahead_marks.wanted(self.pg_wal) not in (None, self.ident)
+                self.replaced = (
+                    self.replaced
+                    or ahead_marks.wanted(self.pg_wal) not in (None, self.ident)
+                    or (self.answerer is not None and self.answerer.key_changed.is_set())
+                )
                 stopping = (
                     self.problem is not None
                     or self.replaced

@@ -194,7 +194,7 @@ def archive_wal_repo(
                 # (None: the uploader is on it; the conditional create makes a second upload safe).
                 claim = ahead_marks.try_claim(pg_wal, wal_name)
                 started = repo_ahead.ensure_uploader(
-                    pg_wal,
+                    wal_path,
                     wal_name,
                     url,
                     key_file,

@@ -36,6 +36,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/interrupt.h"
 #include "storage/pmsignal.h"
 #include "utils/guc.h"
 #include "utils/wait_event.h"
@@ -52,11 +53,14 @@ PG_MODULE_MAGIC;
 #define UPLOADER_SOCKET "pg_wal/.pgtool-ahead/.sock"
 /* The command reaches the uploader through the environment of the calls that start it. */
 #define COMMAND_ENV "PGTOOL_ARCHIVE_MODULE_COMMAND"
+/* How long the request may take to go out: the uploader accepts at once when it runs at all. */
+#define CONNECT_TIMEOUT_S 2
 /*
- * How long to wait for the uploader's answer. It may be waiting for an upload of this very segment
- * (at most pgtool.wal.ahead_marks.CLAIM_WAIT, 120 s, as a call would); past this, run the command.
+ * How long to wait for the answer. The uploader may be finishing an upload of this very segment; it
+ * waits for that at most pgtool.wal.ahead_socket.CLAIM_WAIT (20 s) and then says no, so this is only
+ * reached when it is frozen; the command then runs (and waits for the upload itself, if one holds it).
  */
-#define ANSWER_TIMEOUT_S 150
+#define ANSWER_TIMEOUT_S 30
 
 static char *archive_command_text = NULL;
 
@@ -82,90 +86,145 @@ is_configured(void)
 	return archive_command_text != NULL && archive_command_text[0] != '\0';
 }
 
-/* Send all of buf; false on any error (the caller then runs the command). */
-static bool
-send_all(int fd, const char *buf, size_t len)
+typedef enum Answer
 {
-	while (len > 0)
-	{
-		ssize_t		n = send(fd, buf, len, MSG_NOSIGNAL);
+	STORED,						/* the uploader confirmed the segment */
+	NOT_STORED,					/* anything else: run the command */
+	STOPPING					/* the postmaster died or the archiver is told to stop: run nothing */
+} Answer;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		buf += n;
-		len -= (size_t) n;
-	}
-	return true;
+static bool
+stopping(void)
+{
+	return ShutdownRequestPending || !PostmasterIsAlive();
+}
+
+/* Milliseconds left until `deadline` (CLOCK_MONOTONIC), at most 1000: waits stay responsive. */
+static int
+slice_ms(const struct timespec *deadline)
+{
+	struct timespec now;
+	long		left;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left = (deadline->tv_sec - now.tv_sec) * 1000L + (deadline->tv_nsec - now.tv_nsec) / 1000000L;
+	return left <= 0 ? 0 : (int) Min(left, 1000L);
 }
 
 /*
- * Ask the uploader whether `file` is stored: true only for the exact answer "ok\n". The request is the
- * command, a NUL, the file name and a NUL; the uploader compares the command with the one it was
- * started for, so a reload to another repository or key is never answered from the old one.
+ * Wait until fd is ready for `events`, the deadline passes (false) or the archiver must stop (false,
+ * with *stop set). Retries EINTR: PostgreSQL's handlers restart system calls.
  */
 static bool
-uploader_stored(const char *file)
+wait_for(int fd, short events, const struct timespec *deadline, bool *stop)
+{
+	for (;;)
+	{
+		struct pollfd pfd = {.fd = fd,.events = events};
+		int			ms = slice_ms(deadline);
+		int			ready;
+
+		if (stopping())
+		{
+			*stop = true;
+			return false;
+		}
+		if (ms == 0)
+			return false;
+		ready = poll(&pfd, 1, ms);
+		if (ready > 0)
+			return true;
+		if (ready < 0 && errno != EINTR)
+			return false;
+	}
+}
+
+static void
+deadline_in(struct timespec *deadline, int seconds)
+{
+	clock_gettime(CLOCK_MONOTONIC, deadline);
+	deadline->tv_sec += seconds;
+}
+
+/*
+ * Ask the uploader whether `file` is stored: STORED only for the exact answer "ok\n". The request is
+ * the command, a NUL, the file name and a NUL; the uploader compares the command with the one it was
+ * started for, so a reload to another command is never answered from the old one. The socket is
+ * non-blocking throughout: a frozen uploader, or one whose listen queue is full, costs at most
+ * CONNECT_TIMEOUT_S + ANSWER_TIMEOUT_S, after which the command runs.
+ */
+static Answer
+ask_uploader(const char *file)
 {
 	struct sockaddr_un addr;
+	struct timespec deadline;
 	StringInfoData request;
 	char		reply[64];
 	size_t		got = 0;
-	time_t		deadline = time(NULL) + ANSWER_TIMEOUT_S;
-	bool		stored = false;
+	size_t		sent = 0;
+	bool		stop = false;
 	int			fd;
 
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return false;
+		return NOT_STORED;
 	memset(&addr, 0, sizeof(addr));
 	addr.sun_family = AF_UNIX;
 	strlcpy(addr.sun_path, UPLOADER_SOCKET, sizeof(addr.sun_path));
 	if (connect(fd, (struct sockaddr *) &addr, sizeof(addr)) != 0)
 	{
-		/* No uploader (ENOENT), or one that died (ECONNREFUSED): the usual case, not worth a line. */
+		/*
+		 * No uploader (ENOENT), one that died (ECONNREFUSED), or one not accepting (EAGAIN: a
+		 * non-blocking Unix socket does not wait for room in the listen queue). The usual case when
+		 * nothing runs ahead: not worth a line.
+		 */
 		close(fd);
-		return false;
+		return NOT_STORED;
 	}
 	initStringInfo(&request);
 	appendBinaryStringInfo(&request, archive_command_text, strlen(archive_command_text) + 1);
 	appendBinaryStringInfo(&request, file, strlen(file) + 1);
-	if (send_all(fd, request.data, request.len) && shutdown(fd, SHUT_WR) == 0)
+	deadline_in(&deadline, CONNECT_TIMEOUT_S);
+	while (sent < (size_t) request.len)
 	{
-		pgstat_report_wait_start(WAIT_EVENT_ARCHIVE_COMMAND);
-		while (got < sizeof(reply) - 1)
-		{
-			struct pollfd pfd = {.fd = fd,.events = POLLIN};
-			int			ready = poll(&pfd, 1, 1000);
-			ssize_t		n;
+		ssize_t		n = send(fd, request.data + sent, request.len - sent, MSG_NOSIGNAL);
 
-			if (ready < 0 && errno != EINTR)
+		if (n > 0)
+			sent += (size_t) n;
+		else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			break;
+		else if (!wait_for(fd, POLLOUT, &deadline, &stop))
+			break;
+	}
+	pfree(request.data);
+	if (sent == (size_t) request.len && shutdown(fd, SHUT_WR) == 0)
+	{
+		deadline_in(&deadline, ANSWER_TIMEOUT_S);
+		pgstat_report_wait_start(WAIT_EVENT_ARCHIVE_COMMAND);
+		while (got < sizeof(reply))
+		{
+			ssize_t		n = recv(fd, reply + got, sizeof(reply) - got, 0);
+
+			if (n > 0)
+				got += (size_t) n;
+			else if (n == 0)
+				break;			/* the uploader's answer is complete */
+			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				break;
-			if (ready <= 0)
-			{
-				if (!PostmasterIsAlive() || time(NULL) >= deadline)
-					break;
-				continue;
-			}
-			n = recv(fd, reply + got, sizeof(reply) - 1 - got, 0);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
+			else if (!wait_for(fd, POLLIN, &deadline, &stop))
 				break;
-			got += (size_t) n;
 		}
 		pgstat_report_wait_end();
-		reply[got] = '\0';
-		stored = strcmp(reply, "ok\n") == 0;
-		if (!stored)
-			ereport(DEBUG1,
-					(errmsg_internal("pgtool_archive: the uploader did not confirm \"%s\" (%s); running the command",
-									 file, got ? reply : "no answer")));
 	}
 	close(fd);
-	pfree(request.data);
-	return stored;
+	if (stop)
+		return STOPPING;
+	if (got == 3 && memcmp(reply, "ok\n", 3) == 0)
+		return STORED;
+	ereport(DEBUG1,
+			(errmsg_internal("pgtool_archive: the uploader did not confirm \"%s\" (%.*s); running the command",
+							 file, (int) got, got ? reply : "no answer")));
+	return NOT_STORED;
 }
 
 /* The command with %p, %f and %% replaced as archive_command's are. */
@@ -201,7 +260,7 @@ run_command(const char *file, const char *path)
 	char	   *command = expand_command(file, path);
 	int			rc;
 
-	/* Tell the call (and the uploader it may start) which command the module runs: see uploader_stored. */
+	/* Tell the call (and the uploader it may start) which command the module runs: see ask_uploader. */
 	if (setenv(COMMAND_ENV, archive_command_text, 1) != 0)
 		ereport(ERROR, (errmsg("could not set %s: %m", COMMAND_ENV)));
 	ereport(DEBUG3, (errmsg_internal("executing archive command \"%s\"", command)));
@@ -236,10 +295,16 @@ run_command(const char *file, const char *path)
 static bool
 archive_one(const char *file, const char *path)
 {
-	if (uploader_stored(file))
+	switch (ask_uploader(file))
 	{
-		ereport(DEBUG1, (errmsg_internal("pgtool_archive: \"%s\" confirmed by the uploader", file)));
-		return true;
+		case STORED:
+			ereport(DEBUG1, (errmsg_internal("pgtool_archive: \"%s\" confirmed by the uploader", file)));
+			return true;
+		case STOPPING:
+			/* As PostgreSQL's own loop: no new command once the archiver must stop. */
+			return false;
+		case NOT_STORED:
+			break;
 	}
 	return run_command(file, path);
 }
