@@ -19,6 +19,7 @@ crashes (immediate stop) and restarts. Then:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shlex
@@ -35,7 +36,15 @@ import pytest
 from wal_fault_support import DelayLine, Ledger, lsn_int, lsn_text
 
 import repo_servers
-from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, start_cluster
+from pgharness import (
+    binaries_for,
+    build_archive_module,
+    retry,
+    rmtree,
+    run_pgtool,
+    server_writable_dir,
+    start_cluster,
+)
 from pgtool.pg.cluster import LocalCluster
 from pgtool.recovery.recovery_config import control_minimums
 from pgtool.repo import open_repository
@@ -196,11 +205,9 @@ def archiver(cluster: LocalCluster) -> tuple[str | None, int, int]:
         return row.fetchone()
 
 
-@pytest.fixture(params=["s3", "azure"])
-def long_link(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def make_link(kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """(kind, server, line, url): a store of the test's own, reached by the primary, pgtool and the
     recovered copies only through a 20 ms round-trip DelayLine (the server's environment)."""
-    kind = request.param
     server = repo_servers.start_server(kind, tmp_path / "server")
     request.addfinalizer(server.stop)
     server.make_bucket(BUCKET)
@@ -213,11 +220,39 @@ def long_link(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytes
     return kind, server, line, f"{'s3' if kind == 's3' else 'azure'}://{BUCKET}/wal-faults"
 
 
+@pytest.fixture(params=["s3", "azure"])
+def long_link(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    return make_link(request.param, request, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def s3_link(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    return make_link("s3", request, tmp_path, monkeypatch)
+
+
 def test_killed_archivers_a_dead_store_and_a_crash_lose_nothing(long_link):
-    kind, server, line, url = long_link
+    lose_nothing(*long_link, module=None)
+
+
+def test_the_archive_module_under_the_same_faults_loses_nothing(s3_link):
+    """The same faults with archive_library = pgtool_archive: uploaders killed while they answer the
+    module (their sockets stay behind, refusing), the store cut mid-batch, the primary crashed."""
+    work = server_writable_dir("pgtool-wal-faults-module-")
+    try:
+        (work / "lib").mkdir()
+        (work / "lib").chmod(0o755)
+        lose_nothing(*s3_link, module=build_archive_module(15, work / "lib"))
+    finally:
+        rmtree(work)
+
+
+def lose_nothing(kind: str, server: Any, line: DelayLine, url: str, module: Path | None) -> None:
     work = server_writable_dir("pgtool-wal-faults-")
     command = f"{PGTOOL} archive-wal %p %f --repo {shlex.quote(url)}"  # --ahead: 8 by default here
     settings = {"archive_mode": "on", "archive_command": command, "wal_level": "replica"}
+    if module is not None:
+        settings.update(archive_command="", archive_library=str(module))
+        settings["pgtool_archive.command"] = command
     settings["synchronous_commit"] = "on"  # a committed ledger row survives the crash restart
     primary = start_cluster(15, settings=settings)
     copies: list[LocalCluster] = []
@@ -235,12 +270,19 @@ def test_killed_archivers_a_dead_store_and_a_crash_lose_nothing(long_link):
         # exits on them, so pg_stat_archiver does not count them), and pgtool uploaded ahead between.
         assert line.cuts >= 1 and line.reset + line.refused >= 1, vars(line)
         killer = mid["killer"]
-        assert killer.kills >= 3 and killer.ahead_kills >= 1 and killer.call_kills >= 1, vars(killer)
         log = primary.log_file.read_text()
-        # PostgreSQL logs a killed call as the shell's "exit code 137", or as "terminated by signal 9"
-        # when the process killed was the shell itself (its command line names archive-wal too)
-        assert "exit code 137" in log or "terminated by signal 9" in log, log[-3000:]
-        assert '"result": "archived ahead"' in log
+        if module is None:
+            assert killer.kills >= 3 and killer.ahead_kills >= 1 and killer.call_kills >= 1, vars(killer)
+            # PostgreSQL logs a killed call as the shell's "exit code 137", or as "terminated by signal
+            # 9" when the process killed was the shell itself (its command line names archive-wal too)
+            assert "exit code 137" in log or "terminated by signal 9" in log, log[-3000:]
+            assert '"result": "archived ahead"' in log
+        else:
+            # Calls are rare with the module (after an uploader died, or none answered): the kills that
+            # matter hit uploaders, some while they answered the module; the module confirmed segments.
+            assert killer.kills >= 2 and killer.ahead_kills >= 1, vars(killer)
+            ends = [json.loads(t[t.index("{") :]) for t in log.splitlines() if '"uploader finished"' in t]
+            assert sum(e.get("confirmed_for_module", 0) for e in ends) >= 10, ends
 
         # Every segment PostgreSQL counts as archived is in the repository and intact (read verified
         # straight from the server: the link's delay is not what this checks).
