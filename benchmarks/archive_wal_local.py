@@ -21,6 +21,14 @@ call (PYTHONDONTWRITEBYTECODE would otherwise make an editable checkout do exact
     bash benchmarks/setup-pgbackrest.sh
     python benchmarks/archive_wal_local.py --segments 24 --markdown /tmp/local.md
 
+Then (skip with --drain 0) the same comparison as PostgreSQL experiences it: a backlog of --drain
+segments per side, each drained by the server itself into a local repository, timed from the reload that
+sets the side's archiving until pg_stat_archiver counted them all, with the machine's CPU over the same
+window (/proc/stat): pgtool's archive_command; pgtool's archive module (`pgtool archive-module`,
+archive_library = pgtool_archive) with the same command plus `--ahead 2`, so that the uploader compresses
+and writes ahead on the other core while the archiver only waits for its answers; pgBackRest's
+archive-push zst-1 as archive_command.
+
 Goal: pgtool --repo DIR (zstd-1) costs at most 0.8x pgBackRest's archive-push zst-1 per segment, and the
 report gives it against the durable stdlib copy too.
 """
@@ -44,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import as_installed
 from archive_wal import REFERENCE
 from archive_wal_s3 import checkout_commit
-from wal_drain import PGBACKREST_CONF, make_backlog
+from wal_drain import PGBACKREST_CONF, build_module, drain, make_backlog
 
 ROOT = Path(__file__).resolve().parent.parent
 PGTOOL_Z = "pgtool --repo DIR (zstd-1, default)"
@@ -157,6 +165,76 @@ def report(
     return lines
 
 
+def machine_cpu() -> float:
+    """CPU seconds the machine spent busy (not idle, not waiting for I/O) since boot."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def drains(work: Path, count: int) -> list[str]:
+    """Per-segment wall and machine CPU of PostgreSQL draining `count` segments per side (docstring)."""
+    from pgtool.pg.command import run_as_prefix
+
+    module = build_module(work, None)
+    pgtool = Path(sys.executable).parent / "pgtool"
+    work.chmod(0o711)
+    results: dict[str, tuple[float, float, int]] = {}
+    labels = ["pgtool archive_command", "pgtool archive module, --ahead 2", "pgbackrest archive-push zst-1"]
+    for label in labels:
+        if "module" in label and module is None:
+            continue
+        cluster, names = make_backlog(count, {})
+        try:
+            repo = work / f"drain-{len(results)}"
+            repo.mkdir()
+            repo.chmod(0o777)
+            command = f"{pgtool} archive-wal %p %f --repo {repo}"
+            load = None
+            if label.startswith("pgbackrest"):
+                conf = repo / "pgbackrest.conf"
+                conf.write_text(
+                    PGBACKREST_CONF.format(
+                        work=repo,
+                        pgdata=cluster.data_dir,
+                        socket=cluster.socket_dir,
+                        port=cluster.port,  # type: ignore[attr-defined]
+                    )
+                )
+                base = ["pgbackrest", f"--config={conf}", "--stanza=bench"]
+                prefix = run_as_prefix(cluster.run_as)  # type: ignore[attr-defined]
+                subprocess.run([*prefix, *base, "stanza-create"], check=True, capture_output=True)
+                settings = {"archive_command": " ".join([*base, "--compress-type=zst", "--compress-level=1"])}
+                settings["archive_command"] += " archive-push %p"
+            elif "module" in label:
+                settings = {"pgtool_archive.command": command + " --ahead 2", "archive_library": str(module)}
+                load = str(module)
+            else:
+                settings = {"archive_command": command}
+            before = machine_cpu()
+            rate, _uploader = drain(cluster, names, settings, load=load)
+            spent = machine_cpu() - before
+            with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+                failed = int(conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0])
+            results[label] = (1 / rate, spent / len(names), failed)
+        finally:
+            cluster.cleanup()  # type: ignore[attr-defined]
+    ref_wall, ref_cpu, _ = results[labels[2]]
+    lines = [
+        "",
+        f"PostgreSQL draining {count} segments per side into a local repository (a backlog each):",
+        "",
+        "| side | ms/segment (wall) | / pgBackRest zst-1 | machine CPU ms/segment | / pgBackRest zst-1 "
+        "| failed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, (wall, cpu, failed) in results.items():
+        lines.append(
+            f"| {label} | {wall * 1000:.1f} | {wall / ref_wall:.2f} | {cpu * 1000:.1f} | {cpu / ref_cpu:.2f} "
+            f"| {failed} |"
+        )
+    return lines
+
+
 def pgbackrest_version() -> str:
     proc = subprocess.run(["pgbackrest", "version"], capture_output=True, text=True)
     return proc.stdout.strip() or "pgbackrest ?"
@@ -168,6 +246,9 @@ def main() -> int:
     )
     parser.add_argument("--segments", type=int, default=24, help="segments per side (default 24)")
     parser.add_argument("--baseline-src", type=Path, help="another pgtool checkout's src/ to compare")
+    parser.add_argument(
+        "--drain", type=int, default=60, help="segments per side drained by PostgreSQL (default 60; 0: skip)"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     args = parser.parse_args()
     trees = [ROOT / "src" / "pgtool"] + ([args.baseline_src / "pgtool"] if args.baseline_src else [])
@@ -187,6 +268,8 @@ def main() -> int:
     finally:
         cluster.cleanup()  # type: ignore[attr-defined]
     lines = report(times, cpu, len(segs), args.baseline_src)
+    if args.drain:
+        lines += drains(work, args.drain)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:

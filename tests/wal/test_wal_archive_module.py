@@ -9,6 +9,7 @@ cannot build with one line."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -104,13 +105,17 @@ def environment(monkeypatch):
     return put
 
 
-@pytest.mark.parametrize(("major", "kind"), [(15, "s3"), (18, "s3"), (18, "azure")])
+@pytest.mark.parametrize(("major", "kind"), [(15, "s3"), (18, "s3"), (18, "azure"), (15, "local")])
 def test_the_module_drains_a_backlog_through_the_uploader(
     major, kind, modules, request, tmp_path, environment
 ):
+    """Also into a local repository with an explicit --ahead: the uploader then compresses and writes
+    ahead on the other cores, and the archiver only waits for its answers."""
     backend = make_backend(kind, request, tmp_path)
     environment(backend)
     work = server_writable_dir("pgtool-module-drain-")
+    if kind == "local":  # where the server's user may write
+        backend = dataclasses.replace(backend, url=str(work / "repo"))
     cluster, names = _primary(major, work, 12)
     try:
         command = f"{PGTOOL} archive-wal %p %f --repo {shlex.quote(backend.url)} --ahead 4"
