@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import as_installed
 from archive_wal import REFERENCE
 from archive_wal_s3 import checkout_commit
-from wal_drain import PGBACKREST_CONF, build_module, drain, make_backlog
+from wal_drain import build_module, drain, make_backlog, pgbackrest_stanza, prepare_module
 
 ROOT = Path(__file__).resolve().parent.parent
 PGTOOL_Z = "pgtool --repo DIR (zstd-1, default)"
@@ -87,17 +87,7 @@ def sides(work: Path, cluster: object, baseline: Path | None) -> dict[str, tuple
     for label, extra in variants:
         stanza = work / f"pgbr-{len(out)}"
         stanza.mkdir()
-        conf = stanza / "pgbackrest.conf"
-        conf.write_text(
-            PGBACKREST_CONF.format(
-                work=stanza,
-                pgdata=cluster.data_dir,  # type: ignore[attr-defined]
-                socket=cluster.socket_dir,  # type: ignore[attr-defined]
-                port=cluster.port,  # type: ignore[attr-defined]
-            )
-        )
-        base = [pgbackrest, f"--config={conf}", "--stanza=bench"]
-        subprocess.run([*base, "stanza-create"], check=True, capture_output=True, env=env)
+        base = pgbackrest_stanza(stanza, cluster, env=env)
         out[label] = ([*base, *extra, "archive-push", "{seg}"], env)
     return out
 
@@ -191,23 +181,14 @@ def drains(work: Path, count: int) -> list[str]:
             command = f"{pgtool} archive-wal %p %f --repo {repo}"
             load = None
             if label.startswith("pgbackrest"):
-                conf = repo / "pgbackrest.conf"
-                conf.write_text(
-                    PGBACKREST_CONF.format(
-                        work=repo,
-                        pgdata=cluster.data_dir,
-                        socket=cluster.socket_dir,
-                        port=cluster.port,  # type: ignore[attr-defined]
-                    )
-                )
-                base = ["pgbackrest", f"--config={conf}", "--stanza=bench"]
                 prefix = run_as_prefix(cluster.run_as)  # type: ignore[attr-defined]
-                subprocess.run([*prefix, *base, "stanza-create"], check=True, capture_output=True)
-                settings = {"archive_command": " ".join([*base, "--compress-type=zst", "--compress-level=1"])}
-                settings["archive_command"] += " archive-push %p"
+                base = pgbackrest_stanza(repo, cluster, prefix=prefix)
+                zst = ["--compress-type=zst", "--compress-level=1", "archive-push", "%p"]
+                settings = {"archive_command": " ".join([*base, *zst])}
             elif "module" in label:
                 settings = {"pgtool_archive.command": command + " --ahead 2", "archive_library": str(module)}
                 load = str(module)
+                prepare_module(cluster, load)
             else:
                 settings = {"archive_command": command}
             before = machine_cpu()

@@ -134,16 +134,11 @@ def drain(
     (ALTER SYSTEM; `load`: a library to LOAD first, so that its custom settings are known) until
     pg_stat_archiver counted the whole backlog. One session polls (a connection per poll would cost the
     machine a backend's start-up every 20 ms)."""
-    from psycopg import sql
-
     with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
         conn.autocommit = True
         query = "SELECT archived_count FROM pg_stat_archiver"
         before = int(conn.execute(query).fetchone()[0])
-        if load:
-            conn.execute(sql.SQL("LOAD {}").format(sql.Literal(load)))
-        for name, value in settings.items():
-            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        reconfigure(conn, settings, load)
         uploaders: dict[int, float] = {}
         t0 = time.perf_counter()
         conn.execute("SELECT pg_reload_conf()")
@@ -160,6 +155,42 @@ def drain(
         with contextlib.suppress(OSError):
             uploaders[pid] = process_cpu(pid)
     return len(names) / elapsed, sum(uploaders.values())
+
+
+def prepare_module(cluster: object, library: str) -> None:
+    """Load pgtool's archive module with its command empty ("not configured", as archive_command is
+    empty for the backlog) and wait for the archiver that loads it, before any clock starts. A new
+    archive_library restarts the archiver, and PostgreSQL 15's postmaster starts the new one only on its
+    next loop: up to a minute on a quiet server (each poll's connection here wakes it). The drain's
+    reload then sets the command, which wakes that archiver at once, as it wakes archive_command's."""
+    module = {"archive_library": library, "pgtool_archive.command": ""}
+    archiver = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'"
+    with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+        conn.autocommit = True
+        old = conn.execute(archiver).fetchone()
+        reconfigure(conn, module, library)
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 120
+    while True:
+        with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+            new = conn.execute(archiver).fetchone()
+        if new is not None and new != old:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("benchmark: the archiver did not restart with the archive module")
+        time.sleep(0.2)
+
+
+def reconfigure(conn: object, settings: dict[str, str], load: str | None) -> None:
+    """ALTER SYSTEM each setting (after LOADing `load`, so that its custom settings are known); the
+    caller reloads."""
+    from psycopg import sql
+
+    if load:
+        conn.execute(sql.SQL("LOAD {}").format(sql.Literal(load)))  # type: ignore[attr-defined]
+    for name, value in settings.items():
+        statement = sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+        conn.execute(statement)  # type: ignore[attr-defined]
 
 
 def uploader_pids(cluster: object) -> list[int]:
@@ -322,6 +353,25 @@ pg1-user=postgres
 """
 
 
+def pgbackrest_stanza(
+    stanza: Path, cluster: object, *, prefix: list[str] | None = None, env: dict[str, str] | None = None
+) -> list[str]:
+    """pgBackRest's argv (config, stanza) for a posix repository in `stanza`, created for `cluster`;
+    `prefix` runs stanza-create as another user (the server's, when the repository is the server's)."""
+    conf = stanza / "pgbackrest.conf"
+    conf.write_text(
+        PGBACKREST_CONF.format(
+            work=stanza,
+            pgdata=cluster.data_dir,  # type: ignore[attr-defined]
+            socket=cluster.socket_dir,  # type: ignore[attr-defined]
+            port=cluster.port,  # type: ignore[attr-defined]
+        )
+    )
+    base = ["pgbackrest", f"--config={conf}", "--stanza=bench"]
+    subprocess.run([*(prefix or []), *base, "stanza-create"], check=True, capture_output=True, env=env)
+    return base
+
+
 def local_costs(cluster: object, names: list[str], work: Path, count: int) -> list[str]:
     """Per-segment wall time of a fresh process archiving into local disk, sides rotated per segment:
     pgtool --repo DIR (zstd-1 default, and --compress none), a durable stdlib copy (python3 -S, as in
@@ -374,17 +424,7 @@ def local_costs(cluster: object, names: list[str], work: Path, count: int) -> li
         ):
             stanza = work / f"pgbr-{len(sides)}"
             stanza.mkdir()
-            conf = stanza / "pgbackrest.conf"
-            conf.write_text(
-                PGBACKREST_CONF.format(
-                    work=stanza,
-                    pgdata=cluster.data_dir,
-                    socket=cluster.socket_dir,
-                    port=cluster.port,  # type: ignore[attr-defined]
-                )
-            )
-            base = [pgbackrest, f"--config={conf}", "--stanza=bench"]
-            subprocess.run([*base, "stanza-create"], check=True, capture_output=True, env=env)
+            base = pgbackrest_stanza(stanza, cluster, env=env)
             sides[f"pgbackrest archive-push {label}"] = [*base, *extra, "archive-push", "{seg}"]
     times: dict[str, list[float]] = {k: [] for k in sides}
     for i, seg in enumerate(sorted(segs.iterdir())):
@@ -490,6 +530,7 @@ def main() -> int:
                 "pgtool_archive.command": command + "/pgtool-module",
                 "archive_library": str(module),
             }
+            prepare_module(cluster, str(module))
             with Cpu(moto.pid) as cpu_module:
                 module_rate, module_uploader = drain(cluster, module_names, settings, load=str(module))
             with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]

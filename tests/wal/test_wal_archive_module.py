@@ -77,6 +77,13 @@ def _primary(major: int, work: Path, segments: int) -> tuple[LocalCluster, list[
     return cluster, names
 
 
+def _server_dir(path: Path) -> Path:
+    """A directory the server's user writes into (its archive commands do)."""
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
 def _archiver(cluster: LocalCluster) -> tuple[int, int]:
     with cluster.connect(pin="off") as conn:
         return conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
@@ -271,9 +278,7 @@ def test_the_command_runs_as_archive_command_would(major, modules):
     PostgreSQL expands archive_command, failures logged and counted as PostgreSQL logs them, an unset
     command reported as archiving not configured."""
     work = server_writable_dir("pgtool-module-command-")
-    out = work / "out"
-    out.mkdir()
-    out.chmod(0o777)
+    out = _server_dir(work / "out")
     cluster, names = _primary(major, work, 2)
     try:
         command = f"cp %p {out}/%f && printf '%%s' %f > {out}/%f.name"
@@ -326,9 +331,7 @@ def test_a_command_beyond_one_call_runs_whole_for_every_segment(modules, request
     backend = make_backend("s3", request, tmp_path)
     environment(backend)
     work = server_writable_dir("pgtool-module-chain-")
-    copies = work / "copies"
-    copies.mkdir()
-    copies.chmod(0o777)
+    copies = _server_dir(work / "copies")
     cluster, names = _primary(15, work, 8)
     try:
         command = f"{PGTOOL} archive-wal %p %f --repo {backend.url} --ahead 4 && cp %p {copies}/%f"
@@ -398,9 +401,7 @@ def _owner(path: Path) -> tuple[int, int]:
 
 def test_a_frozen_uploader_costs_the_answer_timeout_then_the_command_runs(modules):
     work = server_writable_dir("pgtool-module-frozen-")
-    out = work / "out"
-    out.mkdir()
-    out.chmod(0o777)
+    out = _server_dir(work / "out")
     cluster, names = _primary(18, work, 1)
     silent = _Silent(cluster)
     try:
@@ -422,9 +423,7 @@ def test_no_command_runs_once_the_postmaster_is_gone(modules):
     """While the module waits for the uploader, the postmaster dies: the archiver exits without
     running the command (as PostgreSQL's own loop starts none after the postmaster died)."""
     work = server_writable_dir("pgtool-module-orphan-")
-    out = work / "out"
-    out.mkdir()
-    out.chmod(0o777)
+    out = _server_dir(work / "out")
     cluster, names = _primary(15, work, 1)
     silent = _Silent(cluster)
     try:
