@@ -11,8 +11,9 @@
  * What it decides: nothing. "ok" comes from the uploader's `pgtool.wal.ahead_socket`, which answers
  * with the same check every archive-wal call makes (`ahead_marks.confirm`: a marker written after the
  * store acknowledged the upload, whose SHA-256 equals the segment PostgreSQL holds now, for the
- * repository and key the command names). Anything else (no uploader, another command, a timeout, a
- * malformed reply) runs the command. So this file holds no policy and no cryptography; it is the
+ * repository and key the command names), and only when the command is exactly one archive-wal call
+ * (`ahead_socket.answerable`: a chained command, say `... && cp %p elsewhere`, is never answered).
+ * Anything else (no uploader, another command, a timeout, a malformed reply) runs the command. So this file holds no policy and no cryptography; it is the
  * transport of a yes, and PostgreSQL's shell_archive when the answer is not yes.
  *
  * Settings (postgresql.conf, reload to change):
