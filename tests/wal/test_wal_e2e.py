@@ -10,26 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pgharness import binaries_for, retry, rmtree, server_writable_dir
+from pgharness import archiver_stats, binaries_for, retry, rmtree, server_writable_dir, switch_segments
 from pgtool.pg.cluster import LocalCluster
 from pgtool.wal.archive import SYSTEM_ID_FILE, TEMP_PREFIX, list_archive
 from pgtool.wal_bundle import server_command
 
 PGTOOL = Path(sys.executable).parent / "pgtool"
-
-
-def archiver_stats(cluster: LocalCluster) -> tuple[int, int]:
-    with cluster.connect(pin="off") as conn:
-        return conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
-
-
-def switch_wal(cluster: LocalCluster) -> str:
-    with cluster.connect(pin="off") as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS e2e(x int)")
-        conn.execute("INSERT INTO e2e SELECT generate_series(1, 500)")
-        name = conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0]
-        conn.execute("SELECT pg_switch_wal()")
-        return name
 
 
 @pytest.mark.parametrize("major", [15, 18])
@@ -47,7 +33,7 @@ def test_server_archives_through_pgtool_and_counts_failures(major, compress):
     )
     try:
         cluster.init().start()
-        names = [switch_wal(cluster) for _ in range(3)]
+        names = switch_segments(cluster, 3, table="e2e", rows=500)
         retry(lambda: archiver_stats(cluster)[0] >= 3, timeout=60)
         archived = {f.name for f in list_archive(str(archive_dir))}
         assert set(names) <= archived
@@ -88,7 +74,7 @@ def test_server_archives_through_pgtool_and_counts_failures(major, compress):
         os.chown(archive_dir, 0, 0)
         archive_dir.chmod(0o755)
         before = archiver_stats(cluster)
-        switch_wal(cluster)
+        switch_segments(cluster, 1, table="e2e", rows=500)
         retry(lambda: archiver_stats(cluster)[1] > before[1], timeout=60)
         assert archiver_stats(cluster)[0] == before[0]
         assert not [p for p in archive_dir.iterdir() if p.name.startswith(TEMP_PREFIX)]

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir
+from pgharness import (
+    archiver_stats,
+    binaries_for,
+    retry,
+    rmtree,
+    run_pgtool,
+    server_writable_dir,
+    switch_segments,
+)
 from pgtool.pg.cluster import LocalCluster
 from pgtool.repo import wal_name as wal_object
 from pgtool.wal.repo_archive import SYSTEM_ID_OBJECT, RepoWal
@@ -188,22 +196,9 @@ def test_a_real_server_archives_into_object_storage(kind, request, tmp_path, mon
             monkeypatch.setenv(key, value)
     try:
         cluster.init().start()
-        names = []
-        for _ in range(3):
-            with cluster.connect(pin="off") as conn:
-                conn.execute("CREATE TABLE IF NOT EXISTS t(x int)")
-                conn.execute("INSERT INTO t SELECT generate_series(1, 500)")
-                names.append(
-                    conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0]
-                )
-                conn.execute("SELECT pg_switch_wal()")
-
-        def stats():
-            with cluster.connect(pin="off") as conn:
-                return conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
-
-        retry(lambda: stats()[0] >= 3, timeout=60)
-        assert stats()[1] == 0
+        names = switch_segments(cluster, 3, rows=500)
+        retry(lambda: archiver_stats(cluster)[0] >= 3, timeout=60)
+        assert archiver_stats(cluster)[1] == 0
         listed = {f.name for f in RepoWal(backend.open(create=False)).list_archive()}
         assert set(names) <= listed
         for name in names:

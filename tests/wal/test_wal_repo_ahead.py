@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from pgharness import binaries_for, retry, rmtree, run_pgtool, server_writable_dir, set_archive_command
+from pgharness import (
+    archiver_stats,
+    binaries_for,
+    retry,
+    rmtree,
+    run_pgtool,
+    server_writable_dir,
+    set_archive_command,
+    switch_segments,
+)
 from pgtool.pg.cluster import LocalCluster
 from pgtool.repo import wal_name as wal_object
 from pgtool.wal import ahead_marks
@@ -26,22 +35,6 @@ from pgtool.wal.repo_archive import RepoWal
 from repo_backends import make_backend
 
 PGTOOL = Path(sys.executable).parent / "pgtool"
-
-
-def _switch(cluster: LocalCluster, count: int) -> list[str]:
-    names = []
-    with cluster.connect(pin="off") as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS t(x int)")
-        for _ in range(count):
-            conn.execute("INSERT INTO t SELECT generate_series(1, 200)")
-            names.append(conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()[0])
-            conn.execute("SELECT pg_switch_wal()")
-    return names
-
-
-def _stats(cluster: LocalCluster) -> tuple[int, int]:
-    with cluster.connect(pin="off") as conn:
-        return conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def backlog(request, tmp_path, monkeypatch):
     )
     cluster.init().start()
     try:
-        names = _switch(cluster, 10)
+        names = switch_segments(cluster, 10)
         yield cluster, backend, names
     finally:
         cluster.stop()
@@ -85,8 +78,8 @@ def test_a_backlog_drains_ahead_and_every_segment_is_stored_intact(backlog):
     ready = sorted(p.name for p in (cluster.data_dir / "pg_wal" / "archive_status").iterdir())
     assert len([r for r in ready if r.endswith(".ready")]) >= 10
     set_archive_command(cluster, f"{PGTOOL} archive-wal %p %f --repo {shlex.quote(backend.url)} --ahead 4")
-    retry(lambda: _stats(cluster)[0] >= 10, timeout=120)
-    assert _stats(cluster)[1] == 0
+    retry(lambda: archiver_stats(cluster)[0] >= 10, timeout=120)
+    assert archiver_stats(cluster)[1] == 0
     archive = RepoWal(backend.open(create=False))
     stored = {f.name: f for f in archive.list_archive()}
     for name in names:
