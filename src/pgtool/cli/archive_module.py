@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,14 +41,16 @@ def archive_module(
     from pgtool.cli.runner import run_command
 
     def body(_report: object) -> int:
-        from pgtool.pg.binaries import find
+        from pgtool.errors import BinaryNotFoundError
+        from pgtool.pg.binaries import find, pgtool_executable
         from pgtool.wal.module import build, settings
 
         binaries = find(pg_bindir)
         built = build(binaries.path("pg_config"), output_dir=output, include_dir=include_dir)
-        script = Path(sys.executable).with_name("pgtool")
-        found = str(script) if script.exists() else shutil.which("pgtool")
-        words = [found] if found else [sys.executable, "-m", "pgtool"]
+        try:
+            words = [pgtool_executable()]  # what archive_command names elsewhere in pgtool
+        except BinaryNotFoundError:
+            words = [sys.executable, "-m", "pgtool"]
         # Shell-quoted, then % doubled: PostgreSQL expands %p, %f and %% before the shell reads it.
         quoted = [shlex.quote(w).replace("%", "%%") for w in words]
         target = shlex.quote(repo or "s3://BUCKET/PREFIX").replace("%", "%%")

@@ -68,7 +68,7 @@ def check_settings(result: CheckResult, settings: dict[str, str], role: str, arc
         f"ALTER SYSTEM SET wal_level = replica; {RESTART}",
     )
     library = settings.get("archive_library", "")
-    if library and is_pgtool_module(library):
+    if is_pgtool_module(library):
         result.add(
             "archive_library",
             OK,
