@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import as_installed
 from archive_wal import REFERENCE
 from archive_wal_s3 import checkout_commit
-from wal_drain import build_module, drain, make_backlog, pgbackrest_stanza, prepare_module
+from wal_drain import build_module, drain, machine_cpu, make_backlog, pgbackrest_stanza, prepare_module
 
 ROOT = Path(__file__).resolve().parent.parent
 PGTOOL_Z = "pgtool --repo DIR (zstd-1, default)"
@@ -155,12 +155,6 @@ def report(
     return lines
 
 
-def machine_cpu() -> float:
-    """CPU seconds the machine spent busy (not idle, not waiting for I/O) since boot."""
-    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def drains(work: Path, count: int) -> list[str]:
     """Per-segment wall and machine CPU of PostgreSQL draining `count` segments per side (docstring)."""
     from pgtool.pg.command import run_as_prefix
@@ -191,10 +185,10 @@ def drains(work: Path, count: int) -> list[str]:
                 prepare_module(cluster, load)
             else:
                 settings = {"archive_command": command}
-            before = machine_cpu()
+            before = machine_cpu()[0]
             rate, _uploader = drain(cluster, names, settings, load=load)
-            spent = machine_cpu() - before
-            with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+            spent = machine_cpu()[0] - before
+            with cluster.connect() as conn:  # type: ignore[attr-defined]
                 failed = int(conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0])
             results[label] = (1 / rate, spent / len(names), failed)
         finally:

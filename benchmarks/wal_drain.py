@@ -70,15 +70,15 @@ def make_backlog(count: int, env: dict[str, str]) -> tuple[object, list[str]]:
     settings["autovacuum"] = "off"
     cluster = LocalCluster(binaries.find(), settings=settings)
     cluster.init().start()
-    with cluster.connect(pin="off") as conn:
+    with cluster.connect() as conn:  # search_path pinned: the table's name is qualified
         conn.autocommit = True
-        conn.execute("CREATE TABLE fill (id bigint, payload text)")
+        conn.execute("CREATE TABLE public.fill (id bigint, payload text)")
         while True:
             ready = len(ready_names(cluster))
             if ready >= count:
                 break
             conn.execute(
-                "INSERT INTO fill SELECT g, md5(random()::text) || md5(random()::text) "
+                "INSERT INTO public.fill SELECT g, md5(random()::text) || md5(random()::text) "
                 "FROM generate_series(1, 100000) g"
             )
         conn.execute("CHECKPOINT")
@@ -90,9 +90,11 @@ def ready_names(cluster: object) -> list[str]:
     return sorted(p.name[:-6] for p in status.iterdir() if p.name.endswith(".ready") and len(p.name) == 30)
 
 
-def archived_count(cluster: object) -> int:
-    with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
-        return int(conn.execute("SELECT archived_count FROM pg_stat_archiver").fetchone()[0])
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds of the whole machine since boot: (busy, total); idle and I/O wait are not busy."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - fields[3] - fields[4]) / tick, sum(fields) / tick
 
 
 class Cpu:
@@ -103,18 +105,13 @@ class Cpu:
         self.moto_pid = moto_pid
         self.busy = self.moto = self.here = 0.0
 
-    @staticmethod
-    def _machine() -> tuple[float, float]:
-        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return sum(fields) - fields[3] - fields[4], sum(fields)  # busy, total (idle and iowait not busy)
-
     def __enter__(self) -> Cpu:
-        self._start = (self._machine(), process_cpu(self.moto_pid), time.process_time())
+        self._start = (machine_cpu(), process_cpu(self.moto_pid), time.process_time())
         return self
 
     def __exit__(self, *exc: object) -> None:
         (busy0, total0), moto0, here0 = self._start
-        busy1, total1 = self._machine()
+        busy1, total1 = machine_cpu()
         self.busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
         self.moto = process_cpu(self.moto_pid) - moto0
         self.here = time.process_time() - here0
@@ -133,8 +130,8 @@ def drain(
     """(segments/s, CPU seconds of the uploader running ahead) from the reload that sets `settings`
     (ALTER SYSTEM; `load`: a library to LOAD first, so that its custom settings are known) until
     pg_stat_archiver counted the whole backlog. One session polls (a connection per poll would cost the
-    machine a backend's start-up every 20 ms)."""
-    with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+    machine a backend's start-up every 20 ms). Sessions pin the search_path, as pgtool's do."""
+    with cluster.connect() as conn:  # type: ignore[attr-defined]
         conn.autocommit = True
         query = "SELECT archived_count FROM pg_stat_archiver"
         before = int(conn.execute(query).fetchone()[0])
@@ -165,14 +162,14 @@ def prepare_module(cluster: object, library: str) -> None:
     reload then sets the command, which wakes that archiver at once, as it wakes archive_command's."""
     module = {"archive_library": library, "pgtool_archive.command": ""}
     archiver = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'"
-    with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+    with cluster.connect() as conn:  # type: ignore[attr-defined]
         conn.autocommit = True
         old = conn.execute(archiver).fetchone()
         reconfigure(conn, module, library)
         conn.execute("SELECT pg_reload_conf()")
     deadline = time.monotonic() + 120
     while True:
-        with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+        with cluster.connect() as conn:  # type: ignore[attr-defined]
             new = conn.execute(archiver).fetchone()
         if new is not None and new != old:
             return
@@ -512,7 +509,7 @@ def main() -> int:
         command = f"{Path(sys.executable).parent / 'pgtool'} archive-wal %p %f --repo s3://{BUCKET}"
         with Cpu(moto.pid) as cpu_drain:
             drain_rate, drain_uploader = drain(cluster, names, {"archive_command": command + "/pgtool"})
-        with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+        with cluster.connect() as conn:  # type: ignore[attr-defined]
             failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
         log = Path(cluster.log_file)  # type: ignore[attr-defined]
         uploader_finished(log)
@@ -533,7 +530,7 @@ def main() -> int:
             prepare_module(cluster, str(module))
             with Cpu(moto.pid) as cpu_module:
                 module_rate, module_uploader = drain(cluster, module_names, settings, load=str(module))
-            with cluster.connect(pin="off") as conn:  # type: ignore[attr-defined]
+            with cluster.connect() as conn:  # type: ignore[attr-defined]
                 module_failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
             log = Path(cluster.log_file)  # type: ignore[attr-defined]
             uploader_finished(log)
