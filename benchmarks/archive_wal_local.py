@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import as_installed
 from archive_wal import REFERENCE
 from archive_wal_s3 import checkout_commit
-from wal_drain import build_module, drain, machine_cpu, make_backlog, pgbackrest_stanza, prepare_module
+from wal_drain import build_module, drain, load_module, machine_cpu, make_backlog, pgbackrest_stanza
 
 ROOT = Path(__file__).resolve().parent.parent
 PGTOOL_Z = "pgtool --repo DIR (zstd-1, default)"
@@ -179,10 +179,10 @@ def drains(work: Path, count: int) -> list[str]:
                 base = pgbackrest_stanza(repo, cluster, prefix=prefix)
                 zst = ["--compress-type=zst", "--compress-level=1", "archive-push", "%p"]
                 settings = {"archive_command": " ".join([*base, *zst])}
-            elif "module" in label:
-                settings = {"pgtool_archive.command": command + " --ahead 2", "archive_library": str(module)}
+            elif "module" in label and module is not None:
+                load_module(cluster, module)
+                settings = {"pgtool_archive.command": command + " --ahead 2"}
                 load = str(module)
-                prepare_module(cluster, load)
             else:
                 settings = {"archive_command": command}
             before = machine_cpu()[0]

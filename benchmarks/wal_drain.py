@@ -45,6 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "wal"))  # the DelayLine the fault tests use
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' way to switch a server to the archive module
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import as_installed  # noqa: E402
 from archive_wal import REFERENCE  # noqa: E402
@@ -154,28 +155,15 @@ def drain(
     return len(names) / elapsed, sum(uploaders.values())
 
 
-def prepare_module(cluster: object, library: str) -> None:
+def load_module(cluster: object, library: Path) -> None:
     """Load pgtool's archive module with its command empty ("not configured", as archive_command is
-    empty for the backlog) and wait for the archiver that loads it, before any clock starts. A new
-    archive_library restarts the archiver, and PostgreSQL 15's postmaster starts the new one only on its
-    next loop: up to a minute on a quiet server (each poll's connection here wakes it). The drain's
-    reload then sets the command, which wakes that archiver at once, as it wakes archive_command's."""
-    module = {"archive_library": library, "pgtool_archive.command": ""}
-    archiver = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'"
-    with cluster.connect() as conn:  # type: ignore[attr-defined]
-        conn.autocommit = True
-        old = conn.execute(archiver).fetchone()
-        reconfigure(conn, module, library)
-        conn.execute("SELECT pg_reload_conf()")
-    deadline = time.monotonic() + 120
-    while True:
-        with cluster.connect() as conn:  # type: ignore[attr-defined]
-            new = conn.execute(archiver).fetchone()
-        if new is not None and new != old:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit("benchmark: the archiver did not restart with the archive module")
-        time.sleep(0.2)
+    empty for the backlog), before any clock starts: a new archive_library restarts the archiver, which
+    PostgreSQL 15's postmaster does only on its next loop (up to a minute on a quiet server; the tests'
+    set_archive_module waits for it). The drain's reload then sets the command, which wakes that
+    archiver at once, as it wakes archive_command's."""
+    from pgharness import set_archive_module
+
+    set_archive_module(cluster, library, "")
 
 
 def reconfigure(conn: object, settings: dict[str, str], load: str | None) -> None:
@@ -523,11 +511,8 @@ def main() -> int:
             print(f"building a second backlog of {args.segments} segments ...", flush=True)
             cluster, module_names = make_backlog(args.segments, env)
             print("pgtool drains it through its archive module ...", flush=True)
-            settings = {
-                "pgtool_archive.command": command + "/pgtool-module",
-                "archive_library": str(module),
-            }
-            prepare_module(cluster, str(module))
+            settings = {"pgtool_archive.command": command + "/pgtool-module"}
+            load_module(cluster, module)
             with Cpu(moto.pid) as cpu_module:
                 module_rate, module_uploader = drain(cluster, module_names, settings, load=str(module))
             with cluster.connect() as conn:  # type: ignore[attr-defined]
