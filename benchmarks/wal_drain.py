@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import as_installed  # noqa: E402
 from archive_wal import REFERENCE  # noqa: E402
 from archive_wal_s3 import BARMAN, BUCKET, barman_version, checkout_commit, moto_version, start_moto  # noqa: E402
-from wal_fault_support import DelayLine  # noqa: E402
+from wal_fault_support import DelayLine, uploader_pids  # noqa: E402
 
 SEG = 16 * 1024 * 1024
 
@@ -132,6 +132,7 @@ def drain(
     (ALTER SYSTEM; `load`: a library to LOAD first, so that its custom settings are known) until
     pg_stat_archiver counted the whole backlog. One session polls (a connection per poll would cost the
     machine a backend's start-up every 20 ms). Sessions pin the search_path, as pgtool's do."""
+    pg_wal = Path(cluster.data_dir) / "pg_wal"  # type: ignore[attr-defined]
     with cluster.connect() as conn:  # type: ignore[attr-defined]
         conn.autocommit = True
         query = "SELECT archived_count FROM pg_stat_archiver"
@@ -144,12 +145,12 @@ def drain(
             # pg_stat_archiver is a snapshot per transaction; autocommit: each poll sees a fresh one
             if int(conn.execute(query).fetchone()[0]) >= before + len(names):
                 break
-            for pid in uploader_pids(cluster):
+            for pid in uploader_pids(pg_wal):
                 with contextlib.suppress(OSError):
                     uploaders[pid] = process_cpu(pid)
             time.sleep(0.02)
         elapsed = time.perf_counter() - t0
-    for pid in uploader_pids(cluster):  # the uploader outlives the drain by its idle wait
+    for pid in uploader_pids(pg_wal):  # the uploader outlives the drain by its idle wait
         with contextlib.suppress(OSError):
             uploaders[pid] = process_cpu(pid)
     return len(names) / elapsed, sum(uploaders.values())
@@ -176,18 +177,6 @@ def reconfigure(conn: object, settings: dict[str, str], load: str | None) -> Non
     for name, value in settings.items():
         statement = sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
         conn.execute(statement)  # type: ignore[attr-defined]
-
-
-def uploader_pids(cluster: object) -> list[int]:
-    needle = str(Path(cluster.data_dir) / "pg_wal").encode()  # type: ignore[attr-defined]
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-                if b"pgtool.wal.repo_ahead" in cmdline and needle in cmdline:
-                    found.append(int(entry))
-    return found
 
 
 def process_cpu(pid: int) -> float:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wal_fault_support import uploader_pids
 
 from pgharness import (
     SERVER_HEADERS,
@@ -160,8 +161,8 @@ def test_a_killed_uploader_leaves_the_module_to_run_its_command(modules, request
     try:
         set_archive_module(cluster, modules[15], f"{PGTOOL} archive-wal %p %f --repo {backend.url} --ahead 2")
         retry(lambda: sock.exists() and archiver_stats(cluster)[0] >= 2, timeout=120, interval=0.01)
-        pid = retry(lambda: _uploader_pid(cluster), timeout=30, interval=0.01)
-        os.kill(pid, signal.SIGKILL)
+        pids = retry(lambda: uploader_pids(cluster.data_dir / "pg_wal"), timeout=30, interval=0.01)
+        os.kill(pids[0], signal.SIGKILL)
         killed_at = archiver_stats(cluster)[0]
         assert killed_at < len(names), "the uploader must die mid-backlog"
         retry(lambda: archiver_stats(cluster)[0] >= len(names), timeout=180)
@@ -175,19 +176,6 @@ def test_a_killed_uploader_leaves_the_module_to_run_its_command(modules, request
     finally:
         cluster.cleanup()
         rmtree(work)
-
-
-def _uploader_pid(cluster: LocalCluster) -> int | None:
-    needle = str(cluster.data_dir / "pg_wal").encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"pgtool.wal.repo_ahead" in cmdline and needle in cmdline:
-                return int(entry)
-    return None
 
 
 def _ask(path: Path, request: bytes) -> str:

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import os
 import socket
 import struct
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -216,3 +218,16 @@ class Ledger:
     def last_before(self, limit: int) -> int:
         """The newest row whose recorded position is at most `limit` (0 when none)."""
         return max((i for i, lsn in self.after.items() if lsn <= limit), default=0)
+
+
+def uploader_pids(pg_wal: Path) -> list[int]:
+    """The pids of the uploaders running ahead (`pgtool.wal.repo_ahead`) for this pg_wal, from /proc."""
+    needle = str(pg_wal).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                if b"pgtool.wal.repo_ahead" in cmdline and needle in cmdline:
+                    found.append(int(entry))
+    return found
