@@ -94,13 +94,10 @@ def _compiler(configured: str) -> str:
 
 def settings(built: Built, command: str) -> str:
     """The postgresql.conf lines that load the module (by path: no copy into the server's libdir needed)."""
+    from pgtool.pg.cluster import quote_setting
+
     return (
-        f"archive_library = {_quoted(str(built.path))}\n"
+        f"archive_library = {quote_setting(str(built.path))}\n"
         "archive_command = ''\n"
-        f"pgtool_archive.command = {_quoted(command)}\n"
+        f"pgtool_archive.command = {quote_setting(command)}\n"
     )
-
-
-def _quoted(value: str) -> str:
-    """A postgresql.conf string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
