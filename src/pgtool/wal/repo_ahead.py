@@ -106,16 +106,16 @@ def ensure_uploader(
     if parallel == 0:
         return False
     pg_wal = ahead_marks.pg_wal_of(wal_path)
+    # Resolved here, in PostgreSQL's working directory (the data directory): the uploader runs in /.
+    ident = ahead_marks.identity(url, key_file)
     # An uploader for another repository or key (archive_command reloaded) sees this and stops.
-    ahead_marks.want(pg_wal, ahead_marks.identity(url, key_file))
+    ahead_marks.want(pg_wal, ident)
     if ahead_marks.uploader_running(pg_wal):
         return False
     if not [n for n in followers(pg_wal, timeline, seg_size, 2) if n != own]:
         return False  # only the caller's own segment is ready: nothing to run ahead of
     from pgtool.pg.detached import start_detached
 
-    # Resolved here, in PostgreSQL's working directory (the data directory): the uploader runs in /.
-    ident = ahead_marks.identity(url, key_file)
     if not url.startswith(("s3://", "azure://")):
         url = os.path.abspath(url[len("file://") :] if url.startswith("file://") else url)
     argv = [sys.executable, "-m", "pgtool.wal.repo_ahead", pg_wal, url]
